@@ -1,0 +1,29 @@
+# Set-up is pip + venv on purpose: torch==2.13.0 must come from the local CPU wheel first (uv/poetry would
+# pull a multi-GB CUDA build). Every target sets up what it needs; re-running skips what is done.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/mosaicrec demo
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/cf_peers.py
+
+clean:
+	rm -rf $(VENV) .mosaicrec runs benchmarks/results .pytest_cache

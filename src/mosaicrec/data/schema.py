@@ -1,0 +1,224 @@
+"""The data model: items, users and interaction events, and the value types passed between stages.
+
+Three tables describe a recommendation problem:
+
+* **items**: ``item_id``, ``title``, free-text fields (``texts``), an ``image`` path/URI, an ``audio``
+  path, and categorical/numeric ``attributes`` (a value or a list of values per attribute);
+* **users**: ``user_id`` and ``attributes``;
+* **events**: ``user_id``, ``item_id``, ``timestamp`` (Unix seconds), ``event_type``, ``weight``
+  (a rating, a count or 1.0) and ``context`` columns (scenario, device, ...).
+
+Between stages the events travel as one :class:`Interactions` value (index arrays into fixed id maps, plus a
+cached user×item CSR matrix), so a model can be used from a notebook without the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, Field
+
+from mosaicrec.errors import UnknownItemError, UnknownUserError
+
+ITEM_COLUMNS = ["item_id", "title", "texts", "image", "audio", "attributes"]
+USER_COLUMNS = ["user_id", "attributes"]
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EventSchema(_Schema):
+    """Which source column holds each event field. ``None`` means the source has no such column."""
+
+    user: str = "user_id"
+    item: str = "item_id"
+    timestamp: str | None = "timestamp"
+    weight: str | None = "weight"
+    event_type: str | None = "event_type"
+    context: list[str] = Field(default_factory=list, description="context columns kept as strings")
+    default_event_type: str = "interaction"
+    timestamp_unit: str = Field("s", description="unit of numeric timestamps: s or ms")
+
+
+class ItemSchema(_Schema):
+    """Which source columns describe an item."""
+
+    id: str = "item_id"
+    title: str | None = "title"
+    texts: list[str] = Field(default_factory=list, description="free-text columns, e.g. description")
+    image: str | None = None
+    audio: str | None = None
+    attributes: list[str] = Field(default_factory=list, description="categorical or numeric columns")
+    multi_value_separator: str | None = Field("|", description="splits multi-valued attribute strings")
+    media_root: str | None = Field(None, description="relative media paths resolve against this folder")
+
+
+class UserSchema(_Schema):
+    """Which source columns describe a user."""
+
+    id: str = "user_id"
+    attributes: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Events as index arrays into fixed user/item id maps.
+
+    ``user_ids[u]`` is the external id of user index ``u`` (likewise items). Splits and filters keep the
+    id maps, so a train and a test value index the same catalog.
+    """
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    users: np.ndarray
+    items: np.ndarray
+    weights: np.ndarray
+    timestamps: np.ndarray
+    event_types: np.ndarray | None = None
+    context: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.users)
+        for name in ("items", "weights", "timestamps"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"Interactions.{name} has {len(getattr(self, name))} entries, expected {n}")
+
+    @classmethod
+    def from_arrays(cls, users: np.ndarray, items: np.ndarray, weights: np.ndarray | None = None,
+                    timestamps: np.ndarray | None = None, n_users: int | None = None,
+                    n_items: int | None = None) -> Interactions:
+        """Build from integer index arrays; ids are the indices themselves (handy in tests and notebooks)."""
+        users = np.asarray(users, dtype=np.int32)
+        items = np.asarray(items, dtype=np.int32)
+        n_users = int(users.max()) + 1 if n_users is None else n_users
+        n_items = int(items.max()) + 1 if n_items is None else n_items
+        return cls(
+            user_ids=np.arange(n_users).astype(str).astype(object),
+            item_ids=np.arange(n_items).astype(str).astype(object),
+            users=users, items=items,
+            weights=np.ones(len(users), np.float32) if weights is None else np.asarray(weights, np.float32),
+            timestamps=np.zeros(len(users), np.int64) if timestamps is None
+            else np.asarray(timestamps, np.int64),
+        )
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_events(self) -> int:
+        return len(self.users)
+
+    def __len__(self) -> int:
+        return self.n_events
+
+    @cached_property
+    def matrix(self) -> sp.csr_matrix:
+        """User×item CSR of weights; repeated (user, item) events are summed."""
+        m = sp.csr_matrix((self.weights.astype(np.float32), (self.users, self.items)),
+                          shape=(self.n_users, self.n_items), dtype=np.float32)
+        m.sum_duplicates()
+        m.sort_indices()
+        return m
+
+    @cached_property
+    def binary(self) -> sp.csr_matrix:
+        """User×item CSR with 1.0 wherever any event exists."""
+        m = self.matrix.copy()
+        m.data[:] = 1.0
+        return m
+
+    def subset(self, mask: np.ndarray) -> Interactions:
+        """The events selected by a boolean mask or index array, with the same id maps."""
+        return replace(
+            self,
+            users=self.users[mask], items=self.items[mask], weights=self.weights[mask],
+            timestamps=self.timestamps[mask],
+            event_types=None if self.event_types is None else self.event_types[mask],
+            context={k: v[mask] for k, v in self.context.items()},
+        )
+
+    def with_weights(self, weights: np.ndarray) -> Interactions:
+        return replace(self, weights=np.asarray(weights, np.float32))
+
+    @cached_property
+    def _user_lookup(self) -> dict[str, int]:
+        return {str(u): i for i, u in enumerate(self.user_ids)}
+
+    @cached_property
+    def _item_lookup(self) -> dict[str, int]:
+        return {str(u): i for i, u in enumerate(self.item_ids)}
+
+    def user_index(self, ids: Any) -> np.ndarray:
+        """Map external user ids to indices; raises :class:`UnknownUserError` naming the first unknown id."""
+        return _lookup(self._user_lookup, ids, UnknownUserError, "user")
+
+    def item_index(self, ids: Any) -> np.ndarray:
+        """Map external item ids to indices; raises :class:`UnknownItemError` naming the first unknown id."""
+        return _lookup(self._item_lookup, ids, UnknownItemError, "item")
+
+
+def _lookup(table: dict[str, int], ids: Any, error: type[Exception], kind: str) -> np.ndarray:
+    ids = [ids] if isinstance(ids, (str, int, np.integer)) else list(ids)
+    out = np.empty(len(ids), dtype=np.int32)
+    for n, i in enumerate(ids):
+        try:
+            out[n] = table[str(i)]
+        except KeyError:
+            raise error(f"unknown {kind} id {i!r}") from None
+    return out
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded recommendation problem: catalog, users and interactions, aligned by index.
+
+    ``items`` row ``i`` describes ``interactions.item_ids[i]``; ``users`` row ``u`` describes
+    ``interactions.user_ids[u]``. ``rating_scale`` is set for explicit ratings (e.g. ``(1, 5)``).
+    """
+
+    name: str
+    interactions: Interactions
+    items: pd.DataFrame
+    users: pd.DataFrame
+    rating_scale: tuple[float, float] | None = None
+
+    def titles(self, item_index: np.ndarray) -> list[str]:
+        titles = self.items["title"].to_numpy()
+        return [str(titles[i]) if titles[i] else str(self.interactions.item_ids[i]) for i in item_index]
+
+    def item_attribute_matrix(self, attribute: str | None = None) -> sp.csr_matrix | None:
+        """Multi-hot item×value matrix of categorical attributes (one attribute, or all), or ``None``."""
+        rows, cols, vocab = [], [], {}
+        for i, attrs in enumerate(self.items["attributes"]):
+            for name, value in (attrs or {}).items():
+                if attribute is not None and name != attribute:
+                    continue
+                values = value if isinstance(value, list) else [value]
+                for v in values:
+                    if isinstance(v, (int, float)) and not isinstance(v, bool):
+                        continue  # numeric attributes are not categories
+                    rows.append(i)
+                    cols.append(vocab.setdefault((name, v), len(vocab)))
+        if not vocab:
+            return None
+        return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
+                             shape=(len(self.items), len(vocab)))
+
+    def summary(self) -> dict[str, Any]:
+        x = self.interactions
+        return {
+            "dataset": self.name, "users": x.n_users, "items": x.n_items, "events": x.n_events,
+            "density": x.n_events / max(1, x.n_users * x.n_items),
+            "rating_scale": self.rating_scale,
+        }

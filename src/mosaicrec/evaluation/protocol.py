@@ -1,0 +1,111 @@
+"""Full-ranking evaluation: every model ranks the whole catalog for each test user, with the user's
+training items excluded, and the top-K lists are scored against the held-out relevant items."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, Field
+
+from mosaicrec.data.schema import Interactions
+from mosaicrec.evaluation import metrics as M
+from mosaicrec.models.base import BaseRecommender, mask_rows, top_k
+
+BEYOND_ACCURACY = ("coverage", "novelty", "diversity")
+
+
+class EvaluationConfig(BaseModel):
+    """What to measure (the ``[evaluation]`` section of a config file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ks: list[int] = Field(default_factory=lambda: [5, 10, 20])
+    metrics: list[str] = Field(default_factory=lambda: ["precision", "recall", "ndcg", "map", "mrr", "hitrate",
+                                                        "coverage", "novelty", "diversity"])
+    batch_size: int = Field(1024, ge=1)
+
+    def model_post_init(self, __context: object) -> None:
+        unknown = [m for m in self.metrics if m not in M.ACCURACY_METRICS and m not in BEYOND_ACCURACY]
+        if unknown:
+            known = ", ".join([*M.ACCURACY_METRICS, *BEYOND_ACCURACY])
+            raise ValueError(f"unknown metric {unknown[0]!r}; known: {known}")
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError("ks must list cut-offs ≥ 1")
+
+
+@dataclass
+class RankingResult:
+    """Mean metrics (``"ndcg@10"`` → value), per-user values, and which users were evaluated."""
+
+    metrics: dict[str, float]
+    users: np.ndarray
+    per_user: dict[str, np.ndarray] = field(default_factory=dict)
+    top: np.ndarray | None = None
+
+
+def evaluate_ranking(model: BaseRecommender, test: Interactions, *, exclude: sp.csr_matrix,
+                     config: EvaluationConfig | None = None, item_popularity: np.ndarray | None = None,
+                     item_vectors: np.ndarray | sp.spmatrix | None = None,
+                     users: Sequence[int] | None = None) -> RankingResult:
+    """Evaluate ``model`` on ``test`` (every test event is relevant; convert ratings first).
+
+    ``exclude`` marks items never to count (the user's training items). Users evaluated: those with at
+    least one relevant test item and at least one excluded (training) item, unless ``users`` is given.
+    ``item_popularity`` (share of training users per item) enables novelty; ``item_vectors`` (e.g. genre
+    multi-hot) enables intra-list diversity, else training co-occurrence columns are used.
+    """
+    cfg = config or EvaluationConfig()
+    relevant = test.binary
+    n_rel_all = np.diff(relevant.indptr)
+    if users is None:
+        users = np.flatnonzero((n_rel_all > 0) & (np.diff(exclude.indptr) > 0))
+    users = np.asarray(users, dtype=np.int64)
+    kmax = max(cfg.ks)
+    tops, hits_all = [], []
+    for start in range(0, len(users), cfg.batch_size):
+        block = users[start:start + cfg.batch_size]
+        scores = np.array(model.score(block), dtype=np.float32, copy=True)
+        mask_rows(scores, exclude[block])
+        top, top_scores = top_k(scores, kmax)
+        top = np.where(np.isfinite(top_scores), top, -1)
+        rel_rows = relevant[block].toarray() > 0
+        hits = np.take_along_axis(rel_rows, np.maximum(top, 0), axis=1) & (top >= 0)
+        tops.append(top)
+        hits_all.append(hits)
+    top = np.concatenate(tops) if tops else np.empty((0, kmax), np.int64)
+    hits = np.concatenate(hits_all) if hits_all else np.empty((0, kmax), bool)
+    n_rel = n_rel_all[users]
+
+    out: dict[str, float] = {}
+    per_user: dict[str, np.ndarray] = {}
+    for name in cfg.metrics:
+        if name not in M.ACCURACY_METRICS:
+            continue
+        for k in cfg.ks:
+            values = M.ACCURACY_METRICS[name](hits, n_rel, k)
+            per_user[f"{name}@{k}"] = values
+            out[f"{name}@{k}"] = float(values.mean()) if len(values) else 0.0
+    for k in cfg.ks:
+        if "coverage" in cfg.metrics:
+            out[f"coverage@{k}"] = M.coverage(top[:, :k], relevant.shape[1])
+        if "novelty" in cfg.metrics and item_popularity is not None:
+            out[f"novelty@{k}"] = M.novelty(top[:, :k], item_popularity)
+        if "diversity" in cfg.metrics:
+            vectors = item_vectors if item_vectors is not None else exclude.T.tocsr()
+            out[f"diversity@{k}"] = M.intra_list_diversity(top[:, :k], vectors)
+    return RankingResult(metrics=out, users=users, per_user=per_user, top=top)
+
+
+def evaluate_ratings(model: BaseRecommender, test: Interactions) -> dict[str, float]:
+    """RMSE and MAE of predicted against held-out ratings."""
+    pred = model.predict(test.users, test.items)
+    return {"rmse": M.rmse(pred, test.weights), "mae": M.mae(pred, test.weights)}
+
+
+def item_popularity(train: Interactions) -> np.ndarray:
+    """Share of training users who interacted with each item, floored at one user (for novelty)."""
+    counts = np.asarray(train.binary.sum(axis=0)).ravel()
+    return np.maximum(counts, 1) / max(1, train.n_users)

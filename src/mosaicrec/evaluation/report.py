@@ -1,0 +1,99 @@
+"""Reports of an experiment: a rich table for the terminal, results JSON, a markdown report and a PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from mosaicrec.evaluation.runner import ExperimentResult
+
+HEADLINE = ("ndcg@10", "recall@10", "precision@10", "map@10", "mrr@10", "hitrate@10", "coverage@10",
+            "novelty@10", "diversity@10", "rmse", "mae")
+
+
+def _columns(result: ExperimentResult) -> list[str]:
+    present = {k for r in result.rows for k in r.metrics}
+    return [c for c in HEADLINE if c in present]
+
+
+def results_table(result: ExperimentResult) -> Table:
+    """The headline metrics per model, best value of each column in bold."""
+    cols = _columns(result)
+    table = Table(title=f"{result.name}: {result.dataset['dataset']} "
+                        f"({result.split['kind']} split, {result.split.get('users_evaluated', 0)} users)")
+    table.add_column("model", style="cyan")
+    for c in cols:
+        table.add_column(c, justify="right")
+    table.add_column("fit s", justify="right")
+    best = {}
+    for c in cols:
+        vals = [r.metrics[c] for r in result.rows if c in r.metrics]
+        best[c] = min(vals) if c in ("rmse", "mae") else max(vals)
+    for r in result.rows:
+        cells = []
+        for c in cols:
+            v = r.metrics.get(c)
+            text = "" if v is None else f"{v:.4f}"
+            cells.append(f"[bold]{text}[/bold]" if v is not None and v == best[c] else text)
+        table.add_row(r.label, *cells, f"{r.fit_seconds:.2f}")
+    return table
+
+
+def markdown(result: ExperimentResult) -> str:
+    cols = _columns(result)
+    lines = [f"# {result.name}", "",
+             f"Dataset **{result.dataset['dataset']}**: {result.dataset['users']} users, "
+             f"{result.dataset['items']} items, {result.dataset['events']} events. "
+             f"Split: {result.split['kind']} (seed {result.split['seed']}, rating threshold "
+             f"{result.split.get('rating_threshold')}), {result.split['train_events']} train / "
+             f"{result.split['test_events']} test events, {result.split.get('users_evaluated', 0)} users "
+             "evaluated by full ranking with their training items excluded.", "",
+             "| model | " + " | ".join(cols) + " | fit s | peak MB |",
+             "|---|" + "---:|" * (len(cols) + 2)]
+    for r in result.rows:
+        vals = " | ".join(f"{r.metrics[c]:.4f}" if c in r.metrics else "" for c in cols)
+        lines.append(f"| {r.label} | {vals} | {r.fit_seconds:.2f} | {r.peak_memory_mb:.0f} |")
+    lines += ["", "![metrics](plot.png)", "",
+              f"Diversity is measured over {result.split.get('diversity_vectors')}. Environment: "
+              + ", ".join(f"{k} {v}" for k, v in result.environment.items()), ""]
+    return "\n".join(lines)
+
+
+def plot(result: ExperimentResult, path: Path) -> None:
+    """NDCG@10 and Recall@10 per model (bars) and NDCG at every cut-off (lines)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [r.label for r in result.rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    width = 0.4
+    xs = range(len(labels))
+    for off, metric in ((-width / 2, "ndcg@10"), (width / 2, "recall@10")):
+        ax1.bar([x + off for x in xs], [r.metrics.get(metric, 0.0) for r in result.rows], width, label=metric)
+    ax1.set_xticks(list(xs), labels, rotation=30, ha="right")
+    ax1.set_title("accuracy at 10")
+    ax1.legend()
+    ks = sorted({int(k.split("@")[1]) for r in result.rows for k in r.metrics if k.startswith("ndcg@")})
+    for r in result.rows:
+        ax2.plot(ks, [r.metrics.get(f"ndcg@{k}", 0.0) for k in ks], marker="o", label=r.label)
+    ax2.set_xlabel("K")
+    ax2.set_ylabel("NDCG@K")
+    ax2.set_title("NDCG by cut-off")
+    ax2.legend(fontsize=8)
+    fig.suptitle(f"{result.name} on {result.dataset['dataset']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_reports(result: ExperimentResult, out_dir: str | Path) -> Path:
+    """Write ``results.json``, ``report.md`` and ``plot.png`` into ``out_dir``; returns the folder."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    (out / "report.md").write_text(markdown(result))
+    plot(result, out / "plot.png")
+    return out

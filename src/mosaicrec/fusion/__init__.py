@@ -1,0 +1,1 @@
+"""Pipeline stage 'fusion': lands with its own issue."""

@@ -1,0 +1,14 @@
+"""Recommend stage: the :class:`Recommender` protocol, the registry and the models.
+
+Importing this package registers every model under its config name (``MODELS``)."""
+
+from mosaicrec.models.base import MODELS, BaseRecommender, ModelConfig, Recommender, create, register
+from mosaicrec.models.ease import EASE
+from mosaicrec.models.itemknn import ItemKNN
+from mosaicrec.models.mf import ALS, BPR, BiasedMF
+from mosaicrec.models.popularity import MostPopular
+
+load_model = BaseRecommender.load
+
+__all__ = ["ALS", "BPR", "EASE", "MODELS", "BaseRecommender", "BiasedMF", "ItemKNN", "ModelConfig",
+           "MostPopular", "Recommender", "create", "load_model", "register"]

@@ -1,0 +1,269 @@
+"""The recommender protocol, a base class that implements the shared parts, and the model registry.
+
+Every model takes an :class:`~mosaicrec.data.Interactions` (index arrays + a CSR matrix) at ``fit`` and
+works on integer user/item indices afterwards; mapping external ids is the caller's job (the id maps travel
+with the model when saved). Hyper-parameters live in one pydantic ``Config`` per model, with defaults and
+bounds, so a config file validates before any training starts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from mosaicrec import __version__
+from mosaicrec.data.schema import Interactions
+from mosaicrec.errors import ConfigError, MosaicError, NotFittedError
+
+
+class ModelConfig(BaseModel):
+    """Base of every model's hyper-parameter model: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@runtime_checkable
+class Recommender(Protocol):
+    """What every model offers. Users and items are integer indices into the training id maps."""
+
+    name: ClassVar[str]
+    config: ModelConfig
+
+    def fit(self, train: Interactions) -> Self: ...
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray: ...
+
+    def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True,
+                  candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def save(self, path: Path) -> None: ...
+
+    @classmethod
+    def load(cls, path: Path) -> Self: ...
+
+
+MODELS: dict[str, type[BaseRecommender]] = {}
+
+
+def register(name: str) -> Callable[[type[BaseRecommender]], type[BaseRecommender]]:
+    """Class decorator: make a model available under ``name`` in config files and the CLI."""
+    def deco(cls: type[BaseRecommender]) -> type[BaseRecommender]:
+        cls.name = name
+        MODELS[name] = cls
+        return cls
+    return deco
+
+
+class ModelSpec(BaseModel):
+    """One model to train: a registered ``name``, its ``params``, and an optional ``label`` for tables."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = None
+
+    @model_validator(mode="after")
+    def _known(self) -> ModelSpec:
+        if self.name not in MODELS:
+            raise ValueError(f"unknown model {self.name!r}; available: {', '.join(sorted(MODELS))}")
+        try:
+            create(self.name, self.params)  # validates the hyper-parameters now, before any training
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return self
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+def create(name: str, params: dict[str, Any] | None = None) -> BaseRecommender:
+    """Instantiate a registered model, validating its hyper-parameters."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+    cls = MODELS[name]
+    try:
+        return cls(cls.Config(**(params or {})))
+    except PydanticValidationError as e:
+        first = e.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"model {name!r}, parameter {field!r}: {first['msg']}") from None
+
+
+class BaseRecommender:
+    """Shared machinery: seen-item masking, batched top-k, save/load. A model implements ``_fit``,
+    ``_score_all`` (scores of all items for a batch of users) and, to be saved, ``_state``/``_set_state``."""
+
+    name: ClassVar[str] = "base"
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    #: ``True`` for models that predict ratings (evaluated with RMSE/MAE too).
+    predicts_ratings: ClassVar[bool] = False
+
+    def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
+        self.config = config if config is not None else self.Config(**params)
+        self._seen: sp.csr_matrix | None = None
+        self.user_ids: np.ndarray | None = None
+        self.item_ids: np.ndarray | None = None
+
+    # -- protocol ---------------------------------------------------------------------------------------
+    def fit(self, train: Interactions) -> Self:
+        """Train on ``train``; returns ``self``."""
+        if train.n_events == 0:
+            raise MosaicError(f"{self.name}: cannot fit on zero events")
+        self._seen = train.binary
+        self.user_ids, self.item_ids = train.user_ids, train.item_ids
+        self._fit(train)
+        return self
+
+    @property
+    def n_users(self) -> int:
+        return self._require_fitted().shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self._require_fitted().shape[1]
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        """Scores as a (len(users), len(items)) float32 array; all items when ``items`` is None."""
+        users = self._check_users(users)
+        scores = self._score_all(users)
+        return scores if items is None else scores[:, np.asarray(items)]
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Score of each (user, item) pair: ``users`` and ``items`` have the same length."""
+        users, items = np.asarray(users), np.asarray(items)
+        out = np.empty(len(users), np.float32)
+        uniq, inv = np.unique(users, return_inverse=True)
+        for start in range(0, len(uniq), 1024):
+            block = uniq[start:start + 1024]
+            s = self.score(block)
+            sel = (inv >= start) & (inv < start + len(block))
+            out[sel] = s[inv[sel] - start, items[sel]]
+        return out
+
+    def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True,
+                  candidates: np.ndarray | None = None, batch_size: int = 1024
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` item indices and scores per user, best first.
+
+        ``candidates`` restricts the ranking to those item indices. Where fewer than ``k`` items remain
+        (a tiny catalog, or everything seen), the rows are padded with item -1 and score -inf.
+        """
+        users = self._check_users(users)
+        ids = np.full((len(users), k), -1, dtype=np.int64)
+        out = np.full((len(users), k), -np.inf, dtype=np.float32)
+        allowed = None
+        if candidates is not None:
+            allowed = np.zeros(self.n_items, dtype=bool)
+            allowed[np.asarray(candidates)] = True
+        for start in range(0, len(users), batch_size):
+            block = users[start:start + batch_size]
+            scores = self._score_all(block).astype(np.float32, copy=True)
+            if exclude_seen:
+                mask_rows(scores, self._seen[block])
+            if allowed is not None:
+                scores[:, ~allowed] = -np.inf
+            top, top_scores = top_k(scores, k)
+            ids[start:start + len(block), :top.shape[1]] = top
+            out[start:start + len(block), :top.shape[1]] = top_scores
+        ids[~np.isfinite(out)] = -1
+        return ids, out
+
+    def save(self, path: str | Path) -> None:
+        """Write the model to a folder: ``model.json`` (name, config, id maps) and ``state.npz``."""
+        self._require_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"model": self.name, "config": self.config.model_dump(mode="json"),
+                "mosaicrec_version": __version__}
+        (path / "model.json").write_text(json.dumps(meta, indent=2))
+        state = {f"state_{k}": v for k, v in self._state().items()}
+        np.savez(path / "state.npz", user_ids=self.user_ids.astype(str), item_ids=self.item_ids.astype(str),
+                 **csr_state("seen", self._seen), **state)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Read a model written by :meth:`save`; on the base class, dispatches on the saved model name."""
+        path = Path(path)
+        try:
+            meta = json.loads((path / "model.json").read_text())
+            arrays = np.load(path / "state.npz", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise MosaicError(f"cannot read a saved model at {path}: {e}") from None
+        target = MODELS.get(meta.get("model")) if cls is BaseRecommender else cls
+        if target is None or meta.get("model") != target.name:
+            raise MosaicError(f"{path} holds model {meta.get('model')!r}, not {cls.name!r}")
+        model = target(target.Config(**meta["config"]))
+        model._seen = csr_from_state("seen", arrays)
+        model.user_ids = arrays["user_ids"].astype(object)
+        model.item_ids = arrays["item_ids"].astype(object)
+        model._set_state({k[len("state_"):]: arrays[k] for k in arrays.files if k.startswith("state_")})
+        return model
+
+    # -- for subclasses ---------------------------------------------------------------------------------
+    def _fit(self, train: Interactions) -> None:
+        raise NotImplementedError
+
+    def _score_all(self, users: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    def _require_fitted(self) -> sp.csr_matrix:
+        if self._seen is None:
+            raise NotFittedError(f"{self.name}: call fit() or load() first")
+        return self._seen
+
+    def _check_users(self, users: np.ndarray) -> np.ndarray:
+        seen = self._require_fitted()
+        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        if len(users) and (users.min() < 0 or users.max() >= seen.shape[0]):
+            bad = users[(users < 0) | (users >= seen.shape[0])][0]
+            raise MosaicError(f"{self.name}: user index {bad} outside 0..{seen.shape[0] - 1}")
+        return users
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items())
+        return f"{type(self).__name__}({params})"
+
+
+def csr_state(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """A CSR matrix as plain arrays for ``state.npz`` (keys prefixed, so a model can store several)."""
+    return {f"{prefix}_data": m.data, f"{prefix}_indices": m.indices, f"{prefix}_indptr": m.indptr,
+            f"{prefix}_shape": np.array(m.shape)}
+
+
+def csr_from_state(prefix: str, state: dict[str, np.ndarray]) -> sp.csr_matrix:
+    return sp.csr_matrix((state[f"{prefix}_data"], state[f"{prefix}_indices"], state[f"{prefix}_indptr"]),
+                         shape=tuple(state[f"{prefix}_shape"]))
+
+
+def mask_rows(scores: np.ndarray, seen_rows: sp.csr_matrix) -> None:
+    """Set the scores of each row's seen items to -inf, in place."""
+    rows = np.repeat(np.arange(seen_rows.shape[0]), np.diff(seen_rows.indptr))
+    scores[rows, seen_rows.indices] = -np.inf
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the ``k`` largest entries per row, best first (equal scores: lower index first)."""
+    k = min(k, scores.shape[1])
+    if k == 0:
+        return np.empty((scores.shape[0], 0), np.int64), np.empty((scores.shape[0], 0), scores.dtype)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)
+    idx = np.take_along_axis(part, order, axis=1)
+    return idx, np.take_along_axis(vals, order, axis=1)

@@ -1,0 +1,166 @@
+"""Matrix factorisation: ALS for implicit feedback, BPR, and a biased MF rating predictor.
+
+All three learn user factors U and item factors V (plus biases where the model has them) with numba
+kernels (:mod:`mosaicrec.models._kernels`); scoring is one dense product U[users] Vᵀ.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numba
+import numpy as np
+from pydantic import Field
+from threadpoolctl import threadpool_limits
+
+from mosaicrec.data.schema import Interactions
+from mosaicrec.models import _kernels
+from mosaicrec.models.base import BaseRecommender, ModelConfig, register
+
+
+def _threads(requested: int) -> int:
+    n = requested or os.cpu_count() or 1
+    return max(1, min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+class _FactorModel(BaseRecommender):
+    """Shared state and scoring of factor models: U (users × f), V (items × f), optional biases."""
+
+    #: seconds per epoch and the monitored loss, filled by ``fit`` (for progress reports and tests)
+    history_: list[dict]
+
+    def _init_factors(self, n_users: int, n_items: int, factors: int, std: float, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.U_ = (rng.standard_normal((n_users, factors)) * std).astype(np.float32)
+        self.V_ = (rng.standard_normal((n_items, factors)) * std).astype(np.float32)
+        self.history_ = []
+
+    def _score_all(self, users: np.ndarray) -> np.ndarray:
+        return self.U_[users] @ self.V_.T
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k + "_") for k in self._state_keys}
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        for k in self._state_keys:
+            setattr(self, k + "_", state[k])
+
+    _state_keys: tuple[str, ...] = ("U", "V")
+
+
+class ALSConfig(ModelConfig):
+    factors: int = Field(64, ge=1)
+    regularization: float = Field(0.01, ge=0.0)
+    alpha: float = Field(1.0, gt=0.0, description="confidence c_ui = 1 + alpha · r_ui")
+    iterations: int = Field(15, ge=1)
+    cg_steps: int = Field(3, ge=1, description="conjugate-gradient steps per row and half-iteration")
+    seed: int = 42
+    num_threads: int = Field(0, ge=0, description="0: all cores")
+
+
+@register("als")
+class ALS(_FactorModel):
+    """Implicit-feedback ALS (Hu, Koren & Volinsky 2008) with the conjugate-gradient solver of Takács et
+    al. 2011, as in implicit: each half-step updates every user (then item) factor in parallel.
+    Deterministic for a seed: rows are independent, so threads do not race."""
+
+    Config = ALSConfig
+
+    def _fit(self, train: Interactions) -> None:
+        cfg = self.config
+        X = train.matrix
+        Xt = X.T.tocsr()
+        self._init_factors(train.n_users, train.n_items, cfg.factors, 0.01, cfg.seed)
+        conf_u = (1.0 + cfg.alpha * X.data).astype(np.float32)
+        conf_i = (1.0 + cfg.alpha * Xt.data).astype(np.float32)
+        eye = np.eye(cfg.factors, dtype=np.float32) * cfg.regularization
+        numba.set_num_threads(_threads(cfg.num_threads))
+        with threadpool_limits(1):  # the kernel parallelises; nested BLAS threads would oversubscribe
+            for it in range(cfg.iterations):
+                t0 = time.perf_counter()
+                _kernels.als_cg_half_step(X.indptr, X.indices, conf_u, self.U_, self.V_,
+                                          self.V_.T @ self.V_ + eye, cfg.cg_steps)
+                _kernels.als_cg_half_step(Xt.indptr, Xt.indices, conf_i, self.V_, self.U_,
+                                          self.U_.T @ self.U_ + eye, cfg.cg_steps)
+                self.history_.append({"iteration": it, "seconds": time.perf_counter() - t0})
+
+
+class BPRConfig(ModelConfig):
+    factors: int = Field(64, ge=1)
+    learning_rate: float = Field(0.01, gt=0.0)
+    regularization: float = Field(0.01, ge=0.0)
+    iterations: int = Field(100, ge=1, description="epochs; each draws as many samples as training pairs")
+    seed: int = 42
+    num_threads: int = Field(0, ge=0, description="0: all cores; 1 makes training bit-for-bit repeatable")
+
+
+@register("bpr")
+class BPR(_FactorModel):
+    """Bayesian Personalised Ranking (Rendle et al. 2009) with an item bias, trained by SGD on uniformly
+    sampled (user, seen item, unseen item) triples. With more than one thread the updates are lock-free
+    (Hogwild), so results vary slightly from run to run; ``num_threads=1`` is exactly repeatable."""
+
+    Config = BPRConfig
+    _state_keys = ("U", "V", "item_bias")
+
+    def _fit(self, train: Interactions) -> None:
+        cfg = self.config
+        X = train.binary
+        self._init_factors(train.n_users, train.n_items, cfg.factors, 0.01, cfg.seed)
+        self.item_bias_ = np.zeros(train.n_items, dtype=np.float32)
+        users_of_entry = np.repeat(np.arange(X.shape[0], dtype=np.int32), np.diff(X.indptr))
+        threads = _threads(cfg.num_threads)
+        numba.set_num_threads(threads)
+        for it in range(cfg.iterations):
+            t0 = time.perf_counter()
+            skipped, loglik = _kernels.bpr_epoch(
+                X.indptr, X.indices, users_of_entry, self.U_, self.V_, self.item_bias_,
+                cfg.learning_rate, cfg.regularization, threads,
+                np.uint64(cfg.seed * 1_000_003 + it))
+            self.history_.append({"iteration": it, "seconds": time.perf_counter() - t0,
+                                  "loglik": loglik, "skipped": skipped})
+
+    def _score_all(self, users: np.ndarray) -> np.ndarray:
+        return self.U_[users] @ self.V_.T + self.item_bias_
+
+
+class BiasedMFConfig(ModelConfig):
+    factors: int = Field(100, ge=1)
+    learning_rate: float = Field(0.005, gt=0.0)
+    regularization: float = Field(0.02, ge=0.0, description="L2 on the factors")
+    bias_regularization: float = Field(0.02, ge=0.0, description="L2 on the biases")
+    epochs: int = Field(20, ge=1)
+    init_std: float = Field(0.1, gt=0.0)
+    seed: int = 42
+
+
+@register("biasedmf")
+class BiasedMF(_FactorModel):
+    """Rating predictor r̂_ui = μ + b_u + b_i + p_uᵀq_i trained by SGD on squared error (Koren et al. 2009,
+    the "SVD" of the Netflix prize). Deterministic for a seed. Trains on the explicit ratings; ranking
+    uses the predicted rating."""
+
+    Config = BiasedMFConfig
+    predicts_ratings = True
+    _state_keys = ("U", "V", "user_bias", "item_bias", "mu")
+
+    def _fit(self, train: Interactions) -> None:
+        cfg = self.config
+        self._init_factors(train.n_users, train.n_items, cfg.factors, cfg.init_std, cfg.seed)
+        self.user_bias_ = np.zeros(train.n_users, dtype=np.float32)
+        self.item_bias_ = np.zeros(train.n_items, dtype=np.float32)
+        ratings = train.weights.astype(np.float32)
+        self.mu_ = np.array(ratings.mean(), dtype=np.float32)
+        rng = np.random.default_rng(cfg.seed)
+        for epoch in range(cfg.epochs):
+            t0 = time.perf_counter()
+            rmse = _kernels.biased_mf_epoch(train.users, train.items, ratings,
+                                            rng.permutation(train.n_events), float(self.mu_),
+                                            self.user_bias_, self.item_bias_, self.U_, self.V_,
+                                            cfg.learning_rate, cfg.regularization, cfg.bias_regularization)
+            self.history_.append({"iteration": epoch, "seconds": time.perf_counter() - t0, "train_rmse": rmse})
+
+    def _score_all(self, users: np.ndarray) -> np.ndarray:
+        return (self.U_[users] @ self.V_.T + self.item_bias_ + self.user_bias_[users, None]
+                + self.mu_).astype(np.float32)

@@ -1,0 +1,31 @@
+"""Most-popular baseline: every user gets the items most users interacted with."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mosaicrec.data.schema import Interactions
+from mosaicrec.models.base import BaseRecommender, ModelConfig, register
+
+
+class MostPopularConfig(ModelConfig):
+    """No hyper-parameters."""
+
+
+@register("mostpop")
+class MostPopular(BaseRecommender):
+    """Scores an item by the number of distinct users who interacted with it in training."""
+
+    Config = MostPopularConfig
+
+    def _fit(self, train: Interactions) -> None:
+        self.counts_ = np.asarray(train.binary.sum(axis=0)).ravel().astype(np.float32)
+
+    def _score_all(self, users: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.counts_, (len(users), len(self.counts_))).copy()
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"counts": self.counts_}
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.counts_ = state["counts"]

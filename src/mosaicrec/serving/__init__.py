@@ -1,0 +1,1 @@
+"""Pipeline stage 'serving': lands with its own issue."""

@@ -274,8 +274,11 @@ def load_items(path: str | Path, schema: ItemSchema | None = None, *, on_error: 
     keep = np.flatnonzero(~check.bad)
     out = pd.DataFrame({
         "item_id": ids.to_numpy()[keep], "title": titles.to_numpy()[keep],
-        "texts": [texts[i] for i in keep], "image": [image[i] for i in keep],
-        "audio": [audio[i] for i in keep], "attributes": [attributes[i] for i in keep],
+        "texts": [texts[i] for i in keep],
+        # object dtype keeps None as None (pandas would turn a string column's None into NaN)
+        "image": pd.Series([image[i] for i in keep], dtype=object),
+        "audio": pd.Series([audio[i] for i in keep], dtype=object),
+        "attributes": [attributes[i] for i in keep],
     }, columns=ITEM_COLUMNS)
     return out, report
 

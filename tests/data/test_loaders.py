@@ -1,0 +1,120 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mosaicrec.data import EventSchema, ItemSchema, load_events, load_items, load_users
+from mosaicrec.errors import ValidationError
+
+EVENTS_CSV = "user,movie,rating,ts\nu1,i1,5,100\nu1,i2,3,200\nu2,i1,five,300\nu3,,4,400\nu3,i2,2,2020-01-01T00:00:00Z\n"
+SCHEMA = EventSchema(user="user", item="movie", weight="rating", timestamp="ts", event_type=None)
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_bad_value_error_names_file_row_column_and_value(tmp_path):
+    path = write(tmp_path, "events.csv", EVENTS_CSV)
+    with pytest.raises(ValidationError) as e:
+        load_events(path, SCHEMA)
+    assert str(e.value).startswith('events.csv row 3, column "rating": expected a number, got \'five\'')
+    assert "1 more bad rows" in str(e.value)
+    assert (e.value.row, e.value.column) == (3, "rating")
+
+
+def test_reject_mode_keeps_good_rows_and_writes_every_bad_one(tmp_path):
+    path = write(tmp_path, "events.csv", EVENTS_CSV)
+    rejects = tmp_path / "out" / "rejects.csv"
+    frame, report = load_events(path, SCHEMA, on_error="reject", rejects_path=rejects)
+    assert list(frame["user_id"]) == ["u1", "u1", "u3"]
+    assert (report.n_read, report.n_loaded, report.n_rejected) == (5, 3, 2)
+    bad = pd.read_csv(rejects)
+    assert list(bad["row"]) == [3, 4]
+    assert list(bad["column"]) == ["rating", "movie"]
+    assert json.loads(bad["record"][0])["rating"] == "five"
+    assert "2 rejected" in report.describe()
+
+
+def test_iso_dates_and_unix_seconds_both_parse(tmp_path):
+    path = write(tmp_path, "e.csv", "user_id,item_id,timestamp\na,x,86400\nb,y,1970-01-03T00:00:00Z\nc,z,1970-01-02\n")
+    frame, _ = load_events(path, EventSchema(weight=None))
+    assert list(frame["timestamp"]) == [86400, 2 * 86400, 86400]
+    assert list(frame["weight"]) == [1.0, 1.0, 1.0]
+
+
+def test_millisecond_timestamps_convert_to_seconds(tmp_path):
+    path = write(tmp_path, "e.csv", "user_id,item_id,timestamp\na,x,1650812741436\n")
+    frame, _ = load_events(path, EventSchema(weight=None, timestamp_unit="ms"))
+    assert frame["timestamp"][0] == 1650812741
+
+
+def test_missing_column_lists_the_columns_found(tmp_path):
+    path = write(tmp_path, "e.csv", "uid,item_id\na,x\n")
+    with pytest.raises(ValidationError, match=r'column "user_id": missing column; the file has: uid, item_id'):
+        load_events(path, EventSchema(timestamp=None, weight=None))
+
+
+def test_csv_jsonl_and_parquet_load_identically(tmp_path):
+    rows = [{"user_id": "a", "item_id": "x", "weight": 2.5, "timestamp": 10, "scenario": "home"},
+            {"user_id": "b", "item_id": "y", "weight": 1.0, "timestamp": 20, "scenario": ""}]
+    pd.DataFrame(rows).to_csv(tmp_path / "e.csv", index=False)
+    pd.DataFrame(rows).to_parquet(tmp_path / "e.parquet")
+    (tmp_path / "e.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    schema = EventSchema(context=["scenario"])
+    frames = [load_events(tmp_path / f"e.{ext}", schema)[0] for ext in ("csv", "jsonl", "parquet")]
+    for f in frames[1:]:
+        pd.testing.assert_frame_equal(f, frames[0])
+    assert json.loads(frames[0]["context"][0]) == {"scenario": "home"}
+    assert json.loads(frames[0]["context"][1]) == {}
+
+
+def test_invalid_json_line_is_located(tmp_path):
+    path = write(tmp_path, "e.jsonl", '{"user_id": "a", "item_id": "x"}\n{"user_id": "b", \n')
+    with pytest.raises(ValidationError, match=r"e.jsonl row 2: invalid JSON"):
+        load_events(path, EventSchema(timestamp=None, weight=None))
+
+
+def test_unsupported_file_type_is_refused(tmp_path):
+    path = write(tmp_path, "events.xlsx", "")
+    with pytest.raises(ValidationError, match="unsupported file type .xlsx"):
+        load_events(path)
+
+
+def test_items_split_multi_values_keep_numbers_and_resolve_media(tmp_path):
+    path = write(tmp_path, "items.csv",
+                 "item_id,title,plot,genres,year,poster\n1,Heat,Cops and robbers,Action|Crime,1995,p/1.jpg\n"
+                 "2,Up,,Animation,2009,\n")
+    frame, _ = load_items(path, ItemSchema(texts=["plot"], image="poster", attributes=["genres", "year"]))
+    first, second = frame.iloc[0], frame.iloc[1]
+    assert first["attributes"] == {"genres": ["Action", "Crime"], "year": 1995}
+    assert first["texts"] == {"plot": "Cops and robbers"}
+    assert first["image"] == str((tmp_path / "p" / "1.jpg").resolve())
+    assert second["texts"] == {} and second["image"] is None
+    assert second["attributes"] == {"genres": "Animation", "year": 2009}
+
+
+def test_duplicate_item_ids_are_rejected_with_the_first_row(tmp_path):
+    path = write(tmp_path, "items.csv", "item_id,title\n1,A\n2,B\n1,C\n")
+    with pytest.raises(ValidationError, match=r"items.csv row 3, column \"item_id\": duplicate item id '1' \(first at row 1\)"):
+        load_items(path)
+
+
+def test_users_load_attributes(tmp_path):
+    path = write(tmp_path, "users.csv", "user_id,age,gender\n1,24,M\n2,53,F\n")
+    frame, report = load_users(path, __import__("mosaicrec.data", fromlist=["UserSchema"]).UserSchema(
+        attributes=["age", "gender"]))
+    assert frame["attributes"].tolist() == [{"age": 24, "gender": "M"}, {"age": 53, "gender": "F"}]
+    assert report.n_loaded == 2
+
+
+def test_non_finite_weights_are_bad(tmp_path):
+    path = write(tmp_path, "e.csv", "user_id,item_id,weight\na,x,1\nb,y,inf\n")
+    with pytest.raises(ValidationError, match="row 2"):
+        load_events(path, EventSchema(timestamp=None))
+    frame, report = load_events(path, EventSchema(timestamp=None), on_error="reject",
+                                rejects_path=tmp_path / "r.csv")
+    assert np.isfinite(frame["weight"]).all() and report.n_rejected == 1

@@ -1,0 +1,95 @@
+"""The CLI run as a person runs it: a real process, real files, a real store."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def cli(*args, cwd, check=True):
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-m", "mosaicrec.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "items.csv").write_text(
+        "item_id,title\n" + "".join(f"i{i},Film number {i}\n" for i in range(30)))
+    rows = ["user_id,item_id,weight,timestamp"]
+    for u in range(40):
+        for j in range(8):
+            rows.append(f"u{u},i{(u % 3) * 10 + (u + j) % 10},1,{u * 100 + j}")
+    (tmp_path / "events.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path
+
+
+def test_ingest_train_recommend_prints_titles(files):
+    store = str(files / "s.duckdb")
+    out = cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", store, cwd=files).stdout
+    assert "320 new events" in out
+    again = cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", store, cwd=files).stdout
+    assert "0 new events" in again
+    cli("train", "--model", "ease", "--param", "reg=5", "--store", store, "--out", "model", cwd=files)
+    rec = cli("recommend", "--user", "u0", "--model", "model", "-k", "3", cwd=files).stdout
+    assert rec.count("Film number") == 3
+
+
+def test_bad_row_is_one_line_error_without_traceback(files):
+    (files / "bad.csv").write_text("user_id,item_id,weight,timestamp\na,x,1,10\nb,y,lots,20\n")
+    proc = cli("ingest", "--events", "bad.csv", "--store", str(files / "s.duckdb"), cwd=files, check=False)
+    assert proc.returncode == 1
+    assert 'bad.csv row 2, column "weight": expected a number, got \'lots\'' in proc.stderr
+    assert "Traceback" not in proc.stderr
+    debug = cli("--debug", "ingest", "--events", "bad.csv", cwd=files, check=False)
+    assert "Traceback" in debug.stderr
+
+
+def test_reject_mode_reports_counts(files):
+    (files / "bad.csv").write_text("user_id,item_id,weight,timestamp\na,x,1,10\nb,y,lots,20\n")
+    out = cli("ingest", "--events", "bad.csv", "--on-error", "reject", "--rejects-dir", "rej",
+              "--store", str(files / "s.duckdb"), cwd=files).stdout
+    assert "1 of 2 rows loaded, 1 rejected" in out
+    assert (files / "rej" / "bad.csv.rejects.csv").exists()
+
+
+def test_unknown_user_is_a_clear_error(files):
+    store = str(files / "s.duckdb")
+    cli("ingest", "--events", "events.csv", "--store", store, cwd=files)
+    cli("train", "--model", "mostpop", "--store", store, "--out", "m", cwd=files)
+    proc = cli("recommend", "--user", "nobody", "--model", "m", cwd=files, check=False)
+    assert proc.returncode == 1 and "unknown user id 'nobody'" in proc.stderr
+
+
+def test_evaluate_from_a_config_file_with_user_files(files):
+    (files / "exp.toml").write_text(f"""
+name = "small"
+output_dir = "runs"
+[dataset.source]
+events = "{files / 'events.csv'}"
+items = "{files / 'items.csv'}"
+[split]
+kind = "leave_last_out"
+[evaluation]
+ks = [5]
+[[models]]
+name = "mostpop"
+[[models]]
+name = "itemknn"
+""")
+    out = cli("evaluate", "exp.toml", "--out", "report", cwd=files).stdout
+    assert "itemknn" in out
+    data = json.loads((files / "report" / "results.json").read_text())
+    assert data["split"]["kind"] == "leave_last_out" and len(data["models"]) == 2
+    assert (files / "report" / "config.json").exists()
+
+
+def test_datasets_list_names_the_builtins(tmp_path):
+    out = cli("datasets", "list", cwd=tmp_path).stdout
+    assert "movielens-100k" in out and "ml100k-multimodal" in out

@@ -84,6 +84,16 @@ def test_itemknn_similarity_is_cosine_with_top_k_neighbours():
         assert S[i, kept].min() >= np.sort(cos[i])[-3] - 1e-6  # the kept ones are the most similar
 
 
+def test_itemknn_shrink_damps_rare_co_occurrences():
+    x = planted(n_users=40, n_items=16, n_groups=2, per_user=4)
+    plain = ItemKNN(neighbors=15).fit(x).similarity_.toarray()
+    shrunk = ItemKNN(neighbors=15, shrink=10.0).fit(x).similarity_.toarray()
+    B = (x.matrix.toarray() > 0).astype(float)
+    co = B.T @ B
+    mask = shrunk > 0
+    np.testing.assert_allclose(shrunk[mask], (plain * co / (co + 10.0))[mask], rtol=1e-5)
+
+
 def test_als_cg_step_reaches_the_exact_least_squares_solution():
     rng = np.random.default_rng(0)
     X = sp.random(20, 15, density=0.3, random_state=0, format="csr", dtype=np.float32)

@@ -3,8 +3,18 @@
 
 from __future__ import annotations
 
+import os
+
+import numba
 import numpy as np
 from numba import njit, prange
+
+
+def set_threads(requested: int = 0) -> int:
+    """Use ``requested`` threads in the parallel kernels (0: every core); returns the number set."""
+    n = max(1, min(requested or os.cpu_count() or 1, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    return n
 
 
 @njit(cache=True, inline="always")
@@ -166,3 +176,96 @@ def biased_mf_epoch(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, o
             P[u, a] += lr * (e * qi - reg * pu)
             Q[i, a] += lr * (e * pu - reg * qi)
     return np.sqrt(sse / max(1, len(order)))
+
+
+@njit(cache=True, inline="always")
+def _worse(v1: float, j1: int, v2: float, j2: int) -> bool:
+    """Whether neighbour (v1, j1) ranks below (v2, j2): lower similarity, or equal and a higher index."""
+    return v1 < v2 or (v1 == v2 and j1 > j2)
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def item_knn(item_indptr: np.ndarray, item_users: np.ndarray, item_vals: np.ndarray, user_indptr: np.ndarray,
+             user_items: np.ndarray, user_vals: np.ndarray, k: int, shrink: float, n_chunks: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` neighbours of every item by Σ_u x̂_ui x̂_uj over co-occurring users (x̂: column-normalised,
+    so the sum is the cosine), optionally shrunk by co-count/(co-count + shrink). Each chunk of items keeps
+    one dense accumulator and resets only the entries it touched, so the cost follows the co-occurrences,
+    not n². Returns (neighbour indices, similarities), −1 / 0 where an item has fewer than k neighbours."""
+    n = len(item_indptr) - 1
+    out_idx = np.full((n, k), -1, dtype=np.int32)
+    out_val = np.zeros((n, k), dtype=np.float32)
+    per = (n + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        acc = np.zeros(n, dtype=np.float32)
+        cnt = np.zeros(n, dtype=np.float32)
+        touched = np.empty(n, dtype=np.int32)
+        for i in range(c * per, min(n, (c + 1) * per)):
+            m = 0
+            for p in range(item_indptr[i], item_indptr[i + 1]):
+                u = item_users[p]
+                w = item_vals[p]
+                for q in range(user_indptr[u], user_indptr[u + 1]):
+                    j = user_items[q]
+                    if cnt[j] == 0.0:
+                        touched[m] = j
+                        m += 1
+                    acc[j] += w * user_vals[q]
+                    cnt[j] += 1.0
+            # A bounded min-heap keeps the k best (similarity, then lower index) in O(m log k); sorting every
+            # touched item, or numba's np.partition (slow to compile), cost more.
+            hv = np.empty(k, dtype=np.float32)
+            hj = np.empty(k, dtype=np.int32)
+            size = 0
+            for t in range(m):
+                j = touched[t]
+                v = acc[j]
+                if shrink > 0.0:
+                    v *= cnt[j] / (cnt[j] + shrink)
+                acc[j] = 0.0
+                cnt[j] = 0.0
+                if j == i or v <= 0.0:
+                    continue
+                if size < k:
+                    pos = size
+                    size += 1
+                    while pos > 0:  # sift up: the root is the worst kept entry
+                        parent = (pos - 1) // 2
+                        if _worse(v, j, hv[parent], hj[parent]):
+                            hv[pos] = hv[parent]
+                            hj[pos] = hj[parent]
+                            pos = parent
+                        else:
+                            break
+                    hv[pos] = v
+                    hj[pos] = j
+                elif _worse(hv[0], hj[0], v, j):
+                    pos = 0
+                    while True:  # sift down from the root
+                        child = 2 * pos + 1
+                        if child >= size:
+                            break
+                        if child + 1 < size and _worse(hv[child + 1], hj[child + 1], hv[child], hj[child]):
+                            child += 1
+                        if _worse(hv[child], hj[child], v, j):
+                            hv[pos] = hv[child]
+                            hj[pos] = hj[child]
+                            pos = child
+                        else:
+                            break
+                    hv[pos] = v
+                    hj[pos] = j
+            # insertion sort of the ≤ k kept entries, best first
+            for a in range(1, size):
+                v, j = hv[a], hj[a]
+                b = a - 1
+                while b >= 0 and _worse(hv[b], hj[b], v, j):
+                    hv[b + 1] = hv[b]
+                    hj[b + 1] = hj[b]
+                    b -= 1
+                hv[b + 1] = v
+                hj[b + 1] = j
+            for r in range(size):
+                out_idx[i, r] = hj[r]
+                out_val[i, r] = hv[r]
+    return out_idx, out_val

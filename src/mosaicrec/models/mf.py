@@ -6,10 +6,8 @@ kernels (:mod:`mosaicrec.models._kernels`); scoring is one dense product U[users
 
 from __future__ import annotations
 
-import os
 import time
 
-import numba
 import numpy as np
 from pydantic import Field
 from threadpoolctl import threadpool_limits
@@ -17,11 +15,6 @@ from threadpoolctl import threadpool_limits
 from mosaicrec.data.schema import Interactions
 from mosaicrec.models import _kernels
 from mosaicrec.models.base import BaseRecommender, ModelConfig, register
-
-
-def _threads(requested: int) -> int:
-    n = requested or os.cpu_count() or 1
-    return max(1, min(n, numba.config.NUMBA_NUM_THREADS))
 
 
 class _FactorModel(BaseRecommender):
@@ -75,7 +68,7 @@ class ALS(_FactorModel):
         conf_u = (1.0 + cfg.alpha * X.data).astype(np.float32)
         conf_i = (1.0 + cfg.alpha * Xt.data).astype(np.float32)
         eye = np.eye(cfg.factors, dtype=np.float32) * cfg.regularization
-        numba.set_num_threads(_threads(cfg.num_threads))
+        _kernels.set_threads(cfg.num_threads)
         with threadpool_limits(1):  # the kernel parallelises; nested BLAS threads would oversubscribe
             for it in range(cfg.iterations):
                 t0 = time.perf_counter()
@@ -110,8 +103,7 @@ class BPR(_FactorModel):
         self._init_factors(train.n_users, train.n_items, cfg.factors, 0.01, cfg.seed)
         self.item_bias_ = np.zeros(train.n_items, dtype=np.float32)
         users_of_entry = np.repeat(np.arange(X.shape[0], dtype=np.int32), np.diff(X.indptr))
-        threads = _threads(cfg.num_threads)
-        numba.set_num_threads(threads)
+        threads = _kernels.set_threads(cfg.num_threads)
         for it in range(cfg.iterations):
             t0 = time.perf_counter()
             skipped, loglik = _kernels.bpr_epoch(

@@ -93,3 +93,34 @@ name = "itemknn"
 def test_datasets_list_names_the_builtins(tmp_path):
     out = cli("datasets", "list", cwd=tmp_path).stdout
     assert "movielens-100k" in out and "ml100k-multimodal" in out
+
+
+def test_ingest_a_source_file_with_a_column_mapping(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "clicks.jsonl").write_text(
+        '{"customer": "c1", "sku": "s1", "ts": "2024-05-01T10:00:00Z", "scenario": "home"}\n'
+        '{"customer": "c2", "sku": "s1", "ts": "2024-05-02T10:00:00Z", "scenario": "search"}\n')
+    (data / "catalog.csv").write_text("sku,name,brand\ns1,Red shoe,Acme\ns2,Blue hat,Hatco\n")
+    source = """
+name = "shop"
+events = "data/clicks.jsonl"
+items = "data/catalog.csv"
+[event_schema]
+user = "customer"
+item = "sku"
+timestamp = "ts"
+context = ["scenario"]
+{weight}
+[item_schema]
+id = "sku"
+title = "name"
+attributes = ["brand"]
+"""
+    (tmp_path / "shop.toml").write_text(source.format(weight=""))  # no weight column: every event weighs 1
+    proc = cli("ingest", "--source", "shop.toml", "--store", "s.duckdb", cwd=tmp_path)
+    assert "2 new events" in proc.stdout and "2 new items" in proc.stdout
+    (tmp_path / "shop.toml").write_text(source.format(weight='weight = "quantity"'))
+    proc = cli("ingest", "--source", "shop.toml", "--store", "s.duckdb", cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert 'clicks.jsonl, column "quantity": missing column; the file has: customer, sku, ts, scenario' in proc.stderr

@@ -79,25 +79,23 @@ class ExperimentConfig(BaseModel):
 def load_config(path: str | Path) -> ExperimentConfig:
     """Read and validate a TOML experiment file; errors name the file and the offending key."""
     path = Path(path)
+    return parse_config(_read_toml(path, "config file"), str(path))
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"{what} not found: {path}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
-    return parse_config(data, str(path))
 
 
 def load_source_file(path: str | Path) -> DatasetSource:
     """Read a TOML file describing a dataset's files and column mappings (a :class:`DatasetSource`).
     Relative file paths resolve against the TOML file's folder."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"source file not found: {path}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    data = _read_toml(path, "source file")
     for key in ("events", "items", "users"):
         if isinstance(data.get(key), str) and not Path(data[key]).is_absolute():
             data[key] = str(path.parent / data[key])

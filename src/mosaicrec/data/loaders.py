@@ -199,6 +199,7 @@ def load_events(path: str | Path, schema: EventSchema | None = None, *, on_error
     schema = schema or EventSchema()
     path = Path(path)
     raw = read_table(path) if frame is None else frame
+    schema = _resolve_optional(schema, raw, ("timestamp", "weight", "event_type"))
     check = _Checker(raw, path.name)
     check.require_columns([schema.user, schema.item]
                           + [c for c in (schema.timestamp, schema.weight) if c is not None]
@@ -238,6 +239,18 @@ def load_events(path: str | Path, schema: EventSchema | None = None, *, on_error
         "context": np.asarray(context, dtype=object)[keep],
     })
     return out, report
+
+
+def _resolve_optional(schema: EventSchema, raw: pd.DataFrame, fields: tuple[str, ...]) -> EventSchema:
+    """Optional fields left at their default column name are absent when the file lacks that column;
+    a column named on purpose must exist; "" means none (TOML has no null)."""
+    update = {}
+    for name in fields:
+        column = getattr(schema, name)
+        if column == "" or (column is not None and column not in raw.columns
+                            and name not in schema.model_fields_set):
+            update[name] = None
+    return schema.model_copy(update=update) if update else schema
 
 
 def load_items(path: str | Path, schema: ItemSchema | None = None, *, on_error: OnError = "raise",

@@ -34,7 +34,8 @@ class _Schema(BaseModel):
 
 
 class EventSchema(_Schema):
-    """Which source column holds each event field. ``None`` means the source has no such column."""
+    """Which source column holds each event field. ``None`` (or "") means the source has no such column;
+    an optional field left at its default name is treated as absent when the file lacks that column."""
 
     user: str = "user_id"
     item: str = "item_id"

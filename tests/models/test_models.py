@@ -130,6 +130,11 @@ def test_biased_mf_recovers_biases_of_a_rating_model():
     assert model.history_[-1]["train_rmse"] < model.history_[0]["train_rmse"]
 
 
+def test_bpr_orders_more_training_pairs_correctly_as_it_trains(planted_data):
+    model = create("bpr", FAST["bpr"]).fit(planted_data)
+    assert model.history_[-1]["correct"] > max(0.9, model.history_[0]["correct"])
+
+
 def test_recommend_pads_when_fewer_items_than_k():
     x = Interactions.from_arrays([0, 0, 1], [0, 1, 2])
     ids, scores = create("mostpop").fit(x).recommend(np.array([0]), k=3)

@@ -27,11 +27,12 @@ class ItemKNN(BaseRecommender):
     Config = ItemKNNConfig
 
     def _fit(self, train: Interactions) -> None:
-        X = train.matrix.astype(np.float32)
+        X = train.matrix
         n = X.shape[1]
-        norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=0)).ravel())
+        # column norms and scaling straight on the CSR arrays (no sparse products)
+        norms = np.sqrt(np.bincount(X.indices, weights=X.data.astype(np.float64) ** 2, minlength=n))
         inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(np.float32)
-        Xn = (X @ sp.diags(inv)).tocsr()
+        Xn = sp.csr_matrix((X.data * inv[X.indices], X.indices, X.indptr), shape=X.shape)
         XnT = Xn.T.tocsr()
         k = min(self.config.neighbors, max(1, n - 1))
         _kernels.set_threads()

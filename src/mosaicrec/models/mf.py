@@ -106,12 +106,12 @@ class BPR(_FactorModel):
         threads = _kernels.set_threads(cfg.num_threads)
         for it in range(cfg.iterations):
             t0 = time.perf_counter()
-            skipped, loglik = _kernels.bpr_epoch(
+            skipped, correct = _kernels.bpr_epoch(
                 X.indptr, X.indices, users_of_entry, self.U_, self.V_, self.item_bias_,
                 cfg.learning_rate, cfg.regularization, threads,
                 np.uint64(cfg.seed * 1_000_003 + it))
             self.history_.append({"iteration": it, "seconds": time.perf_counter() - t0,
-                                  "loglik": loglik, "skipped": skipped})
+                                  "correct": correct, "skipped": skipped})
 
     def _score_all(self, users: np.ndarray) -> np.ndarray:
         return self.U_[users] @ self.V_.T + self.item_bias_

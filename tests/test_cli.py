@@ -90,6 +90,10 @@ name = "itemknn"
     assert (files / "report" / "config.json").exists()
 
 
+def test_version_prints_without_a_command(tmp_path):
+    assert cli("--version", cwd=tmp_path).stdout.strip() == "mosaicrec 0.1.0"
+
+
 def test_datasets_list_names_the_builtins(tmp_path):
     out = cli("datasets", "list", cwd=tmp_path).stdout
     assert "movielens-100k" in out and "ml100k-multimodal" in out

@@ -30,12 +30,17 @@ StoreOpt = Annotated[Optional[Path], typer.Option("--store", help="DuckDB store 
                                                   "[default: $MOSAICREC_HOME/store.duckdb, ./.mosaicrec]")]
 
 
-@app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
-          version: Annotated[bool, typer.Option("--version", help="print the version")] = False) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         out.print(f"mosaicrec {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+          version: Annotated[bool, typer.Option("--version", help="print the version", is_eager=True,
+                                                callback=_print_version)] = False) -> None:
+    """Global options (``--debug`` is read by :func:`main`)."""
 
 
 @datasets_app.command("list")

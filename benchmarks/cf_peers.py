@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 import tracemalloc
@@ -183,7 +184,7 @@ def main() -> None:
 
     meta = {"dataset": args.dataset, "split": "random 80/20 per user, ratings ≥ 4 positive",
             "seeds": args.seeds, "params": PARAMS, "jit_compile_seconds": jit_s,
-            "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count(),
+            "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                         "processor": platform.machine()},
             "versions": {p: version(p) for p in ("implicit", "cornac", "numpy", "scipy", "numba")}}
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mosaicrec.data import EventSchema, ItemSchema, load_events, load_items, load_users
+from mosaicrec.data import EventSchema, ItemSchema, UserSchema, load_events, load_items, load_users
 from mosaicrec.errors import ValidationError
 
 EVENTS_CSV = "user,movie,rating,ts\nu1,i1,5,100\nu1,i2,3,200\nu2,i1,five,300\nu3,,4,400\nu3,i2,2,2020-01-01T00:00:00Z\n"
@@ -105,8 +105,7 @@ def test_duplicate_item_ids_are_rejected_with_the_first_row(tmp_path):
 
 def test_users_load_attributes(tmp_path):
     path = write(tmp_path, "users.csv", "user_id,age,gender\n1,24,M\n2,53,F\n")
-    frame, report = load_users(path, __import__("mosaicrec.data", fromlist=["UserSchema"]).UserSchema(
-        attributes=["age", "gender"]))
+    frame, report = load_users(path, UserSchema(attributes=["age", "gender"]))
     assert frame["attributes"].tolist() == [{"age": 24, "gender": "M"}, {"age": 53, "gender": "F"}]
     assert report.n_loaded == 2
 

@@ -25,7 +25,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from mosaicrec.data.loaders import LoadReport, OnError, load_events, load_items, load_users
-from mosaicrec.data.schema import Dataset, EventSchema, ItemSchema, UserSchema
+from mosaicrec.data.schema import ITEM_COLUMNS, USER_COLUMNS, Dataset, EventSchema, ItemSchema, UserSchema
 from mosaicrec.data.store import Store, events_to_interactions
 from mosaicrec.errors import DatasetNotFoundError
 
@@ -147,8 +147,6 @@ def load_dataset(name_or_source: str | DatasetSource, *, store: Store | None = N
 def frames_to_dataset(name: str, frames: dict[str, pd.DataFrame],
                       rating_scale: tuple[float, float] | None = None) -> Dataset:
     """Canonical frames → :class:`Dataset` with id maps sorted like the store's (items without events kept)."""
-    from mosaicrec.data.schema import ITEM_COLUMNS, USER_COLUMNS
-
     events = frames["events"].sort_values(["timestamp", "user_id", "item_id", "event_type"], kind="stable")
     events = events.drop_duplicates(["user_id", "item_id", "timestamp", "event_type"], keep="last")
     items = frames.get("items", pd.DataFrame(columns=ITEM_COLUMNS))

@@ -7,6 +7,7 @@ relevant test items with the same exclusion (every training event of the user), 
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 import tracemalloc
@@ -60,7 +61,7 @@ def environment() -> dict[str, Any]:
     return {"mosaicrec": __version__, "python": platform.python_version(), "numpy": np.__version__,
             "scipy": scipy.__version__, "numba": numba.__version__, "machine": platform.machine(),
             "processor": platform.processor() or platform.machine(),
-            "cpus": __import__("os").cpu_count()}
+            "cpus": os.cpu_count()}
 
 
 def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[ModelSpec],

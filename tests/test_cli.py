@@ -128,3 +128,36 @@ attributes = ["brand"]
     proc = cli("ingest", "--source", "shop.toml", "--store", "s.duckdb", cwd=tmp_path, check=False)
     assert proc.returncode == 1
     assert 'clicks.jsonl, column "quantity": missing column; the file has: customer, sku, ts, scenario' in proc.stderr
+
+
+def test_encode_a_catalog_then_rerun_from_the_cache(tmp_path):
+    from tests.encoders.conftest import picture
+
+    (tmp_path / "posters").mkdir()
+    for i in range(4):
+        picture(tmp_path / "posters" / f"{i}.png", i + 1)
+    (tmp_path / "posters" / "3.png").write_bytes(b"broken")
+    (tmp_path / "items.csv").write_text(
+        "item_id,name,plot,poster\n"
+        "a,Red planet,astronauts land on mars,posters/0.png\n"
+        "b,Blue ocean,whales sing in the deep sea,posters/1.png\n"
+        "c,Green hills,sheep graze on green hills,posters/2.png\n"
+        "d,Night city,neon lights and rain,posters/3.png\n")
+    (tmp_path / "events.csv").write_text("user_id,item_id\nu1,a\nu1,b\nu2,c\n")
+    (tmp_path / "films.toml").write_text(
+        'name = "films"\nevents = "events.csv"\nitems = "items.csv"\n'
+        '[item_schema]\ntitle = "name"\ntexts = ["plot"]\nimage = "poster"\n')
+    cli("ingest", "--source", "films.toml", "--store", "s/store.duckdb", cwd=tmp_path)
+    args = ("encode", "--store", "s/store.duckdb", "--encoder", "text=tfidf", "--encoder",
+            "image=color-texture", "--param", "tfidf.min_df=1")
+    first = cli(*args, cwd=tmp_path)
+    assert "text (tfidf@" in first.stdout and "4/4 items have vectors (0 from cache, 4 encoded" in first.stdout
+    assert "3/4 items have vectors (0 from cache, 3 encoded" in first.stdout
+    assert "failed: 1 not an image" in first.stdout
+    assert (tmp_path / "s" / "embeddings.duckdb").exists() and (tmp_path / "s" / "content.npz").exists()
+    assert "posters/3.png" in (tmp_path / "s" / "encode_failures.csv").read_text() or \
+        "3.png" in (tmp_path / "s" / "encode_failures.csv").read_text()
+    again = cli(*args, cwd=tmp_path)
+    assert "4/4 items have vectors (4 from cache, 0 encoded" in again.stdout
+    bad = cli("encode", "--store", "s/store.duckdb", "--encoder", "text=clip", cwd=tmp_path, check=False)
+    assert bad.returncode == 1 and "unknown encoder 'clip'" in bad.stderr

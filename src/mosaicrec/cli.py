@@ -22,6 +22,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="mosaicrec: multimodal recommendations from raw media to a running API.")
 datasets_app = typer.Typer(no_args_is_help=True, help="Built-in datasets.")
 app.add_typer(datasets_app, name="datasets")
+encoders_app = typer.Typer(no_args_is_help=True, help="Pretrained and baseline content encoders.")
+app.add_typer(encoders_app, name="encoders")
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
@@ -55,6 +57,95 @@ def datasets_list() -> None:
         ok, why = dataset_available(name)
         table.add_row(name, "yes" if ok else f"no ({why})", entry.description)
     out.print(table)
+
+
+@encoders_app.command("list")
+def encoders_list() -> None:
+    """List the registered encoders, their modality and whether their packages are installed."""
+    from mosaicrec.encoders import DEFAULT_ENCODERS, ENCODERS, encoder_available
+
+    table = Table(title="encoders (default per modality marked *)")
+    for col in ("name", "modality", "installed", "model / package"):
+        table.add_column(col)
+    for name, cls in sorted(ENCODERS.items(), key=lambda kv: (kv[1].modality, kv[0])):
+        ok, why = encoder_available(name)
+        star = "*" if DEFAULT_ENCODERS.get(cls.modality) == name else ""
+        table.add_row(name + star, cls.modality, "yes" if ok else f"no ({why})", cls.description)
+    out.print(table)
+
+
+@app.command()
+def encode(
+    dataset: Annotated[Optional[str], typer.Option(help="ingest this built-in dataset first "
+                                                   "[default: encode the store's catalog]")] = None,
+    encoder: Annotated[Optional[list[str]], typer.Option(help="NAME=ENCODER, e.g. text=minilm or "
+                                                         "text_tfidf=tfidf (repeatable) [default: the "
+                                                         "default encoder of each modality present]")] = None,
+    param: Annotated[Optional[list[str]], typer.Option(help="ENCODER.key=value, e.g. minilm.batch_size=64")]
+    = None,
+    text_fields: Annotated[Optional[str], typer.Option(help="comma-separated text fields to encode, "
+                                                       "'title' included [default: title and all]")] = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", help="encode on a Ray cluster at this address, or "
+                                               "'local' to start one here")] = None,
+    output: Annotated[Optional[Path], typer.Option("--out", help="where to write the embeddings (.npz) "
+                                                   "[default: content.npz beside the store]")] = None,
+    store: StoreOpt = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="ignore and do not write the cache")] = False,
+) -> None:
+    """Encode every item's text, image and audio with pretrained models (cached by content hash)."""
+    from mosaicrec.data.content import ItemContent  # noqa: F401
+    from mosaicrec.data.datasets import ingest_source, resolve_source
+    from mosaicrec.data.store import Store
+    from mosaicrec.encoders import EmbeddingCache, default_cache_path, encode_items
+
+    with Store(store) as st:
+        if dataset:
+            ingest_source(st, resolve_source(dataset))
+        items = st.load_dataset().items
+        store_path = Path(st.path)
+    if items.empty:
+        raise MosaicError(f"the store {store_path} holds no items; run `mosaicrec ingest` first")
+    encoders = _build_encoders(encoder, param)
+    fields = [f.strip() for f in text_fields.split(",")] if text_fields else None
+    cache = None if no_cache else EmbeddingCache(default_cache_path(store_path))
+    try:
+        result = encode_items(items, encoders, cache=cache, text_fields=fields, ray=ray, console=err)
+    finally:
+        if cache is not None:
+            cache.close()
+    for rep in result.reports:
+        out.print(rep.describe(), soft_wrap=True, highlight=False)
+    target = output or store_path.parent / "content.npz"
+    result.content.save(target)
+    fails = result.failures()
+    if len(fails):
+        fails.to_csv(target.with_name("encode_failures.csv"), index=False)
+        out.print(f"{len(fails)} failures with reasons: {target.with_name('encode_failures.csv')}")
+    out.print(f"embeddings: {target}" + ("" if cache is None else f"; cache: {cache.path}"))
+
+
+def _build_encoders(pairs: list[str] | None, params: list[str] | None):
+    from mosaicrec.encoders import create_encoder
+
+    if not pairs:
+        if params:
+            raise MosaicError("--param needs --encoder")
+        return None
+    by_encoder: dict[str, dict] = {}
+    for key, value in _parse_params(params or []).items():
+        enc, dot, field = key.partition(".")
+        if not dot:
+            raise MosaicError(f"--param expects ENCODER.key=value, got {key!r}")
+        by_encoder.setdefault(enc, {})[field] = value
+    out_map = {}
+    for pair in pairs:
+        name, sep, enc = pair.partition("=")
+        name, enc = (name, enc) if sep else (None, name)
+        created = create_encoder(enc.strip(), **by_encoder.pop(enc.strip(), {}))
+        out_map[(name or created.modality).strip()] = created
+    if by_encoder:
+        raise MosaicError(f"--param names encoders not in --encoder: {', '.join(by_encoder)}")
+    return out_map
 
 
 @app.command()
@@ -191,6 +282,66 @@ def demo(
     out.print(f"\nTop 5 from {best.label} (best NDCG@10) for user {user}, trained on the split's train part:")
     for r in recs:
         out.print(f"  {r.rank}. {r.title}  [dim](item {r.item_id}, score {r.score:.3f})[/dim]")
+    _demo_content(data, Path(store) if store else None)
+
+
+def _demo_content(data, store: Path | None) -> None:
+    """Encode the demo catalog's content and show nearest neighbours per modality, so a person can judge
+    the embeddings; with the shared data there, the Emotify clips show the audio side."""
+    import numpy as np
+
+    from mosaicrec.data.datasets import dataset_available, load_dataset
+    from mosaicrec.data.store import default_store_path
+    from mosaicrec.encoders import EmbeddingCache, default_cache_path, encode_items
+
+    cache_path = default_cache_path(store or default_store_path())
+    has_plots = any("description" in t for t in data.items["texts"])
+    out.print(f"\nEncoding the content of {len(data.items)} items (cached in {cache_path}):")
+    with EmbeddingCache(cache_path) as cache:
+        result = encode_items(data.items, cache=cache, console=err,
+                              text_fields=["title", "description"] if has_plots else None)
+        for rep in result.reports:
+            out.print("  " + rep.describe(), soft_wrap=True, highlight=False)
+        content = result.content
+        popular = np.argsort(-np.bincount(data.interactions.items, minlength=data.interactions.n_items),
+                             kind="stable")
+        index = {i: k for k, i in enumerate(content.item_ids)}
+        probes = [index[data.interactions.item_ids[i]] for i in popular[:40]]
+        probes = [p for p in probes if all(content.masks[m][p] for m in content.modalities)][:3]
+        titles = data.items["title"].to_numpy()
+        for name in content.modalities:
+            table = Table(title=f"nearest items by {name} ({content.sources[name]})")
+            table.add_column("item")
+            table.add_column("its 3 nearest neighbours")
+            for p in probes:
+                top, sims = content.nearest(name, p, 3)
+                table.add_row(titles[p], "; ".join(f"{titles[t]} ({s:.2f})" for t, s in zip(top, sims)))
+            out.print(table)
+        if dataset_available("emotify")[0]:
+            clips = load_dataset("emotify").items
+            audio = encode_items(clips, {"audio": _default_encoder("audio")}, cache=cache, console=err)
+            out.print("  " + audio.reports[0].describe(), soft_wrap=True, highlight=False)
+            genre = np.array([a.get("genre", "") for a in clips["attributes"]])
+            c = audio.content
+            sims = c.features["audio"] @ c.features["audio"].T
+            np.fill_diagonal(sims, -np.inf)
+            agree = float((genre[sims.argmax(1)] == genre).mean())
+            table = Table(title=f"Emotify clips: nearest by audio ({c.sources['audio']}); the nearest clip has "
+                                f"the same genre for {agree:.0%} of clips (chance 25%)")
+            table.add_column("clip (genre)")
+            table.add_column("its 3 nearest clips (genre, cosine)")
+            for g in np.unique(genre):
+                p = int(np.flatnonzero(genre == g)[0])
+                top, s = c.nearest("audio", p, 3)
+                table.add_row(f"{c.item_ids[p]} ({g})",
+                              "; ".join(f"{c.item_ids[t]} ({genre[t]}, {v:.2f})" for t, v in zip(top, s)))
+            out.print(table)
+
+
+def _default_encoder(modality: str):
+    from mosaicrec.encoders import DEFAULT_ENCODERS, create_encoder
+
+    return create_encoder(DEFAULT_ENCODERS[modality])
 
 
 def _run(cfg, output: Path | None, keep_models: bool = False, use_store: bool = False):

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -246,3 +247,49 @@ def ml100k_multimodal(data_root: Path, cache: Path) -> DatasetSource:
         user_schema=UserSchema(attributes=["age", "gender", "occupation", "zip_code"]),
         rating_scale=(1.0, 5.0),
     )
+
+
+@register_dataset("emotify", "Emotify: 400 music clips (30 s MP3, 4 genres) with 8,407 anonymous listener "
+                  "responses (../shared/datasets): the real audio set", requires="shared")
+def emotify(data_root: Path, cache: Path) -> DatasetSource:
+    """Responses become events of one anonymous listener each (``r<response_id>``): ``like``, ``dislike``
+    or ``listen``, with mood, emotions and listener facts as context. Responses marked both liked and
+    disliked are contradictory: they go to ``responses.rejects.csv`` in the cache with the reason."""
+    root = data_root / "emotify"
+    if not root.is_dir():
+        raise DatasetNotFoundError(f"emotify needs the folder {root} (set MOSAICREC_DATA_ROOT)")
+    out = cache / "emotify"
+    events = out / "events.parquet"
+    if not events.exists() or events.stat().st_mtime < (root / "responses.csv").stat().st_mtime:
+        out.mkdir(parents=True, exist_ok=True)
+        raw = pd.read_csv(root / "responses.csv", dtype=str, keep_default_na=False)
+        both = (raw["liked"] == "1") & (raw["disliked"] == "1")
+        rejects = raw[both].copy()
+        rejects.insert(0, "reason", "liked and disliked both 1: contradictory response")
+        rejects.insert(0, "column", "liked,disliked")
+        rejects.insert(0, "row", rejects.index + 1)
+        rejects.to_csv(out / "responses.rejects.csv", index=False)
+        kept = raw[~both]
+        ev = pd.DataFrame({
+            "user_id": "r" + kept["response_id"], "item_id": kept["item_id"],
+            "event_type": np.where(kept["liked"] == "1", "like", np.where(kept["disliked"] == "1", "dislike",
+                                                                         "listen")),
+            "weight": np.where(kept["liked"] == "1", 1.0, np.where(kept["disliked"] == "1", -1.0, 0.0)),
+        })
+        for col in ["mood", *_EMOTIFY_EMOTIONS, "listener_age", "listener_gender", "listener_mother_tongue"]:
+            ev[col] = kept[col].to_numpy()
+        tmp = events.with_suffix(".tmp")
+        ev.to_parquet(tmp, index=False)
+        tmp.replace(events)
+    return DatasetSource(
+        name="emotify",
+        events=str(events),
+        event_schema=EventSchema(timestamp=None, context=["mood", *_EMOTIFY_EMOTIONS, "listener_age",
+                                                          "listener_gender", "listener_mother_tongue"]),
+        items=str(root / "items.csv"),
+        item_schema=ItemSchema(title=None, audio="audio", attributes=["genre", "clip_seconds"]),
+    )
+
+
+_EMOTIFY_EMOTIONS = ["amazement", "solemnity", "tenderness", "nostalgia", "calmness", "power",
+                     "joyful_activation", "tension", "sadness"]

@@ -1,0 +1,55 @@
+"""The Ray path: a real local cluster, the same batches, the same vectors as a single-process run."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mosaicrec.encoders import EmbeddingCache, create_encoder, encode_items
+
+pytestmark = pytest.mark.xdist_group("ray")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    # Ray's socket paths must stay under 108 bytes: pytest's (xdist) temp paths are too long.
+    home = Path(tempfile.mkdtemp(prefix="mr-ray-", dir="/tmp"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HOME", str(home))  # ray writes an auth token under $HOME/.ray
+    mp.setenv("RAY_TMPDIR", str(home))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(home / "r"))
+    yield ray
+    ray.shutdown()
+    mp.undo()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_ray_run_matches_the_single_process_run(ray_cluster, media_catalog: pd.DataFrame, tmp_path: Path):
+    def encoders():
+        return {"text": create_encoder("minilm", threads=1, batch_size=3),
+                "image": create_encoder("efficientnet-lite0", threads=1, batch_size=2),
+                "audio": create_encoder("yamnet", threads=1, batch_size=2)}
+
+    local = encode_items(media_catalog, encoders(), progress=False)
+    with EmbeddingCache(tmp_path / "emb.duckdb") as cache:
+        remote = encode_items(media_catalog, encoders(), cache=cache, ray="local", progress=False)
+        assert sorted(cache.counts().values()) == [3, 3, 6]  # 6 distinct texts, 3 images, 3 clips
+    assert ray_cluster.is_initialized()  # an existing cluster is used, not shut down
+    for name in ("text", "image", "audio"):
+        np.testing.assert_array_equal(local.content.masks[name], remote.content.masks[name])
+        np.testing.assert_allclose(local.content.features[name], remote.content.features[name], atol=1e-6)
+        assert dict(local.reports[0].failures) == dict(remote.reports[0].failures)
+    assert dict(remote.reports[1].failures).keys() == {"3", "4", "5"}
+
+
+def test_fitted_encoders_refuse_the_ray_path(ray_cluster, media_catalog: pd.DataFrame):
+    from mosaicrec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="without --ray"):
+        encode_items(media_catalog, {"text": create_encoder("tfidf", min_df=1)}, ray="local", progress=False)

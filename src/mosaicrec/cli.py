@@ -93,7 +93,6 @@ def encode(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="ignore and do not write the cache")] = False,
 ) -> None:
     """Encode every item's text, image and audio with pretrained models (cached by content hash)."""
-    from mosaicrec.data.content import ItemContent  # noqa: F401
     from mosaicrec.data.datasets import ingest_source, resolve_source
     from mosaicrec.data.store import Store
     from mosaicrec.encoders import EmbeddingCache, default_cache_path, encode_items

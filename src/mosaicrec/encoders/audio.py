@@ -21,7 +21,8 @@ import numpy as np
 import scipy.fft
 from pydantic import Field
 
-from mosaicrec.encoders.base import Encoder, EncoderConfig, MediaError, register_encoder, torch_threads
+from mosaicrec.encoders.base import (Encoder, EncoderConfig, MediaError, media_path, register_encoder,
+                                     torch_threads)
 
 SAMPLE_RATE = 16_000
 _EMBEDDING_NODE = "/model/Reshape_output_0"
@@ -32,7 +33,7 @@ def read_audio(ref: str, sample_rate: int, max_seconds: float | None) -> np.ndar
     import soundfile as sf
     import soxr
 
-    path = Path(str(ref).removeprefix("file://"))
+    path = media_path(ref)
     if not path.is_file():
         raise MediaError("file not found", str(path))
     try:

@@ -24,6 +24,7 @@ import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -87,7 +88,7 @@ class Encoder(ABC):
     def setup(self) -> Encoder:
         """Load the weights (once). Called lazily so that listing encoders loads nothing."""
         if not self._ready:
-            missing = [pkg for mod, pkg in self.requires if importlib.util.find_spec(mod) is None]
+            missing = _missing_packages(type(self))
             if missing:
                 raise MosaicError(f"encoder {self.name!r} needs {', '.join(missing)}: pip install them "
                                   "(`make setup` installs everything)")
@@ -194,6 +195,14 @@ def create_encoder(name: str, **params: Any) -> Encoder:
 
 def encoder_available(name: str) -> tuple[bool, str]:
     """Whether an encoder's packages are installed here (without loading anything)."""
-    cls = ENCODERS[name]
-    missing = [pkg for mod, pkg in cls.requires if importlib.util.find_spec(mod) is None]
+    missing = _missing_packages(ENCODERS[name])
     return (not missing, f"needs {', '.join(missing)}" if missing else "installed")
+
+
+def _missing_packages(cls: type[Encoder]) -> list[str]:
+    return [pkg for mod, pkg in cls.requires if importlib.util.find_spec(mod) is None]
+
+
+def media_path(ref: str) -> Path:
+    """A media reference as a local path (``file://`` URIs included)."""
+    return Path(str(ref).removeprefix("file://"))

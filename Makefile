@@ -28,6 +28,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/cf_peers.py
 	$(PY) benchmarks/encode_throughput.py
+	$(PY) benchmarks/multimodal.py
 
 clean:
 	rm -rf $(VENV) .mosaicrec runs benchmarks/results .pytest_cache

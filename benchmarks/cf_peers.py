@@ -23,7 +23,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 from rich.console import Console
 from rich.table import Table
 

@@ -50,3 +50,25 @@ def planted_data() -> Interactions:
 def movielens():
     from mosaicrec.data import load_dataset
     return load_dataset("movielens-100k")
+
+
+def planted_content(x: Interactions, n_groups: int = 4, seed: int = 0, missing_image: float = 0.3):
+    """Item content matching :func:`planted`: a "text" embedding near its group's centre for every item and
+    a noisier "image" embedding that a share of items lack (zero row, mask False)."""
+    from mosaicrec.data.content import ItemContent
+
+    rng = np.random.default_rng(seed)
+    n = x.n_items
+    group = np.arange(n) // (n // n_groups)
+    centres = rng.standard_normal((n_groups, 24))
+    text = (centres[group] + 0.4 * rng.standard_normal((n, 24))).astype(np.float32)
+    image = (centres[group] @ rng.standard_normal((24, 12)) + 2.0 * rng.standard_normal((n, 12))).astype(np.float32)
+    has_image = rng.random(n) >= missing_image
+    image[~has_image] = 0.0
+    return ItemContent(x.item_ids, {"text": text, "image": image},
+                       {"text": np.ones(n, bool), "image": has_image})
+
+
+@pytest.fixture
+def content(planted_data):
+    return planted_content(planted_data)

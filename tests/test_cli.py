@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -161,3 +160,26 @@ def test_encode_a_catalog_then_rerun_from_the_cache(tmp_path):
     assert "4/4 items have vectors (4 from cache, 0 encoded" in again.stdout
     bad = cli("encode", "--store", "s/store.duckdb", "--encoder", "text=clip", cwd=tmp_path, check=False)
     assert bad.returncode == 1 and "unknown encoder 'clip'" in bad.stderr
+
+
+@pytest.mark.xdist_group("real-data")
+def test_evaluate_multimodal_config_with_cold_start_on_real_data(tmp_path):
+    from tests.conftest import SHARED
+
+    if not (SHARED / "ml100k-multimodal").is_dir():
+        pytest.skip(f"real multimodal data not found at {SHARED}")
+    # fast baseline encoders keep this test short; the pretrained ones run in benchmarks/multimodal.py
+    (tmp_path / "mm.toml").write_text(
+        'name = "mm"\n[dataset]\nname = "ml100k-multimodal"\n[split]\nrating_threshold = 4\n'
+        '[content]\nencoders = { text = "tfidf", image = "color-texture" }\ntext_fields = ["title", "description"]\n'
+        'cache = "emb.duckdb"\n[cold_start]\nitems = 0.2\nusers = 0.2\n'
+        '[[models]]\nname = "mostpop"\n[[models]]\nname = "content-knn"\n'
+        '[[models]]\nname = "hybrid"\nparams = { epochs = 2, fusion = { kind = "gated" } }\n')
+    cli("evaluate", "mm.toml", "--out", "run", cwd=tmp_path)
+    result = json.loads((tmp_path / "run" / "results.json").read_text())
+    rows = {m["label"]: m for m in result["models"]}
+    assert set(rows["hybrid"]["cold"]) == {"new items", "new users"}
+    held = result["split"]["cold_start"]["new items"]["held_out"]
+    assert 250 < held < 400  # a fifth of the rated films
+    assert rows["content-knn"]["cold"]["new items"]["ndcg@10"] > 3 * rows["mostpop"]["cold"]["new items"]["ndcg@10"]
+    assert "new items: ndcg@10" in (tmp_path / "run" / "report.md").read_text()

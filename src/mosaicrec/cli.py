@@ -194,8 +194,13 @@ def train(
     store: StoreOpt = None,
     threshold: Annotated[Optional[float], typer.Option(help="ratings ≥ this are positives "
                                                        "[default: top quarter of the rating scale]")] = None,
+    encoder: Annotated[Optional[list[str]], typer.Option(
+        help="content models: NAME=ENCODER per content feature, e.g. text=minilm (repeatable) "
+             "[default: the default encoder of each modality the catalog has]")] = None,
+    text_fields: Annotated[Optional[list[str]], typer.Option(help="item text fields text encoders read")] = None,
 ) -> None:
-    """Train a model on everything in the store and save it."""
+    """Train a model on everything in the store and save it (content models encode the catalog first,
+    through the embedding cache)."""
     from mosaicrec.data.datasets import ingest_source, resolve_source
     from mosaicrec.data.store import Store
     from mosaicrec.models.training import fit_on_dataset
@@ -208,9 +213,26 @@ def train(
         store_path = st.path
     if data.interactions.n_events == 0:
         raise MosaicError(f"the store {store_path} holds no events; run `mosaicrec ingest` first")
+    content = None
+    from mosaicrec.models import MODELS
+
+    if model in MODELS and MODELS[model].needs_content:
+        from mosaicrec.encoders import EmbeddingCache, create_encoder, default_cache_path, encode_items
+
+        encs = None
+        if encoder:
+            pairs = [e.partition("=") for e in encoder]
+            if any(not sep for _, sep, _ in pairs):
+                raise MosaicError("--encoder expects NAME=ENCODER, e.g. text=minilm")
+            encs = {name: create_encoder(enc) for name, _, enc in pairs}
+        with EmbeddingCache(default_cache_path(store_path)) as cache:
+            encoded = encode_items(data.items, encs, cache=cache, text_fields=text_fields, console=err)
+        for rep in encoded.reports:
+            err.print("  " + rep.describe(), soft_wrap=True, highlight=False)
+        content = encoded.content
     with err.status(f"training {model} on {data.interactions.n_events} events"):
         t0 = time.perf_counter()
-        fitted = fit_on_dataset(data, model, params, threshold)
+        fitted = fit_on_dataset(data, model, params, threshold, content=content)
         seconds = time.perf_counter() - t0
     fitted.save(output)
     (output / "source.json").write_text(json.dumps({"store": str(Path(store_path).resolve()),
@@ -282,6 +304,16 @@ def demo(
     for r in recs:
         out.print(f"  {r.rank}. {r.title}  [dim](item {r.item_id}, score {r.score:.3f})[/dim]")
     _demo_content(data, Path(store) if store else None)
+    if data.name == "ml100k-multimodal":
+        from mosaicrec.config import MULTIMODAL_CONFIG, load_config
+
+        out.print("\nMultimodal models and cold start (content read back from the cache):")
+        from mosaicrec.encoders import default_cache_path
+
+        mm = load_config(MULTIMODAL_CONFIG)
+        mm.dataset.store = cfg.dataset.store
+        mm.content.cache = str(default_cache_path(store))  # the cache the demo just filled
+        _run(mm, output / "multimodal" if output else None, use_store=True)
 
 
 def _demo_content(data, store: Path | None) -> None:
@@ -357,8 +389,17 @@ def _run(cfg, output: Path | None, keep_models: bool = False, use_store: bool = 
                 err.print(f"store {st.path}: {st.counts()}")
         else:
             data = load_dataset(source)
+    content = None
+    if cfg.content is not None:
+        from mosaicrec.encoders import encode_content
+
+        encoded = encode_content(data.items, cfg.content, console=err)
+        for rep in encoded.reports:
+            err.print("  " + rep.describe(), soft_wrap=True, highlight=False)
+        content = encoded.content
     result = run_experiment(data, cfg.split, cfg.models, cfg.evaluation, name=cfg.name,
-                            config=cfg.model_dump(mode="json"), console=err, keep_models=keep_models)
+                            config=cfg.model_dump(mode="json"), console=err, keep_models=keep_models,
+                            content=content, cold_start=cfg.cold_start)
     out.print(results_table(result))
     folder = output or Path(cfg.output_dir) / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     write_reports(result, folder)

@@ -27,7 +27,9 @@ from pydantic import ValidationError as PydanticValidationError
 from mosaicrec.data.datasets import DATASETS, DatasetSource
 from mosaicrec.data.splits import SplitConfig
 from mosaicrec.errors import ConfigError
+from mosaicrec.encoders.stage import ContentConfig
 from mosaicrec.evaluation.protocol import EvaluationConfig
+from mosaicrec.evaluation.runner import ColdStartConfig
 from mosaicrec.models.base import MODELS, ModelSpec
 
 
@@ -63,6 +65,8 @@ class ExperimentConfig(BaseModel):
     split: SplitConfig = Field(default_factory=SplitConfig)
     models: list[ModelSpec]
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    content: ContentConfig | None = Field(None, description="item content for content models")
+    cold_start: ColdStartConfig = Field(default_factory=ColdStartConfig)
     output_dir: str = "runs"
 
     @model_validator(mode="after")
@@ -73,6 +77,10 @@ class ExperimentConfig(BaseModel):
         for spec in self.models:
             if "seed" in MODELS[spec.name].Config.model_fields and "seed" not in spec.params:
                 spec.params["seed"] = self.seed
+            if MODELS[spec.name].needs_content and self.content is None:
+                raise ValueError(f"model {spec.display!r} reads item content: add a [content] section")
+        if (self.cold_start.items or self.cold_start.users) and self.content is None:
+            raise ValueError("cold_start needs item content: add a [content] section")
         return self
 
 
@@ -106,6 +114,7 @@ def load_source_file(path: str | Path) -> DatasetSource:
 
 
 DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.toml"
+MULTIMODAL_CONFIG = Path(__file__).parent / "configs" / "multimodal.toml"
 
 
 def demo_config(dataset: str | None = None) -> ExperimentConfig:

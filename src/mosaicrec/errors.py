@@ -59,3 +59,7 @@ class NotFittedError(MosaicError):
 
 class StoreError(MosaicError):
     """The store cannot be opened or written."""
+
+
+class NotSupportedError(MosaicError):
+    """The model cannot do what was asked (e.g. an interaction-only model asked about a new user)."""

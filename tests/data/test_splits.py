@@ -71,3 +71,43 @@ def test_split_applies_k_core_first():
     x = planted()
     train, test = split(x, SplitConfig(kind="leave_last_out", min_core=13))
     assert train.n_events == 0 and test.n_events == 0  # every user has 12 < 13 events
+
+
+def test_cold_item_split_holds_out_whole_items():
+    from mosaicrec.data import cold_item_split
+
+    x = planted(per_user=12)
+    train, test = cold_item_split(x, 0.25, seed=3)
+    cold = np.unique(test.items)
+    assert len(cold) == 20 and not np.isin(train.items, cold).any()
+    assert train.n_events + test.n_events == x.n_events
+    assert (np.bincount(test.items, minlength=x.n_items)[cold] == np.bincount(x.items, minlength=x.n_items)[cold]).all()
+    assert (train.item_ids == x.item_ids).all()  # same catalog: held-out items keep their index
+    again = cold_item_split(x, 0.25, seed=3)[1]
+    np.testing.assert_array_equal(np.unique(again.items), cold)
+
+
+def test_cold_user_split_partitions_each_held_out_user_by_time():
+    from mosaicrec.data import cold_user_split
+
+    x = planted(per_user=12)
+    train, support, test = cold_user_split(x, 0.25, support=3, seed=3)
+    held = np.unique(test.users)
+    assert len(held) == 30 and not np.isin(train.users, held).any()
+    assert train.n_events + support.n_events + test.n_events == x.n_events
+    for u in held:
+        s, t = support.timestamps[support.users == u], test.timestamps[test.users == u]
+        assert len(s) == 3 and len(t) == 9 and s.max() <= t.min()
+    _, none, rest = cold_user_split(x, 0.25, support=0, seed=3)
+    assert none.n_events == 0 and rest.n_events == 30 * 12
+
+
+def test_cold_splits_refuse_an_empty_side():
+    from mosaicrec.data import cold_item_split, cold_user_split
+    from mosaicrec.errors import ConfigError
+
+    x = planted(n_users=4, n_items=8, n_groups=2, per_user=2)
+    with pytest.raises(ConfigError, match="empty side"):
+        cold_item_split(x, 0.01)
+    with pytest.raises(ConfigError, match="empty side"):
+        cold_user_split(x, 0.2, support=5)

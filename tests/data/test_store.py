@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from mosaicrec.data import DatasetSource, EventSchema, Store, ingest_source, load_dataset, load_events
+from mosaicrec.data import DatasetSource, EventSchema, Store, ingest_source, load_dataset
 
 
 def events_file(tmp_path, rows):

@@ -8,14 +8,17 @@ from mosaicrec.models import MODELS, ItemKNN, create, load_model
 from mosaicrec.models import _kernels
 from tests.conftest import planted
 
+NEURAL = {"epochs": 15, "dim": 16, "batch_size": 256, "threads": 1, "lr": 0.02}
 FAST = {"bpr": {"iterations": 30, "num_threads": 1, "factors": 16, "learning_rate": 0.05},
         "als": {"iterations": 5, "factors": 8}, "biasedmf": {"epochs": 10, "factors": 8},
-        "ease": {"reg": 10.0}, "itemknn": {"neighbors": 10}}
+        "ease": {"reg": 10.0}, "itemknn": {"neighbors": 10}, "content-ease": {"reg": 100.0},
+        "content-knn": {"neighbors": 10}, "hybrid": NEURAL, "vbpr": NEURAL, "graph": NEURAL,
+        "two-tower": NEURAL}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_recommend_never_returns_seen_items(name, planted_data):
-    model = create(name, FAST.get(name)).fit(planted_data)
+def test_recommend_never_returns_seen_items(name, planted_data, content):
+    model = create(name, FAST.get(name)).fit(planted_data, content=content)
     users = np.arange(planted_data.n_users)
     ids, scores = model.recommend(users, k=10)
     seen = planted_data.binary
@@ -25,8 +28,8 @@ def test_recommend_never_returns_seen_items(name, planted_data):
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_save_load_round_trip_gives_identical_scores(name, planted_data, tmp_path):
-    model = create(name, FAST.get(name)).fit(planted_data)
+def test_save_load_round_trip_gives_identical_scores(name, planted_data, content, tmp_path):
+    model = create(name, FAST.get(name)).fit(planted_data, content=content)
     model.save(tmp_path / name)
     again = load_model(tmp_path / name)
     assert type(again) is type(model) and again.config == model.config
@@ -36,9 +39,9 @@ def test_save_load_round_trip_gives_identical_scores(name, planted_data, tmp_pat
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_same_seed_same_model(name, planted_data):
-    a = create(name, FAST.get(name)).fit(planted_data).score(np.arange(5))
-    b = create(name, FAST.get(name)).fit(planted_data).score(np.arange(5))
+def test_same_seed_same_model(name, planted_data, content):
+    a = create(name, FAST.get(name)).fit(planted_data, content=content).score(np.arange(5))
+    b = create(name, FAST.get(name)).fit(planted_data, content=content).score(np.arange(5))
     np.testing.assert_array_equal(a, b)
 
 

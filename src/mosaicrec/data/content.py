@@ -10,10 +10,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mosaicrec.errors import MosaicError, UnknownItemError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import scipy.sparse as sp
 
 
 @dataclass(frozen=True)
@@ -98,3 +103,23 @@ class ItemContent:
             meta = json.loads(str(z["meta"]))
             return cls(z["item_ids"].astype(object), {n: z[f"features/{n}"] for n in names},
                        {n: z[f"masks/{n}"] for n in names}, meta["sources"])
+
+
+def profile_texts(users: "pd.DataFrame", user_ids: np.ndarray, items: "pd.DataFrame", item_ids: np.ndarray,
+                  history: "sp.csr_matrix", max_items: int = 20) -> list[str]:
+    """One text per user (row ``u`` of ``history`` is user ``user_ids[u]``): the user's attributes and the
+    titles of up to ``max_items`` of their items, e.g. ``"occupation: writer. gender: F. age: 31. Liked:
+    Fargo (1996); Heat (1995)"``. Embedded with a text encoder, this is the profile h_u = M(text_u) that
+    lets a model place a user it has never trained on (attributes only when ``history`` is empty)."""
+    attrs = dict(zip(users["user_id"].astype(str), users["attributes"])) if len(users) else {}
+    titles = dict(zip(items["item_id"].astype(str), items["title"].fillna("")))
+    out = []
+    for u, uid in enumerate(user_ids):
+        parts = [f"{k}: {v}" for k, v in sorted((attrs.get(str(uid)) or {}).items())
+                 if v is not None and k != "zip_code"]
+        row = history.indices[history.indptr[u]:history.indptr[u + 1]][:max_items]
+        liked = "; ".join(t for t in (titles.get(str(item_ids[i]), "") for i in row) if t)
+        if liked:
+            parts.append(f"Liked: {liked}")
+        out.append(". ".join(parts))
+    return out

@@ -68,6 +68,44 @@ def temporal_split(x: Interactions, test_fraction: float = 0.2) -> tuple[Interac
     return x.subset(~is_test), x.subset(is_test)
 
 
+def cold_item_split(x: Interactions, test_fraction: float = 0.2, seed: int = 42
+                    ) -> tuple[Interactions, Interactions]:
+    """New-item cold start: hold out ``test_fraction`` of the items that have events, with *all* their
+    events; those items never appear in train (they stay in the id maps, with no training events)."""
+    rng = np.random.default_rng(seed)
+    items = np.unique(x.items)
+    n_cold = int(round(len(items) * test_fraction))
+    if n_cold == 0 or n_cold == len(items):
+        raise ConfigError(f"cold-item split of {len(items)} items at {test_fraction} leaves an empty side")
+    cold = np.zeros(x.n_items, bool)
+    cold[rng.choice(items, n_cold, replace=False)] = True
+    is_test = cold[x.items]
+    return x.subset(~is_test), x.subset(is_test)
+
+
+def cold_user_split(x: Interactions, test_fraction: float = 0.2, support: int = 3, seed: int = 42
+                    ) -> tuple[Interactions, Interactions, Interactions]:
+    """New-user cold start: hold out ``test_fraction`` of the users with more than ``support`` events.
+    Returns (train, support, test): a held-out user's first ``support`` events by time are what the model
+    is shown at recommendation time (``support=0``: none, profile only), the rest are to be predicted.
+    Held-out users have no training events."""
+    rng = np.random.default_rng(seed)
+    counts = np.bincount(x.users, minlength=x.n_users)
+    eligible = np.flatnonzero(counts > support)
+    n_cold = int(round(len(eligible) * test_fraction))
+    if n_cold == 0 or n_cold == len(np.unique(x.users)):
+        raise ConfigError(f"cold-user split of {len(eligible)} users at {test_fraction} leaves an empty side")
+    cold = np.zeros(x.n_users, bool)
+    cold[rng.choice(eligible, n_cold, replace=False)] = True
+    order = np.lexsort((np.arange(x.n_events), x.timestamps, x.users))
+    users_sorted = x.users[order]
+    starts = np.flatnonzero(np.r_[True, users_sorted[1:] != users_sorted[:-1]])
+    rank = np.empty(x.n_events, np.int64)
+    rank[order] = np.arange(x.n_events) - np.repeat(starts, np.diff(np.r_[starts, x.n_events]))
+    held = cold[x.users]
+    return x.subset(~held), x.subset(held & (rank < support)), x.subset(held & (rank >= support))
+
+
 def k_core(x: Interactions, k: int) -> Interactions:
     """Keep events of users and items that have at least ``k`` events, repeated until stable."""
     if k <= 1:

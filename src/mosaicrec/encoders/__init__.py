@@ -19,10 +19,11 @@ from mosaicrec.encoders import audio, image, text  # noqa: F401  (registration)
 from mosaicrec.encoders.base import (DEFAULT_ENCODERS, ENCODERS, MODALITIES, Encoder, EncoderConfig, MediaError,
                                      create_encoder, encoder_available, l2_normalize, register_encoder)
 from mosaicrec.encoders.cache import EmbeddingCache, default_cache_path
-from mosaicrec.encoders.stage import EncodeReport, EncodeResult, encode_items, item_inputs
+from mosaicrec.encoders.stage import (ContentConfig, EncodeReport, EncodeResult, encode_content, encode_items,
+                                      item_inputs)
 
 __all__ = [
-    "DEFAULT_ENCODERS", "ENCODERS", "MODALITIES", "EmbeddingCache", "EncodeReport", "EncodeResult", "Encoder",
-    "EncoderConfig", "MediaError", "create_encoder", "default_cache_path", "encode_items", "encoder_available",
+    "DEFAULT_ENCODERS", "ENCODERS", "MODALITIES", "ContentConfig", "EmbeddingCache", "EncodeReport", "EncodeResult", "Encoder",
+    "EncoderConfig", "MediaError", "create_encoder", "default_cache_path", "encode_content", "encode_items", "encoder_available",
     "item_inputs", "l2_normalize", "register_encoder",
 ]

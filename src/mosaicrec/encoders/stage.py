@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -335,3 +336,26 @@ def _run_ray(encoder: Encoder, batches: list[list[str]], address: str) -> Iterat
     finally:
         if started:
             ray.shutdown()
+
+
+class ContentConfig(BaseModel):
+    """Which item content models read (the ``[content]`` section of a config): a name per feature and the
+    encoder that makes it, e.g. ``encoders = { text = "minilm", image = "efficientnet-lite0" }``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    encoders: dict[str, str] = Field(default_factory=dict, description="feature name → encoder name")
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="feature name → encoder params")
+    text_fields: list[str] | None = Field(None, description="item text fields read by text encoders")
+    cache: str | None = Field(None, description="embedding cache file (default: beside the store)")
+
+
+def encode_content(items: pd.DataFrame, config: ContentConfig, *, console: Console | None = None,
+                   progress: bool = True) -> EncodeResult:
+    """Encode ``items`` as ``config`` says, through the content-hash cache (re-runs are cache hits)."""
+    from mosaicrec.encoders.cache import default_cache_path
+
+    encoders = {name: create_encoder(enc, **config.params.get(name, {})) for name, enc in config.encoders.items()}
+    with EmbeddingCache(config.cache or default_cache_path()) as cache:
+        return encode_items(items, encoders, cache=cache, text_fields=config.text_fields, console=console,
+                            progress=progress)

@@ -3,7 +3,7 @@ training items excluded, and the top-K lists are scored against the held-out rel
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,13 +49,16 @@ class RankingResult:
 def evaluate_ranking(model: BaseRecommender, test: Interactions, *, exclude: sp.csr_matrix,
                      config: EvaluationConfig | None = None, item_popularity: np.ndarray | None = None,
                      item_vectors: np.ndarray | sp.spmatrix | None = None,
-                     users: Sequence[int] | None = None) -> RankingResult:
+                     users: Sequence[int] | None = None, candidates: np.ndarray | None = None,
+                     score_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> RankingResult:
     """Evaluate ``model`` on ``test`` (every test event is relevant; convert ratings first).
 
     ``exclude`` marks items never to count (the user's training items). Users evaluated: those with at
     least one relevant test item and at least one excluded (training) item, unless ``users`` is given.
     ``item_popularity`` (share of training users per item) enables novelty; ``item_vectors`` (e.g. genre
     multi-hot) enables intra-list diversity, else training co-occurrence columns are used.
+    ``candidates`` (item indices) restricts the ranking to those items, e.g. the held-out new items;
+    ``score_fn`` (user indices → score rows) replaces ``model.score``, e.g. to fold in new users.
     """
     cfg = config or EvaluationConfig()
     relevant = test.binary
@@ -64,11 +67,18 @@ def evaluate_ranking(model: BaseRecommender, test: Interactions, *, exclude: sp.
         users = np.flatnonzero((n_rel_all > 0) & (np.diff(exclude.indptr) > 0))
     users = np.asarray(users, dtype=np.int64)
     kmax = max(cfg.ks)
+    score_fn = score_fn or model.score
+    blocked = None
+    if candidates is not None:
+        blocked = np.ones(relevant.shape[1], bool)
+        blocked[np.asarray(candidates)] = False
     tops, hits_all = [], []
     for start in range(0, len(users), cfg.batch_size):
         block = users[start:start + cfg.batch_size]
-        scores = np.array(model.score(block), dtype=np.float32, copy=True)
+        scores = np.array(score_fn(block), dtype=np.float32, copy=True)
         mask_rows(scores, exclude[block])
+        if blocked is not None:
+            scores[:, blocked] = -np.inf
         top, top_scores = top_k(scores, kmax)
         top = np.where(np.isfinite(top_scores), top, -1)
         rel_rows = relevant[block].toarray() > 0

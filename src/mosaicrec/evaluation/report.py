@@ -11,10 +11,21 @@ from mosaicrec.evaluation.runner import ExperimentResult
 
 HEADLINE = ("ndcg@10", "recall@10", "precision@10", "map@10", "mrr@10", "hitrate@10", "coverage@10",
             "novelty@10", "diversity@10", "rmse", "mae")
+#: with cold-start scenarios the table gets narrower: these, warm then per scenario
+COLD_HEADLINE = ("ndcg@10", "recall@20")
+
+
+def _flat(r) -> dict[str, float]:
+    """A row's metrics with cold-start ones prefixed by their scenario ("new items: ndcg@10")."""
+    return {**r.metrics, **{f"{sc}: {k}": v for sc, m in r.cold.items() for k, v in m.items()}}
 
 
 def _columns(result: ExperimentResult) -> list[str]:
-    present = {k for r in result.rows for k in r.metrics}
+    present = {k for r in result.rows for k in _flat(r)}
+    scenarios = sorted({sc for r in result.rows for sc in r.cold})
+    if scenarios:
+        return [c for c in [*COLD_HEADLINE, *(f"{sc}: {k}" for sc in scenarios for k in COLD_HEADLINE)]
+                if c in present]
     return [c for c in HEADLINE if c in present]
 
 
@@ -29,12 +40,12 @@ def results_table(result: ExperimentResult) -> Table:
     table.add_column("fit s", justify="right")
     best = {}
     for c in cols:
-        vals = [r.metrics[c] for r in result.rows if c in r.metrics]
+        vals = [_flat(r)[c] for r in result.rows if c in _flat(r)]
         best[c] = min(vals) if c in ("rmse", "mae") else max(vals)
     for r in result.rows:
         cells = []
         for c in cols:
-            v = r.metrics.get(c)
+            v = _flat(r).get(c)
             text = "" if v is None else f"{v:.4f}"
             cells.append(f"[bold]{text}[/bold]" if v is not None and v == best[c] else text)
         table.add_row(r.label, *cells, f"{r.fit_seconds:.2f}")
@@ -50,10 +61,15 @@ def markdown(result: ExperimentResult) -> str:
              f"{result.split.get('rating_threshold')}), {result.split['train_events']} train / "
              f"{result.split['test_events']} test events, {result.split.get('users_evaluated', 0)} users "
              "evaluated by full ranking with their training items excluded.", "",
+             *[f"Scenario **{sc}**: {v['held_out']} held out whole, {v['train_events']} train / "
+               f"{v['test_events']} test positives"
+               + (" (ranked among the held-out items only)." if sc == "new items" else
+                  " (each shown to the model by its first events only; — : the model cannot fold users in).")
+               for sc, v in result.split.get("cold_start", {}).items()], "",
              "| model | " + " | ".join(cols) + " | fit s | peak MB |",
              "|---|" + "---:|" * (len(cols) + 2)]
     for r in result.rows:
-        vals = " | ".join(f"{r.metrics[c]:.4f}" if c in r.metrics else "" for c in cols)
+        vals = " | ".join(f"{_flat(r)[c]:.4f}" if c in _flat(r) else "—" for c in cols)
         lines.append(f"| {r.label} | {vals} | {r.fit_seconds:.2f} | {r.peak_memory_mb:.0f} |")
     lines += ["", "![metrics](plot.png)", "",
               f"Diversity is measured over {result.split.get('diversity_vectors')}. Environment: "

@@ -3,12 +3,14 @@
 Importing this package registers every model under its config name (``MODELS``)."""
 
 from mosaicrec.models.base import MODELS, BaseRecommender, ModelConfig, Recommender, create, register
-from mosaicrec.models.ease import EASE
+from mosaicrec.models.content import ContentKNN
+from mosaicrec.models.ease import EASE, ContentEASE
 from mosaicrec.models.itemknn import ItemKNN
 from mosaicrec.models.mf import ALS, BPR, BiasedMF
+from mosaicrec.models.neural import VBPR, GraphModel, Hybrid, TwoTower
 from mosaicrec.models.popularity import MostPopular
 
 load_model = BaseRecommender.load
 
-__all__ = ["ALS", "BPR", "EASE", "MODELS", "BaseRecommender", "BiasedMF", "ItemKNN", "ModelConfig",
+__all__ = ["ALS", "BPR", "ContentEASE", "ContentKNN", "EASE", "GraphModel", "Hybrid", "TwoTower", "VBPR", "MODELS", "BaseRecommender", "BiasedMF", "ItemKNN", "ModelConfig",
            "MostPopular", "Recommender", "create", "load_model", "register"]

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from mosaicrec import __version__
+from mosaicrec.data.content import ItemContent
 from mosaicrec.data.schema import Interactions
-from mosaicrec.errors import ConfigError, MosaicError, NotFittedError
+from mosaicrec.errors import ConfigError, MosaicError, NotFittedError, NotSupportedError
 
 
 class ModelConfig(BaseModel):
@@ -36,9 +37,12 @@ class Recommender(Protocol):
     name: ClassVar[str]
     config: ModelConfig
 
-    def fit(self, train: Interactions) -> Self: ...
+    def fit(self, train: Interactions, content: ItemContent | None = None,
+            user_profiles: np.ndarray | None = None) -> Self: ...
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray: ...
+
+    def score_histories(self, history: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray: ...
 
     def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True,
                   candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
@@ -106,6 +110,8 @@ class BaseRecommender:
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     #: ``True`` for models that predict ratings (evaluated with RMSE/MAE too).
     predicts_ratings: ClassVar[bool] = False
+    #: ``True`` for models that read item content (they refuse to fit without it).
+    needs_content: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         self.config = config if config is not None else self.Config(**params)
@@ -114,13 +120,30 @@ class BaseRecommender:
         self.item_ids: np.ndarray | None = None
 
     # -- protocol ---------------------------------------------------------------------------------------
-    def fit(self, train: Interactions) -> Self:
-        """Train on ``train``; returns ``self``."""
+    def fit(self, train: Interactions, content: ItemContent | None = None,
+            user_profiles: np.ndarray | None = None) -> Self:
+        """Train on ``train``; returns ``self``.
+
+        ``content`` (per-modality item embeddings, any catalog order: it is aligned to ``train.item_ids``)
+        is read by content models, which score items without training events from it; ``user_profiles``
+        (``n_users × d``, row per user index, e.g. the embedded text of a user's attributes and history)
+        by models with a user tower. Interaction-only models ignore both.
+        """
         if train.n_events == 0:
             raise MosaicError(f"{self.name}: cannot fit on zero events")
+        if self.needs_content and content is None:
+            raise ConfigError(f"{self.name} reads item content: pass content= (from `mosaicrec encode`) "
+                              "or add a [content] section to the config")
+        if user_profiles is not None and user_profiles.shape[0] != train.n_users:
+            raise MosaicError(f"{self.name}: {user_profiles.shape[0]} user profiles for {train.n_users} users")
         self._seen = train.binary
         self.user_ids, self.item_ids = train.user_ids, train.item_ids
-        self._fit(train)
+        self.content_ = content.align(train.item_ids) if content is not None else None
+        self.user_profiles_ = user_profiles
+        try:
+            self._fit(train)
+        finally:  # the model keeps what it derived, not the inputs
+            self.content_ = self.user_profiles_ = None
         return self
 
     @property
@@ -148,6 +171,19 @@ class BaseRecommender:
             sel = (inv >= start) & (inv < start + len(block))
             out[sel] = s[inv[sel] - start, items[sel]]
         return out
+
+    def score_histories(self, history: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
+        """Scores of all items for users the model was not trained on (new users), from their events
+        ``history`` (``n × n_items``, same item indices) and optional ``profiles`` (``n × d``, as passed
+        to ``fit``). Raises :class:`NotSupportedError` for models that cannot fold a user in."""
+        seen = self._require_fitted()
+        history = sp.csr_matrix(history, dtype=np.float32)
+        if history.shape[1] != seen.shape[1]:
+            raise MosaicError(f"{self.name}: history has {history.shape[1]} items, the model {seen.shape[1]}")
+        return np.asarray(self._score_history(history, profiles), dtype=np.float32)
+
+    def _score_history(self, history: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
+        raise NotSupportedError(f"{self.name} cannot score users it was not trained on")
 
     def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True,
                   candidates: np.ndarray | None = None, batch_size: int = 1024

@@ -48,6 +48,9 @@ class ItemKNN(BaseRecommender):
     def _score_all(self, users: np.ndarray) -> np.ndarray:
         return np.asarray((self._X[users] @ self.similarity_).toarray(), dtype=np.float32)
 
+    def _score_history(self, history, profiles):
+        return (history @ self.similarity_).toarray()
+
     def similar_items(self, item: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most similar items of one item (by training co-occurrence), best first."""
         row = self.similarity_[item]

@@ -9,12 +9,31 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import scipy.sparse as sp
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
 from mosaicrec.data.schema import Interactions
 from mosaicrec.models import _kernels
 from mosaicrec.models.base import BaseRecommender, ModelConfig, register
+
+
+def fold_in(V: np.ndarray, history: sp.csr_matrix, reg: float = 0.1, unobserved: float = 0.05,
+            target: float = 1.0) -> np.ndarray:
+    """User vectors for new users from their events, with the item factors fixed: the implicit-ALS user
+    step u = (c₀·VᵀV + V_hᵀV_h + λI)⁻¹ V_hᵀ·t, where every unobserved item pulls towards 0 with weight c₀
+    and an observed item towards ``target`` t (the typical score of a trained user's positives, so that
+    a folded-in user's scores have the same scale as the item biases they are added to).
+    Users with no events get a zero vector."""
+    V = V.astype(np.float64)
+    G = unobserved * V.T @ V + reg * np.eye(V.shape[1])
+    out = np.zeros((history.shape[0], V.shape[1]), np.float32)
+    for r in range(history.shape[0]):
+        cols = history.indices[history.indptr[r]:history.indptr[r + 1]]
+        if len(cols):
+            Vh = V[cols]
+            out[r] = np.linalg.solve(G + Vh.T @ Vh, target * Vh.sum(axis=0))
+    return out
 
 
 class _FactorModel(BaseRecommender):
@@ -31,6 +50,9 @@ class _FactorModel(BaseRecommender):
 
     def _score_all(self, users: np.ndarray) -> np.ndarray:
         return self.U_[users] @ self.V_.T
+
+    def _score_history(self, history: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
+        return fold_in(self.V_, history) @ self.V_.T
 
     def _state(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k + "_") for k in self._state_keys}
@@ -156,3 +178,6 @@ class BiasedMF(_FactorModel):
     def _score_all(self, users: np.ndarray) -> np.ndarray:
         return (self.U_[users] @ self.V_.T + self.item_bias_ + self.user_bias_[users, None]
                 + self.mu_).astype(np.float32)
+
+    def _score_history(self, history: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
+        return (fold_in(self.V_, history) @ self.V_.T + self.item_bias_ + self.mu_).astype(np.float32)

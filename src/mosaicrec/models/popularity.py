@@ -24,6 +24,9 @@ class MostPopular(BaseRecommender):
     def _score_all(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.counts_, (len(users), len(self.counts_))).copy()
 
+    def _score_history(self, history, profiles):
+        return self._score_all(np.zeros(history.shape[0], np.int64))
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"counts": self.counts_}
 

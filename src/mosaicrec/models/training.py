@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mosaicrec.data.content import ItemContent
 from mosaicrec.data.schema import Dataset
 from mosaicrec.data.splits import to_implicit
 from mosaicrec.models.base import BaseRecommender, create
@@ -19,10 +20,11 @@ def default_threshold(dataset: Dataset) -> float | None:
 
 
 def fit_on_dataset(dataset: Dataset, name: str, params: dict[str, Any] | None = None,
-                   threshold: float | None = None) -> BaseRecommender:
-    """Fit a registered model on all events: rating models on the ratings, the others on the positives."""
+                   threshold: float | None = None, content: ItemContent | None = None) -> BaseRecommender:
+    """Fit a registered model on all events: rating models on the ratings, the others on the positives;
+    ``content`` goes to models that read it."""
     model = create(name, params)
     events = dataset.interactions
     if not model.predicts_ratings:
         events = to_implicit(events, threshold if threshold is not None else default_threshold(dataset))
-    return model.fit(events)
+    return model.fit(events, content=content)

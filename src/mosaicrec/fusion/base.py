@@ -1,0 +1,53 @@
+"""Fusion settings shared by every content model, and the fixed (non-learned) concatenation."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from mosaicrec.data.content import ItemContent
+from mosaicrec.errors import ConfigError
+
+#: ``concat``: weighted concatenation, then a learned projection; ``gated``: per-modality projections mixed
+#: by learned element-wise gates; ``attention``: a learned query attends over the modality tokens.
+FUSIONS = ("concat", "gated", "attention")
+FusionKind = Literal["concat", "gated", "attention"]
+
+
+class FusionConfig(BaseModel):
+    """How a content model combines modalities (the ``fusion`` keys of a model's params)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: FusionKind = "concat"
+    modalities: list[str] | None = Field(None, description="content names to use (None: all there are)")
+    weights: dict[str, float] = Field(default_factory=dict, description="per-modality weight (default 1)")
+
+
+def select_modalities(content: ItemContent, wanted: list[str] | None, model: str) -> list[str]:
+    """The modalities a model will read, checked against what the content holds."""
+    names = list(content.modalities) if wanted is None else list(wanted)
+    missing = [m for m in names if m not in content.features]
+    if missing or not names:
+        have = ", ".join(content.modalities) or "none"
+        what = f"no {missing[0]!r} content" if missing else "no content"
+        raise ConfigError(f"{model}: {what} (the content has: {have}); encode it first or change modalities")
+    return names
+
+
+def concat_features(content: ItemContent, modalities: list[str], weights: dict[str, float] | None = None
+                    ) -> np.ndarray:
+    """One row per item: each modality L2-normalised and scaled by √weight, then concatenated, so that
+    the dot product of two rows is the weighted sum of per-modality cosines. A missing modality is a zero
+    block (it contributes nothing to any similarity)."""
+    weights = weights or {}
+    blocks = []
+    for m in modalities:
+        x = content.features[m].astype(np.float32, copy=True)
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        x /= np.maximum(norms, 1e-12)
+        x[~content.masks[m]] = 0.0
+        blocks.append(x * np.float32(np.sqrt(weights.get(m, 1.0))))
+    return np.concatenate(blocks, axis=1)

@@ -183,3 +183,35 @@ def test_evaluate_multimodal_config_with_cold_start_on_real_data(tmp_path):
     assert 250 < held < 400  # a fifth of the rated films
     assert rows["content-knn"]["cold"]["new items"]["ndcg@10"] > 3 * rows["mostpop"]["cold"]["new items"]["ndcg@10"]
     assert "new items: ndcg@10" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_serve_starts_from_the_cli_and_answers(files):
+    import socket
+    import time
+
+    import httpx
+
+    cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", "s.duckdb", cwd=files)
+    cli("train", "--model", "ease", "--param", "reg=10", "--out", "m", "--store", "s.duckdb", cwd=files)
+    bad = cli("serve", "--model", "m", "--store", "s.duckdb", cwd=files, check=False)
+    assert bad.returncode == 1 and "--api-key" in bad.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "mosaicrec.cli", "serve", "--model", "m", "--store", "s.duckdb",
+                             "--api-key", "k:write", "--encoder", "text=minilm", "--port", str(port)], cwd=files,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(240):
+            try:
+                if httpx.get(f"{url}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.25)
+        r = httpx.get(f"{url}/users/u0/recommendations", params={"k": 3}, headers={"X-API-Key": "k"})
+        assert r.status_code == 200 and len(r.json()["items"]) == 3
+        assert all(i["title"].startswith("Film number") for i in r.json()["items"])
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -217,19 +217,7 @@ def train(
     from mosaicrec.models import MODELS
 
     if model in MODELS and MODELS[model].needs_content:
-        from mosaicrec.encoders import EmbeddingCache, create_encoder, default_cache_path, encode_items
-
-        encs = None
-        if encoder:
-            pairs = [e.partition("=") for e in encoder]
-            if any(not sep for _, sep, _ in pairs):
-                raise MosaicError("--encoder expects NAME=ENCODER, e.g. text=minilm")
-            encs = {name: create_encoder(enc) for name, _, enc in pairs}
-        with EmbeddingCache(default_cache_path(store_path)) as cache:
-            encoded = encode_items(data.items, encs, cache=cache, text_fields=text_fields, console=err)
-        for rep in encoded.reports:
-            err.print("  " + rep.describe(), soft_wrap=True, highlight=False)
-        content = encoded.content
+        content = _catalog_content(data.items, store_path, encoder, text_fields)
     with err.status(f"training {model} on {data.interactions.n_events} events"):
         t0 = time.perf_counter()
         fitted = fit_on_dataset(data, model, params, threshold, content=content)
@@ -265,6 +253,55 @@ def recommend(
     for r in recs:
         table.add_row(str(r.rank), r.item_id, r.title, f"{r.score:.4f}")
     out.print(table)
+
+
+@app.command()
+def serve(
+    model_dir: Annotated[Path, typer.Option("--model", help="folder written by `mosaicrec train`")],
+    store: StoreOpt = None,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    api_key: Annotated[Optional[list[str]], typer.Option(
+        help="KEY:read or KEY:write (repeatable) [default: $MOSAICREC_API_KEYS, comma-separated]")] = None,
+    encoder: Annotated[Optional[list[str]], typer.Option(
+        help="content NAME=ENCODER for similar items, search and new items [default: each modality's "
+             "default encoder]")] = None,
+    text_fields: Annotated[Optional[list[str]], typer.Option(help="item text fields text encoders read")] = None,
+    rate_limit: Annotated[float, typer.Option(help="requests per second per key")] = 1000.0,
+) -> None:
+    """Serve recommendations, similar items, search, new items, events and erasure over HTTP
+    (OpenAPI docs at /docs)."""
+    import os
+
+    import uvicorn
+
+    from mosaicrec.data.store import Store
+    from mosaicrec.models import load_model
+    from mosaicrec.serving.app import create_app
+    from mosaicrec.serving.service import Service
+
+    specs = api_key or [k for k in os.environ.get("MOSAICREC_API_KEYS", "").split(",") if k]
+    keys = {}
+    for spec in specs:
+        key, _, kind = spec.rpartition(":")
+        if not key or kind not in ("read", "write"):
+            raise MosaicError(f"--api-key expects KEY:read or KEY:write, got {spec!r}")
+        keys[key] = kind
+    if not keys:
+        raise MosaicError("give at least one --api-key KEY:write (or set MOSAICREC_API_KEYS)")
+    fitted = load_model(model_dir)
+    if store is None and (model_dir / "source.json").exists():
+        store = Path(json.loads((model_dir / "source.json").read_text())["store"])
+    with Store(store, read_only=True) as st:
+        data = st.load_dataset()
+        store_path = st.path
+    content = _catalog_content(data.items, store_path, encoder, text_fields)
+    from mosaicrec.models.training import default_threshold
+
+    service = Service(fitted, store_path, content, positive_threshold=default_threshold(data))
+    err.print(f"serving {fitted.name} over {len(service.item_ids)} items on http://{host}:{port} (docs: /docs)")
+    uvicorn.run(create_app(service, keys, rate_limit=rate_limit, burst=2 * rate_limit), host=host, port=port,
+                log_level="warning")
 
 
 @app.command()
@@ -367,6 +404,24 @@ def _demo_content(data, store: Path | None) -> None:
                 table.add_row(f"{c.item_ids[p]} ({g})",
                               "; ".join(f"{c.item_ids[t]} ({genre[t]}, {v:.2f})" for t, v in zip(top, s)))
             out.print(table)
+
+
+def _catalog_content(items, store_path, encoder: list[str] | None, text_fields: list[str] | None):
+    """Encode a catalog through the cache beside the store: ``encoder`` entries are NAME=ENCODER, none
+    means each modality's default encoder."""
+    from mosaicrec.encoders import EmbeddingCache, create_encoder, default_cache_path, encode_items
+
+    encs = None
+    if encoder:
+        pairs = [e.partition("=") for e in encoder]
+        if any(not sep for _, sep, _ in pairs):
+            raise MosaicError("--encoder expects NAME=ENCODER, e.g. text=minilm")
+        encs = {name: create_encoder(enc) for name, _, enc in pairs}
+    with EmbeddingCache(default_cache_path(store_path)) as cache:
+        encoded = encode_items(items, encs, cache=cache, text_fields=text_fields, console=err)
+    for rep in encoded.reports:
+        err.print("  " + rep.describe(), soft_wrap=True, highlight=False)
+    return encoded.content
 
 
 def _default_encoder(modality: str):

@@ -1,0 +1,175 @@
+"""The HTTP API over :class:`~mosaicrec.serving.service.Service` (FastAPI; OpenAPI docs at ``/docs``).
+
+Every request but ``/health`` carries an API key in ``X-API-Key``. A ``read`` key may call the GET and search
+endpoints; a ``write`` key also adds items and events and erases users. Each key has a token-bucket rate
+limit. Bodies over ``max_body_bytes`` are refused with 413 before they are parsed. Library errors become
+4xx responses with one clear message: unknown user or item → 404, anything else the caller can fix → 400.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict
+from typing import Any, Literal
+
+import pandas as pd
+from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from mosaicrec.errors import MosaicError, NotSupportedError, UnknownItemError, UnknownUserError
+from mosaicrec.serving.service import Service
+
+KeyKind = Literal["read", "write"]
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str = Field(min_length=1, max_length=256)
+    item_id: str = Field(min_length=1, max_length=256)
+    timestamp: int | None = Field(None, ge=0, description="Unix seconds (default: now)")
+    event_type: str = Field("interaction", max_length=64)
+    weight: float = 1.0
+    context: dict[str, str] = Field(default_factory=dict)
+
+
+class EventsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(min_length=1, max_length=10_000)
+
+
+class ItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: str = Field(min_length=1, max_length=256)
+    title: str | None = Field(None, max_length=2_000)
+    texts: dict[str, str] = Field(default_factory=dict)
+    image: str | None = Field(None, description="path or file:// URI readable by the server")
+    audio: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class ItemsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[ItemIn] = Field(min_length=1, max_length=1_000)
+
+
+class SearchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=2_000)
+    k: int = Field(10, ge=1, le=1_000)
+    user_id: str | None = None
+
+
+class _Bucket:
+    """Token bucket: ``rate`` requests per second with bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst, self.tokens, self.at = rate, burst, burst, time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return True
+            return False
+
+
+def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float = 1_000.0,
+               burst: float = 2_000.0, max_body_bytes: int = 2_000_000) -> FastAPI:
+    """The API. ``keys`` maps API key → ``read`` or ``write``; it must not be empty."""
+    if not keys:
+        raise MosaicError("serving needs at least one API key")
+    app = FastAPI(title="mosaicrec", version="1", description=__doc__)
+    buckets = {k: _Bucket(rate_limit, burst) for k in keys}
+
+    @app.middleware("http")
+    async def limit_size(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if size is not None and size.isdigit() and int(size) > max_body_bytes:
+            return JSONResponse({"detail": f"request body of {size} bytes exceeds {max_body_bytes}"}, 413)
+        return await call_next(request)
+
+    @app.exception_handler(MosaicError)
+    async def library_error(request: Request, exc: MosaicError):
+        status = 404 if isinstance(exc, (UnknownUserError, UnknownItemError)) else \
+            (501 if isinstance(exc, NotSupportedError) else 400)
+        return JSONResponse({"detail": str(exc).strip("'\"")}, status)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return JSONResponse({"detail": f"{where}: {first.get('msg')}", "errors": json.loads(
+            json.dumps(exc.errors(), default=str))}, 422)
+
+    def key_of(x_api_key: str | None = Header(None)) -> KeyKind:
+        if x_api_key is None or x_api_key not in keys:
+            raise HTTPException(401, "missing or unknown API key (header X-API-Key)")
+        if not buckets[x_api_key].take():
+            raise HTTPException(429, "rate limit exceeded for this key")
+        return keys[x_api_key]
+
+    def writer(kind: KeyKind = Depends(key_of)) -> KeyKind:
+        if kind != "write":
+            raise HTTPException(403, "this key is read-only")
+        return kind
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", **service.health()}
+
+    @app.get("/users/{user_id}/recommendations", dependencies=[Depends(key_of)])
+    def recommendations(user_id: str, k: int = Query(10, ge=1, le=1_000),
+                        exclude: str | None = Query(None, description="comma-separated item ids"),
+                        diversity: float | None = Query(None, ge=0.0, le=1.0),
+                        filter: list[str] | None = Query(None, description="attribute:value, repeatable"),
+                        include_seen: bool = False) -> dict[str, Any]:
+        filters = {}
+        for f in filter or []:
+            key, sep, value = f.partition(":")
+            if not sep or not key:
+                raise MosaicError(f"filter expects attribute:value, got {f!r}")
+            filters[key] = value
+        recs = service.recommend(user_id, k, exclude=exclude.split(",") if exclude else None,
+                                 diversity=diversity, filters=filters, exclude_seen=not include_seen)
+        return {"user_id": user_id, "items": [asdict(r) for r in recs]}
+
+    @app.get("/items/{item_id}/similar", dependencies=[Depends(key_of)])
+    def similar(item_id: str, k: int = Query(10, ge=1, le=1_000), modality: str | None = None) -> dict[str, Any]:
+        return {"item_id": item_id, "items": [asdict(r) for r in service.similar(item_id, k, modality)]}
+
+    @app.post("/search", dependencies=[Depends(key_of)])
+    def search(body: SearchIn) -> dict[str, Any]:
+        return {"query": body.query, "items": [asdict(r) for r in service.search(body.query, body.k, body.user_id)]}
+
+    @app.post("/items", dependencies=[Depends(writer)], status_code=201)
+    def add_items(body: ItemsIn) -> dict[str, Any]:
+        frame = pd.DataFrame([{**i.model_dump(), "title": i.title or i.item_id} for i in body.items])
+        return {"items": service.add_items(frame)}
+
+    @app.post("/events", dependencies=[Depends(writer)], status_code=201)
+    def add_events(body: EventsIn) -> dict[str, Any]:
+        now = int(time.time())
+        frame = pd.DataFrame([{"user_id": e.user_id, "item_id": e.item_id,
+                               "timestamp": e.timestamp if e.timestamp is not None else now,
+                               "event_type": e.event_type, "weight": e.weight,
+                               "context": json.dumps(e.context, sort_keys=True)} for e in body.events])
+        return {"received": len(frame), "added": service.add_events(frame)}
+
+    @app.delete("/users/{user_id}", dependencies=[Depends(writer)])
+    def delete_user(user_id: str) -> dict[str, Any]:
+        return {"user_id": user_id, "events_erased": service.delete_user(user_id)}
+
+    return app

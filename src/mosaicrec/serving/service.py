@@ -1,0 +1,297 @@
+"""The serving core, independent of HTTP: a trained model, the catalog and content, and live state.
+
+What changes while serving, and how it reaches recommendations without retraining:
+
+* **events** are written to the DuckDB store first (durable before the call returns), then added to the
+  user's live history; a user with events the model has not trained on is scored by folding that history in
+  (``score_histories``), so the next call reflects them;
+* **new items** are written to the store, encoded at once with the encoders the content was made with, and
+  scored by content: their content similarity to the user's history, put on the scale of the model's scores
+  (a z-score mapped onto the model's score distribution for this user);
+* **erased users** lose their events and profile in the store and in memory, and are unknown from then on.
+
+All model calls are serialised by one lock: numba's workqueue threading layer (which the kernels use so
+that torch keeps its threads) must not be entered from two threads at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from mosaicrec.data.content import ItemContent
+from mosaicrec.data.store import Store
+from mosaicrec.errors import MosaicError, NotSupportedError, UnknownItemError, UnknownUserError
+from mosaicrec.fusion import concat_features
+from mosaicrec.models.base import BaseRecommender, top_k
+from mosaicrec.ranking.rerank import because_of, mmr
+
+
+@dataclass
+class Recommended:
+    item_id: str
+    title: str
+    score: float
+    explanation: str | None = None
+    because: str | None = None
+    modality: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+class Service:
+    """Recommendations, similar items, search, and the write paths, over one trained model."""
+
+    def __init__(self, model: BaseRecommender, store_path: str | Path, content: ItemContent | None = None,
+                 positive_threshold: float | None = None) -> None:
+        self.model = model
+        self.store_path = Path(store_path)
+        self.lock = threading.RLock()
+        self.threshold = positive_threshold
+        self.started = time.time()
+        self.model_items = [str(i) for i in model.item_ids]
+        self.model_users = {str(u): k for k, u in enumerate(model.user_ids)}
+        with Store(self.store_path) as st:
+            data = st.load_dataset()
+        catalog = data.items
+        extra = [i for i in catalog["item_id"].astype(str) if i not in set(self.model_items)]
+        self.item_ids: list[str] = self.model_items + extra
+        self.index = {i: k for k, i in enumerate(self.item_ids)}
+        meta = catalog.set_index(catalog["item_id"].astype(str))
+        self.titles = [str(meta["title"].get(i) or i) if i in meta.index else i for i in self.item_ids]
+        self.attributes = [dict(meta["attributes"].get(i) or {}) if i in meta.index else {} for i in self.item_ids]
+        self._set_content(content)
+        self.history: dict[str, set[int]] = {}
+        x = data.interactions
+        positive = np.ones(x.n_events, bool) if positive_threshold is None else x.weights >= positive_threshold
+        for u, i in zip(x.user_ids[x.users[positive]], x.item_ids[x.items[positive]]):
+            self.history.setdefault(str(u), set()).add(self.index[str(i)])
+        self.changed: set[str] = set()  # users with events the model has not trained on
+        self.erased: set[str] = set()
+
+    # -- content ----------------------------------------------------------------------------------------
+    def _set_content(self, content: ItemContent | None) -> None:
+        self.content = content.align(np.array(self.item_ids, dtype=object)) if content is not None else None
+        if self.content is None or not self.content.modalities:
+            self.vectors = None
+            self.modality_vectors, self.modality_masks = {}, {}
+            return
+        self.vectors = _normalise(concat_features(self.content, self.content.modalities))
+        self.modality_vectors = {m: _normalise(self.content.features[m]) for m in self.content.modalities}
+        self.modality_masks = dict(self.content.masks)
+
+    # -- reads ------------------------------------------------------------------------------------------
+    def _user_scores(self, user_id: str) -> np.ndarray:
+        """Scores over every catalog item (model items, then items added since training)."""
+        if user_id in self.erased or (user_id not in self.model_users and user_id not in self.history):
+            raise UnknownUserError(f"unknown user {user_id!r}: no events and not in the model")
+        hist = np.array(sorted(self.history.get(user_id, ())), dtype=np.int64)
+        n_model = len(self.model_items)
+        with self.lock:
+            if user_id in self.model_users and user_id not in self.changed:
+                s = self.model.score(np.array([self.model_users[user_id]]))[0]
+            else:
+                row = hist[hist < n_model]
+                h = sp.csr_matrix((np.ones(len(row), np.float32), (np.zeros(len(row), int), row)),
+                                  shape=(1, n_model))
+                try:
+                    s = self.model.score_histories(h)[0]
+                except NotSupportedError:
+                    s = self.model.score(np.array([0]))[0] if user_id not in self.model_users else \
+                        self.model.score(np.array([self.model_users[user_id]]))[0]
+        full = np.full(len(self.item_ids), -np.inf, np.float32)
+        full[:n_model] = s
+        if len(self.item_ids) > n_model and self.vectors is not None and len(hist):
+            # items added since training: content similarity to the history, on the model's score scale
+            profile = self.vectors[hist].mean(axis=0)
+            sim = self.vectors @ profile
+            known = np.isfinite(s)
+            z = (sim - sim[:n_model].mean()) / max(float(sim[:n_model].std()), 1e-6)
+            full[n_model:] = float(s[known].mean()) + float(s[known].std()) * z[n_model:]
+        return full
+
+    def recommend(self, user_id: str, k: int = 10, *, exclude: list[str] | None = None,
+                  diversity: float | None = None, filters: dict[str, Any] | None = None,
+                  exclude_seen: bool = True) -> list[Recommended]:
+        """Top-``k`` for a user. Filters (``attribute: value``, matching a value or a member of a list
+        attribute) and exclusions are applied before the top-k, so ``k`` items come back whenever ``k``
+        items pass. ``diversity`` in (0, 1] re-ranks with MMR at λ = 1 − diversity."""
+        scores = self._user_scores(user_id)
+        hist = np.array(sorted(self.history.get(user_id, ())), dtype=np.int64)
+        if exclude_seen and len(hist):
+            scores[hist] = -np.inf
+        for item in exclude or []:
+            if item in self.index:
+                scores[self.index[item]] = -np.inf
+        if filters:
+            scores[~self._filter_mask(filters)] = -np.inf
+        if diversity and self.vectors is not None:
+            pool, pool_scores = top_k(scores[None], min(len(scores), max(5 * k, 50)))
+            keep = np.isfinite(pool_scores[0])
+            chosen = mmr(pool[0][keep], pool_scores[0][keep], self.vectors, k, 1.0 - diversity)
+        else:
+            top, top_scores = top_k(scores[None], k)
+            chosen = top[0][np.isfinite(top_scores[0])]
+        return [self._describe(int(i), float(scores[i]), hist) for i in chosen]
+
+    def _filter_mask(self, filters: dict[str, Any]) -> np.ndarray:
+        mask = np.ones(len(self.item_ids), bool)
+        for key, want in filters.items():
+            for i, attrs in enumerate(self.attributes):
+                have = attrs.get(key)
+                ok = (str(want) in map(str, have)) if isinstance(have, list) else str(have) == str(want)
+                mask[i] &= ok
+        return mask
+
+    def _describe(self, i: int, score: float, hist: np.ndarray) -> Recommended:
+        rec = Recommended(self.item_ids[i], self.titles[i], score, attributes=self.attributes[i])
+        if self.modality_vectors and len(hist):
+            h, modality, _ = because_of(i, hist[-200:], self.modality_vectors, self.modality_masks)
+            if h is not None:
+                rec.because, rec.modality = self.item_ids[h], modality
+                rec.explanation = f"similar to {self.titles[h]} (closest in {modality})"
+        return rec
+
+    def similar(self, item_id: str, k: int = 10, modality: str | None = None) -> list[Recommended]:
+        """Items most like ``item_id`` by fused content, or by one modality."""
+        if item_id not in self.index:
+            raise UnknownItemError(f"unknown item {item_id!r}")
+        if self.vectors is None:
+            raise NotSupportedError("similar items need item content; start the server with content")
+        if modality is not None and modality not in self.modality_vectors:
+            raise MosaicError(f"no {modality!r} content; available: {', '.join(self.modality_vectors)}")
+        i = self.index[item_id]
+        vec = self.vectors if modality is None else self.modality_vectors[modality]
+        if modality is not None and not self.modality_masks[modality][i]:
+            return []
+        sims = vec @ vec[i]
+        sims[i] = -np.inf
+        if modality is not None:
+            sims[~self.modality_masks[modality]] = -np.inf
+        top, vals = top_k(sims[None], k)
+        return [Recommended(self.item_ids[j], self.titles[j], float(v), attributes=self.attributes[j])
+                for j, v in zip(top[0], vals[0]) if np.isfinite(v)]
+
+    def search(self, query: str, k: int = 10, user_id: str | None = None) -> list[Recommended]:
+        """Items whose text is nearest to a natural-language query (the text encoder the catalog was
+        encoded with embeds the query). With ``user_id``, ties in meaning are broken towards the user's
+        taste: 80% query match, 20% the user's score (both rescaled to [0, 1])."""
+        if not query.strip():
+            raise MosaicError("query is empty")
+        if "text" not in self.modality_vectors:
+            raise NotSupportedError("search needs text content (encode with a text encoder)")
+        enc = self._encoder("text")
+        with self.lock:
+            q = enc.encode([query])[0]
+        sims = self.modality_vectors["text"] @ _normalise(q[None])[0]
+        sims[~self.modality_masks["text"]] = -np.inf
+        if user_id is not None:
+            s = self._user_scores(user_id)
+            finite = np.isfinite(s) & np.isfinite(sims)
+            both = np.full_like(sims, -np.inf)
+            both[finite] = 0.8 * _unit(sims[finite]) + 0.2 * _unit(s[finite])
+            sims = both
+        top, vals = top_k(sims[None], k)
+        return [Recommended(self.item_ids[j], self.titles[j], float(v), attributes=self.attributes[j])
+                for j, v in zip(top[0], vals[0]) if np.isfinite(v)]
+
+    def _encoder(self, name: str):
+        from mosaicrec.encoders import create_encoder
+
+        cache = self.__dict__.setdefault("_encoders", {})
+        if name not in cache:
+            source = self.content.sources.get(name, "") if self.content is not None else ""
+            enc_name = source.split("@")[0]
+            if not enc_name:
+                raise NotSupportedError(f"no encoder known for {name!r} content")
+            cache[name] = create_encoder(enc_name)
+            if cache[name].needs_fit:
+                raise NotSupportedError(f"{enc_name} is fitted on the catalog and cannot encode new input; "
+                                        "use a pretrained encoder for served content")
+        return cache[name]
+
+    # -- writes -----------------------------------------------------------------------------------------
+    def add_events(self, events: pd.DataFrame) -> int:
+        """Write events (canonical frame: user_id, item_id, timestamp, event_type, weight, context) to the
+        store, then to live histories. Unknown items are refused before anything is written."""
+        unknown = sorted(set(events["item_id"].astype(str)) - set(self.index))
+        if unknown:
+            raise UnknownItemError(f"unknown item {unknown[0]!r} in events ({len(unknown)} unknown); "
+                                   "add items with POST /items first")
+        with self.lock:
+            with Store(self.store_path) as st:
+                result = st.ingest(events=events)
+            positive = events if self.threshold is None else events[events["weight"] >= self.threshold]
+            for u, i in zip(positive["user_id"].astype(str), positive["item_id"].astype(str)):
+                self.history.setdefault(u, set()).add(self.index[i])
+                self.changed.add(u)
+                self.erased.discard(u)
+        return result.events_added
+
+    def add_items(self, items: pd.DataFrame) -> list[str]:
+        """Write items to the store, encode their content at once, and make them recommendable by content
+        (no retraining). Updating an existing item re-encodes it."""
+        from mosaicrec.encoders import encode_items
+
+        with self.lock:
+            with Store(self.store_path) as st:
+                st.ingest(items=items)
+            ids = items["item_id"].astype(str).tolist()
+            new = [i for i in ids if i not in self.index]
+            self.item_ids += new
+            self.index = {i: k for k, i in enumerate(self.item_ids)}
+            for _, row in items.iterrows():
+                k = self.index[str(row["item_id"])]
+                title, attrs = str(row.get("title") or row["item_id"]), dict(row.get("attributes") or {})
+                if k < len(self.titles):
+                    self.titles[k], self.attributes[k] = title, attrs
+                else:
+                    self.titles.append(title)
+                    self.attributes.append(attrs)
+            if self.content is not None and self.content.modalities:
+                encoders = {m: self._encoder(m) for m in self.content.modalities}
+                result = encode_items(items, encoders, progress=False)
+                feats, masks = {}, {}
+                old = self.content.align(np.array(self.item_ids, dtype=object))
+                for m in old.modalities:
+                    feats[m], masks[m] = old.features[m].copy(), old.masks[m].copy()
+                    got = result.content.align(np.array(ids, dtype=object))
+                    for j, item in enumerate(ids):
+                        feats[m][self.index[item]] = got.features[m][j]
+                        masks[m][self.index[item]] = got.masks[m][j]
+                self._set_content(ItemContent(np.array(self.item_ids, dtype=object), feats, masks,
+                                              dict(self.content.sources)))
+        return ids
+
+    def delete_user(self, user_id: str) -> int:
+        """Erase the user's events and profile from the store and from live state."""
+        if user_id not in self.model_users and user_id not in self.history:
+            raise UnknownUserError(f"unknown user {user_id!r}")
+        with self.lock:
+            with Store(self.store_path) as st:
+                n = st.delete_user(user_id)
+            self.history.pop(user_id, None)
+            self.changed.discard(user_id)
+            self.erased.add(user_id)
+        return n
+
+    def health(self) -> dict[str, Any]:
+        return {"model": self.model.name, "items": len(self.item_ids), "model_items": len(self.model_items),
+                "users": len(self.model_users), "live_users": len(self.history),
+                "content": self.content.modalities if self.content is not None else [],
+                "uptime_s": round(time.time() - self.started, 1)}
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    span = float(x.max() - x.min()) if len(x) else 0.0
+    return (x - x.min()) / span if span > 0 else np.ones_like(x)

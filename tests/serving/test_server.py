@@ -1,0 +1,173 @@
+"""End to end: the real server on 127.0.0.1 over a real DuckDB store and real (MiniLM) item embeddings."""
+
+import socket
+import threading
+import time
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import uvicorn
+
+from mosaicrec.data.store import Store
+from mosaicrec.encoders import create_encoder, encode_items
+from mosaicrec.models import create
+from mosaicrec.serving.app import create_app
+from mosaicrec.serving.service import Service
+
+TOPICS = {
+    "space": ["rocket launch to orbit", "astronauts on the moon", "a probe to mars", "the space station",
+              "a comet passes the sun", "telescopes find a planet"],
+    "cooking": ["fresh pasta with tomato sauce", "baking sourdough bread", "a recipe for curry",
+                "grilled vegetables and herbs", "chocolate cake dessert", "soup with garlic and onions"],
+    "football": ["the cup final goal", "a striker scores twice", "the goalkeeper saves a penalty",
+                 "a football club signs a player", "the league title race", "fans in the stadium"],
+}
+WRITE, READ = "w-key", "r-key"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    rows = [{"item_id": f"{t}{j}", "title": text, "texts": {}, "image": None, "audio": None,
+             "attributes": {"topic": t}} for t, texts in TOPICS.items() for j, text in enumerate(texts)]
+    items = pd.DataFrame(rows)
+    rng = np.random.default_rng(0)
+    events = []
+    for u in range(30):
+        topic = list(TOPICS)[u % 3]
+        for j in rng.choice(6, 4, replace=False):
+            events.append({"user_id": f"u{u}", "item_id": f"{topic}{j}", "timestamp": 1000 + len(events),
+                           "event_type": "like", "weight": 1.0, "context": "{}"})
+    store = tmp / "store.duckdb"
+    with Store(store) as st:
+        st.ingest(items=items, events=pd.DataFrame(events))
+        data = st.load_dataset()
+    content = encode_items(data.items, {"text": create_encoder("minilm")}, progress=False).content
+    model = create("content-ease", {"reg": 10.0}).fit(data.interactions, content=content)
+    service = Service(model, store, content)
+    app = create_app(service, {WRITE: "write", READ: "read"}, max_body_bytes=50_000)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        yield client, store
+    srv.should_exit = True
+    thread.join(5)
+
+
+def get(client, path, key=READ, **params):
+    return client.get(path, params=params, headers={"X-API-Key": key})
+
+
+def post(client, path, body, key=WRITE):
+    return client.post(path, json=body, headers={"X-API-Key": key})
+
+
+def topics(resp):
+    return [i["attributes"]["topic"] for i in resp.json()["items"]]
+
+
+def test_recommendations_follow_taste_with_explanations(server):
+    client, _ = server
+    r = get(client, "/users/u0/recommendations", k=2)  # u0 likes space
+    assert r.status_code == 200 and topics(r) == ["space", "space"]
+    first = r.json()["items"][0]
+    assert first["because"].startswith("space") and first["modality"] == "text"
+    assert first["explanation"].startswith("similar to ")
+
+
+def test_keys_are_required_and_read_keys_cannot_write(server):
+    client, _ = server
+    assert client.get("/health").status_code == 200
+    assert client.get("/users/u0/recommendations").status_code == 401
+    assert get(client, "/users/u0/recommendations", key="nope").status_code == 401
+    r = post(client, "/events", {"events": [{"user_id": "u0", "item_id": "space0"}]}, key=READ)
+    assert r.status_code == 403 and "read-only" in r.json()["detail"]
+
+
+def test_a_new_item_is_recommendable_at_once(server):
+    client, _ = server
+    r = post(client, "/items", {"items": [{"item_id": "space-new", "title": "a rocket lands on the moon",
+                                           "attributes": {"topic": "space"}}]})
+    assert r.status_code == 201
+    sims = get(client, "/items/space-new/similar", k=3)
+    assert topics(sims) == ["space"] * 3
+    ids = [i["item_id"] for i in get(client, "/users/u3/recommendations", k=3).json()["items"]]
+    assert "space-new" in ids  # u3 likes space; the model never trained on this item
+    football_fan = [i["item_id"] for i in get(client, "/users/u2/recommendations", k=3).json()["items"]]
+    assert "space-new" not in football_fan
+
+
+def test_events_change_a_new_users_recommendations(server):
+    client, store = server
+    assert get(client, "/users/newbie/recommendations").status_code == 404
+    r = post(client, "/events", {"events": [{"user_id": "newbie", "item_id": "cooking0"},
+                                            {"user_id": "newbie", "item_id": "cooking1", "context": {"device": "tv"}}]})
+    assert r.status_code == 201 and r.json()["added"] == 2
+    with Store(store, read_only=True) as st:  # durable before the call returned
+        assert st.counts()["events"] >= 122
+    assert set(topics(get(client, "/users/newbie/recommendations", k=3))) == {"cooking"}
+    # a known user who starts liking football moves towards it without retraining
+    before = topics(get(client, "/users/u1/recommendations", k=4))  # u1 likes cooking
+    post(client, "/events", {"events": [{"user_id": "u1", "item_id": f"football{j}"} for j in range(4)]})
+    after = topics(get(client, "/users/u1/recommendations", k=4))
+    assert after.count("football") > before.count("football")
+
+
+def test_filters_apply_before_top_k_and_diversity_spreads_the_list(server):
+    client, _ = server
+    r = get(client, "/users/u0/recommendations", k=5, filter="topic:cooking")
+    assert topics(r) == ["cooking"] * 5  # u0 likes space, yet five cooking items come back
+    plain = topics(get(client, "/users/u0/recommendations", k=6))
+    diverse = topics(get(client, "/users/u0/recommendations", k=6, diversity=0.9))
+    def most(t):
+        return max(t.count(x) for x in set(t))
+    assert len(diverse) == 6 and most(diverse) < most(plain)
+
+
+def test_search_finds_items_by_meaning(server):
+    client, _ = server
+    r = post(client, "/search", {"query": "italian food", "k": 3}, key=READ)
+    assert r.status_code == 200 and topics(r) == ["cooking"] * 3
+
+
+def test_bad_input_is_a_clear_4xx_and_writes_nothing(server):
+    client, store = server
+    with Store(store, read_only=True) as st:
+        before = st.counts()["events"]
+    bad = [
+        (post(client, "/events", {"events": [{"user_id": "u0", "item_id": "no-such-item"}]}), 404, "no-such-item"),
+        (client.post("/events", content=b"{not json", headers={"X-API-Key": WRITE,
+                                                               "Content-Type": "application/json"}), 422, ""),
+        (post(client, "/events", {"events": [{"user_id": "u0", "item_id": "space0", "weight": "heavy"}]}), 422,
+         "weight"),
+        (post(client, "/events", {"events": []}), 422, "events"),
+        (post(client, "/events", {"events": [{"user_id": "u0", "item_id": "x" * 100}] * 600}), 413, "exceeds"),
+        (get(client, "/users/u0/recommendations", k=0), 422, "k"),
+        (get(client, "/items/nope/similar"), 404, "nope"),
+        (get(client, "/items/space0/similar", modality="audio"), 400, "audio"),
+        (get(client, "/users/u0/recommendations", filter="topic"), 400, "attribute:value"),
+    ]
+    for resp, status, text in bad:
+        assert resp.status_code == status, resp.text
+        assert text in resp.json()["detail"]
+    with Store(store, read_only=True) as st:
+        assert st.counts()["events"] == before
+
+
+def test_erasing_a_user_removes_them_everywhere(server):
+    client, store = server
+    r = client.delete("/users/u5", headers={"X-API-Key": WRITE})
+    assert r.status_code == 200 and r.json()["events_erased"] == 4
+    assert get(client, "/users/u5/recommendations").status_code == 404
+    with Store(store, read_only=True) as st:
+        assert st._sql("SELECT count(*) FROM events WHERE user_id = 'u5'")[0][0] == 0

@@ -268,6 +268,10 @@ def serve(
              "default encoder]")] = None,
     text_fields: Annotated[Optional[list[str]], typer.Option(help="item text fields text encoders read")] = None,
     rate_limit: Annotated[float, typer.Option(help="requests per second per key")] = 1000.0,
+    retrieval: Annotated[str, typer.Option(help="auto | exact | ann (HNSW over the model's item vectors; "
+                                           "auto: from 50,000 items)")] = "auto",
+    content_file: Annotated[Optional[Path], typer.Option(
+        "--content", help="item content .npz written by `mosaicrec encode` (skips encoding)")] = None,
 ) -> None:
     """Serve recommendations, similar items, search, new items, events and erasure over HTTP
     (OpenAPI docs at /docs)."""
@@ -295,11 +299,17 @@ def serve(
     with Store(store, read_only=True) as st:
         data = st.load_dataset()
         store_path = st.path
-    content = _catalog_content(data.items, store_path, encoder, text_fields)
+    if content_file is not None:
+        from mosaicrec.data.content import ItemContent
+
+        content = ItemContent.load(content_file)
+    else:
+        content = _catalog_content(data.items, store_path, encoder, text_fields)
     from mosaicrec.models.training import default_threshold
 
-    service = Service(fitted, store_path, content, positive_threshold=default_threshold(data))
-    err.print(f"serving {fitted.name} over {len(service.item_ids)} items on http://{host}:{port} (docs: /docs)")
+    service = Service(fitted, store_path, content, positive_threshold=default_threshold(data), retrieval=retrieval)
+    err.print(f"serving {fitted.name} over {len(service.item_ids)} items ({service.retrieval} retrieval) on "
+              f"http://{host}:{port} (docs: /docs)")
     uvicorn.run(create_app(service, keys, rate_limit=rate_limit, burst=2 * rate_limit), host=host, port=port,
                 log_level="warning")
 

@@ -33,13 +33,17 @@ def because_of(item: int, history: np.ndarray, modality_vectors: dict[str, np.nd
                modality_masks: dict[str, np.ndarray]) -> tuple[int | None, str | None, float]:
     """The history item most similar to ``item`` (mean cosine over the modalities both have) and the
     modality in which they are most alike: what a "because you liked X (similar plot)" line says."""
-    best, best_sim, best_mod = None, -np.inf, None
-    for h in history:
-        sims = {m: float(v[item] @ v[h]) for m, v in modality_vectors.items()
-                if modality_masks[m][item] and modality_masks[m][h]}
-        if not sims:
-            continue
-        mean = float(np.mean(list(sims.values())))
-        if mean > best_sim:
-            best, best_sim, best_mod = int(h), mean, max(sims, key=sims.get)
-    return best, best_mod, (best_sim if best is not None else 0.0)
+    if len(history) == 0:
+        return None, None, 0.0
+    names = [m for m in modality_vectors if modality_masks[m][item]]
+    if not names:
+        return None, None, 0.0
+    sims = np.stack([modality_vectors[m][history] @ modality_vectors[m][item] for m in names])  # (M, H)
+    both = np.stack([modality_masks[m][history] for m in names])
+    count = both.sum(axis=0)
+    mean = np.where(count > 0, (sims * both).sum(axis=0) / np.maximum(count, 1), -np.inf)
+    best = int(np.argmax(mean))
+    if not np.isfinite(mean[best]):
+        return None, None, 0.0
+    per_mod = np.where(both[:, best], sims[:, best], -np.inf)
+    return int(history[best]), names[int(np.argmax(per_mod))], float(mean[best])

@@ -53,7 +53,12 @@ class Service:
     """Recommendations, similar items, search, and the write paths, over one trained model."""
 
     def __init__(self, model: BaseRecommender, store_path: str | Path, content: ItemContent | None = None,
-                 positive_threshold: float | None = None) -> None:
+                 positive_threshold: float | None = None, retrieval: str = "auto",
+                 ann_min_items: int = 50_000) -> None:
+        """``retrieval``: ``exact`` scores every item; ``ann`` uses an HNSW index over the model's item
+        vectors (factor and neural models); ``auto`` picks ANN from ``ann_min_items`` items on."""
+        if retrieval not in ("auto", "exact", "ann"):
+            raise MosaicError(f"retrieval must be auto, exact or ann, not {retrieval!r}")
         self.model = model
         self.store_path = Path(store_path)
         self.lock = threading.RLock()
@@ -78,6 +83,17 @@ class Service:
             self.history.setdefault(str(u), set()).add(self.index[str(i)])
         self.changed: set[str] = set()  # users with events the model has not trained on
         self.erased: set[str] = set()
+        self.ann = None
+        factors = _factors(model)
+        if retrieval == "ann" and factors is None:
+            raise NotSupportedError(f"{model.name} has no item vectors to index; use retrieval=exact")
+        if factors is not None and (retrieval == "ann" or (retrieval == "auto" and
+                                                           len(self.model_items) >= ann_min_items)):
+            from mosaicrec.ranking.ann import InnerProductIndex
+
+            self._user_vectors = factors[0]
+            self.ann = InnerProductIndex(factors[1], factors[2])
+        self.retrieval = "ann" if self.ann is not None else "exact"
 
     # -- content ----------------------------------------------------------------------------------------
     def _set_content(self, content: ItemContent | None) -> None:
@@ -126,8 +142,12 @@ class Service:
         """Top-``k`` for a user. Filters (``attribute: value``, matching a value or a member of a list
         attribute) and exclusions are applied before the top-k, so ``k`` items come back whenever ``k``
         items pass. ``diversity`` in (0, 1] re-ranks with MMR at λ = 1 − diversity."""
-        scores = self._user_scores(user_id)
         hist = np.array(sorted(self.history.get(user_id, ())), dtype=np.int64)
+        if self.ann is not None and not diversity:
+            fast = self._recommend_ann(user_id, k, hist if exclude_seen else hist[:0], exclude, filters)
+            if fast is not None:
+                return fast
+        scores = self._user_scores(user_id)
         if exclude_seen and len(hist):
             scores[hist] = -np.inf
         for item in exclude or []:
@@ -144,13 +164,39 @@ class Service:
             chosen = top[0][np.isfinite(top_scores[0])]
         return [self._describe(int(i), float(scores[i]), hist) for i in chosen]
 
+    def _recommend_ann(self, user_id: str, k: int, hist: np.ndarray, exclude: list[str] | None,
+                       filters: dict[str, Any] | None) -> list[Recommended] | None:
+        """Top-k from the HNSW index, or ``None`` where exact scoring must answer: users the index has
+        no vector for (new or with live events), items added since training, or too few hits passing
+        the exclusions and filters."""
+        if (user_id not in self.model_users or user_id in self.changed or user_id in self.erased
+                or len(self.item_ids) > len(self.model_items)):
+            return None
+        blocked = set(hist.tolist()) | {self.index[i] for i in exclude or [] if i in self.index}
+        want = k + len(blocked) + 10 if not filters else 4 * k + len(blocked) + 50
+        with self.lock:
+            ids, scores = self.ann.search(self._user_vectors[self.model_users[user_id]][None], want)
+        keep = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and int(i) not in blocked]
+        if filters:
+            mask = self._filter_mask(filters)
+            keep = [(i, s) for i, s in keep if mask[i]]
+        if len(keep) < k:
+            return None
+        return [self._describe(i, s, hist) for i, s in keep[:k]]
+
     def _filter_mask(self, filters: dict[str, Any]) -> np.ndarray:
+        """Items passing every ``attribute: value`` filter; one mask per pair, built once and kept until
+        the catalog changes (a scan of every item's attributes is too slow per request)."""
+        cache = self.__dict__.setdefault("_masks", {})
         mask = np.ones(len(self.item_ids), bool)
         for key, want in filters.items():
-            for i, attrs in enumerate(self.attributes):
-                have = attrs.get(key)
-                ok = (str(want) in map(str, have)) if isinstance(have, list) else str(have) == str(want)
-                mask[i] &= ok
+            if (key, str(want)) not in cache:
+                m = np.zeros(len(self.item_ids), bool)
+                for i, attrs in enumerate(self.attributes):
+                    have = attrs.get(key)
+                    m[i] = (str(want) in map(str, have)) if isinstance(have, list) else str(have) == str(want)
+                cache[(key, str(want))] = m
+            mask &= cache[(key, str(want))]
         return mask
 
     def _describe(self, i: int, score: float, hist: np.ndarray) -> Recommended:
@@ -247,6 +293,7 @@ class Service:
             with Store(self.store_path) as st:
                 st.ingest(items=items)
             ids = items["item_id"].astype(str).tolist()
+            self.__dict__.pop("_masks", None)
             new = [i for i in ids if i not in self.index]
             self.item_ids += new
             self.index = {i: k for k, i in enumerate(self.item_ids)}
@@ -286,10 +333,18 @@ class Service:
         return n
 
     def health(self) -> dict[str, Any]:
-        return {"model": self.model.name, "items": len(self.item_ids), "model_items": len(self.model_items),
+        return {"model": self.model.name, "retrieval": self.retrieval, "items": len(self.item_ids), "model_items": len(self.model_items),
                 "users": len(self.model_users), "live_users": len(self.history),
                 "content": self.content.modalities if self.content is not None else [],
                 "uptime_s": round(time.time() - self.started, 1)}
+
+
+def _factors(model: BaseRecommender) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+    """(user vectors, item vectors, item biases) of a model whose scores are u·v + b, else ``None``."""
+    U, V = getattr(model, "U_", None), getattr(model, "V_", None)
+    if U is None or V is None:
+        return None
+    return U, V, getattr(model, "b_", getattr(model, "item_bias_", None))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

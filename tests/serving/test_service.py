@@ -1,0 +1,82 @@
+"""The serving core without HTTP: ANN retrieval against exact, and MMR/explanation helpers."""
+
+import numpy as np
+import pandas as pd
+
+from mosaicrec.data.content import ItemContent
+from mosaicrec.data.store import Store
+from mosaicrec.models import create
+from mosaicrec.ranking.ann import InnerProductIndex, recall_at_k
+from mosaicrec.ranking.rerank import because_of, mmr
+from mosaicrec.serving.service import Service
+from tests.conftest import planted
+
+
+def _store(tmp_path, x):
+    items = pd.DataFrame({"item_id": x.item_ids, "title": [f"t{i}" for i in x.item_ids], "texts": [{}] * x.n_items,
+                          "image": None, "audio": None,
+                          "attributes": [{"half": "a" if int(i) < x.n_items // 2 else "b"} for i in x.item_ids]})
+    events = pd.DataFrame({"user_id": x.user_ids[x.users], "item_id": x.item_ids[x.items],
+                           "timestamp": x.timestamps, "event_type": "like", "weight": 1.0, "context": "{}"})
+    with Store(tmp_path / "s.duckdb") as st:
+        st.ingest(items=items, events=events)
+    return tmp_path / "s.duckdb"
+
+
+def test_ann_service_matches_exact_and_keeps_k_under_filters(tmp_path):
+    x = planted(n_users=200, n_items=400, n_groups=4, per_user=15)
+    store = _store(tmp_path, x)
+    model = create("als", {"factors": 16, "iterations": 10}).fit(x)
+    exact, ann = Service(model, store, retrieval="exact"), Service(model, store, retrieval="ann")
+    assert ann.retrieval == "ann" and exact.retrieval == "exact"
+    same = []
+    for u in map(str, range(0, 200, 7)):
+        e = [r.item_id for r in exact.recommend(u, 10)]
+        a = [r.item_id for r in ann.recommend(u, 10)]
+        same.append(len(set(e) & set(a)) / 10)
+        seen = {str(x.item_ids[i]) for i in x.items[x.users == int(u)]}
+        assert not seen & set(a)
+        filtered = ann.recommend(u, 10, filters={"half": "b"})
+        assert len(filtered) == 10 and all(int(r.item_id) >= 200 for r in filtered)
+    assert np.mean(same) > 0.9
+
+
+def test_inner_product_index_recall_and_bias():
+    rng = np.random.default_rng(0)
+    V, b, Q = rng.standard_normal((5000, 16)), rng.standard_normal(5000), rng.standard_normal((50, 16))
+    exact = np.argsort(-(Q @ V.T + b), axis=1)[:, :10]
+    ids, _ = InnerProductIndex(V, b).search(Q, 10)
+    assert recall_at_k(ids, exact) > 0.9
+
+
+def test_mmr_lambda_one_is_the_ranking_and_lower_lambda_spreads():
+    v = np.array([[1, 0], [0.99, 0.14], [0, 1], [0.98, 0.2]], np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    cands, scores = np.arange(4), np.array([1.0, 0.9, 0.5, 0.8])
+    assert mmr(cands, scores, v, 3, 1.0).tolist() == [0, 1, 3]
+    assert mmr(cands, scores, v, 2, 0.3).tolist() == [0, 2]
+
+
+def test_because_of_names_the_closest_history_item_and_its_modality():
+    text = np.eye(4, dtype=np.float32)
+    image = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], np.float32)
+    vecs, masks = {"text": text, "image": image}, {"text": np.ones(4, bool), "image": np.array([1, 1, 1, 0], bool)}
+    item, modality, _ = because_of(1, np.array([0, 2]), vecs, masks)
+    assert item == 0 and modality == "image"
+    assert because_of(3, np.array([], np.int64), vecs, masks)[0] is None
+
+
+def test_content_of_items_added_later_reaches_recommendations(tmp_path):
+    x = planted(n_users=60, n_items=40, n_groups=4, per_user=8)
+    store = _store(tmp_path, x)
+    group = np.arange(40) // 10
+    feats = np.eye(4, dtype=np.float32)[group] + 0.01
+    content = ItemContent(x.item_ids, {"text": feats}, {"text": np.ones(40, bool)})
+    service = Service(create("ease", {"reg": 5.0}).fit(x), store, content)
+    # an item the model never saw, placed by content in group 0's region
+    service.item_ids.append("new"), service.titles.append("new"), service.attributes.append({})
+    service.index["new"] = 40
+    service._set_content(ItemContent(np.array([*x.item_ids, "new"], dtype=object),
+                                     {"text": np.vstack([feats, feats[0]])}, {"text": np.ones(41, bool)}))
+    assert "new" in [r.item_id for r in service.recommend("0", 5)]  # user 0 is in group 0
+    assert "new" not in [r.item_id for r in service.recommend("1", 5)]

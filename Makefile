@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/cf_peers.py
 	$(PY) benchmarks/encode_throughput.py
 	$(PY) benchmarks/multimodal.py
+	$(PY) benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) .mosaicrec runs benchmarks/results .pytest_cache

@@ -311,7 +311,7 @@ def serve(
     err.print(f"serving {fitted.name} over {len(service.item_ids)} items ({service.retrieval} retrieval) on "
               f"http://{host}:{port} (docs: /docs)")
     uvicorn.run(create_app(service, keys, rate_limit=rate_limit, burst=2 * rate_limit), host=host, port=port,
-                log_level="warning")
+                log_level="warning", access_log=False)
 
 
 @app.command()

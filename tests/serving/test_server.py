@@ -113,7 +113,7 @@ def test_events_change_a_new_users_recommendations(server):
     r = post(client, "/events", {"events": [{"user_id": "newbie", "item_id": "cooking0"},
                                             {"user_id": "newbie", "item_id": "cooking1", "context": {"device": "tv"}}]})
     assert r.status_code == 201 and r.json()["added"] == 2
-    with Store(store, read_only=True) as st:  # durable before the call returned
+    with Store(store) as st:  # durable before the call returned
         assert st.counts()["events"] >= 122
     assert set(topics(get(client, "/users/newbie/recommendations", k=3))) == {"cooking"}
     # a known user who starts liking football moves towards it without retraining
@@ -142,7 +142,7 @@ def test_search_finds_items_by_meaning(server):
 
 def test_bad_input_is_a_clear_4xx_and_writes_nothing(server):
     client, store = server
-    with Store(store, read_only=True) as st:
+    with Store(store) as st:
         before = st.counts()["events"]
     bad = [
         (post(client, "/events", {"events": [{"user_id": "u0", "item_id": "no-such-item"}]}), 404, "no-such-item"),
@@ -160,7 +160,7 @@ def test_bad_input_is_a_clear_4xx_and_writes_nothing(server):
     for resp, status, text in bad:
         assert resp.status_code == status, resp.text
         assert text in resp.json()["detail"]
-    with Store(store, read_only=True) as st:
+    with Store(store) as st:
         assert st.counts()["events"] == before
 
 
@@ -169,5 +169,5 @@ def test_erasing_a_user_removes_them_everywhere(server):
     r = client.delete("/users/u5", headers={"X-API-Key": WRITE})
     assert r.status_code == 200 and r.json()["events_erased"] == 4
     assert get(client, "/users/u5/recommendations").status_code == 404
-    with Store(store, read_only=True) as st:
+    with Store(store) as st:
         assert st._sql("SELECT count(*) FROM events WHERE user_id = 'u5'")[0][0] == 0

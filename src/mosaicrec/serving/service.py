@@ -66,15 +66,19 @@ class Service:
         self.started = time.time()
         self.model_items = [str(i) for i in model.item_ids]
         self.model_users = {str(u): k for k, u in enumerate(model.user_ids)}
-        with Store(self.store_path) as st:
-            data = st.load_dataset()
+        # One connection for the service's life: opening DuckDB per write costs ~100 ms; writes are
+        # serialised by the lock, which is what DuckDB's single writer needs anyway.
+        self.store = Store(self.store_path)
+        data = self.store.load_dataset()
         catalog = data.items
-        extra = [i for i in catalog["item_id"].astype(str) if i not in set(self.model_items)]
+        known = set(self.model_items)
+        extra = [i for i in catalog["item_id"].astype(str) if i not in known]
         self.item_ids: list[str] = self.model_items + extra
         self.index = {i: k for k, i in enumerate(self.item_ids)}
-        meta = catalog.set_index(catalog["item_id"].astype(str))
-        self.titles = [str(meta["title"].get(i) or i) if i in meta.index else i for i in self.item_ids]
-        self.attributes = [dict(meta["attributes"].get(i) or {}) if i in meta.index else {} for i in self.item_ids]
+        titles = dict(zip(catalog["item_id"].astype(str), catalog["title"]))
+        attrs = dict(zip(catalog["item_id"].astype(str), catalog["attributes"]))
+        self.titles = [str(titles.get(i) or i) for i in self.item_ids]
+        self.attributes = [dict(attrs.get(i) or {}) for i in self.item_ids]
         self._set_content(content)
         self.history: dict[str, set[int]] = {}
         x = data.interactions
@@ -275,8 +279,7 @@ class Service:
             raise UnknownItemError(f"unknown item {unknown[0]!r} in events ({len(unknown)} unknown); "
                                    "add items with POST /items first")
         with self.lock:
-            with Store(self.store_path) as st:
-                result = st.ingest(events=events)
+            result = self.store.ingest(events=events)
             positive = events if self.threshold is None else events[events["weight"] >= self.threshold]
             for u, i in zip(positive["user_id"].astype(str), positive["item_id"].astype(str)):
                 self.history.setdefault(u, set()).add(self.index[i])
@@ -290,8 +293,7 @@ class Service:
         from mosaicrec.encoders import encode_items
 
         with self.lock:
-            with Store(self.store_path) as st:
-                st.ingest(items=items)
+            self.store.ingest(items=items)
             ids = items["item_id"].astype(str).tolist()
             self.__dict__.pop("_masks", None)
             new = [i for i in ids if i not in self.index]
@@ -325,12 +327,15 @@ class Service:
         if user_id not in self.model_users and user_id not in self.history:
             raise UnknownUserError(f"unknown user {user_id!r}")
         with self.lock:
-            with Store(self.store_path) as st:
-                n = st.delete_user(user_id)
+            n = self.store.delete_user(user_id)
             self.history.pop(user_id, None)
             self.changed.discard(user_id)
             self.erased.add(user_id)
         return n
+
+    def close(self) -> None:
+        """Release the store (the server calls this on shutdown)."""
+        self.store.close()
 
     def health(self) -> dict[str, Any]:
         return {"model": self.model.name, "retrieval": self.retrieval, "items": len(self.item_ids), "model_items": len(self.model_items),

@@ -310,7 +310,8 @@ def serve(
     service = Service(fitted, store_path, content, positive_threshold=default_threshold(data), retrieval=retrieval)
     err.print(f"serving {fitted.name} over {len(service.item_ids)} items ({service.retrieval} retrieval) on "
               f"http://{host}:{port} (docs: /docs)")
-    uvicorn.run(create_app(service, keys, rate_limit=rate_limit, burst=2 * rate_limit), host=host, port=port,
+    uvicorn.run(create_app(service, keys, rate_limit=rate_limit, burst=2 * rate_limit, model_dir=str(model_dir)),
+                host=host, port=port,
                 log_level="warning", access_log=False)
 
 

@@ -171,3 +171,40 @@ def test_erasing_a_user_removes_them_everywhere(server):
     assert get(client, "/users/u5/recommendations").status_code == 404
     with Store(store) as st:
         assert st._sql("SELECT count(*) FROM events WHERE user_id = 'u5'")[0][0] == 0
+
+
+def test_reload_swaps_the_model_with_no_failed_request(server, tmp_path):
+    client, store = server
+    with Store(store) as st:
+        data = st.load_dataset()
+    create("ease", {"reg": 5.0}).fit(data.interactions).save(tmp_path / "ease")
+    statuses, stop = [], threading.Event()
+
+    def hammer():
+        while not stop.is_set():
+            statuses.append(get(client, "/users/u3/recommendations", k=3).status_code)
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    r = post(client, "/admin/reload", {"model_dir": str(tmp_path / "ease")})
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert r.status_code == 200 and r.json()["model"] == "ease"
+    assert len(statuses) > 10 and set(statuses) == {200}
+    health = client.get("/health").json()
+    assert health["model"] == "ease" and health["reloads"] >= 1
+    assert post(client, "/admin/reload", {"model_dir": str(tmp_path / "missing")}).status_code == 400
+    assert post(client, "/admin/reload", {}, key=READ).status_code == 403
+
+
+def test_metrics_count_requests_by_route_template(server):
+    client, _ = server
+    get(client, "/users/u4/recommendations", k=2)
+    text = client.get("/metrics").text
+    assert 'mosaicrec_requests_total{method="GET",route="/users/{user_id}/recommendations",status="200"}' in text
+    assert "mosaicrec_request_seconds_bucket" in text
+    assert client.get("/ready").json()["ready"] is True

@@ -91,9 +91,19 @@ class _Bucket:
             return False
 
 
+class ReloadIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_dir: str | None = Field(None, description="folder written by `mosaicrec train` (default: the one "
+                                  "the server started with)")
+
+
 def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float = 1_000.0,
-               burst: float = 2_000.0, max_body_bytes: int = 2_000_000) -> FastAPI:
-    """The API. ``keys`` maps API key → ``read`` or ``write``; it must not be empty."""
+               burst: float = 2_000.0, max_body_bytes: int = 2_000_000, model_dir: str | None = None) -> FastAPI:
+    """The API. ``keys`` maps API key → ``read`` or ``write``; it must not be empty. ``model_dir`` is where
+    ``POST /admin/reload`` reads a retrained model from by default."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+
     if not keys:
         raise MosaicError("serving needs at least one API key")
     @asynccontextmanager
@@ -103,13 +113,24 @@ def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float 
 
     app = FastAPI(title="mosaicrec", version="1", description=__doc__, lifespan=lifespan)
     buckets = {k: _Bucket(rate_limit, burst) for k in keys}
+    registry = CollectorRegistry()  # per app, so two apps in one process do not share counts
+    requests = Counter("mosaicrec_requests", "HTTP requests", ["route", "method", "status"], registry=registry)
+    latency = Histogram("mosaicrec_request_seconds", "request latency", ["route", "method"], registry=registry,
+                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
 
     @app.middleware("http")
-    async def limit_size(request: Request, call_next):
+    async def limit_size_and_measure(request: Request, call_next):
+        t0 = time.perf_counter()
         size = request.headers.get("content-length")
         if size is not None and size.isdigit() and int(size) > max_body_bytes:
-            return JSONResponse({"detail": f"request body of {size} bytes exceeds {max_body_bytes}"}, 413)
-        return await call_next(request)
+            response = JSONResponse({"detail": f"request body of {size} bytes exceeds {max_body_bytes}"}, 413)
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        name = route.path if route is not None else "unmatched"  # templates, not ids: bounded label sets
+        requests.labels(name, request.method, str(response.status_code)).inc()
+        latency.labels(name, request.method).observe(time.perf_counter() - t0)
+        return response
 
     @app.exception_handler(MosaicError)
     async def library_error(request: Request, exc: MosaicError):
@@ -139,6 +160,30 @@ def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", **service.health()}
+
+    @app.get("/ready")
+    async def ready() -> dict[str, Any]:
+        """Ready once the model, catalog and index are loaded: the service object exists only then."""
+        return {"ready": True, "items": len(service.item_ids)}
+
+    @app.get("/metrics")
+    async def metrics():
+        from fastapi.responses import Response
+
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/admin/reload", dependencies=[Depends(writer)])
+    def reload(body: ReloadIn | None = None) -> dict[str, Any]:
+        from pathlib import Path
+
+        from mosaicrec.models import load_model
+
+        folder = (body.model_dir if body and body.model_dir else None) or model_dir
+        if folder is None:
+            raise MosaicError("no model folder: pass model_dir")
+        model = load_model(Path(folder))
+        service.swap_model(model)
+        return {"model": model.name, "folder": str(folder), "reloads": service.reloads}
 
     @app.get("/users/{user_id}/recommendations", dependencies=[Depends(key_of)])
     async def recommendations(user_id: str, k: int = Query(10, ge=1, le=1_000),

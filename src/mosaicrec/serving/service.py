@@ -63,6 +63,7 @@ class Service:
         self.store_path = Path(store_path)
         self.lock = threading.RLock()
         self.threshold = positive_threshold
+        self.retrieval_mode, self.ann_min_items = retrieval, ann_min_items
         self.started = time.time()
         self.model_items = [str(i) for i in model.item_ids]
         self.model_users = {str(u): k for k, u in enumerate(model.user_ids)}
@@ -87,17 +88,46 @@ class Service:
             self.history.setdefault(str(u), set()).add(self.index[str(i)])
         self.changed: set[str] = set()  # users with events the model has not trained on
         self.erased: set[str] = set()
-        self.ann = None
+        self.ann, self._user_vectors = self._build_index(model)
+        self.retrieval = "ann" if self.ann is not None else "exact"
+        self.reloads = 0
+
+    def _build_index(self, model: BaseRecommender):
         factors = _factors(model)
-        if retrieval == "ann" and factors is None:
+        if self.retrieval_mode == "ann" and factors is None:
             raise NotSupportedError(f"{model.name} has no item vectors to index; use retrieval=exact")
-        if factors is not None and (retrieval == "ann" or (retrieval == "auto" and
-                                                           len(self.model_items) >= ann_min_items)):
+        if factors is not None and (self.retrieval_mode == "ann" or (self.retrieval_mode == "auto" and
+                                                                     len(model.item_ids) >= self.ann_min_items)):
             from mosaicrec.ranking.ann import InnerProductIndex
 
-            self._user_vectors = factors[0]
-            self.ann = InnerProductIndex(factors[1], factors[2])
-        self.retrieval = "ann" if self.ann is not None else "exact"
+            return InnerProductIndex(factors[1], factors[2]), factors[0]
+        return None, None
+
+    def swap_model(self, model: BaseRecommender) -> None:
+        """Serve a newly trained model. Everything it needs (index, id maps, remapped histories) is built
+        first, outside the lock; the swap itself is a few reference assignments under the lock, so requests
+        see either the old model or the new one, never a mix, and none fails. Items the new model lacks
+        stay servable by content; live events are kept, and users with events newer than the reload keep
+        being folded in."""
+        ann, user_vectors = self._build_index(model)
+        model_items = [str(i) for i in model.item_ids]
+        known = set(model_items)
+        item_ids = model_items + [i for i in self.item_ids if i not in known]
+        index = {i: k for k, i in enumerate(item_ids)}
+        old = dict(zip(self.item_ids, zip(self.titles, self.attributes)))
+        titles = [old.get(i, (i, {}))[0] for i in item_ids]
+        attributes = [old.get(i, (i, {}))[1] for i in item_ids]
+        content = self.content
+        with self.lock:
+            history = {u: {index[self.item_ids[i]] for i in items} for u, items in self.history.items()}
+            self.model, self.ann, self._user_vectors = model, ann, user_vectors
+            self.model_items, self.model_users = model_items, {str(u): k for k, u in enumerate(model.user_ids)}
+            self.item_ids, self.index, self.titles, self.attributes = item_ids, index, titles, attributes
+            self.history = history
+            self.__dict__.pop("_masks", None)
+            self._set_content(content)
+            self.retrieval = "ann" if ann is not None else "exact"
+            self.reloads += 1
 
     # -- content ----------------------------------------------------------------------------------------
     def _set_content(self, content: ItemContent | None) -> None:
@@ -338,7 +368,8 @@ class Service:
         self.store.close()
 
     def health(self) -> dict[str, Any]:
-        return {"model": self.model.name, "retrieval": self.retrieval, "items": len(self.item_ids), "model_items": len(self.model_items),
+        return {"model": self.model.name, "retrieval": self.retrieval, "reloads": self.reloads,
+                "items": len(self.item_ids), "model_items": len(self.model_items),
                 "users": len(self.model_users), "live_users": len(self.history),
                 "content": self.content.modalities if self.content is not None else [],
                 "uptime_s": round(time.time() - self.started, 1)}

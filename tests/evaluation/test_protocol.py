@@ -74,3 +74,28 @@ def test_runner_writes_json_markdown_and_plot(movielens, tmp_path):
     assert [m["label"] for m in data["models"]] == ["mostpop", "ease", "biasedmf"]
     assert "| ease |" in (out / "report.md").read_text()
     assert (out / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mmr_tradeoff_curve_trades_accuracy_for_diversity(tmp_path):
+    import pandas as pd
+
+    from mosaicrec.data.schema import Dataset
+    from mosaicrec.data.splits import SplitConfig
+    from mosaicrec.evaluation.protocol import EvaluationConfig
+    from mosaicrec.evaluation.report import write_reports
+    from mosaicrec.evaluation.runner import run_experiment
+    from mosaicrec.models.base import ModelSpec
+    from tests.conftest import planted, planted_content
+
+    x = planted(per_user=12)
+    items = pd.DataFrame({"item_id": x.item_ids, "title": x.item_ids, "attributes": [{} for _ in x.item_ids]})
+    users = pd.DataFrame({"user_id": x.user_ids, "attributes": [{} for _ in x.user_ids]})
+    result = run_experiment(Dataset("planted", x, items, users), SplitConfig(seed=0),
+                            [ModelSpec(name="ease", params={"reg": 10.0})],
+                            EvaluationConfig(mmr_lambdas=[1.0, 0.2]), content=planted_content(x))
+    plain, diverse = result.rows[0].tradeoff
+    assert plain["lambda"] == 1.0 and diverse["diversity@10"] > plain["diversity@10"]
+    assert diverse["ndcg@10"] < plain["ndcg@10"]
+    assert abs(plain["ndcg@10"] - result.rows[0].metrics["ndcg@10"]) < 1e-6  # λ = 1 is the plain ranking
+    out = write_reports(result, tmp_path / "r")
+    assert (out / "tradeoff.png").stat().st_size > 1000 and "trade-off" in (out / "report.md").read_text()

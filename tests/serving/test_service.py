@@ -80,3 +80,32 @@ def test_content_of_items_added_later_reaches_recommendations(tmp_path):
                                      {"text": np.vstack([feats, feats[0]])}, {"text": np.ones(41, bool)}))
     assert "new" in [r.item_id for r in service.recommend("0", 5)]  # user 0 is in group 0
     assert "new" not in [r.item_id for r in service.recommend("1", 5)]
+
+
+def test_unreadable_media_of_a_new_item_is_refused_and_nothing_is_written(tmp_path):
+    import pytest
+
+    from mosaicrec.encoders import create_encoder, encode_items
+    from mosaicrec.serving.service import MediaRejected
+    from tests.encoders.conftest import picture
+
+    x = planted(n_users=30, n_items=20, n_groups=2, per_user=5)
+    store = _store(tmp_path, x)
+    for i in range(20):
+        picture(tmp_path / f"{i}.png", i % 2 + 1)
+    with Store(store) as st:
+        items = st.load_dataset().items
+    items["image"] = [str(tmp_path / f"{i}.png") for i in items["item_id"]]
+    content = encode_items(items, {"image": create_encoder("color-texture")}, progress=False).content
+    service = Service(create("ease", {"reg": 5.0}).fit(x), store, content)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    new = pd.DataFrame([{"item_id": "n1", "title": "new", "texts": {}, "image": str(tmp_path / "bad.png"),
+                         "audio": None, "attributes": {}}])
+    with pytest.raises(MediaRejected, match="'n1': image content rejected"):
+        service.add_items(new)
+    assert "n1" not in service.index and service.store.counts()["items"] == 20
+    picture(tmp_path / "good.png", 1)
+    service.add_items(new.assign(image=str(tmp_path / "good.png")))
+    assert service.modality_masks["image"][service.index["n1"]]
+    assert [r.item_id for r in service.similar("n1", 3)]
+    service.close()

@@ -26,6 +26,8 @@ class EvaluationConfig(BaseModel):
     metrics: list[str] = Field(default_factory=lambda: ["precision", "recall", "ndcg", "map", "mrr", "hitrate",
                                                         "coverage", "novelty", "diversity"])
     batch_size: int = Field(1024, ge=1)
+    mmr_lambdas: list[float] = Field(default_factory=list, description="MMR λ values for the accuracy/"
+                                     "diversity trade-off curve over fused content (empty: none)")
 
     def model_post_init(self, __context: object) -> None:
         unknown = [m for m in self.metrics if m not in M.ACCURACY_METRICS and m not in BEYOND_ACCURACY]
@@ -119,3 +121,32 @@ def item_popularity(train: Interactions) -> np.ndarray:
     """Share of training users who interacted with each item, floored at one user (for novelty)."""
     counts = np.asarray(train.binary.sum(axis=0)).ravel()
     return np.maximum(counts, 1) / max(1, train.n_users)
+
+
+def diversity_tradeoff(model: BaseRecommender, test: Interactions, *, exclude: sp.csr_matrix,
+                       vectors: np.ndarray, lambdas: Sequence[float], k: int = 10, pool: int = 50,
+                       diversity_vectors: np.ndarray | sp.spmatrix | None = None) -> list[dict[str, float]]:
+    """NDCG@k and intra-list diversity@k of the model's lists re-ranked by MMR at each λ (1 = no
+    re-ranking): each user's top-``pool`` is re-ranked over ``vectors`` (fused, normalised content).
+    Diversity is measured on ``diversity_vectors`` (e.g. genres) when given, else on ``vectors``."""
+    from mosaicrec.ranking.rerank import mmr
+
+    relevant = test.binary
+    n_rel = np.diff(relevant.indptr)
+    users = np.flatnonzero((n_rel > 0) & (np.diff(exclude.indptr) > 0))
+    scores = np.array(model.score(users), dtype=np.float32, copy=True)
+    mask_rows(scores, exclude[users])
+    top, top_scores = top_k(scores, pool)
+    out = []
+    for lam in lambdas:
+        lists = np.full((len(users), k), -1, np.int64)
+        for r in range(len(users)):
+            keep = np.isfinite(top_scores[r])
+            chosen = mmr(top[r][keep], top_scores[r][keep], vectors, k, float(lam))
+            lists[r, :len(chosen)] = chosen
+        rel_rows = relevant[users].toarray() > 0
+        hits = np.take_along_axis(rel_rows, np.maximum(lists, 0), axis=1) & (lists >= 0)
+        out.append({"lambda": float(lam), f"ndcg@{k}": float(M.ndcg(hits, n_rel[users], k).mean()),
+                    f"diversity@{k}": M.intra_list_diversity(lists, diversity_vectors if diversity_vectors
+                                                             is not None else vectors)})
+    return out

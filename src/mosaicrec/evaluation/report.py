@@ -105,11 +105,42 @@ def plot(result: ExperimentResult, path: Path) -> None:
     plt.close(fig)
 
 
+def tradeoff_plot(result: ExperimentResult, path: Path) -> bool:
+    """Accuracy against diversity under MMR re-ranking, one line per model (λ from 1 down); ``False``
+    when the run measured no trade-off."""
+    rows = [r for r in result.rows if r.tradeoff]
+    if not rows:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for r in rows:
+        ax.plot([p["diversity@10"] for p in r.tradeoff], [p["ndcg@10"] for p in r.tradeoff], marker="o", label=r.label)
+        ax.annotate(f"λ={r.tradeoff[-1]['lambda']:g}", (r.tradeoff[-1]["diversity@10"], r.tradeoff[-1]["ndcg@10"]),
+                    fontsize=7)
+    ax.set_xlabel("intra-list diversity@10")
+    ax.set_ylabel("NDCG@10")
+    ax.set_title("accuracy / diversity trade-off (MMR over fused content)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def write_reports(result: ExperimentResult, out_dir: str | Path) -> Path:
     """Write ``results.json``, ``report.md`` and ``plot.png`` into ``out_dir``; returns the folder."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
-    (out / "report.md").write_text(markdown(result))
+    md = markdown(result)
+    if tradeoff_plot(result, out / "tradeoff.png"):
+        md += "\n## Accuracy / diversity trade-off (MMR)\n\n![trade-off](tradeoff.png)\n\n" + "\n".join(
+            f"- {r.label}: " + ", ".join(f"λ={p['lambda']:g}: NDCG {p['ndcg@10']:.3f} / diversity "
+                                         f"{p['diversity@10']:.3f}" for p in r.tradeoff)
+            for r in result.rows if r.tradeoff) + "\n"
+    (out / "report.md").write_text(md)
     plot(result, out / "plot.png")
     return out

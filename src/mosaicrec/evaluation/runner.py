@@ -30,7 +30,8 @@ from mosaicrec.data.content import ItemContent, profile_texts
 from mosaicrec.data.schema import Dataset
 from mosaicrec.data.splits import SplitConfig, cold_item_split, cold_user_split, split, to_implicit
 from mosaicrec.errors import NotSupportedError
-from mosaicrec.evaluation.protocol import (EvaluationConfig, evaluate_ranking, evaluate_ratings,
+from mosaicrec.fusion import concat_features
+from mosaicrec.evaluation.protocol import (EvaluationConfig, diversity_tradeoff, evaluate_ranking, evaluate_ratings,
                                            item_popularity)
 from mosaicrec.models.base import BaseRecommender, ModelSpec, create
 
@@ -59,6 +60,8 @@ class ModelResult:
     fitted: BaseRecommender | None = field(default=None, repr=False)
     #: scenario name ("new items", "new users") → metrics; an empty dict where the model cannot score
     cold: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: MMR re-ranking at each λ: NDCG@10 and diversity@10 (the accuracy/diversity trade-off curve)
+    tradeoff: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -156,12 +159,19 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
             if model.predicts_ratings and dataset.rating_scale is not None:
                 metrics.update(evaluate_ratings(model, test))
             split_info.setdefault("users_evaluated", int(len(result.users)))
+            tradeoff = []
+            if eval_config.mmr_lambdas and content is not None:
+                fused = concat_features(content.align(train.item_ids), content.modalities)
+                fused /= np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)
+                tradeoff = diversity_tradeoff(model, test_pos, exclude=exclude, vectors=fused,
+                                              lambdas=eval_config.mmr_lambdas, diversity_vectors=item_vectors)
             cold = {}
             for sc_name, sc in scenarios.items():
                 progress.update(task, description=f"{spec.display}: {sc_name}")
                 cold[sc_name] = _run_cold(spec, sc, content, eval_config, popularity, item_vectors)
             rows.append(ModelResult(spec.display, spec.name, model.config.model_dump(), fit_s,
-                                    time.perf_counter() - t0, peak, metrics, model if keep_models else None, cold))
+                                    time.perf_counter() - t0, peak, metrics, model if keep_models else None, cold,
+                                    tradeoff))
             progress.advance(task)
     return ExperimentResult(name=name, dataset=dataset.summary(), split=split_info, rows=rows,
                             config=config or {}, environment=environment())

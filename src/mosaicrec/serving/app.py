@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from mosaicrec.errors import MosaicError, NotSupportedError, UnknownItemError, UnknownUserError
-from mosaicrec.serving.service import Service
+from mosaicrec.serving.service import MediaRejected, Service
 
 KeyKind = Literal["read", "write"]
 
@@ -135,7 +135,7 @@ def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float 
     @app.exception_handler(MosaicError)
     async def library_error(request: Request, exc: MosaicError):
         status = 404 if isinstance(exc, (UnknownUserError, UnknownItemError)) else \
-            (501 if isinstance(exc, NotSupportedError) else 400)
+            (501 if isinstance(exc, NotSupportedError) else 422 if isinstance(exc, MediaRejected) else 400)
         return JSONResponse({"detail": str(exc).strip("'\"")}, status)
 
     @app.exception_handler(RequestValidationError)

@@ -34,6 +34,10 @@ from mosaicrec.models.base import BaseRecommender, top_k
 from mosaicrec.ranking.rerank import because_of, mmr
 
 
+class MediaRejected(MosaicError):
+    """New item content that cannot be encoded (the API answers 422)."""
+
+
 @dataclass
 class Recommended:
     item_id: str
@@ -318,16 +322,26 @@ class Service:
         return result.events_added
 
     def add_items(self, items: pd.DataFrame) -> list[str]:
-        """Write items to the store, encode their content at once, and make them recommendable by content
-        (no retraining). Updating an existing item re-encodes it."""
+        """Encode new or updated items, then write them to the store and make them recommendable by content
+        (no retraining). Content is encoded *first*: if any given text, image or audio cannot be encoded
+        (unreadable or unsupported media, empty text) nothing is written and :class:`MediaRejected` names
+        each item and reason."""
         from mosaicrec.encoders import encode_items
 
+        ids = items["item_id"].astype(str).tolist()
+        encoded = None
+        if self.content is not None and self.content.modalities:
+            encoders = {m: self._encoder(m) for m in self.content.modalities}
+            encoded = encode_items(items, encoders, progress=False)
+            failed = encoded.failures()
+            if len(failed):
+                first = failed.iloc[0]
+                raise MediaRejected(f"item {first['item_id']!r}: {first['name']} content rejected "
+                                    f"({first['reason']}); {len(failed)} failure(s), nothing was added")
         with self.lock:
             self.store.ingest(items=items)
-            ids = items["item_id"].astype(str).tolist()
             self.__dict__.pop("_masks", None)
-            new = [i for i in ids if i not in self.index]
-            self.item_ids += new
+            self.item_ids += [i for i in ids if i not in self.index]
             self.index = {i: k for k, i in enumerate(self.item_ids)}
             for _, row in items.iterrows():
                 k = self.index[str(row["item_id"])]
@@ -337,17 +351,14 @@ class Service:
                 else:
                     self.titles.append(title)
                     self.attributes.append(attrs)
-            if self.content is not None and self.content.modalities:
-                encoders = {m: self._encoder(m) for m in self.content.modalities}
-                result = encode_items(items, encoders, progress=False)
-                feats, masks = {}, {}
+            if encoded is not None:
                 old = self.content.align(np.array(self.item_ids, dtype=object))
+                got = encoded.content.align(np.array(ids, dtype=object))
+                feats = {m: old.features[m].copy() for m in old.modalities}
+                masks = {m: old.masks[m].copy() for m in old.modalities}
+                rows = [self.index[i] for i in ids]
                 for m in old.modalities:
-                    feats[m], masks[m] = old.features[m].copy(), old.masks[m].copy()
-                    got = result.content.align(np.array(ids, dtype=object))
-                    for j, item in enumerate(ids):
-                        feats[m][self.index[item]] = got.features[m][j]
-                        masks[m][self.index[item]] = got.masks[m][j]
+                    feats[m][rows], masks[m][rows] = got.features[m], got.masks[m]
                 self._set_content(ItemContent(np.array(self.item_ids, dtype=object), feats, masks,
                                               dict(self.content.sources)))
         return ids

@@ -109,3 +109,17 @@ def test_unreadable_media_of_a_new_item_is_refused_and_nothing_is_written(tmp_pa
     assert service.modality_masks["image"][service.index["n1"]]
     assert [r.item_id for r in service.similar("n1", 3)]
     service.close()
+
+
+def test_rate_limit_per_key_answers_429(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from mosaicrec.serving.app import create_app
+
+    x = planted(n_users=20, n_items=20, n_groups=2, per_user=4)
+    service = Service(create("mostpop").fit(x), _store(tmp_path, x))
+    app = create_app(service, {"a": "read", "b": "read"}, rate_limit=0.001, burst=2)
+    with TestClient(app) as client:
+        codes = [client.get("/users/0/recommendations", headers={"X-API-Key": "a"}).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        assert client.get("/users/0/recommendations", headers={"X-API-Key": "b"}).status_code == 200  # per key

@@ -123,3 +123,13 @@ def test_rate_limit_per_key_answers_429(tmp_path):
         codes = [client.get("/users/0/recommendations", headers={"X-API-Key": "a"}).status_code for _ in range(3)]
         assert codes == [200, 200, 429]
         assert client.get("/users/0/recommendations", headers={"X-API-Key": "b"}).status_code == 200  # per key
+
+
+def test_batch_explanations_agree_with_one_by_one():
+    from mosaicrec.ranking.rerank import explain
+
+    rng = np.random.default_rng(0)
+    vecs = {m: rng.standard_normal((30, 5)).astype(np.float32) for m in ("text", "image")}
+    masks = {"text": np.ones(30, bool), "image": rng.random(30) > 0.3}
+    items, hist = np.array([1, 4, 7, 9]), np.array([10, 11, 12, 20, 25])
+    assert explain(items, hist, vecs, masks) == [because_of(int(i), hist, vecs, masks)[:2] for i in items]

@@ -47,3 +47,24 @@ def because_of(item: int, history: np.ndarray, modality_vectors: dict[str, np.nd
         return None, None, 0.0
     per_mod = np.where(both[:, best], sims[:, best], -np.inf)
     return int(history[best]), names[int(np.argmax(per_mod))], float(mean[best])
+
+
+def explain(items: np.ndarray, history: np.ndarray, modality_vectors: dict[str, np.ndarray],
+            modality_masks: dict[str, np.ndarray]) -> list[tuple[int | None, str | None]]:
+    """:func:`because_of` for many items at once (one product per modality instead of one per pair)."""
+    if len(history) == 0 or len(items) == 0 or not modality_vectors:
+        return [(None, None)] * len(items)
+    names = list(modality_vectors)
+    sims = np.stack([modality_vectors[m][items] @ modality_vectors[m][history].T for m in names])  # (M, K, H)
+    both = np.stack([modality_masks[m][items][:, None] & modality_masks[m][history][None, :] for m in names])
+    count = both.sum(axis=0)
+    mean = np.where(count > 0, (sims * both).sum(axis=0) / np.maximum(count, 1), -np.inf)  # (K, H)
+    best = mean.argmax(axis=1)
+    out = []
+    for r, h in enumerate(best):
+        if not np.isfinite(mean[r, h]):
+            out.append((None, None))
+            continue
+        per_mod = np.where(both[:, r, h], sims[:, r, h], -np.inf)
+        out.append((int(history[h]), names[int(per_mod.argmax())]))
+    return out

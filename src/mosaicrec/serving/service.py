@@ -31,7 +31,7 @@ from mosaicrec.data.store import Store
 from mosaicrec.errors import MosaicError, NotSupportedError, UnknownItemError, UnknownUserError
 from mosaicrec.fusion import concat_features
 from mosaicrec.models.base import BaseRecommender, top_k
-from mosaicrec.ranking.rerank import because_of, mmr
+from mosaicrec.ranking.rerank import explain, mmr
 
 
 class MediaRejected(MosaicError):
@@ -200,7 +200,7 @@ class Service:
         else:
             top, top_scores = top_k(scores[None], k)
             chosen = top[0][np.isfinite(top_scores[0])]
-        return [self._describe(int(i), float(scores[i]), hist) for i in chosen]
+        return self._describe_all([int(i) for i in chosen], [float(scores[i]) for i in chosen], hist)
 
     def _recommend_ann(self, user_id: str, k: int, hist: np.ndarray, exclude: list[str] | None,
                        filters: dict[str, Any] | None) -> list[Recommended] | None:
@@ -220,7 +220,7 @@ class Service:
             keep = [(i, s) for i, s in keep if mask[i]]
         if len(keep) < k:
             return None
-        return [self._describe(i, s, hist) for i, s in keep[:k]]
+        return self._describe_all([i for i, _ in keep[:k]], [s for _, s in keep[:k]], hist)
 
     def _filter_mask(self, filters: dict[str, Any]) -> np.ndarray:
         """Items passing every ``attribute: value`` filter; one mask per pair, built once and kept until
@@ -237,14 +237,17 @@ class Service:
             mask &= cache[(key, str(want))]
         return mask
 
-    def _describe(self, i: int, score: float, hist: np.ndarray) -> Recommended:
-        rec = Recommended(self.item_ids[i], self.titles[i], score, attributes=self.attributes[i])
-        if self.modality_vectors and len(hist):
-            h, modality, _ = because_of(i, hist[-200:], self.modality_vectors, self.modality_masks)
+    def _describe_all(self, items: list[int], scores: list[float], hist: np.ndarray) -> list[Recommended]:
+        """Titles, attributes and a "similar to X (closest in <modality>)" explanation per item."""
+        reasons = explain(np.array(items, np.int64), hist[-200:], self.modality_vectors, self.modality_masks)
+        out = []
+        for i, score, (h, modality) in zip(items, scores, reasons):
+            rec = Recommended(self.item_ids[i], self.titles[i], score, attributes=self.attributes[i])
             if h is not None:
                 rec.because, rec.modality = self.item_ids[h], modality
                 rec.explanation = f"similar to {self.titles[h]} (closest in {modality})"
-        return rec
+            out.append(rec)
+        return out
 
     def similar(self, item_id: str, k: int = 10, modality: str | None = None) -> list[Recommended]:
         """Items most like ``item_id`` by fused content, or by one modality."""

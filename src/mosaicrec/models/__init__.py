@@ -12,5 +12,6 @@ from mosaicrec.models.popularity import MostPopular
 
 load_model = BaseRecommender.load
 
-__all__ = ["ALS", "BPR", "ContentEASE", "ContentKNN", "EASE", "GraphModel", "Hybrid", "TwoTower", "VBPR", "MODELS", "BaseRecommender", "BiasedMF", "ItemKNN", "ModelConfig",
+__all__ = ["ALS", "BPR", "ContentEASE", "ContentKNN", "EASE", "GraphModel", "Hybrid", "TwoTower", "VBPR",
+           "MODELS", "BaseRecommender", "BiasedMF", "ItemKNN", "ModelConfig",
            "MostPopular", "Recommender", "create", "load_model", "register"]

@@ -21,9 +21,9 @@ from mosaicrec.models.base import BaseRecommender, ModelConfig, register
 def fold_in(V: np.ndarray, history: sp.csr_matrix, reg: float = 0.1, unobserved: float = 0.05,
             target: float = 1.0) -> np.ndarray:
     """User vectors for new users from their events, with the item factors fixed: the implicit-ALS user
-    step u = (c₀·VᵀV + V_hᵀV_h + λI)⁻¹ V_hᵀ·t, where every unobserved item pulls towards 0 with weight c₀
-    and an observed item towards ``target`` t (the typical score of a trained user's positives, so that
-    a folded-in user's scores have the same scale as the item biases they are added to).
+    step u = (c₀·VᵀV + V_hᵀV_h + λI)⁻¹ V_hᵀ·t, where every unobserved item pulls towards 0 with weight
+    c₀ and an observed item towards ``target`` t (the typical score of a trained user's positives, so
+    that a folded-in user's scores have the same scale as the item biases they are added to).
     Users with no events get a zero vector."""
     V = V.astype(np.float64)
     G = unobserved * V.T @ V + reg * np.eye(V.shape[1])

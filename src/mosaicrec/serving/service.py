@@ -92,6 +92,8 @@ class Service:
             self.history.setdefault(str(u), set()).add(self.index[str(i)])
         self.changed: set[str] = set()  # users with events the model has not trained on
         self.erased: set[str] = set()
+        self._masks: dict[tuple[str, str], np.ndarray] = {}  # filter masks, built on first use
+        self._encoders: dict[str, Any] = {}  # encoders for new items and queries, loaded on first use
         self.ann, self._user_vectors = self._build_index(model)
         self.retrieval = "ann" if self.ann is not None else "exact"
         self.reloads = 0
@@ -128,7 +130,7 @@ class Service:
             self.model_items, self.model_users = model_items, {str(u): k for k, u in enumerate(model.user_ids)}
             self.item_ids, self.index, self.titles, self.attributes = item_ids, index, titles, attributes
             self.history = history
-            self.__dict__.pop("_masks", None)
+            self._masks.clear()
             self._set_content(content)
             self.retrieval = "ann" if ann is not None else "exact"
             self.reloads += 1
@@ -161,8 +163,9 @@ class Service:
                 try:
                     s = self.model.score_histories(h)[0]
                 except NotSupportedError:
-                    s = self.model.score(np.array([0]))[0] if user_id not in self.model_users else \
-                        self.model.score(np.array([self.model_users[user_id]]))[0]
+                    if user_id not in self.model_users:
+                        raise  # the API answers 501: this model cannot place a user it never saw
+                    s = self.model.score(np.array([self.model_users[user_id]]))[0]  # live events wait for a retrain
         full = np.full(len(self.item_ids), -np.inf, np.float32)
         full[:n_model] = s
         if len(self.item_ids) > n_model and self.vectors is not None and len(hist):
@@ -225,7 +228,7 @@ class Service:
     def _filter_mask(self, filters: dict[str, Any]) -> np.ndarray:
         """Items passing every ``attribute: value`` filter; one mask per pair, built once and kept until
         the catalog changes (a scan of every item's attributes is too slow per request)."""
-        cache = self.__dict__.setdefault("_masks", {})
+        cache = self._masks
         mask = np.ones(len(self.item_ids), bool)
         for key, want in filters.items():
             if (key, str(want)) not in cache:
@@ -295,7 +298,7 @@ class Service:
     def _encoder(self, name: str):
         from mosaicrec.encoders import create_encoder
 
-        cache = self.__dict__.setdefault("_encoders", {})
+        cache = self._encoders
         if name not in cache:
             source = self.content.sources.get(name, "") if self.content is not None else ""
             enc_name = source.split("@")[0]
@@ -343,7 +346,7 @@ class Service:
                                     f"({first['reason']}); {len(failed)} failure(s), nothing was added")
         with self.lock:
             self.store.ingest(items=items)
-            self.__dict__.pop("_masks", None)
+            self._masks.clear()
             self.item_ids += [i for i in ids if i not in self.index]
             self.index = {i: k for k, i in enumerate(self.item_ids)}
             for _, row in items.iterrows():

@@ -7,7 +7,7 @@ from mosaicrec.data.content import ItemContent
 from mosaicrec.data.store import Store
 from mosaicrec.models import create
 from mosaicrec.ranking.ann import InnerProductIndex, recall_at_k
-from mosaicrec.ranking.rerank import because_of, mmr
+from mosaicrec.ranking.rerank import explain, mmr
 from mosaicrec.serving.service import Service
 from tests.conftest import planted
 
@@ -57,13 +57,13 @@ def test_mmr_lambda_one_is_the_ranking_and_lower_lambda_spreads():
     assert mmr(cands, scores, v, 2, 0.3).tolist() == [0, 2]
 
 
-def test_because_of_names_the_closest_history_item_and_its_modality():
+def test_explain_names_the_closest_history_item_and_its_modality():
     text = np.eye(4, dtype=np.float32)
     image = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], np.float32)
     vecs, masks = {"text": text, "image": image}, {"text": np.ones(4, bool), "image": np.array([1, 1, 1, 0], bool)}
-    item, modality, _ = because_of(1, np.array([0, 2]), vecs, masks)
+    (item, modality), = explain(np.array([1]), np.array([0, 2]), vecs, masks)
     assert item == 0 and modality == "image"
-    assert because_of(3, np.array([], np.int64), vecs, masks)[0] is None
+    assert explain(np.array([3]), np.array([], np.int64), vecs, masks)[0][0] is None
 
 
 def test_content_of_items_added_later_reaches_recommendations(tmp_path):
@@ -125,11 +125,19 @@ def test_rate_limit_per_key_answers_429(tmp_path):
         assert client.get("/users/0/recommendations", headers={"X-API-Key": "b"}).status_code == 200  # per key
 
 
-def test_batch_explanations_agree_with_one_by_one():
-    from mosaicrec.ranking.rerank import explain
+def _explain_one_by_one(item, history, vecs, masks):
+    """The definition, pair by pair: the reference the vectorised version must match."""
+    best, best_sim, best_mod = None, -np.inf, None
+    for h in history:
+        sims = {m: float(v[item] @ v[h]) for m, v in vecs.items() if masks[m][item] and masks[m][h]}
+        if sims and np.mean(list(sims.values())) > best_sim:
+            best, best_sim, best_mod = int(h), float(np.mean(list(sims.values()))), max(sims, key=sims.get)
+    return best, best_mod
 
+
+def test_batch_explanations_agree_with_one_by_one():
     rng = np.random.default_rng(0)
     vecs = {m: rng.standard_normal((30, 5)).astype(np.float32) for m in ("text", "image")}
     masks = {"text": np.ones(30, bool), "image": rng.random(30) > 0.3}
     items, hist = np.array([1, 4, 7, 9]), np.array([10, 11, 12, 20, 25])
-    assert explain(items, hist, vecs, masks) == [because_of(int(i), hist, vecs, masks)[:2] for i in items]
+    assert explain(items, hist, vecs, masks) == [_explain_one_by_one(int(i), hist, vecs, masks) for i in items]

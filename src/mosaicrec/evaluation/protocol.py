@@ -65,9 +65,7 @@ def evaluate_ranking(model: BaseRecommender, test: Interactions, *, exclude: sp.
     cfg = config or EvaluationConfig()
     relevant = test.binary
     n_rel_all = np.diff(relevant.indptr)
-    if users is None:
-        users = np.flatnonzero((n_rel_all > 0) & (np.diff(exclude.indptr) > 0))
-    users = np.asarray(users, dtype=np.int64)
+    users = _default_users(relevant, exclude) if users is None else np.asarray(users, dtype=np.int64)
     kmax = max(cfg.ks)
     score_fn = score_fn or model.score
     blocked = None
@@ -83,8 +81,7 @@ def evaluate_ranking(model: BaseRecommender, test: Interactions, *, exclude: sp.
             scores[:, blocked] = -np.inf
         top, top_scores = top_k(scores, kmax)
         top = np.where(np.isfinite(top_scores), top, -1)
-        rel_rows = relevant[block].toarray() > 0
-        hits = np.take_along_axis(rel_rows, np.maximum(top, 0), axis=1) & (top >= 0)
+        hits = _hits(relevant[block], top)
         tops.append(top)
         hits_all.append(hits)
     top = np.concatenate(tops) if tops else np.empty((0, kmax), np.int64)
@@ -133,7 +130,8 @@ def diversity_tradeoff(model: BaseRecommender, test: Interactions, *, exclude: s
 
     relevant = test.binary
     n_rel = np.diff(relevant.indptr)
-    users = np.flatnonzero((n_rel > 0) & (np.diff(exclude.indptr) > 0))
+    users = _default_users(relevant, exclude)
+    rel_users = relevant[users]
     scores = np.array(model.score(users), dtype=np.float32, copy=True)
     mask_rows(scores, exclude[users])
     top, top_scores = top_k(scores, pool)
@@ -144,9 +142,19 @@ def diversity_tradeoff(model: BaseRecommender, test: Interactions, *, exclude: s
             keep = np.isfinite(top_scores[r])
             chosen = mmr(top[r][keep], top_scores[r][keep], vectors, k, float(lam))
             lists[r, :len(chosen)] = chosen
-        rel_rows = relevant[users].toarray() > 0
-        hits = np.take_along_axis(rel_rows, np.maximum(lists, 0), axis=1) & (lists >= 0)
+        hits = _hits(rel_users, lists)
         out.append({"lambda": float(lam), f"ndcg@{k}": float(M.ndcg(hits, n_rel[users], k).mean()),
                     f"diversity@{k}": M.intra_list_diversity(lists, diversity_vectors if diversity_vectors
                                                              is not None else vectors)})
     return out
+
+
+def _default_users(relevant: sp.csr_matrix, exclude: sp.csr_matrix) -> np.ndarray:
+    """Users with at least one relevant test item and at least one training item."""
+    return np.flatnonzero((np.diff(relevant.indptr) > 0) & (np.diff(exclude.indptr) > 0)).astype(np.int64)
+
+
+def _hits(relevant_rows: sp.csr_matrix, top: np.ndarray) -> np.ndarray:
+    """Whether each listed item (``-1``: an empty slot) is relevant, row by row."""
+    rel = relevant_rows.toarray() > 0
+    return np.take_along_axis(rel, np.maximum(top, 0), axis=1) & (top >= 0)

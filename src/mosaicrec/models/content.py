@@ -13,7 +13,8 @@ from pydantic import Field
 
 from mosaicrec.data.schema import Interactions
 from mosaicrec.fusion import FusionConfig, concat_features, select_modalities
-from mosaicrec.models.base import BaseRecommender, ModelConfig, csr_from_state, csr_state, register
+from mosaicrec.models.base import ModelConfig, register
+from mosaicrec.models.itemknn import ItemKNN
 
 
 class ContentKNNConfig(ModelConfig):
@@ -44,8 +45,9 @@ def knn_graph(x: np.ndarray, k: int, block_size: int = 2048, valid: np.ndarray |
 
 
 @register("content-knn")
-class ContentKNN(BaseRecommender):
-    """Item-item cosine over weighted, concatenated modality embeddings (see :func:`concat_features`)."""
+class ContentKNN(ItemKNN):
+    """Item-item cosine over weighted, concatenated modality embeddings (see :func:`concat_features`).
+    Scoring, fold-in and saving are ItemKNN's: only where the neighbours come from differs."""
 
     Config = ContentKNNConfig
     needs_content = True
@@ -60,21 +62,8 @@ class ContentKNN(BaseRecommender):
         self.similarity_ = knn_graph(x, cfg.neighbors, cfg.block_size, valid=norms[:, 0] > 0).T.tocsr()
         self._X = sp.csr_matrix(train.matrix, dtype=np.float32)
 
-    def _score_all(self, users: np.ndarray) -> np.ndarray:
-        return (self._X[users] @ self.similarity_).toarray()
-
-    def _score_history(self, history, profiles):
-        return (history @ self.similarity_).toarray()
-
     def similar_items(self, item: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` items most similar to ``item`` by content, best first."""
         col = self.similarity_[:, item].tocoo()
         order = np.argsort(-col.data, kind="stable")[:k]
         return col.row[order], col.data[order]
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return {**csr_state("S", self.similarity_), **csr_state("X", self._X)}
-
-    def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.similarity_ = csr_from_state("S", state)
-        self._X = csr_from_state("X", state)

@@ -29,29 +29,12 @@ def mmr(candidates: np.ndarray, scores: np.ndarray, vectors: np.ndarray, k: int,
     return candidates[np.array(picked)]
 
 
-def because_of(item: int, history: np.ndarray, modality_vectors: dict[str, np.ndarray],
-               modality_masks: dict[str, np.ndarray]) -> tuple[int | None, str | None, float]:
-    """The history item most similar to ``item`` (mean cosine over the modalities both have) and the
-    modality in which they are most alike: what a "because you liked X (similar plot)" line says."""
-    if len(history) == 0:
-        return None, None, 0.0
-    names = [m for m in modality_vectors if modality_masks[m][item]]
-    if not names:
-        return None, None, 0.0
-    sims = np.stack([modality_vectors[m][history] @ modality_vectors[m][item] for m in names])  # (M, H)
-    both = np.stack([modality_masks[m][history] for m in names])
-    count = both.sum(axis=0)
-    mean = np.where(count > 0, (sims * both).sum(axis=0) / np.maximum(count, 1), -np.inf)
-    best = int(np.argmax(mean))
-    if not np.isfinite(mean[best]):
-        return None, None, 0.0
-    per_mod = np.where(both[:, best], sims[:, best], -np.inf)
-    return int(history[best]), names[int(np.argmax(per_mod))], float(mean[best])
-
-
 def explain(items: np.ndarray, history: np.ndarray, modality_vectors: dict[str, np.ndarray],
             modality_masks: dict[str, np.ndarray]) -> list[tuple[int | None, str | None]]:
-    """:func:`because_of` for many items at once (one product per modality instead of one per pair)."""
+    """For each item, the history item most similar to it (mean cosine over the modalities both have)
+    and the modality in which they are most alike: what a "because you liked X (similar plot)" line
+    says. ``(None, None)`` where nothing in the history shares a modality with the item. One product per
+    modality for the whole list."""
     if len(history) == 0 or len(items) == 0 or not modality_vectors:
         return [(None, None)] * len(items)
     names = list(modality_vectors)

@@ -147,11 +147,14 @@ class Service:
         self.modality_masks = dict(self.content.masks)
 
     # -- reads ------------------------------------------------------------------------------------------
-    def _user_scores(self, user_id: str) -> np.ndarray:
+    def _history(self, user_id: str) -> np.ndarray:
+        """The user's live positive items (indices), sorted."""
+        return np.array(sorted(self.history.get(user_id, ())), dtype=np.int64)
+
+    def _user_scores(self, user_id: str, hist: np.ndarray) -> np.ndarray:
         """Scores over every catalog item (model items, then items added since training)."""
         if user_id in self.erased or (user_id not in self.model_users and user_id not in self.history):
             raise UnknownUserError(f"unknown user {user_id!r}: no events and not in the model")
-        hist = np.array(sorted(self.history.get(user_id, ())), dtype=np.int64)
         n_model = len(self.model_items)
         with self.lock:
             if user_id in self.model_users and user_id not in self.changed:
@@ -183,12 +186,12 @@ class Service:
         """Top-``k`` for a user. Filters (``attribute: value``, matching a value or a member of a list
         attribute) and exclusions are applied before the top-k, so ``k`` items come back whenever ``k``
         items pass. ``diversity`` in (0, 1] re-ranks with MMR at λ = 1 − diversity."""
-        hist = np.array(sorted(self.history.get(user_id, ())), dtype=np.int64)
+        hist = self._history(user_id)
         if self.ann is not None and not diversity:
             fast = self._recommend_ann(user_id, k, hist if exclude_seen else hist[:0], exclude, filters)
             if fast is not None:
                 return fast
-        scores = self._user_scores(user_id)
+        scores = self._user_scores(user_id, hist)
         if exclude_seen and len(hist):
             scores[hist] = -np.inf
         for item in exclude or []:
@@ -286,7 +289,7 @@ class Service:
         sims = self.modality_vectors["text"] @ _normalise(q[None])[0]
         sims[~self.modality_masks["text"]] = -np.inf
         if user_id is not None:
-            s = self._user_scores(user_id)
+            s = self._user_scores(user_id, self._history(user_id))
             finite = np.isfinite(s) & np.isfinite(sims)
             both = np.full_like(sims, -np.inf)
             both[finite] = 0.8 * _unit(sims[finite]) + 0.2 * _unit(s[finite])

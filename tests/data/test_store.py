@@ -84,3 +84,16 @@ def test_read_only_store_that_does_not_exist_is_a_clear_error(tmp_path):
     from mosaicrec.errors import StoreError
     with pytest.raises(StoreError, match="run `mosaicrec ingest` first"):
         Store(tmp_path / "missing.duckdb", read_only=True)
+
+
+def test_ingest_flags_which_event_rows_were_new(tmp_path):
+    def frame(rows):
+        return pd.DataFrame([{"user_id": u, "item_id": i, "timestamp": t, "event_type": "view", "weight": 1.0,
+                              "context": "{}"} for u, i, t in rows])
+
+    with Store(tmp_path / "s.duckdb") as store:
+        store.ingest(events=frame([("a", "x", 1)]))
+        # stored before; new; a repeat of the new one within the same batch; new
+        result = store.ingest(events=frame([("a", "x", 1), ("a", "y", 2), ("a", "y", 2), ("b", "x", 1)]))
+        assert result.events_new.tolist() == [False, True, False, True] and result.events_added == 2
+        assert store.counts()["events"] == 3

@@ -47,6 +47,10 @@ class IngestResult:
     users_added: int = 0
     events_added: int = 0
     events_received: int = 0
+    #: per row of the events given: ``True`` where the row stored a new event (the first row of a key not
+    #: stored before); ``False`` for updates and repeats. Lets a caller that batched several requests
+    #: into one ingest tell each what it added.
+    events_new: np.ndarray | None = None
 
     def describe(self) -> str:
         return (f"{self.events_added} new events (of {self.events_received} received), "
@@ -114,15 +118,20 @@ class Store:
                 result.users_added = self._count("users") - before
             if events is not None and len(events):
                 # DuckDB refuses to update one row twice in one statement: keep the last of each key.
-                frame = events.drop_duplicates(["user_id", "item_id", "timestamp", "event_type"], keep="last")
-                before = self._count("events")
+                keys = ["user_id", "item_id", "timestamp", "event_type"]
+                frame = events.drop_duplicates(keys, keep="last")
                 self.con.register("_events_in", frame)
+                stored = self.con.execute(f"SELECT {', '.join(keys)} FROM _events_in SEMI JOIN events "
+                                          f"USING ({', '.join(keys)})").df()
                 self._sql("""INSERT INTO events SELECT user_id, item_id, timestamp, event_type, weight,
                                context::JSON FROM _events_in
                                ON CONFLICT (user_id, item_id, timestamp, event_type) DO UPDATE SET
                                weight = excluded.weight, context = excluded.context""")
                 self.con.unregister("_events_in")
-                result.events_added = self._count("events") - before
+                given = pd.MultiIndex.from_frame(events[keys].astype({"timestamp": "int64"}))
+                before = pd.MultiIndex.from_frame(stored[keys].astype({"timestamp": "int64"}))
+                result.events_new = ~given.isin(before) & ~events.duplicated(keys, keep="first").to_numpy()
+                result.events_added = int(result.events_new.sum())
                 result.events_received = len(events)
             for key, value in (meta or {}).items():
                 self._sql("INSERT INTO meta VALUES (?, ?::JSON) ON CONFLICT (key) DO UPDATE "

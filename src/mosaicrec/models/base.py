@@ -185,6 +185,22 @@ class BaseRecommender:
     def _score_history(self, history: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
         raise NotSupportedError(f"{self.name} cannot score users it was not trained on")
 
+    # -- factor view (what maximum-inner-product retrieval indexes) -----------------------------------
+    def item_factors(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """``(V, b)``: item vectors (``n_items × d``) and biases (or ``None``) of a model whose score of
+        user u and item i ranks like ``q_u·v_i + b_i`` (a per-user constant aside), else ``None``. An
+        ANN index over these serves the model's top-k without scoring every item."""
+        return None
+
+    def user_factors(self, users: np.ndarray) -> np.ndarray:
+        """The query vectors ``q_u`` of trained users (models with :meth:`item_factors`)."""
+        raise NotSupportedError(f"{self.name} has no user vectors")
+
+    def history_factors(self, history: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
+        """Query vectors for users the model was not trained on, from their events (as
+        :meth:`score_histories`; models with :meth:`item_factors` that can fold a user in)."""
+        raise NotSupportedError(f"{self.name} cannot score users it was not trained on")
+
     def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True,
                   candidates: np.ndarray | None = None, batch_size: int = 1024
                   ) -> tuple[np.ndarray, np.ndarray]:

@@ -19,24 +19,65 @@ from mosaicrec.models.base import BaseRecommender, ModelConfig, register
 
 
 def fold_in(V: np.ndarray, history: sp.csr_matrix, reg: float = 0.1, unobserved: float = 0.05,
-            target: float = 1.0) -> np.ndarray:
+            target: float = 1.0, gram: np.ndarray | None = None) -> np.ndarray:
     """User vectors for new users from their events, with the item factors fixed: the implicit-ALS user
     step u = (c₀·VᵀV + V_hᵀV_h + λI)⁻¹ V_hᵀ·t, where every unobserved item pulls towards 0 with weight
     c₀ and an observed item towards ``target`` t (the typical score of a trained user's positives, so
     that a folded-in user's scores have the same scale as the item biases they are added to).
-    Users with no events get a zero vector."""
-    V = V.astype(np.float64)
-    G = unobserved * V.T @ V + reg * np.eye(V.shape[1])
+    Users with no events get a zero vector. ``gram`` is VᵀV (float64) when the caller keeps it: over a
+    large catalog it costs more than the solves, and a server folds in one user per request."""
+    if gram is None:
+        gram = V.T.astype(np.float64) @ V.astype(np.float64)
+    G = unobserved * gram + reg * np.eye(V.shape[1])
     out = np.zeros((history.shape[0], V.shape[1]), np.float32)
     for r in range(history.shape[0]):
         cols = history.indices[history.indptr[r]:history.indptr[r + 1]]
         if len(cols):
-            Vh = V[cols]
+            Vh = V[cols].astype(np.float64)
             out[r] = np.linalg.solve(G + Vh.T @ Vh, target * Vh.sum(axis=0))
     return out
 
 
-class _FactorModel(BaseRecommender):
+class FactorScoring:
+    """Scoring of models whose scores are ``q_u·v_i + b_i``: U_ holds trained users' vectors, V_ the
+    items', ``item_bias_`` or ``b_`` the biases if any; new users are folded in (:func:`fold_in`)."""
+
+    U_: np.ndarray
+    V_: np.ndarray
+
+    def _score_all(self, users: np.ndarray) -> np.ndarray:
+        V, b = self.item_factors()
+        s = self.U_[users] @ V.T
+        return s if b is None else s + b
+
+    def _score_history(self, history: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
+        V, b = self.item_factors()
+        s = self.history_factors(history, profiles) @ V.T
+        return s if b is None else s + b
+
+    def item_factors(self) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.V_, getattr(self, "b_", getattr(self, "item_bias_", None))
+
+    def user_factors(self, users: np.ndarray) -> np.ndarray:
+        return self.U_[self._check_users(users)]
+
+    def history_factors(self, history: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
+        return fold_in(self.V_, history, gram=self._gram(), **self._fold_options())
+
+    def _fold_options(self) -> dict[str, float]:
+        return {}
+
+    def _gram(self) -> np.ndarray:
+        """VᵀV, kept while V_ is the same array: it costs more than the solves over a large catalog,
+        and a server folds in a user per request. Fitting makes a new V_, so it is never stale."""
+        hit = self.__dict__.get("_gram_of")
+        if hit is None or hit[0] is not self.V_:
+            V64 = self.V_.astype(np.float64)
+            hit = self._gram_of = (self.V_, V64.T @ V64)
+        return hit[1]
+
+
+class _FactorModel(FactorScoring, BaseRecommender):
     """Shared state and scoring of factor models: U (users × f), V (items × f), optional biases."""
 
     #: seconds per epoch and the monitored loss, filled by ``fit`` (for progress reports and tests)
@@ -47,12 +88,6 @@ class _FactorModel(BaseRecommender):
         self.U_ = (rng.standard_normal((n_users, factors)) * std).astype(np.float32)
         self.V_ = (rng.standard_normal((n_items, factors)) * std).astype(np.float32)
         self.history_ = []
-
-    def _score_all(self, users: np.ndarray) -> np.ndarray:
-        return self.U_[users] @ self.V_.T
-
-    def _score_history(self, history: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
-        return fold_in(self.V_, history) @ self.V_.T
 
     def _state(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k + "_") for k in self._state_keys}
@@ -135,8 +170,6 @@ class BPR(_FactorModel):
             self.history_.append({"iteration": it, "seconds": time.perf_counter() - t0,
                                   "correct": correct, "skipped": skipped})
 
-    def _score_all(self, users: np.ndarray) -> np.ndarray:
-        return self.U_[users] @ self.V_.T + self.item_bias_
 
 
 class BiasedMFConfig(ModelConfig):
@@ -180,4 +213,4 @@ class BiasedMF(_FactorModel):
                 + self.mu_).astype(np.float32)
 
     def _score_history(self, history: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
-        return (fold_in(self.V_, history) @ self.V_.T + self.item_bias_ + self.mu_).astype(np.float32)
+        return (super()._score_history(history, profiles) + self.mu_).astype(np.float32)

@@ -30,7 +30,7 @@ from mosaicrec.data.schema import Interactions
 from mosaicrec.fusion import FusionConfig, select_modalities
 from mosaicrec.models.base import BaseRecommender, ModelConfig, register
 from mosaicrec.models.content import knn_graph
-from mosaicrec.models.mf import fold_in
+from mosaicrec.models.mf import FactorScoring
 
 
 class NeuralConfig(ModelConfig):
@@ -65,7 +65,7 @@ def _torch():
     return torch
 
 
-class _NeuralModel(BaseRecommender):
+class _NeuralModel(FactorScoring, BaseRecommender):
     """Shared BPR training loop and numpy scoring; subclasses build the network."""
 
     Config = NeuralConfig
@@ -124,11 +124,8 @@ class _NeuralModel(BaseRecommender):
         finally:
             torch.set_num_threads(old_threads)
 
-    def _score_all(self, users: np.ndarray) -> np.ndarray:
-        return self.U_[users] @ self.V_.T + self.b_
-
-    def _score_history(self, history: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
-        return fold_in(self.V_, history, target=float(self.fold_target_[0])) @ self.V_.T + self.b_
+    def _fold_options(self) -> dict[str, float]:
+        return {"target": float(self.fold_target_[0])}
 
     def item_vectors(self) -> np.ndarray:
         """The item vectors scores are dot products with (content-derived for items never trained on)."""
@@ -422,13 +419,15 @@ class TwoTower(_NeuralModel):
 
         return TwoTowerNet()
 
-    def _score_history(self, history: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
+    def history_factors(self, history: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
+        """The user tower: mean history item vector (and the profile) through the learned projections."""
+        history = sp.csr_matrix(history, dtype=np.float32)
         counts = np.maximum(np.diff(history.indptr), 1)[:, None]
         binary = sp.csr_matrix((np.ones_like(history.data), history.indices, history.indptr), history.shape)
         u = np.asarray(binary @ self.V_) / counts @ self.W_hist_
         if getattr(self, "W_prof_", None) is not None and profiles is not None:
             u = u + _normalise(profiles) @ self.W_prof_
-        return u @ self.V_.T + self.b_
+        return u.astype(np.float32)
 
 
 def _sample_history(X: sp.csr_matrix, length: int, rng: np.random.Generator):

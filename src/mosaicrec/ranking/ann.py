@@ -2,12 +2,14 @@
 
 Scores of factor models are ``u·v_i + b_i``; appending 1 to the query and ``b_i`` to each item turns that
 into one inner product, which HNSW (``METRIC_INNER_PRODUCT``) searches directly. Exclusions (seen items,
-filters) are honoured *before* the top-k: the index is asked for ``k`` plus the number of excluded items
-(and a margin), excluded hits are dropped, and if fewer than ``k`` remain the caller falls back to exact
-scoring, so a filtered request still returns ``k`` items whenever ``k`` pass.
+filters) are honoured *before* the top-k, inside the graph walk (a faiss ID selector), so a filtered
+request still returns ``k`` items whenever ``k`` pass; where a filter is narrow the caller scores the
+passing items exactly instead, which is then both cheaper and exact.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -17,24 +19,44 @@ class InnerProductIndex:
 
     def __init__(self, vectors: np.ndarray, biases: np.ndarray | None = None, m: int = 32,
                  ef_construction: int = 200, ef_search: int = 128, threads: int = 0) -> None:
+        """``threads``: OpenMP threads for the build (0: all cores). Searches use one thread: a server
+        asks one query at a time, and idle OpenMP workers spin on the cores the requests need."""
         import faiss
 
-        if threads:
-            faiss.omp_set_num_threads(threads)
+        faiss.omp_set_num_threads(threads or os.cpu_count() or 1)
         b = np.zeros(len(vectors), np.float32) if biases is None else biases.astype(np.float32)
         self.items = np.ascontiguousarray(np.hstack([vectors.astype(np.float32), b[:, None]]))
         self.index = faiss.IndexHNSWFlat(self.items.shape[1], m, faiss.METRIC_INNER_PRODUCT)
         self.index.hnsw.efConstruction = ef_construction
         self.index.hnsw.efSearch = ef_search
         self.index.add(self.items)
+        faiss.omp_set_num_threads(1)
         self.ef_search = ef_search
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` item indices and scores per query row (``-1`` where the index has fewer)."""
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    def add(self, vectors: np.ndarray, biases: np.ndarray | None = None) -> None:
+        """Append items (their indices continue from ``len(self)``)."""
+        b = np.zeros(len(vectors), np.float32) if biases is None else biases.astype(np.float32)
+        self.index.add(np.ascontiguousarray(np.hstack([vectors.astype(np.float32), b[:, None]])))
+
+    def search(self, queries: np.ndarray, k: int, allow: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` item indices and scores per query row (``-1`` where the index has fewer).
+
+        ``allow`` (a boolean mask over the indexed items) restricts the search to those items inside the
+        graph walk, so excluded and filtered items cost no result slots. Under a narrow mask HNSW may find
+        fewer than ``k`` (its walk passes through disallowed nodes): score the allowed items exactly then.
+        """
         import faiss
 
-        q = np.ascontiguousarray(np.hstack([queries.astype(np.float32), np.ones((len(queries), 1), np.float32)]))
+        q = np.empty((len(queries), queries.shape[1] + 1), np.float32)
+        q[:, :-1], q[:, -1] = queries, 1.0
         params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
+        if allow is not None:
+            bits = np.packbits(allow[:self.index.ntotal], bitorder="little")
+            params.sel = faiss.IDSelectorBitmap(self.index.ntotal, faiss.swig_ptr(bits))
         scores, ids = self.index.search(q, k, params=params)
         return ids, scores
 

@@ -42,12 +42,9 @@ def explain(items: np.ndarray, history: np.ndarray, modality_vectors: dict[str, 
     both = np.stack([modality_masks[m][items][:, None] & modality_masks[m][history][None, :] for m in names])
     count = both.sum(axis=0)
     mean = np.where(count > 0, (sims * both).sum(axis=0) / np.maximum(count, 1), -np.inf)  # (K, H)
+    rows = np.arange(len(items))
     best = mean.argmax(axis=1)
-    out = []
-    for r, h in enumerate(best):
-        if not np.isfinite(mean[r, h]):
-            out.append((None, None))
-            continue
-        per_mod = np.where(both[:, r, h], sims[:, r, h], -np.inf)
-        out.append((int(history[h]), names[int(per_mod.argmax())]))
-    return out
+    modality = np.where(both[:, rows, best], sims[:, rows, best], -np.inf).argmax(axis=0)
+    found = np.isfinite(mean[rows, best])
+    return [(int(history[h]), names[m]) if ok else (None, None)
+            for h, m, ok in zip(best.tolist(), modality.tolist(), found.tolist())]

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,58 @@ class Recommended:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
+class GroupCommit:
+    """Group commit: frames submitted concurrently are written in one transaction. A caller that finds no
+    write in flight writes everything queued (its frame and any that arrived while the last write ran);
+    the others wait for that write. A commit (an fsync) costs far more than the rows, so one commit for
+    many requests multiplies throughput under load, while each call still returns only once its rows are
+    durable. If a group fails, each frame is retried alone, so a bad frame fails only its own call."""
+
+    def __init__(self, write: Callable[[pd.DataFrame], np.ndarray]) -> None:
+        self.write = write  # frame -> per-row "new" flags
+        self.cv = threading.Condition()
+        self.queue: list[dict[str, Any]] = []
+        self.busy = False
+
+    def submit(self, frame: pd.DataFrame) -> int:
+        """Write ``frame`` (with whatever else is queued); the number of its rows that were new."""
+        ticket: dict[str, Any] = {"frame": frame, "done": False}
+        with self.cv:
+            self.queue.append(ticket)
+            while self.busy and not ticket["done"]:
+                self.cv.wait()
+            if not ticket["done"]:
+                self.busy, batch, self.queue = True, self.queue, []
+        if not ticket["done"]:
+            try:
+                self._write_group(batch)
+            finally:
+                with self.cv:
+                    for t in batch:
+                        t["done"] = True
+                    self.busy = False
+                    self.cv.notify_all()
+        if "error" in ticket:
+            raise ticket["error"]
+        return ticket["added"]
+
+    def _write_group(self, batch: list[dict[str, Any]]) -> None:
+        try:
+            new = self.write(pd.concat([t["frame"] for t in batch], ignore_index=True))
+            at = 0
+            for t in batch:
+                t["added"], at = int(new[at:at + len(t["frame"])].sum()), at + len(t["frame"])
+        except Exception as e:
+            if len(batch) == 1:
+                batch[0]["error"] = e
+                return
+            for t in batch:  # the group failed as one transaction: find whose frame it was
+                try:
+                    t["added"] = int(self.write(t["frame"]).sum())
+                except Exception as err:
+                    t["error"] = err
+
+
 def _normalise(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
@@ -58,16 +110,22 @@ class Service:
 
     def __init__(self, model: BaseRecommender, store_path: str | Path, content: ItemContent | None = None,
                  positive_threshold: float | None = None, retrieval: str = "auto",
-                 ann_min_items: int = 50_000) -> None:
-        """``retrieval``: ``exact`` scores every item; ``ann`` uses an HNSW index over the model's item
-        vectors (factor and neural models); ``auto`` picks ANN from ``ann_min_items`` items on."""
+                 ann_min_items: int = 50_000, exact_below: int = 20_000) -> None:
+        """``retrieval``: ``exact`` scores every item; ``ann`` uses HNSW indexes over the model's item
+        vectors (factor and neural models) and over the fused content (similar items); ``auto`` picks
+        ANN from ``ann_min_items`` items on. Under ANN, a request whose filters and exclusions leave at
+        most ``exact_below`` items (and at most a fifth of the catalog) scores those items exactly:
+        cheaper than a graph walk that mostly meets filtered-out nodes, and exact."""
         if retrieval not in ("auto", "exact", "ann"):
             raise MosaicError(f"retrieval must be auto, exact or ann, not {retrieval!r}")
         self.model = model
         self.store_path = Path(store_path)
         self.lock = threading.RLock()
+        self._writes = threading.Lock()  # catalog changes (new items, reloads), one at a time
+        self._store_lock = threading.Lock()  # the DuckDB connection, used by one thread at a time
+        self._events = GroupCommit(self._write_events)
         self.threshold = positive_threshold
-        self.retrieval_mode, self.ann_min_items = retrieval, ann_min_items
+        self.retrieval_mode, self.ann_min_items, self.exact_below = retrieval, ann_min_items, exact_below
         self.started = time.time()
         self.model_items = [str(i) for i in model.item_ids]
         self.model_users = {str(u): k for k, u in enumerate(model.user_ids)}
@@ -92,22 +150,31 @@ class Service:
             self.history.setdefault(str(u), set()).add(self.index[str(i)])
         self.changed: set[str] = set()  # users with events the model has not trained on
         self.erased: set[str] = set()
-        self._masks: dict[tuple[str, str], np.ndarray] = {}  # filter masks, built on first use
+        self._postings: dict[str, dict[str, np.ndarray]] = {}  # attribute -> value -> items, on first use
         self._encoders: dict[str, Any] = {}  # encoders for new items and queries, loaded on first use
-        self.ann, self._user_vectors = self._build_index(model)
+        self.ann, self._items_aug, self._sample = self._build_index(model)
         self.retrieval = "ann" if self.ann is not None else "exact"
         self.reloads = 0
 
-    def _build_index(self, model: BaseRecommender):
-        factors = _factors(model)
-        if self.retrieval_mode == "ann" and factors is None:
-            raise NotSupportedError(f"{model.name} has no item vectors to index; use retrieval=exact")
-        if factors is not None and (self.retrieval_mode == "ann" or (self.retrieval_mode == "auto" and
-                                                                     len(model.item_ids) >= self.ann_min_items)):
-            from mosaicrec.ranking.ann import InnerProductIndex
+    def _use_ann(self, n_items: int) -> bool:
+        return self.retrieval_mode == "ann" or (self.retrieval_mode == "auto" and n_items >= self.ann_min_items)
 
-            return InnerProductIndex(factors[1], factors[2]), factors[0]
-        return None, None
+    def _build_index(self, model: BaseRecommender):
+        """(HNSW index or ``None``, the items' [v_i, b_i] rows or ``None``, the calibration sample)."""
+        factors = model.item_factors()
+        n = len(model.item_ids)
+        sample = np.sort(np.random.default_rng(0).choice(n, min(n, 2048), replace=False))
+        if factors is None:
+            if self.retrieval_mode == "ann":
+                raise NotSupportedError(f"{model.name} has no item vectors to index; use retrieval=exact")
+            return None, None, sample
+        V, b = factors
+        aug = np.ascontiguousarray(np.hstack([V, (np.zeros(n) if b is None else b)[:, None]]), np.float32)
+        if not self._use_ann(n):
+            return None, aug, sample
+        from mosaicrec.ranking.ann import InnerProductIndex
+
+        return InnerProductIndex(V, b), aug, sample
 
     def swap_model(self, model: BaseRecommender) -> None:
         """Serve a newly trained model. Everything it needs (index, id maps, remapped histories) is built
@@ -115,70 +182,158 @@ class Service:
         see either the old model or the new one, never a mix, and none fails. Items the new model lacks
         stay servable by content; live events are kept, and users with events newer than the reload keep
         being folded in."""
-        ann, user_vectors = self._build_index(model)
-        model_items = [str(i) for i in model.item_ids]
-        known = set(model_items)
-        item_ids = model_items + [i for i in self.item_ids if i not in known]
-        index = {i: k for k, i in enumerate(item_ids)}
-        old = dict(zip(self.item_ids, zip(self.titles, self.attributes)))
-        titles = [old.get(i, (i, {}))[0] for i in item_ids]
-        attributes = [old.get(i, (i, {}))[1] for i in item_ids]
-        content = self.content
-        with self.lock:
-            history = {u: {index[self.item_ids[i]] for i in items} for u, items in self.history.items()}
-            self.model, self.ann, self._user_vectors = model, ann, user_vectors
-            self.model_items, self.model_users = model_items, {str(u): k for k, u in enumerate(model.user_ids)}
-            self.item_ids, self.index, self.titles, self.attributes = item_ids, index, titles, attributes
-            self.history = history
-            self._masks.clear()
-            self._set_content(content)
-            self.retrieval = "ann" if ann is not None else "exact"
-            self.reloads += 1
+        with self._writes:  # no item is added while the new catalog order is worked out
+            ann, items_aug, sample = self._build_index(model)
+            model_items = [str(i) for i in model.item_ids]
+            known = set(model_items)
+            item_ids = model_items + [i for i in self.item_ids if i not in known]
+            index = {i: k for k, i in enumerate(item_ids)}
+            old = dict(zip(self.item_ids, zip(self.titles, self.attributes)))
+            titles = [old.get(i, (i, {}))[0] for i in item_ids]
+            attributes = [old.get(i, (i, {}))[1] for i in item_ids]
+            # the same catalog order (the usual retrain) keeps the content and its index as they are
+            content = None if item_ids == self.item_ids else self._content_state(self.content, item_ids, True)
+            with self.lock:
+                history = {u: {index[self.item_ids[i]] for i in items} for u, items in self.history.items()}
+                self.model, self.ann, self._items_aug, self._sample = model, ann, items_aug, sample
+                self.model_items, self.model_users = model_items, {str(u): k for k, u in enumerate(model.user_ids)}
+                self.item_ids, self.index, self.titles, self.attributes = item_ids, index, titles, attributes
+                self.history = history
+                self._postings = {}
+                self.__dict__.update(content or {})
+                self.retrieval = "ann" if ann is not None else "exact"
+                self.reloads += 1
 
     # -- content ----------------------------------------------------------------------------------------
-    def _set_content(self, content: ItemContent | None) -> None:
-        self.content = content.align(np.array(self.item_ids, dtype=object)) if content is not None else None
-        if self.content is None or not self.content.modalities:
-            self.vectors = None
-            self.modality_vectors, self.modality_masks = {}, {}
-            return
-        self.vectors = _normalise(concat_features(self.content, self.content.modalities))
-        self.modality_vectors = {m: _normalise(self.content.features[m]) for m in self.content.modalities}
-        self.modality_masks = dict(self.content.masks)
+    def _set_content(self, content: ItemContent | None, index: bool = True) -> None:
+        """Serve ``content`` (aligned to the catalog order). ``index=False`` keeps the content HNSW index
+        (the caller appends rows for new items and marks changed rows stale) instead of rebuilding it."""
+        keep = {} if index else {"content_ann": self.content_ann, "_stale": self._stale}
+        self.__dict__.update({**self._content_state(content, self.item_ids, index), **keep})
+
+    def _content_state(self, content: ItemContent | None, item_ids: list[str], index: bool) -> dict[str, Any]:
+        """What serving content needs, for ``item_ids`` in that order; built apart from the live state so
+        that a reload can build it outside the lock."""
+        aligned = content.align(np.array(item_ids, dtype=object)) if content is not None else None
+        state: dict[str, Any] = {"content": aligned, "vectors": None, "content_ann": None, "_stale": set(),
+                                 "modality_vectors": {}, "modality_masks": {}}
+        if aligned is None or not aligned.modalities:
+            return state
+        state["vectors"] = _normalise(concat_features(aligned, aligned.modalities))
+        state["modality_vectors"] = {m: _normalise(aligned.features[m]) for m in aligned.modalities}
+        state["modality_masks"] = dict(aligned.masks)
+        if index and self._use_ann(len(item_ids)):
+            from mosaicrec.ranking.ann import InnerProductIndex
+
+            state["content_ann"] = InnerProductIndex(state["vectors"])
+        return state
 
     # -- reads ------------------------------------------------------------------------------------------
     def _history(self, user_id: str) -> np.ndarray:
         """The user's live positive items (indices), sorted."""
         return np.array(sorted(self.history.get(user_id, ())), dtype=np.int64)
 
-    def _user_scores(self, user_id: str, hist: np.ndarray) -> np.ndarray:
-        """Scores over every catalog item (model items, then items added since training)."""
+    def _check_user(self, user_id: str) -> None:
         if user_id in self.erased or (user_id not in self.model_users and user_id not in self.history):
             raise UnknownUserError(f"unknown user {user_id!r}: no events and not in the model")
+
+    def _query(self, user_id: str, hist: np.ndarray) -> np.ndarray:
+        """[q_u, 1] for a factor model: the trained vector, or one folded in from the live history for a
+        user with events the model has not trained on. Call under the lock."""
+        n_model = len(self.model_items)
+        if user_id in self.model_users and user_id not in self.changed:
+            q = self.model.user_factors(np.array([self.model_users[user_id]]))[0]
+        else:
+            try:
+                q = self.model.history_factors(_history_row(hist, n_model))[0]
+            except NotSupportedError:
+                if user_id not in self.model_users:
+                    raise  # the API answers 501: this model cannot place a user it never saw
+                q = self.model.user_factors(np.array([self.model_users[user_id]]))[0]
+        return np.append(q, np.float32(1.0)).astype(np.float32)
+
+    def _model_scores(self, user_id: str, hist: np.ndarray) -> np.ndarray:
+        """The model's scores of every model item. Call under the lock."""
+        if self._items_aug is not None:
+            return self._items_aug @ self._query(user_id, hist)
+        if user_id in self.model_users and user_id not in self.changed:
+            return self.model.score(np.array([self.model_users[user_id]]))[0]
+        try:
+            return self.model.score_histories(_history_row(hist, len(self.model_items)))[0]
+        except NotSupportedError:
+            if user_id not in self.model_users:
+                raise  # the API answers 501: this model cannot place a user it never saw
+            return self.model.score(np.array([self.model_users[user_id]]))[0]  # live events wait for a retrain
+
+    def _content_scores(self, hist: np.ndarray, items: np.ndarray, sample_scores: np.ndarray) -> np.ndarray:
+        """Scores of items added since training (which the model cannot score): their content similarity
+        to the user's history as a z-score over the model's items, mapped onto the spread of this user's
+        model scores. Both spreads are measured on a fixed sample of model items, so that the ANN path,
+        which never scores every item, gives the same numbers as exact scoring."""
+        profile = self.vectors[hist].mean(axis=0)
+        sim = self.vectors[self._sample] @ profile
+        z = (self.vectors[items] @ profile - sim.mean()) / max(float(sim.std()), 1e-6)
+        known = sample_scores[np.isfinite(sample_scores)]
+        if not len(known):
+            return z.astype(np.float32)
+        return (float(known.mean()) + float(known.std()) * z).astype(np.float32)
+
+    def _user_scores(self, user_id: str, hist: np.ndarray) -> np.ndarray:
+        """Scores over every catalog item (model items, then items added since training)."""
+        self._check_user(user_id)
         n_model = len(self.model_items)
         with self.lock:
-            if user_id in self.model_users and user_id not in self.changed:
-                s = self.model.score(np.array([self.model_users[user_id]]))[0]
-            else:
-                row = hist[hist < n_model]
-                h = sp.csr_matrix((np.ones(len(row), np.float32), (np.zeros(len(row), int), row)),
-                                  shape=(1, n_model))
-                try:
-                    s = self.model.score_histories(h)[0]
-                except NotSupportedError:
-                    if user_id not in self.model_users:
-                        raise  # the API answers 501: this model cannot place a user it never saw
-                    s = self.model.score(np.array([self.model_users[user_id]]))[0]  # live events wait for a retrain
+            s = self._model_scores(user_id, hist)
         full = np.full(len(self.item_ids), -np.inf, np.float32)
         full[:n_model] = s
         if len(self.item_ids) > n_model and self.vectors is not None and len(hist):
-            # items added since training: content similarity to the history, on the model's score scale
-            profile = self.vectors[hist].mean(axis=0)
-            sim = self.vectors @ profile
-            known = np.isfinite(s)
-            z = (sim - sim[:n_model].mean()) / max(float(sim[:n_model].std()), 1e-6)
-            full[n_model:] = float(s[known].mean()) + float(s[known].std()) * z[n_model:]
+            new = np.arange(n_model, len(self.item_ids))
+            full[n_model:] = self._content_scores(hist, new, s[self._sample])
         return full
+
+    def _top(self, user_id: str, hist: np.ndarray, n: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` best allowed items (indices over the whole catalog) and their scores, best first.
+
+        Factor models answer from the HNSW index when one is built and the allowed items are many (the
+        mask travels into the graph walk), else by scoring exactly the allowed items only; other models
+        score every item. Items added since training are scored by content and merged in."""
+        self._check_user(user_id)
+        n_model = len(self.model_items)
+        allowed_model = allowed[:n_model]
+        with self.lock:
+            if self._items_aug is None:
+                s = self._model_scores(user_id, hist)
+                sample_scores = s[self._sample]
+                s = np.where(allowed_model, s, -np.inf)
+                ids, scores = top_k(s[None], min(n, n_model))
+                ids, scores = ids[0], scores[0]
+            else:
+                q = self._query(user_id, hist)
+                sample_scores = self._items_aug[self._sample] @ q if len(self.item_ids) > n_model else None
+                n_allowed = int(np.count_nonzero(allowed_model))
+                ids = None
+                if self.ann is not None and n_allowed > min(self.exact_below, n_model // 5):
+                    ids, scores = self.ann.search(q[None, :-1], n, allow=allowed_model)
+                    ids, scores = ids[0], scores[0]
+                    if np.count_nonzero(ids >= 0) < min(n, n_allowed):
+                        ids = None  # the walk found too few allowed items: score them exactly
+                if ids is None and n_allowed > n_model // 4:  # copying most rows out costs more than masking
+                    s = np.where(allowed_model, self._items_aug @ q, -np.inf)
+                    ids, scores = (a[0] for a in top_k(s[None], min(n, n_allowed)))
+                elif ids is None:
+                    cand = np.flatnonzero(allowed_model)
+                    top, scores = top_k((self._items_aug[cand] @ q)[None], min(n, n_allowed))
+                    ids, scores = cand[top[0]], scores[0]
+        keep = (ids >= 0) & np.isfinite(scores)
+        ids, scores = ids[keep].astype(np.int64), scores[keep].astype(np.float32)
+        if len(self.item_ids) > n_model and self.vectors is not None and len(hist):
+            new = np.flatnonzero(allowed[n_model:]) + n_model
+            if len(new):
+                ids = np.concatenate([ids, new])
+                scores = np.concatenate([scores, self._content_scores(hist, new, sample_scores)])
+                order = np.argsort(-scores, kind="stable")[:n]
+                ids, scores = ids[order], scores[order]
+        return ids, scores
 
     def recommend(self, user_id: str, k: int = 10, *, exclude: list[str] | None = None,
                   diversity: float | None = None, filters: dict[str, Any] | None = None,
@@ -187,60 +342,32 @@ class Service:
         attribute) and exclusions are applied before the top-k, so ``k`` items come back whenever ``k``
         items pass. ``diversity`` in (0, 1] re-ranks with MMR at λ = 1 − diversity."""
         hist = self._history(user_id)
-        if self.ann is not None and not diversity:
-            fast = self._recommend_ann(user_id, k, hist if exclude_seen else hist[:0], exclude, filters)
-            if fast is not None:
-                return fast
-        scores = self._user_scores(user_id, hist)
+        allowed = self._filter_mask(filters) if filters else np.ones(len(self.item_ids), bool)
         if exclude_seen and len(hist):
-            scores[hist] = -np.inf
+            allowed[hist] = False
         for item in exclude or []:
             if item in self.index:
-                scores[self.index[item]] = -np.inf
-        if filters:
-            scores[~self._filter_mask(filters)] = -np.inf
-        if diversity and self.vectors is not None:
-            pool, pool_scores = top_k(scores[None], min(len(scores), max(5 * k, 50)))
-            keep = np.isfinite(pool_scores[0])
-            chosen = mmr(pool[0][keep], pool_scores[0][keep], self.vectors, k, 1.0 - diversity)
-        else:
-            top, top_scores = top_k(scores[None], k)
-            chosen = top[0][np.isfinite(top_scores[0])]
-        return self._describe_all([int(i) for i in chosen], [float(scores[i]) for i in chosen], hist)
-
-    def _recommend_ann(self, user_id: str, k: int, hist: np.ndarray, exclude: list[str] | None,
-                       filters: dict[str, Any] | None) -> list[Recommended] | None:
-        """Top-k from the HNSW index, or ``None`` where exact scoring must answer: users the index has
-        no vector for (new or with live events), items added since training, or too few hits passing
-        the exclusions and filters."""
-        if (user_id not in self.model_users or user_id in self.changed or user_id in self.erased
-                or len(self.item_ids) > len(self.model_items)):
-            return None
-        blocked = set(hist.tolist()) | {self.index[i] for i in exclude or [] if i in self.index}
-        want = k + len(blocked) + 10 if not filters else 4 * k + len(blocked) + 50
-        with self.lock:
-            ids, scores = self.ann.search(self._user_vectors[self.model_users[user_id]][None], want)
-        keep = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and int(i) not in blocked]
-        if filters:
-            mask = self._filter_mask(filters)
-            keep = [(i, s) for i, s in keep if mask[i]]
-        if len(keep) < k:
-            return None
-        return self._describe_all([i for i, _ in keep[:k]], [s for _, s in keep[:k]], hist)
+                allowed[self.index[item]] = False
+        diverse = bool(diversity) and self.vectors is not None
+        ids, scores = self._top(user_id, hist, max(5 * k, 50) if diverse else k, allowed)
+        if diverse:
+            chosen = mmr(ids, scores, self.vectors, k, 1.0 - diversity)
+            score_of = dict(zip(ids.tolist(), scores.tolist()))
+            return self._describe_all(chosen.tolist(), [score_of[i] for i in chosen.tolist()], hist)
+        return self._describe_all(ids.tolist(), scores.tolist(), hist)
 
     def _filter_mask(self, filters: dict[str, Any]) -> np.ndarray:
-        """Items passing every ``attribute: value`` filter; one mask per pair, built once and kept until
-        the catalog changes (a scan of every item's attributes is too slow per request)."""
-        cache = self._masks
+        """Items passing every ``attribute: value`` filter (a new array the caller may change). The first
+        filter on an attribute scans the catalog once and keeps, for each of its values, the items that
+        have it (until the catalog changes): a scan per request is too slow."""
         mask = np.ones(len(self.item_ids), bool)
         for key, want in filters.items():
-            if (key, str(want)) not in cache:
-                m = np.zeros(len(self.item_ids), bool)
-                for i, attrs in enumerate(self.attributes):
-                    have = attrs.get(key)
-                    m[i] = (str(want) in map(str, have)) if isinstance(have, list) else str(have) == str(want)
-                cache[(key, str(want))] = m
-            mask &= cache[(key, str(want))]
+            postings = self._postings.get(key)
+            if postings is None:
+                postings = self._postings[key] = _postings(self.attributes, key)
+            passing = np.zeros(len(self.item_ids), bool)
+            passing[postings.get(str(want), [])] = True
+            mask &= passing
         return mask
 
     def _describe_all(self, items: list[int], scores: list[float], hist: np.ndarray) -> list[Recommended]:
@@ -267,13 +394,24 @@ class Service:
         vec = self.vectors if modality is None else self.modality_vectors[modality]
         if modality is not None and not self.modality_masks[modality][i]:
             return []
-        sims = vec @ vec[i]
-        sims[i] = -np.inf
+        with self.lock:
+            ann, stale = self.content_ann, self._stale
+            if modality is None and ann is not None and len(stale) < self.exact_below:
+                # candidates from the index, plus every item whose vector changed since it was built;
+                # all rescored with the current vectors, so a stale row is never ranked by its old vector
+                hits, _ = ann.search(vec[i][None], min(len(ann), k + 1 + len(stale)))  # room for stale hits
+                cand = np.unique(np.concatenate([hits[0][hits[0] >= 0], np.fromiter(stale, np.int64, len(stale)),
+                                                 np.arange(len(ann), len(vec))]))
+            else:
+                cand = None
+        sims = vec @ vec[i] if cand is None else vec[cand] @ vec[i]
+        cand = np.arange(len(vec)) if cand is None else cand
+        sims[cand == i] = -np.inf
         if modality is not None:
-            sims[~self.modality_masks[modality]] = -np.inf
+            sims[~self.modality_masks[modality][cand]] = -np.inf
         top, vals = top_k(sims[None], k)
         return [Recommended(self.item_ids[j], self.titles[j], float(v), attributes=self.attributes[j])
-                for j, v in zip(top[0], vals[0]) if np.isfinite(v)]
+                for j, v in zip(cand[top[0]], vals[0]) if np.isfinite(v)]
 
     def search(self, query: str, k: int = 10, user_id: str | None = None) -> list[Recommended]:
         """Items whose text is nearest to a natural-language query (the text encoder the catalog was
@@ -316,19 +454,26 @@ class Service:
     # -- writes -----------------------------------------------------------------------------------------
     def add_events(self, events: pd.DataFrame) -> int:
         """Write events (canonical frame: user_id, item_id, timestamp, event_type, weight, context) to the
-        store, then to live histories. Unknown items are refused before anything is written."""
-        unknown = sorted(set(events["item_id"].astype(str)) - set(self.index))
+        store, then to live histories; returns how many were new. Unknown items are refused before
+        anything is written. Concurrent calls share one transaction (group commit): each returns once
+        its events are durable, and one commit serves them all."""
+        unknown = sorted({i for i in events["item_id"].astype(str).unique() if i not in self.index})
         if unknown:
             raise UnknownItemError(f"unknown item {unknown[0]!r} in events ({len(unknown)} unknown); "
                                    "add items with POST /items first")
-        with self.lock:
+        return self._events.submit(events)
+
+    def _write_events(self, events: pd.DataFrame) -> np.ndarray:
+        """One transaction for a group of calls' events; then the live histories. Per row: new or not."""
+        with self._store_lock:
             result = self.store.ingest(events=events)
-            positive = events if self.threshold is None else events[events["weight"] >= self.threshold]
+        positive = events if self.threshold is None else events[events["weight"] >= self.threshold]
+        with self.lock:  # readers wait for the few dict updates only, never for the commit
             for u, i in zip(positive["user_id"].astype(str), positive["item_id"].astype(str)):
                 self.history.setdefault(u, set()).add(self.index[i])
                 self.changed.add(u)
                 self.erased.discard(u)
-        return result.events_added
+        return result.events_new
 
     def add_items(self, items: pd.DataFrame) -> list[str]:
         """Encode new or updated items, then write them to the store and make them recommendable by content
@@ -347,9 +492,15 @@ class Service:
                 first = failed.iloc[0]
                 raise MediaRejected(f"item {first['item_id']!r}: {first['name']} content rejected "
                                     f"({first['reason']}); {len(failed)} failure(s), nothing was added")
+        with self._writes:
+            with self._store_lock:
+                self.store.ingest(items=items)
+            self._add_to_catalog(ids, items, encoded)
+        return ids
+
+    def _add_to_catalog(self, ids: list[str], items: pd.DataFrame, encoded) -> None:
         with self.lock:
-            self.store.ingest(items=items)
-            self._masks.clear()
+            self._postings = {}
             self.item_ids += [i for i in ids if i not in self.index]
             self.index = {i: k for k, i in enumerate(self.item_ids)}
             for _, row in items.iterrows():
@@ -369,15 +520,19 @@ class Service:
                 for m in old.modalities:
                     feats[m][rows], masks[m][rows] = got.features[m], got.masks[m]
                 self._set_content(ItemContent(np.array(self.item_ids, dtype=object), feats, masks,
-                                              dict(self.content.sources)))
-        return ids
+                                              dict(self.content.sources)), index=False)
+                if self.content_ann is not None:
+                    # new rows join the index; rows of updated items are stale until the next rebuild
+                    self._stale.update(r for r in rows if r < len(self.content_ann))
+                    self.content_ann.add(self.vectors[len(self.content_ann):])
 
     def delete_user(self, user_id: str) -> int:
         """Erase the user's events and profile from the store and from live state."""
         if user_id not in self.model_users and user_id not in self.history:
             raise UnknownUserError(f"unknown user {user_id!r}")
-        with self.lock:
+        with self._store_lock:
             n = self.store.delete_user(user_id)
+        with self.lock:
             self.history.pop(user_id, None)
             self.changed.discard(user_id)
             self.erased.add(user_id)
@@ -385,7 +540,8 @@ class Service:
 
     def close(self) -> None:
         """Release the store (the server calls this on shutdown)."""
-        self.store.close()
+        with self._store_lock:
+            self.store.close()
 
     def health(self) -> dict[str, Any]:
         return {"model": self.model.name, "retrieval": self.retrieval, "reloads": self.reloads,
@@ -395,12 +551,20 @@ class Service:
                 "uptime_s": round(time.time() - self.started, 1)}
 
 
-def _factors(model: BaseRecommender) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
-    """(user vectors, item vectors, item biases) of a model whose scores are u·v + b, else ``None``."""
-    U, V = getattr(model, "U_", None), getattr(model, "V_", None)
-    if U is None or V is None:
-        return None
-    return U, V, getattr(model, "b_", getattr(model, "item_bias_", None))
+def _postings(attributes: list[dict[str, Any]], key: str) -> dict[str, np.ndarray]:
+    """For each value of attribute ``key`` (as text; a member of a list value counts), the items having it."""
+    found: dict[str, list[int]] = {}
+    for i, attrs in enumerate(attributes):
+        have = attrs.get(key)
+        for value in (have if isinstance(have, list) else [have]):
+            found.setdefault(str(value), []).append(i)
+    return {value: np.array(items, np.int64) for value, items in found.items()}
+
+
+def _history_row(hist: np.ndarray, n_model: int) -> sp.csr_matrix:
+    """A user's live history as one row over the model's items (items added since training dropped)."""
+    row = hist[hist < n_model]
+    return sp.csr_matrix((np.ones(len(row), np.float32), (np.zeros(len(row), int), row)), shape=(1, n_model))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

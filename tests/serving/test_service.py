@@ -17,7 +17,7 @@ from tests.conftest import planted
 def _store(tmp_path, x):
     items = pd.DataFrame({"item_id": x.item_ids, "title": [f"t{i}" for i in x.item_ids], "texts": [{}] * x.n_items,
                           "image": None, "audio": None,
-                          "attributes": [{"half": "a" if int(i) < x.n_items // 2 else "b"} for i in x.item_ids]})
+                          "attributes": [{"half": "a" if k < x.n_items // 2 else "b"} for k in range(x.n_items)]})
     events = pd.DataFrame({"user_id": x.user_ids[x.users], "item_id": x.item_ids[x.items],
                            "timestamp": x.timestamps, "event_type": "like", "weight": 1.0, "context": "{}"})
     with Store(tmp_path / "s.duckdb") as st:
@@ -289,4 +289,53 @@ def test_content_index_follows_added_and_updated_items(tmp_path):
     near_199, near_0 = [r.item_id for r in service.similar("199", 45)], [r.item_id for r in service.similar("0", 45)]
     assert "10" in near_199 and "new" not in near_199  # each group has 50 items: 45 neighbours stay inside it
     assert "new" in near_0 and "10" not in near_0
+    service.close()
+
+
+TEXTS = {
+    "space": ["rocket launch to orbit", "astronauts on the moon", "a probe to mars", "the space station",
+              "a comet passes the sun", "telescopes find a planet", "a satellite circles the earth",
+              "the galaxy and its stars", "a spacewalk outside the capsule", "landing on an asteroid"],
+    "cooking": ["fresh pasta with tomato sauce", "baking sourdough bread", "a recipe for curry",
+                "grilled vegetables and herbs", "chocolate cake dessert", "soup with garlic and onions",
+                "roasting a chicken in the oven", "a salad with olive oil", "frying eggs in butter",
+                "slow cooked beef stew"],
+    "football": ["the cup final goal", "a striker scores twice", "the goalkeeper saves a penalty",
+                 "a football club signs a player", "the league title race", "fans in the stadium",
+                 "the referee shows a red card", "a corner kick header", "the coach picks the team",
+                 "extra time and penalties"],
+}
+
+
+def test_text_search_reaches_items_known_only_by_their_image(tmp_path):
+    """No joint text–image encoder exists offline, so search learns a text→image map from the catalog's
+    own pairs (real MiniLM text, generated topic-shaped image vectors): a text query then finds items
+    that have an image but no text."""
+    from mosaicrec.encoders import create_encoder
+
+    topics = list(TEXTS)
+    rng = np.random.default_rng(0)
+    ids, titles, topic_of = [], [], []
+    for t in topics:
+        for j, text in enumerate(TEXTS[t]):
+            ids.append(f"{t}{j}"), titles.append(text), topic_of.append(t)
+        for j in range(3):  # image-only items
+            ids.append(f"{t}-img{j}"), titles.append(""), topic_of.append(t)
+    n = len(ids)
+    has_text = np.array([bool(t) for t in titles])
+    enc = create_encoder("minilm")
+    text = np.zeros((n, 384), np.float32)
+    text[has_text] = enc.encode([t for t in titles if t])
+    image = np.eye(8, dtype=np.float32)[[topics.index(t) for t in topic_of]] + 0.1 * rng.standard_normal((n, 8))
+    content = ItemContent(np.array(ids, dtype=object), {"text": text, "image": image.astype(np.float32)},
+                          {"text": has_text, "image": np.ones(n, bool)}, {"text": "minilm", "image": "generated"})
+    x = planted(n_users=20, n_items=n, n_groups=3, per_user=5)
+    x = type(x)(x.user_ids, np.array(ids, dtype=object), x.users, x.items, x.weights, x.timestamps)
+    service = Service(create("mostpop").fit(x), _store(tmp_path, x), content)
+    service._encoders["text"] = enc
+    found = service.search("a rocket flies into space", k=12)
+    image_only = [r.item_id for r in found if "-img" in r.item_id]
+    assert sorted(image_only) == ["space-img0", "space-img1", "space-img2"]
+    assert [r.item_id for r in found][0].startswith("space")
+    assert set(service._maps) == {"image"}
     service.close()

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from mosaicrec.data.content import ItemContent
 from mosaicrec.data.store import Store
 from mosaicrec.errors import MosaicError, NotSupportedError, UnknownItemError, UnknownUserError
-from mosaicrec.fusion import concat_features
+from mosaicrec.fusion import concat_features, cross_modal_map
 from mosaicrec.models.base import BaseRecommender, top_k
 from mosaicrec.ranking.rerank import explain, mmr
 
@@ -216,7 +216,7 @@ class Service:
         that a reload can build it outside the lock."""
         aligned = content.align(np.array(item_ids, dtype=object)) if content is not None else None
         state: dict[str, Any] = {"content": aligned, "vectors": None, "content_ann": None, "_stale": set(),
-                                 "modality_vectors": {}, "modality_masks": {}}
+                                 "modality_vectors": {}, "modality_masks": {}, "_maps": None}
         if aligned is None or not aligned.modalities:
             return state
         state["vectors"] = _normalise(concat_features(aligned, aligned.modalities))
@@ -414,18 +414,36 @@ class Service:
                 for j, v in zip(cand[top[0]], vals[0]) if np.isfinite(v)]
 
     def search(self, query: str, k: int = 10, user_id: str | None = None) -> list[Recommended]:
-        """Items whose text is nearest to a natural-language query (the text encoder the catalog was
-        encoded with embeds the query). With ``user_id``, ties in meaning are broken towards the user's
-        taste: 80% query match, 20% the user's score (both rescaled to [0, 1])."""
+        """Items whose content is nearest to a natural-language query (the text encoder the catalog was
+        encoded with embeds the query).
+
+        Where the catalog also has other modalities (images, audio) with at least
+        ``MIN_PAIRS`` items that have text too, the query is also carried into each of those spaces by a
+        linear map fitted on those pairs (:func:`~mosaicrec.fusion.cross_modal_map`), so items known only
+        by their image are found as well; each modality's similarities are standardised and an item's
+        score is the mean over the modalities it has. With text alone the score is the cosine. With
+        ``user_id``, ties in meaning are broken towards the user's taste: 80% query match, 20% the user's
+        score (both rescaled to [0, 1])."""
         if not query.strip():
             raise MosaicError("query is empty")
         if "text" not in self.modality_vectors:
             raise NotSupportedError("search needs text content (encode with a text encoder)")
         enc = self._encoder("text")
         with self.lock:
-            q = enc.encode([query])[0]
-        sims = self.modality_vectors["text"] @ _normalise(q[None])[0]
-        sims[~self.modality_masks["text"]] = -np.inf
+            q = _normalise(enc.encode([query]))[0]
+            maps = self._query_maps()
+            text = self.modality_vectors["text"] @ q
+            if not maps:
+                sims = np.where(self.modality_masks["text"], text, -np.inf)
+            else:
+                total, count = np.zeros(len(text)), np.zeros(len(text))
+                per_modality = {"text": text, **{m: self.modality_vectors[m] @ _normalise((q @ W)[None])[0]
+                                                 for m, W in maps.items()}}
+                for m, s in per_modality.items():
+                    has = self.modality_masks[m]
+                    total[has] += (s[has] - s[has].mean()) / max(float(s[has].std()), 1e-6)
+                    count[has] += 1
+                sims = np.where(count > 0, total / np.maximum(count, 1), -np.inf).astype(np.float32)
         if user_id is not None:
             s = self._user_scores(user_id, self._history(user_id))
             finite = np.isfinite(s) & np.isfinite(sims)
@@ -435,6 +453,19 @@ class Service:
         top, vals = top_k(sims[None], k)
         return [Recommended(self.item_ids[j], self.titles[j], float(v), attributes=self.attributes[j])
                 for j, v in zip(top[0], vals[0]) if np.isfinite(v)]
+
+    MIN_PAIRS = 20
+
+    def _query_maps(self) -> dict[str, np.ndarray]:
+        """Text → other-modality maps, fitted on first use and kept until the content changes."""
+        if self._maps is None:
+            self._maps = {}
+            text, has_text = self.modality_vectors["text"], self.modality_masks["text"]
+            for m, vectors in self.modality_vectors.items():
+                pairs = has_text & self.modality_masks[m]
+                if m != "text" and pairs.sum() >= self.MIN_PAIRS:
+                    self._maps[m] = cross_modal_map(text[pairs], vectors[pairs])
+        return self._maps
 
     def _encoder(self, name: str):
         from mosaicrec.encoders import create_encoder

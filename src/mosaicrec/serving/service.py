@@ -237,33 +237,29 @@ class Service:
         if user_id in self.erased or (user_id not in self.model_users and user_id not in self.history):
             raise UnknownUserError(f"unknown user {user_id!r}: no events and not in the model")
 
-    def _query(self, user_id: str, hist: np.ndarray) -> np.ndarray:
-        """[q_u, 1] for a factor model: the trained vector, or one folded in from the live history for a
-        user with events the model has not trained on. Call under the lock."""
-        n_model = len(self.model_items)
+    def _per_user(self, user_id: str, hist: np.ndarray, trained: Callable, folded: Callable) -> np.ndarray:
+        """``trained`` (on the user's model row) for a trained user with no live events, else ``folded``
+        (on their live history); a model that cannot fold a user in keeps a trained user's row until the
+        next retrain. Call under the lock."""
         if user_id in self.model_users and user_id not in self.changed:
-            q = self.model.user_factors(np.array([self.model_users[user_id]]))[0]
-        else:
-            try:
-                q = self.model.history_factors(_history_row(hist, n_model))[0]
-            except NotSupportedError:
-                if user_id not in self.model_users:
-                    raise  # the API answers 501: this model cannot place a user it never saw
-                q = self.model.user_factors(np.array([self.model_users[user_id]]))[0]
+            return trained(np.array([self.model_users[user_id]]))[0]
+        try:
+            return folded(_history_row(hist, len(self.model_items)))[0]
+        except NotSupportedError:
+            if user_id not in self.model_users:
+                raise  # the API answers 501: this model cannot place a user it never saw
+            return trained(np.array([self.model_users[user_id]]))[0]
+
+    def _query(self, user_id: str, hist: np.ndarray) -> np.ndarray:
+        """[q_u, 1] for a factor model: the trained vector, or one folded in from the live history."""
+        q = self._per_user(user_id, hist, self.model.user_factors, self.model.history_factors)
         return np.append(q, np.float32(1.0)).astype(np.float32)
 
     def _model_scores(self, user_id: str, hist: np.ndarray) -> np.ndarray:
         """The model's scores of every model item. Call under the lock."""
         if self._items_aug is not None:
             return self._items_aug @ self._query(user_id, hist)
-        if user_id in self.model_users and user_id not in self.changed:
-            return self.model.score(np.array([self.model_users[user_id]]))[0]
-        try:
-            return self.model.score_histories(_history_row(hist, len(self.model_items)))[0]
-        except NotSupportedError:
-            if user_id not in self.model_users:
-                raise  # the API answers 501: this model cannot place a user it never saw
-            return self.model.score(np.array([self.model_users[user_id]]))[0]  # live events wait for a retrain
+        return self._per_user(user_id, hist, self.model.score, self.model.score_histories)
 
     def _content_scores(self, hist: np.ndarray, items: np.ndarray, sample_scores: np.ndarray) -> np.ndarray:
         """Scores of items added since training (which the model cannot score): their content similarity

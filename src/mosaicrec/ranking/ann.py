@@ -14,6 +14,13 @@ import os
 import numpy as np
 
 
+def augment(vectors: np.ndarray, biases: np.ndarray | None = None) -> np.ndarray:
+    """``[v_i, b_i]`` rows (float32, contiguous): with a query ``[q, 1]`` one inner product is ``q·v_i + b_i``."""
+    out = np.empty((len(vectors), vectors.shape[1] + 1), np.float32)
+    out[:, :-1], out[:, -1] = vectors, 0.0 if biases is None else biases
+    return out
+
+
 class InnerProductIndex:
     """HNSW over item vectors (``n × d``) with optional biases."""
 
@@ -24,12 +31,11 @@ class InnerProductIndex:
         import faiss
 
         faiss.omp_set_num_threads(threads or os.cpu_count() or 1)
-        b = np.zeros(len(vectors), np.float32) if biases is None else biases.astype(np.float32)
-        self.items = np.ascontiguousarray(np.hstack([vectors.astype(np.float32), b[:, None]]))
-        self.index = faiss.IndexHNSWFlat(self.items.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+        items = augment(vectors, biases)
+        self.index = faiss.IndexHNSWFlat(items.shape[1], m, faiss.METRIC_INNER_PRODUCT)
         self.index.hnsw.efConstruction = ef_construction
         self.index.hnsw.efSearch = ef_search
-        self.index.add(self.items)
+        self.index.add(items)  # faiss keeps its own copy
         faiss.omp_set_num_threads(1)
         self.ef_search = ef_search
 
@@ -38,8 +44,7 @@ class InnerProductIndex:
 
     def add(self, vectors: np.ndarray, biases: np.ndarray | None = None) -> None:
         """Append items (their indices continue from ``len(self)``)."""
-        b = np.zeros(len(vectors), np.float32) if biases is None else biases.astype(np.float32)
-        self.index.add(np.ascontiguousarray(np.hstack([vectors.astype(np.float32), b[:, None]])))
+        self.index.add(augment(vectors, biases))
 
     def search(self, queries: np.ndarray, k: int, allow: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:

@@ -31,6 +31,7 @@ from mosaicrec.data.store import Store
 from mosaicrec.errors import MosaicError, NotSupportedError, UnknownItemError, UnknownUserError
 from mosaicrec.fusion import concat_features, cross_modal_map
 from mosaicrec.models.base import BaseRecommender, top_k
+from mosaicrec.ranking.ann import InnerProductIndex, augment
 from mosaicrec.ranking.rerank import explain, mmr
 
 
@@ -169,12 +170,9 @@ class Service:
                 raise NotSupportedError(f"{model.name} has no item vectors to index; use retrieval=exact")
             return None, None, sample
         V, b = factors
-        aug = np.ascontiguousarray(np.hstack([V, (np.zeros(n) if b is None else b)[:, None]]), np.float32)
         if not self._use_ann(n):
-            return None, aug, sample
-        from mosaicrec.ranking.ann import InnerProductIndex
-
-        return InnerProductIndex(V, b), aug, sample
+            return None, augment(V, b), sample
+        return InnerProductIndex(V, b), augment(V, b), sample
 
     def swap_model(self, model: BaseRecommender) -> None:
         """Serve a newly trained model. Everything it needs (index, id maps, remapped histories) is built
@@ -223,8 +221,6 @@ class Service:
         state["modality_vectors"] = {m: _normalise(aligned.features[m]) for m in aligned.modalities}
         state["modality_masks"] = dict(aligned.masks)
         if index and self._use_ann(len(item_ids)):
-            from mosaicrec.ranking.ann import InnerProductIndex
-
             state["content_ann"] = InnerProductIndex(state["vectors"])
         return state
 
@@ -296,33 +292,26 @@ class Service:
         self._check_user(user_id)
         n_model = len(self.model_items)
         allowed_model = allowed[:n_model]
+        n_allowed = int(np.count_nonzero(allowed_model))
+        ids = s = None
         with self.lock:
-            if self._items_aug is None:
-                s = self._model_scores(user_id, hist)
-                sample_scores = s[self._sample]
-                s = np.where(allowed_model, s, -np.inf)
-                ids, scores = top_k(s[None], min(n, n_model))
-                ids, scores = ids[0], scores[0]
-            else:
-                q = self._query(user_id, hist)
-                sample_scores = self._items_aug[self._sample] @ q if len(self.item_ids) > n_model else None
-                n_allowed = int(np.count_nonzero(allowed_model))
-                ids = None
-                if self.ann is not None and n_allowed > min(self.exact_below, n_model // 5):
-                    ids, scores = self.ann.search(q[None, :-1], n, allow=allowed_model)
-                    ids, scores = ids[0], scores[0]
-                    if np.count_nonzero(ids >= 0) < min(n, n_allowed):
-                        ids = None  # the walk found too few allowed items: score them exactly
-                if ids is None and n_allowed > n_model // 4:  # copying most rows out costs more than masking
-                    s = np.where(allowed_model, self._items_aug @ q, -np.inf)
-                    ids, scores = (a[0] for a in top_k(s[None], min(n, n_allowed)))
-                elif ids is None:
-                    cand = np.flatnonzero(allowed_model)
-                    top, scores = top_k((self._items_aug[cand] @ q)[None], min(n, n_allowed))
-                    ids, scores = cand[top[0]], scores[0]
+            q = self._query(user_id, hist) if self._items_aug is not None else None
+            if q is not None and self.ann is not None and n_allowed > min(self.exact_below, n_model // 5):
+                ids, scores = (a[0] for a in self.ann.search(q[None, :-1], n, allow=allowed_model))
+                if np.count_nonzero(ids >= 0) < min(n, n_allowed):
+                    ids = None  # the walk found too few allowed items: score them exactly
+            if ids is None and q is not None and n_allowed <= n_model // 4:
+                cand = np.flatnonzero(allowed_model)  # few rows: copying them out beats scoring every item
+                top, scores = top_k((self._items_aug[cand] @ q)[None], min(n, n_allowed))
+                ids, scores = cand[top[0]], scores[0]
+            elif ids is None:
+                s = self._items_aug @ q if q is not None else self._model_scores(user_id, hist)
+                ids, scores = (a[0] for a in top_k(np.where(allowed_model, s, -np.inf)[None], min(n, n_model)))
+            if len(allowed) > n_model:  # the spread of this user's model scores, for items added since
+                sample_scores = s[self._sample] if s is not None else self._items_aug[self._sample] @ q
         keep = (ids >= 0) & np.isfinite(scores)
         ids, scores = ids[keep].astype(np.int64), scores[keep].astype(np.float32)
-        if len(self.item_ids) > n_model and self.vectors is not None and len(hist):
+        if len(allowed) > n_model and self.vectors is not None and len(hist):
             new = np.flatnonzero(allowed[n_model:]) + n_model
             if len(new):
                 ids = np.concatenate([ids, new])

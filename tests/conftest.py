@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +38,10 @@ def planted(n_users: int = 120, n_items: int = 80, n_groups: int = 4, per_user: 
         users += [u] * per_user
         items += chosen.tolist()
     ts = rng.integers(0, 10_000, size=len(users))
-    return Interactions.from_arrays(np.array(users), np.array(items), timestamps=ts,
-                                    n_users=n_users, n_items=n_items)
+    x = Interactions.from_arrays(np.array(users), np.array(items), timestamps=ts,
+                                 n_users=n_users, n_items=n_items)
+    # a context column with no signal in it, so that context models fit here too
+    return replace(x, context={"scenario": rng.choice(np.array(["feed", "search"], dtype=object), len(users))})
 
 
 @pytest.fixture

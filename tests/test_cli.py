@@ -38,6 +38,8 @@ def test_ingest_train_recommend_prints_titles(files):
     cli("train", "--model", "ease", "--param", "reg=5", "--store", store, "--out", "model", cwd=files)
     rec = cli("recommend", "--user", "u0", "--model", "model", "-k", "3", cwd=files).stdout
     assert rec.count("Film number") == 3
+    ctx = cli("recommend", "--user", "u0", "--model", "model", "--scenario", "feed", cwd=files, check=False)
+    assert ctx.returncode == 1 and "ranks the same in every context" in ctx.stderr
 
 
 def test_bad_row_is_one_line_error_without_traceback(files):

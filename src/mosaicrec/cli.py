@@ -235,6 +235,7 @@ def recommend(
     k: Annotated[int, typer.Option("-k", min=1, help="list length")] = 10,
     store: StoreOpt = None,
     include_seen: Annotated[bool, typer.Option(help="also list items the user already has")] = False,
+    scenario: Annotated[Optional[str], typer.Option(help="rank in this context (context models)")] = None,
 ) -> None:
     """Print a user's top-k recommendations with titles."""
     from mosaicrec.data.store import Store
@@ -246,8 +247,9 @@ def recommend(
         store = Path(json.loads((model_dir / "source.json").read_text())["store"])
     with Store(store, read_only=True) as st:
         catalog = st.load_dataset().items
-    recs = recommend_for_user(fitted, user, k, items=catalog, exclude_seen=not include_seen)
-    table = Table(title=f"top {k} for user {user} ({fitted.name})")
+    recs = recommend_for_user(fitted, user, k, items=catalog, exclude_seen=not include_seen, context=scenario)
+    where = f" in {fitted.context_key} {scenario}" if scenario else ""
+    table = Table(title=f"top {k} for user {user}{where} ({fitted.name})")
     for col, just in (("#", "right"), ("item", "left"), ("title", "left"), ("score", "right")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in recs:

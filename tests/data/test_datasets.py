@@ -40,3 +40,32 @@ def test_genre_matrix_is_multi_hot(movielens):
     m = movielens.item_attribute_matrix("genres")
     assert m.shape == (1682, 19)
     assert np.asarray(m.sum(axis=1)).min() >= 1
+
+
+@needs_shared
+def test_kuairand_keeps_scenarios_and_merges_repeated_impressions(tmp_path):
+    import json
+
+    from mosaicrec.data import Store
+    from mosaicrec.data.datasets import cache_dir, ingest_source, resolve_source
+
+    ds = load_dataset("kuairand")
+    x = ds.interactions
+    facts = json.loads((cache_dir() / "kuairand" / "prepared.json").read_text())
+    assert facts["events_in_source"] == 228_329 and facts["repeated_rows_merged"] == 5_885
+    assert facts["event_types"] == {"impression": 121_513, "long_view": 68_018, "click": 29_041, "like": 3_872}
+    # two impressions a few ms apart collapse at second resolution (same user, video, second and type)
+    assert x.n_events == 222_442 and x.n_items == 7_583 and x.n_users == 27_285
+    scenarios, counts = np.unique(x.context["scenario"], return_counts=True)
+    assert len(scenarios) == 15 and dict(zip(scenarios, counts))["1"] > 0.7 * x.n_events
+    assert set(np.unique(x.weights)) == {0.0, 1.0, 2.0, 3.0}  # impression, click, long view, like
+    likes = x.event_types == "like"
+    assert (x.weights[likes] == 3.0).all()
+    assert ds.items.set_index("item_id").loc["1", "attributes"]["video_type"] == "NORMAL"
+    # re-ingesting the prepared files changes nothing
+    with Store(tmp_path / "k.duckdb") as store:
+        source = resolve_source("kuairand")
+        ingest_source(store, source)
+        first = store.counts()
+        ingest_source(store, source)
+        assert store.counts() == first and first["events"] == 222_442

@@ -13,7 +13,8 @@ FAST = {"bpr": {"iterations": 30, "num_threads": 1, "factors": 16, "learning_rat
         "als": {"iterations": 5, "factors": 8}, "biasedmf": {"epochs": 10, "factors": 8},
         "ease": {"reg": 10.0}, "itemknn": {"neighbors": 10}, "content-ease": {"reg": 100.0},
         "content-knn": {"neighbors": 10}, "hybrid": NEURAL, "vbpr": NEURAL, "graph": NEURAL,
-        "two-tower": NEURAL}
+        "two-tower": NEURAL,
+        "scenario-bpr": {"iterations": 30, "num_threads": 1, "factors": 16, "learning_rate": 0.05, "min_events": 1}}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

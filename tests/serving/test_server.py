@@ -1,8 +1,10 @@
 """End to end: the real server on 127.0.0.1 over a real DuckDB store and real (MiniLM) item embeddings."""
 
+import json
 import socket
 import threading
 import time
+from contextlib import contextmanager
 
 import httpx
 import numpy as np
@@ -49,6 +51,13 @@ def server(tmp_path_factory):
     content = encode_items(data.items, {"text": create_encoder("minilm")}, progress=False).content
     model = create("content-ease", {"reg": 10.0}).fit(data.interactions, content=content)
     service = Service(model, store, content)
+    with serve(service) as client:
+        yield client, store
+
+
+@contextmanager
+def serve(service):
+    """The real app under uvicorn on a free loopback port; yields an HTTP client for it."""
     app = create_app(service, {WRITE: "write", READ: "read"}, max_body_bytes=50_000)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -60,10 +69,12 @@ def server(tmp_path_factory):
         if srv.started:
             break
         time.sleep(0.05)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-        yield client, store
-    srv.should_exit = True
-    thread.join(5)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        srv.should_exit = True
+        thread.join(5)
 
 
 def get(client, path, key=READ, **params):
@@ -159,6 +170,7 @@ def test_bad_input_is_a_clear_4xx_and_writes_nothing(server):
         (get(client, "/items/nope/similar"), 404, "nope"),
         (get(client, "/items/space0/similar", modality="audio"), 400, "audio"),
         (get(client, "/users/u0/recommendations", filter="topic"), 400, "attribute:value"),
+        (get(client, "/users/u0/recommendations", scenario="feed"), 400, "same in every scenario"),
     ]
     for resp, status, text in bad:
         assert resp.status_code == status, resp.text
@@ -211,3 +223,35 @@ def test_metrics_count_requests_by_route_template(server):
     assert 'mosaicrec_requests_total{method="GET",route="/users/{user_id}/recommendations",status="200"}' in text
     assert "mosaicrec_request_seconds_bucket" in text
     assert client.get("/ready").json()["ready"] is True
+
+
+def test_scenario_reaches_a_context_model_and_live_users(tmp_path):
+    """A multi-scenario model behind the real server: the scenario picks the surface's half of each
+    user's taste block, for trained users and for a user known only by events posted to the server."""
+    from tests.models.test_context import SCENARIO_BPR, half_of, two_surfaces
+
+    x = two_surfaces()
+    items = pd.DataFrame({"item_id": x.item_ids, "title": [f"v{i}" for i in x.item_ids], "texts": [{}] * x.n_items,
+                          "image": None, "audio": None, "attributes": [{}] * x.n_items})
+    events = pd.DataFrame({"user_id": x.user_ids[x.users], "item_id": x.item_ids[x.items], "timestamp": 0,
+                           "event_type": "view", "weight": 1.0,
+                           "context": [json.dumps({"scenario": c}) for c in x.context["scenario"]]})
+    store = tmp_path / "s.duckdb"
+    with Store(store) as st:
+        st.ingest(items=items, events=events)
+        data = st.load_dataset()
+    model = create("scenario-bpr", SCENARIO_BPR).fit(data.interactions)
+    with serve(Service(model, store, retrieval="ann")) as client:
+        long = get(client, "/users/4/recommendations", k=5, scenario="long", include_seen=True).json()
+        short = get(client, "/users/4/recommendations", k=5, scenario="shorts", include_seen=True).json()
+        assert long["scenario_known"] and half_of(np.array([int(i["item_id"]) for i in long["items"]])).all()
+        assert not half_of(np.array([int(i["item_id"]) for i in short["items"]])).any()
+        new = get(client, "/users/4/recommendations", k=5, scenario="a-new-tab", include_seen=True).json()
+        assert new["scenario_known"] is False and len(new["items"]) == 5
+        # a new user likes items 0-3 (group 0's block): in "long" they get that block's long half
+        resp = post(client, "/events", {"events": [{"user_id": "fresh", "item_id": str(i), "event_type": "view",
+                                                    "context": {"scenario": "shorts"}} for i in range(4)]})
+        assert resp.status_code == 201, resp.text
+        got = get(client, "/users/fresh/recommendations", k=5, scenario="long").json()["items"]
+        ids = np.array([int(i["item_id"]) for i in got])
+        assert (ids // 20 == 0).mean() >= 0.8 and half_of(ids).mean() >= 0.8, ids

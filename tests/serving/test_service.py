@@ -339,3 +339,34 @@ def test_text_search_reaches_items_known_only_by_their_image(tmp_path):
     assert [r.item_id for r in found][0].startswith("space")
     assert set(service._maps) == {"image"}
     service.close()
+
+
+def test_scenario_is_served_by_context_models_of_any_kind(tmp_path):
+    """scenario-pop has no factors: the service scores it in the request's scenario directly; an unknown
+    scenario is the shared ranking, and a context-free model refuses a scenario."""
+    import json
+
+    import pytest
+
+    from mosaicrec.errors import MosaicError
+    from tests.models.test_context import half_of, two_surfaces
+
+    x = two_surfaces()
+    items = pd.DataFrame({"item_id": x.item_ids, "title": x.item_ids, "texts": [{}] * x.n_items, "image": None,
+                          "audio": None, "attributes": [{}] * x.n_items})
+    events = pd.DataFrame({"user_id": x.user_ids[x.users], "item_id": x.item_ids[x.items], "timestamp": 0,
+                           "event_type": "view", "weight": 1.0,
+                           "context": [json.dumps({"scenario": c}) for c in x.context["scenario"]]})
+    with Store(tmp_path / "s.duckdb") as st:
+        st.ingest(items=items, events=events)
+        data = st.load_dataset()
+    service = Service(create("scenario-pop", {}).fit(data.interactions), tmp_path / "s.duckdb")
+    for scenario, long in (("long", True), ("shorts", False)):
+        got = np.array([int(r.item_id) for r in service.recommend("3", 10, scenario=scenario)])
+        assert (half_of(got) == long).all(), (scenario, got)
+    assert [r.item_id for r in service.recommend("3", 10, scenario="elsewhere")] == \
+        [r.item_id for r in service.recommend("3", 10)]
+    plain = Service(create("mostpop").fit(data.interactions), tmp_path / "s.duckdb")
+    with pytest.raises(MosaicError, match="scenario-bpr"):
+        plain.recommend("3", 10, scenario="long")
+    service.close(), plain.close()

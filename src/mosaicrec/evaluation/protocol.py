@@ -7,10 +7,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 
 from mosaicrec.data.schema import Interactions
+from mosaicrec.errors import ConfigError
 from mosaicrec.evaluation import metrics as M
 from mosaicrec.models.base import BaseRecommender, mask_rows, top_k
 
@@ -28,6 +30,9 @@ class EvaluationConfig(BaseModel):
     batch_size: int = Field(1024, ge=1)
     mmr_lambdas: list[float] = Field(default_factory=list, description="MMR λ values for the accuracy/"
                                      "diversity trade-off curve over fused content (empty: none)")
+    context: str | None = Field(None, description="an event-context column (e.g. scenario): rank once per "
+                                "(user, value) with that value as the request's context, score the list "
+                                "against the user's test items in that context, and report each value apart")
 
     def model_post_init(self, __context: object) -> None:
         unknown = [m for m in self.metrics if m not in M.ACCURACY_METRICS and m not in BEYOND_ACCURACY]
@@ -46,13 +51,18 @@ class RankingResult:
     users: np.ndarray
     per_user: dict[str, np.ndarray] = field(default_factory=dict)
     top: np.ndarray | None = None
+    #: with a context: the context value of each ranked list (rows of ``per_user``/``top``), and the mean
+    #: metrics of each value (``"1"`` → {"lists": n, "ndcg@10": …})
+    contexts: np.ndarray | None = None
+    by_context: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def evaluate_ranking(model: BaseRecommender, test: Interactions, *, exclude: sp.csr_matrix,
                      config: EvaluationConfig | None = None, item_popularity: np.ndarray | None = None,
                      item_vectors: np.ndarray | sp.spmatrix | None = None,
                      users: Sequence[int] | None = None, candidates: np.ndarray | None = None,
-                     score_fn: Callable[[np.ndarray], np.ndarray] | None = None) -> RankingResult:
+                     score_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+                     context: str | None = None) -> RankingResult:
     """Evaluate ``model`` on ``test`` (every test event is relevant; convert ratings first).
 
     ``exclude`` marks items never to count (the user's training items). Users evaluated: those with at
@@ -61,11 +71,31 @@ def evaluate_ranking(model: BaseRecommender, test: Interactions, *, exclude: sp.
     multi-hot) enables intra-list diversity, else training co-occurrence columns are used.
     ``candidates`` (item indices) restricts the ranking to those items, e.g. the held-out new items;
     ``score_fn`` (user indices → score rows) replaces ``model.score``, e.g. to fold in new users.
+    ``context`` (an event-context column of ``test``) ranks once per (user, context value) present in
+    ``test``, with the value passed to the model: a list is then one user in one context, relevant items
+    are the user's test items in that context, and ``users`` must be left out.
     """
     cfg = config or EvaluationConfig()
-    relevant = test.binary
+    list_values = None
+    if context is not None:
+        if users is not None or score_fn is not None:
+            raise ValueError("evaluate_ranking: context ranking picks its own lists; pass neither users "
+                             "nor score_fn")
+        relevant, list_users, list_values = _context_lists(test, context)
+        users = np.flatnonzero(np.diff(exclude[list_users].indptr) > 0).astype(np.int64)
+        list_values = list_values[users]
+        user_of = list_users[users]
+        exclude = exclude[list_users]
+        value_of = np.empty(len(list_users), object)
+        value_of[users] = list_values
+
+        def score_fn(rows: np.ndarray) -> np.ndarray:
+            return model.score(list_users[rows], context=value_of[rows])
+    else:
+        relevant = test.binary
+        users = _default_users(relevant, exclude) if users is None else np.asarray(users, dtype=np.int64)
+        user_of = users
     n_rel_all = np.diff(relevant.indptr)
-    users = _default_users(relevant, exclude) if users is None else np.asarray(users, dtype=np.int64)
     kmax = max(cfg.ks)
     score_fn = score_fn or model.score
     blocked = None
@@ -105,7 +135,13 @@ def evaluate_ranking(model: BaseRecommender, test: Interactions, *, exclude: sp.
         if "diversity" in cfg.metrics:
             vectors = item_vectors if item_vectors is not None else exclude.T.tocsr()
             out[f"diversity@{k}"] = M.intra_list_diversity(top[:, :k], vectors)
-    return RankingResult(metrics=out, users=users, per_user=per_user, top=top)
+    by_context = {}
+    if list_values is not None:
+        for value in sorted(set(list_values), key=lambda v: (-np.count_nonzero(list_values == v), v)):
+            sel = list_values == value
+            by_context[str(value)] = {"lists": int(sel.sum()), **{k: float(v[sel].mean()) for k, v in per_user.items()}}
+    return RankingResult(metrics=out, users=user_of, per_user=per_user, top=top, contexts=list_values,
+                         by_context=by_context)
 
 
 def evaluate_ratings(model: BaseRecommender, test: Interactions) -> dict[str, float]:
@@ -147,6 +183,22 @@ def diversity_tradeoff(model: BaseRecommender, test: Interactions, *, exclude: s
                     f"diversity@{k}": M.intra_list_diversity(lists, diversity_vectors if diversity_vectors
                                                              is not None else vectors)})
     return out
+
+
+def _context_lists(test: Interactions, context: str) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """One row per (user, context value) in ``test``: its relevant items, its user and its value."""
+    if context not in test.context:
+        have = ", ".join(sorted(test.context)) or "none"
+        raise ConfigError(f"evaluation context {context!r} is not an event-context column (these events "
+                          f"have: {have})")
+    values = np.asarray(test.context[context]).astype(str)
+    codes, uniques = pd.factorize(values)
+    pair = test.users.astype(np.int64) * len(uniques) + codes
+    keys, rows = np.unique(pair, return_inverse=True)
+    relevant = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, test.items)),
+                             shape=(len(keys), test.n_items))
+    relevant.sum_duplicates()
+    return relevant, keys // len(uniques), np.asarray(uniques, dtype=object)[keys % len(uniques)]
 
 
 def _default_users(relevant: sp.csr_matrix, exclude: sp.csr_matrix) -> np.ndarray:

@@ -60,7 +60,10 @@ def markdown(result: ExperimentResult) -> str:
              f"Split: {result.split['kind']} (seed {result.split['seed']}, rating threshold "
              f"{result.split.get('rating_threshold')}), {result.split['train_events']} train / "
              f"{result.split['test_events']} test events, {result.split.get('users_evaluated', 0)} users "
-             "evaluated by full ranking with their training items excluded.", "",
+             "evaluated by full ranking with their training items excluded"
+             + (f" ({result.split['lists_evaluated']} lists: one per user and "
+                f"{result.config.get('evaluation', {}).get('context')})." if "lists_evaluated" in result.split
+                else "."), "",
              *[f"Scenario **{sc}**: {v['held_out']} held out whole, {v['train_events']} train / "
                f"{v['test_events']} test positives"
                + (" (ranked among the held-out items only)." if sc == "new items" else
@@ -71,10 +74,28 @@ def markdown(result: ExperimentResult) -> str:
     for r in result.rows:
         vals = " | ".join(f"{_flat(r)[c]:.4f}" if c in _flat(r) else "—" for c in cols)
         lines.append(f"| {r.label} | {vals} | {r.fit_seconds:.2f} | {r.peak_memory_mb:.0f} |")
+    lines += _context_section(result)
     lines += ["", "![metrics](plot.png)", "",
               f"Diversity is measured over {result.split.get('diversity_vectors')}. Environment: "
               + ", ".join(f"{k} {v}" for k, v in result.environment.items()), ""]
     return "\n".join(lines)
+
+
+def _context_section(result: ExperimentResult, metric: str = "ndcg@10", most: int = 8) -> list[str]:
+    """NDCG@10 of each model in each of the ``most`` largest context values (lists ranked there)."""
+    rows = [r for r in result.rows if r.by_context]
+    if not rows:
+        return []
+    values = list(rows[0].by_context)[:most]
+    context = result.config.get("evaluation", {}).get("context", "context")
+    lines = ["", f"{metric} by {context} (each list: one user in one {context}, ranked with it as the "
+             f"request's context; the {len(values)} largest of {len(rows[0].by_context)} values):", "",
+             "| model | " + " | ".join(f"{v} ({rows[0].by_context[v]['lists']} lists)" for v in values) + " |",
+             "|---|" + "---:|" * len(values)]
+    for r in rows:
+        lines.append(f"| {r.label} | " + " | ".join(f"{r.by_context[v].get(metric, 0.0):.4f}"
+                                                   if v in r.by_context else "—" for v in values) + " |")
+    return lines
 
 
 def plot(result: ExperimentResult, path: Path) -> None:

@@ -62,6 +62,8 @@ class ModelResult:
     cold: dict[str, dict[str, float]] = field(default_factory=dict)
     #: MMR re-ranking at each λ: NDCG@10 and diversity@10 (the accuracy/diversity trade-off curve)
     tradeoff: list[dict[str, float]] = field(default_factory=list)
+    #: with ``[evaluation] context``: each context value's lists and mean metrics
+    by_context: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,12 +108,13 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
     train_pos, test_pos = to_implicit(train, threshold), to_implicit(test, threshold)
     exclude = train.binary
     popularity = item_popularity(train)
-    item_vectors = dataset.item_attribute_matrix("genres") if "genres" in _attribute_names(dataset) \
-        else dataset.item_attribute_matrix()
+    has_genres = "genres" in _attribute_names(dataset)
+    item_vectors = dataset.item_attribute_matrix("genres") if has_genres else dataset.item_attribute_matrix()
     split_info = {
         **split_config.model_dump(), "train_events": train.n_events, "test_events": test.n_events,
         "train_positives": train_pos.n_events, "test_positives": test_pos.n_events,
-        "diversity_vectors": "item genres" if item_vectors is not None else "training co-occurrence",
+        "diversity_vectors": "training co-occurrence" if item_vectors is None
+        else "item genres" if has_genres else "item attributes",
     }
 
     cold_start = cold_start or ColdStartConfig()
@@ -154,11 +157,14 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
             progress.update(task, description=f"evaluating {spec.display}")
             t0 = time.perf_counter()
             result = evaluate_ranking(model, test_pos, exclude=exclude, config=eval_config,
-                                      item_popularity=popularity, item_vectors=item_vectors)
+                                      item_popularity=popularity, item_vectors=item_vectors,
+                                      context=eval_config.context)
             metrics = dict(result.metrics)
             if model.predicts_ratings and dataset.rating_scale is not None:
                 metrics.update(evaluate_ratings(model, test))
-            split_info.setdefault("users_evaluated", int(len(result.users)))
+            split_info.setdefault("users_evaluated", int(len(np.unique(result.users))))
+            if eval_config.context:
+                split_info.setdefault("lists_evaluated", int(len(result.users)))
             tradeoff = []
             if eval_config.mmr_lambdas and content is not None:
                 fused = concat_features(content.align(train.item_ids), content.modalities)
@@ -171,7 +177,7 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
                 cold[sc_name] = _run_cold(spec, sc, content, eval_config, popularity, item_vectors)
             rows.append(ModelResult(spec.display, spec.name, model.config.model_dump(), fit_s,
                                     time.perf_counter() - t0, peak, metrics, model if keep_models else None, cold,
-                                    tradeoff))
+                                    tradeoff, result.by_context))
             progress.advance(task)
     return ExperimentResult(name=name, dataset=dataset.summary(), split=split_info, rows=rows,
                             config=config or {}, environment=environment())

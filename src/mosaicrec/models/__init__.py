@@ -4,6 +4,7 @@ Importing this package registers every model under its config name (``MODELS``).
 
 from mosaicrec.models.base import MODELS, BaseRecommender, ModelConfig, Recommender, create, register
 from mosaicrec.models.content import ContentKNN
+from mosaicrec.models.context import ScenarioBPR, ScenarioPop
 from mosaicrec.models.ease import EASE, ContentEASE
 from mosaicrec.models.itemknn import ItemKNN
 from mosaicrec.models.mf import ALS, BPR, BiasedMF
@@ -14,4 +15,4 @@ load_model = BaseRecommender.load
 
 __all__ = ["ALS", "BPR", "ContentEASE", "ContentKNN", "EASE", "GraphModel", "Hybrid", "TwoTower", "VBPR",
            "MODELS", "BaseRecommender", "BiasedMF", "ItemKNN", "ModelConfig",
-           "MostPopular", "Recommender", "create", "load_model", "register"]
+           "MostPopular", "Recommender", "ScenarioBPR", "ScenarioPop", "create", "load_model", "register"]

@@ -31,6 +31,37 @@ def _xorshift(state: np.uint64) -> np.uint64:
     return state
 
 
+@njit(cache=True, inline="always")
+def _stream_state(seed: np.uint64, stream: int) -> np.uint64:
+    """A distinct non-zero xorshift state per (seed, stream)."""
+    state = np.uint64(seed) * np.uint64(2654435761) + np.uint64(stream + 1) * np.uint64(0x9E3779B97F4A7C15)
+    return state if state != 0 else np.uint64(88172645463325252)
+
+
+@njit(cache=True, inline="always")
+def _unseen_item(state: np.uint64, indptr: np.ndarray, indices: np.ndarray, u: int, n_items: int
+                 ) -> tuple[np.uint64, np.int64]:
+    """A uniform item the user has not seen (binary search in their sorted CSR row), up to 10 draws;
+    item -1 when all 10 hit seen items. Returns the advanced generator state too."""
+    lo = indptr[u]
+    hi = indptr[u + 1]
+    for _try in range(10):
+        state = _xorshift(state)
+        cand = np.int64(state % np.uint64(n_items))
+        a = lo
+        b = hi
+        while a < b:
+            m = (a + b) // 2
+            if indices[m] < cand:
+                a = m + 1
+            else:
+                b = m
+        if a < hi and indices[a] == cand:
+            continue
+        return state, cand
+    return state, np.int64(-1)
+
+
 @njit(cache=True, parallel=True, fastmath=True)
 def als_cg_half_step(indptr: np.ndarray, indices: np.ndarray, confidence: np.ndarray, X: np.ndarray,
                      Y: np.ndarray, YtY_reg: np.ndarray, cg_steps: int) -> None:
@@ -113,33 +144,13 @@ def bpr_epoch(indptr: np.ndarray, indices: np.ndarray, users_of_entry: np.ndarra
     skipped = np.zeros(n_streams, dtype=np.int64)
     correct = np.zeros(n_streams, dtype=np.int64)
     for s in prange(n_streams):
-        state = np.uint64(seed) * np.uint64(2654435761) + np.uint64(s + 1) * np.uint64(0x9E3779B97F4A7C15)
-        if state == 0:
-            state = np.uint64(88172645463325252)
+        state = _stream_state(seed, s)
         for _ in range(per):
             state = _xorshift(state)
             e = np.int64(state % np.uint64(nnz))
             u = users_of_entry[e]
             i = indices[e]
-            lo = indptr[u]
-            hi = indptr[u + 1]
-            j = np.int64(-1)
-            for _try in range(10):
-                state = _xorshift(state)
-                cand = np.int64(state % np.uint64(n_items))
-                # binary search in the user's sorted seen items
-                a = lo
-                b = hi
-                while a < b:
-                    m = (a + b) // 2
-                    if indices[m] < cand:
-                        a = m + 1
-                    else:
-                        b = m
-                if a < hi and indices[a] == cand:
-                    continue
-                j = cand
-                break
+            state, j = _unseen_item(state, indptr, indices, u, n_items)
             if j < 0:
                 skipped[s] += 1
                 continue
@@ -282,3 +293,55 @@ def item_knn(item_indptr: np.ndarray, item_users: np.ndarray, item_vals: np.ndar
                 out_idx[i, r] = hj[r]
                 out_val[i, r] = hv[r]
     return out_idx, out_val
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def bpr_context_epoch(ev_users: np.ndarray, ev_items: np.ndarray, ev_ctx: np.ndarray, indptr: np.ndarray,
+                      indices: np.ndarray, U: np.ndarray, V: np.ndarray, item_bias: np.ndarray, W: np.ndarray,
+                      B: np.ndarray, lr: float, reg: float, reg_ctx: float, shared: float, n_streams: int,
+                      seed: np.uint64) -> tuple[int, float]:
+    """One epoch of context BPR: x_uij(c) = (U_u + W_c)·(V_i − V_j) + b_i − b_j + B_ci − B_cj, over as many
+    samples as events (u, i, c), Hogwild across streams as :func:`bpr_epoch`. Context 0 is "none": W_0 and
+    B_0 stay zero. A share ``shared`` of the samples drops its context (uses 0), so that the shared part
+    alone ranks well for requests without a context or in one never seen in training."""
+    n_ev = len(ev_users)
+    n_items = V.shape[0]
+    f = U.shape[1]
+    per = (n_ev + n_streams - 1) // n_streams
+    threshold = np.uint64(shared * 4294967295.0)
+    skipped = np.zeros(n_streams, dtype=np.int64)
+    correct = np.zeros(n_streams, dtype=np.int64)
+    for s in prange(n_streams):
+        state = _stream_state(seed, s)
+        for _ in range(per):
+            state = _xorshift(state)
+            e = np.int64(state % np.uint64(n_ev))
+            u = ev_users[e]
+            i = ev_items[e]
+            state = _xorshift(state)
+            c = ev_ctx[e] if (state & np.uint64(4294967295)) >= threshold else 0
+            state, j = _unseen_item(state, indptr, indices, u, n_items)
+            if j < 0:
+                skipped[s] += 1
+                continue
+            x = item_bias[i] - item_bias[j] + B[c, i] - B[c, j]
+            for a in range(f):
+                x += (U[u, a] + W[c, a]) * (V[i, a] - V[j, a])
+            z = 1.0 / (1.0 + np.exp(x))
+            if x > 0.0:
+                correct[s] += 1
+            item_bias[i] += lr * (z - reg * item_bias[i])
+            item_bias[j] += lr * (-z - reg * item_bias[j])
+            if c > 0:
+                B[c, i] += lr * (z - reg_ctx * B[c, i])
+                B[c, j] += lr * (-z - reg_ctx * B[c, j])
+            for a in range(f):
+                q = U[u, a] + W[c, a]
+                vi = V[i, a]
+                vj = V[j, a]
+                U[u, a] += lr * (z * (vi - vj) - reg * U[u, a])
+                if c > 0:
+                    W[c, a] += lr * (z * (vi - vj) - reg_ctx * W[c, a])
+                V[i, a] += lr * (z * q - reg * vi)
+                V[j, a] += lr * (-z * q - reg * vj)
+    return int(skipped.sum()), float(correct.sum() / max(1, n_streams * per))

@@ -9,7 +9,7 @@ bounds, so a config file validates before any training starts.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
@@ -22,6 +22,11 @@ from mosaicrec import __version__
 from mosaicrec.data.content import ItemContent
 from mosaicrec.data.schema import Interactions
 from mosaicrec.errors import ConfigError, MosaicError, NotFittedError, NotSupportedError
+
+
+#: The context of a request: one value of the model's context column (e.g. a scenario) for every user
+#: scored, one value per user, or ``None`` (no context: the model's shared, context-free scores).
+Context = str | Sequence[str] | np.ndarray | None
 
 
 class ModelConfig(BaseModel):
@@ -40,12 +45,15 @@ class Recommender(Protocol):
     def fit(self, train: Interactions, content: ItemContent | None = None,
             user_profiles: np.ndarray | None = None) -> Self: ...
 
-    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray: ...
+    def score(self, users: np.ndarray, items: np.ndarray | None = None,
+              context: Context = None) -> np.ndarray: ...
 
-    def score_histories(self, history: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray: ...
+    def score_histories(self, history: sp.csr_matrix, profiles: np.ndarray | None = None,
+                        context: Context = None) -> np.ndarray: ...
 
     def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True,
-                  candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+                  candidates: np.ndarray | None = None, context: Context = None
+                  ) -> tuple[np.ndarray, np.ndarray]: ...
 
     def save(self, path: Path) -> None: ...
 
@@ -112,6 +120,9 @@ class BaseRecommender:
     predicts_ratings: ClassVar[bool] = False
     #: ``True`` for models that read item content (they refuse to fit without it).
     needs_content: ClassVar[bool] = False
+    #: ``True`` for context models R(u, i, c): their config names the event-context column (``context``)
+    #: their scores depend on, and ``contexts_`` lists the values seen in training.
+    uses_context: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         self.config = config if config is not None else self.Config(**params)
@@ -134,6 +145,11 @@ class BaseRecommender:
         if self.needs_content and content is None:
             raise ConfigError(f"{self.name} reads item content: pass content= (from `mosaicrec encode`) "
                               "or add a [content] section to the config")
+        if self.uses_context and self.context_key not in train.context:
+            have = ", ".join(sorted(train.context)) or "none"
+            raise ConfigError(f"{self.name} conditions on the event context {self.context_key!r}, which these "
+                              f"events lack (their context columns: {have}); set the model's context= "
+                              "parameter or the dataset's event_schema.context")
         if user_profiles is not None and user_profiles.shape[0] != train.n_users:
             raise MosaicError(f"{self.name}: {user_profiles.shape[0]} user profiles for {train.n_users} users")
         self._seen = train.binary
@@ -154,10 +170,40 @@ class BaseRecommender:
     def n_items(self) -> int:
         return self._require_fitted().shape[1]
 
-    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
-        """Scores as a (len(users), len(items)) float32 array; all items when ``items`` is None."""
+    @property
+    def context_key(self) -> str | None:
+        """The event-context column (e.g. ``"scenario"``) a context model's scores depend on; ``None`` for
+        context-free models, which rank the same in every context."""
+        return getattr(self.config, "context", None) if self.uses_context else None
+
+    def context_codes(self, context: Context, n: int) -> np.ndarray:
+        """``context`` (one value for all ``n`` rows, or one per row) as codes: 1 + the value's position in
+        ``contexts_``; 0 for ``None``, ``""`` and values never seen in training (the shared scores)."""
+        if context is None or not self.uses_context:
+            return np.zeros(n, np.int64)
+        lookup = self.__dict__.get("_context_lookup")
+        if lookup is None or lookup[0] is not self.contexts_:
+            lookup = self._context_lookup = (self.contexts_, {str(v): k + 1 for k, v in enumerate(self.contexts_)})
+        if isinstance(context, str):
+            return np.full(n, lookup[1].get(context, 0), np.int64)
+        values = list(context)
+        if len(values) != n:
+            raise MosaicError(f"{self.name}: {len(values)} context values for {n} rows")
+        return np.array([lookup[1].get(str(v), 0) if v is not None else 0 for v in values], np.int64)
+
+    def knows_context(self, value: str) -> bool:
+        """Whether ``value`` of the context column was seen in training (else it gets the shared scores)."""
+        return bool(self.uses_context and self.context_codes(value, 1)[0] > 0)
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None, context: Context = None
+              ) -> np.ndarray:
+        """Scores as a (len(users), len(items)) float32 array; all items when ``items`` is None.
+        ``context`` reaches context models (see :data:`Context`); context-free models ignore it."""
         users = self._check_users(users)
-        scores = self._score_all(users)
+        if context is None or not self.uses_context:
+            scores = self._score_all(users)
+        else:
+            scores = self._score_context(users, self.context_codes(context, len(users)))
         return scores if items is None else scores[:, np.asarray(items)]
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -172,17 +218,29 @@ class BaseRecommender:
             out[sel] = s[inv[sel] - start, items[sel]]
         return out
 
-    def score_histories(self, history: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
+    def score_histories(self, history: sp.csr_matrix, profiles: np.ndarray | None = None,
+                        context: Context = None) -> np.ndarray:
         """Scores of all items for users the model was not trained on (new users), from their events
         ``history`` (``n × n_items``, same item indices) and optional ``profiles`` (``n × d``, as passed
-        to ``fit``). Raises :class:`NotSupportedError` for models that cannot fold a user in."""
+        to ``fit``), in ``context`` (context models). Raises :class:`NotSupportedError` for models that
+        cannot fold a user in."""
         seen = self._require_fitted()
         history = sp.csr_matrix(history, dtype=np.float32)
         if history.shape[1] != seen.shape[1]:
             raise MosaicError(f"{self.name}: history has {history.shape[1]} items, the model {seen.shape[1]}")
-        return np.asarray(self._score_history(history, profiles), dtype=np.float32)
+        if context is None or not self.uses_context:
+            return np.asarray(self._score_history(history, profiles), dtype=np.float32)
+        codes = self.context_codes(context, history.shape[0])
+        return np.asarray(self._score_history_context(history, profiles, codes), dtype=np.float32)
 
     def _score_history(self, history: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
+        raise NotSupportedError(f"{self.name} cannot score users it was not trained on")
+
+    def _score_context(self, users: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        raise NotImplementedError  # context models: scores of all items for users in contexts ``codes``
+
+    def _score_history_context(self, history: sp.csr_matrix, profiles: np.ndarray | None,
+                               codes: np.ndarray) -> np.ndarray:
         raise NotSupportedError(f"{self.name} cannot score users it was not trained on")
 
     # -- factor view (what maximum-inner-product retrieval indexes) -----------------------------------
@@ -192,24 +250,28 @@ class BaseRecommender:
         ANN index over these serves the model's top-k without scoring every item."""
         return None
 
-    def user_factors(self, users: np.ndarray) -> np.ndarray:
-        """The query vectors ``q_u`` of trained users (models with :meth:`item_factors`)."""
+    def user_factors(self, users: np.ndarray, context: Context = None) -> np.ndarray:
+        """The query vectors ``q_u`` of trained users (models with :meth:`item_factors`); a context model
+        folds ``context`` into the query, so one index over :meth:`item_factors` serves every context."""
         raise NotSupportedError(f"{self.name} has no user vectors")
 
-    def history_factors(self, history: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
+    def history_factors(self, history: sp.csr_matrix, profiles: np.ndarray | None = None,
+                        context: Context = None) -> np.ndarray:
         """Query vectors for users the model was not trained on, from their events (as
         :meth:`score_histories`; models with :meth:`item_factors` that can fold a user in)."""
         raise NotSupportedError(f"{self.name} cannot score users it was not trained on")
 
     def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True,
-                  candidates: np.ndarray | None = None, batch_size: int = 1024
+                  candidates: np.ndarray | None = None, context: Context = None, batch_size: int = 1024
                   ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` item indices and scores per user, best first.
+        """Top-``k`` item indices and scores per user, best first, in ``context`` (context models).
 
         ``candidates`` restricts the ranking to those item indices. Where fewer than ``k`` items remain
         (a tiny catalog, or everything seen), the rows are padded with item -1 and score -inf.
         """
         users = self._check_users(users)
+        if context is not None and not isinstance(context, str):
+            context = list(context)
         ids = np.full((len(users), k), -1, dtype=np.int64)
         out = np.full((len(users), k), -np.inf, dtype=np.float32)
         allowed = None
@@ -218,7 +280,8 @@ class BaseRecommender:
             allowed[np.asarray(candidates)] = True
         for start in range(0, len(users), batch_size):
             block = users[start:start + batch_size]
-            scores = self._score_all(block).astype(np.float32, copy=True)
+            ctx = context if context is None or isinstance(context, str) else context[start:start + batch_size]
+            scores = self.score(block, context=ctx).astype(np.float32, copy=True)
             if exclude_seen:
                 mask_rows(scores, self._seen[block])
             if allowed is not None:

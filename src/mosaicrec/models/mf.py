@@ -46,22 +46,31 @@ class FactorScoring:
     V_: np.ndarray
 
     def _score_all(self, users: np.ndarray) -> np.ndarray:
-        V, b = self.item_factors()
-        s = self.U_[users] @ V.T
-        return s if b is None else s + b
+        return self._factor_scores(self.user_factors(users))
+
+    def _score_context(self, users: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        return self._factor_scores(self.user_factors(users, codes))
 
     def _score_history(self, history: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
+        return self._factor_scores(self.history_factors(history, profiles))
+
+    def _score_history_context(self, history: sp.csr_matrix, profiles: np.ndarray | None,
+                               codes: np.ndarray) -> np.ndarray:
+        return self._factor_scores(self.history_factors(history, profiles, codes))
+
+    def _factor_scores(self, queries: np.ndarray) -> np.ndarray:
         V, b = self.item_factors()
-        s = self.history_factors(history, profiles) @ V.T
+        s = queries @ V.T
         return s if b is None else s + b
 
     def item_factors(self) -> tuple[np.ndarray, np.ndarray | None]:
         return self.V_, getattr(self, "b_", getattr(self, "item_bias_", None))
 
-    def user_factors(self, users: np.ndarray) -> np.ndarray:
+    def user_factors(self, users: np.ndarray, context=None) -> np.ndarray:
         return self.U_[self._check_users(users)]
 
-    def history_factors(self, history: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
+    def history_factors(self, history: sp.csr_matrix, profiles: np.ndarray | None = None,
+                        context=None) -> np.ndarray:
         return fold_in(self.V_, history, gram=self._gram(), **self._fold_options())
 
     def _fold_options(self) -> dict[str, float]:

@@ -419,7 +419,8 @@ class TwoTower(_NeuralModel):
 
         return TwoTowerNet()
 
-    def history_factors(self, history: sp.csr_matrix, profiles: np.ndarray | None = None) -> np.ndarray:
+    def history_factors(self, history: sp.csr_matrix, profiles: np.ndarray | None = None,
+                        context=None) -> np.ndarray:
         """The user tower: mean history item vector (and the profile) through the learned projections."""
         history = sp.csr_matrix(history, dtype=np.float32)
         counts = np.maximum(np.diff(history.indptr), 1)[:, None]

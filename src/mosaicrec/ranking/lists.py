@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mosaicrec.errors import UnknownUserError
+from mosaicrec.errors import MosaicError, UnknownUserError
 from mosaicrec.models.base import BaseRecommender
 
 
@@ -20,15 +20,20 @@ class Recommendation:
 
 
 def recommend_for_user(model: BaseRecommender, user_id: str, k: int = 10, *,
-                       items: pd.DataFrame | None = None, exclude_seen: bool = True) -> list[Recommendation]:
+                       items: pd.DataFrame | None = None, exclude_seen: bool = True,
+                       context: str | None = None) -> list[Recommendation]:
     """The top-``k`` items for ``user_id`` (an external id known to the model), with titles from ``items``
-    (a catalog frame with ``item_id`` and ``title``) when given."""
+    (a catalog frame with ``item_id`` and ``title``) when given, in ``context`` for a context model."""
     lookup = {str(u): i for i, u in enumerate(model.user_ids)}
     if str(user_id) not in lookup:
         sample = ", ".join(map(str, model.user_ids[:5]))
         raise UnknownUserError(f"unknown user id {user_id!r}: the model knows {len(lookup)} users "
                                f"(e.g. {sample})")
-    ids, scores = model.recommend(np.array([lookup[str(user_id)]]), k=k, exclude_seen=exclude_seen)
+    if context is not None and not model.uses_context:
+        raise MosaicError(f"{model.name} ranks the same in every context: train a context model "
+                          "(scenario-bpr, scenario-pop) to rank in one")
+    ids, scores = model.recommend(np.array([lookup[str(user_id)]]), k=k, exclude_seen=exclude_seen,
+                                  context=context)
     titles = {}
     if items is not None:
         titles = dict(zip(items["item_id"].astype(str), items["title"].fillna("")))

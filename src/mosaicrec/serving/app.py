@@ -208,7 +208,11 @@ def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float 
                         exclude: str | None = Query(None, description="comma-separated item ids"),
                         diversity: float | None = Query(None, ge=0.0, le=1.0),
                         filter: list[str] | None = Query(None, description="attribute:value, repeatable"),
-                        include_seen: bool = False) -> Response:
+                        include_seen: bool = False,
+                        scenario: str | None = Query(None, description="the request's context (e.g. the app "
+                                                     "surface) for a context model; a value the model never "
+                                                     "saw gets its shared scores (scenario_known: false)")
+                        ) -> Response:
         filters = {}
         for f in filter or []:
             key, sep, value = f.partition(":")
@@ -216,8 +220,12 @@ def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float 
                 raise MosaicError(f"filter expects attribute:value, got {f!r}")
             filters[key] = value
         recs = service.recommend(user_id, k, exclude=exclude.split(",") if exclude else None,
-                                 diversity=diversity, filters=filters, exclude_seen=not include_seen)
-        return _json({"user_id": user_id, "items": recs})
+                                 diversity=diversity, filters=filters, exclude_seen=not include_seen,
+                                 scenario=scenario)
+        if scenario is None:
+            return _json({"user_id": user_id, "items": recs})
+        return _json({"user_id": user_id, "scenario": scenario,
+                      "scenario_known": service.check_scenario(scenario), "items": recs})
 
     @app.get("/items/{item_id}/similar", dependencies=[Depends(key_of)])
     async def similar(item_id: str, k: int = Query(10, ge=1, le=1_000), modality: str | None = None) -> Response:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -246,16 +247,19 @@ class Service:
                 raise  # the API answers 501: this model cannot place a user it never saw
             return trained(np.array([self.model_users[user_id]]))[0]
 
-    def _query(self, user_id: str, hist: np.ndarray) -> np.ndarray:
-        """[q_u, 1] for a factor model: the trained vector, or one folded in from the live history."""
-        q = self._per_user(user_id, hist, self.model.user_factors, self.model.history_factors)
+    def _query(self, user_id: str, hist: np.ndarray, context: str | None = None) -> np.ndarray:
+        """[q_u, 1] for a factor model: the trained vector, or one folded in from the live history; a
+        context model places it in ``context``."""
+        q = self._per_user(user_id, hist, partial(self.model.user_factors, context=context),
+                           partial(self.model.history_factors, context=context))
         return np.append(q, np.float32(1.0)).astype(np.float32)
 
-    def _model_scores(self, user_id: str, hist: np.ndarray) -> np.ndarray:
-        """The model's scores of every model item. Call under the lock."""
+    def _model_scores(self, user_id: str, hist: np.ndarray, context: str | None = None) -> np.ndarray:
+        """The model's scores of every model item (in ``context``). Call under the lock."""
         if self._items_aug is not None:
-            return self._items_aug @ self._query(user_id, hist)
-        return self._per_user(user_id, hist, self.model.score, self.model.score_histories)
+            return self._items_aug @ self._query(user_id, hist, context)
+        return self._per_user(user_id, hist, partial(self.model.score, context=context),
+                              partial(self.model.score_histories, context=context))
 
     def _content_scores(self, hist: np.ndarray, items: np.ndarray, sample_scores: np.ndarray) -> np.ndarray:
         """Scores of items added since training (which the model cannot score): their content similarity
@@ -283,19 +287,21 @@ class Service:
             full[n_model:] = self._content_scores(hist, new, s[self._sample])
         return full
 
-    def _top(self, user_id: str, hist: np.ndarray, n: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _top(self, user_id: str, hist: np.ndarray, n: int, allowed: np.ndarray, context: str | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` best allowed items (indices over the whole catalog) and their scores, best first.
 
         Factor models answer from the HNSW index when one is built and the allowed items are many (the
         mask travels into the graph walk), else by scoring exactly the allowed items only; other models
-        score every item. Items added since training are scored by content and merged in."""
+        score every item. Items added since training are scored by content and merged in. A context
+        model's ``context`` goes into the query, so the same index serves every context."""
         self._check_user(user_id)
         n_model = len(self.model_items)
         allowed_model = allowed[:n_model]
         n_allowed = int(np.count_nonzero(allowed_model))
         ids = s = None
         with self.lock:
-            q = self._query(user_id, hist) if self._items_aug is not None else None
+            q = self._query(user_id, hist, context) if self._items_aug is not None else None
             if q is not None and self.ann is not None and n_allowed > min(self.exact_below, n_model // 5):
                 ids, scores = (a[0] for a in self.ann.search(q[None, :-1], n, allow=allowed_model))
                 if np.count_nonzero(ids >= 0) < min(n, n_allowed):
@@ -305,7 +311,7 @@ class Service:
                 top, scores = top_k((self._items_aug[cand] @ q)[None], min(n, n_allowed))
                 ids, scores = cand[top[0]], scores[0]
             elif ids is None:
-                s = self._items_aug @ q if q is not None else self._model_scores(user_id, hist)
+                s = self._items_aug @ q if q is not None else self._model_scores(user_id, hist, context)
                 ids, scores = (a[0] for a in top_k(np.where(allowed_model, s, -np.inf)[None], min(n, n_model)))
             if len(allowed) > n_model:  # the spread of this user's model scores, for items added since
                 sample_scores = s[self._sample] if s is not None else self._items_aug[self._sample] @ q
@@ -322,10 +328,12 @@ class Service:
 
     def recommend(self, user_id: str, k: int = 10, *, exclude: list[str] | None = None,
                   diversity: float | None = None, filters: dict[str, Any] | None = None,
-                  exclude_seen: bool = True) -> list[Recommended]:
+                  exclude_seen: bool = True, scenario: str | None = None) -> list[Recommended]:
         """Top-``k`` for a user. Filters (``attribute: value``, matching a value or a member of a list
         attribute) and exclusions are applied before the top-k, so ``k`` items come back whenever ``k``
-        items pass. ``diversity`` in (0, 1] re-ranks with MMR at λ = 1 − diversity."""
+        items pass. ``diversity`` in (0, 1] re-ranks with MMR at λ = 1 − diversity. ``scenario`` is the
+        request's value of a context model's context column (:meth:`check_scenario`)."""
+        self.check_scenario(scenario)
         hist = self._history(user_id)
         allowed = self._filter_mask(filters) if filters else np.ones(len(self.item_ids), bool)
         if exclude_seen and len(hist):
@@ -334,12 +342,25 @@ class Service:
             if item in self.index:
                 allowed[self.index[item]] = False
         diverse = bool(diversity) and self.vectors is not None
-        ids, scores = self._top(user_id, hist, max(5 * k, 50) if diverse else k, allowed)
+        ids, scores = self._top(user_id, hist, max(5 * k, 50) if diverse else k, allowed, scenario)
         if diverse:
             chosen = mmr(ids, scores, self.vectors, k, 1.0 - diversity)
             score_of = dict(zip(ids.tolist(), scores.tolist()))
             return self._describe_all(chosen.tolist(), [score_of[i] for i in chosen.tolist()], hist)
         return self._describe_all(ids.tolist(), scores.tolist(), hist)
+
+    def check_scenario(self, scenario: str | None) -> bool | None:
+        """Whether the served model knows ``scenario`` (``None`` without one). A context model serves a
+        value it never saw with its shared scores; a context-free model refuses any scenario, since it
+        would silently rank the same everywhere."""
+        if scenario is None:
+            return None
+        model = self.model
+        if not model.uses_context:
+            raise MosaicError(f"the served model ({model.name}) ranks the same in every scenario: serve a "
+                              "context model (scenario-bpr, scenario-pop) trained on events with a context "
+                              "column, or leave scenario out")
+        return model.knows_context(scenario)
 
     def _filter_mask(self, filters: dict[str, Any]) -> np.ndarray:
         """Items passing every ``attribute: value`` filter (a new array the caller may change). The first

@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/encode_throughput.py
 	$(PY) benchmarks/multimodal.py
 	$(PY) benchmarks/serving.py
+	$(PY) benchmarks/serving.py --model scenario-bpr
 
 clean:
 	rm -rf $(VENV) .mosaicrec runs benchmarks/results .pytest_cache

@@ -15,7 +15,11 @@ Goal (issue 5): p99 < 10 ms for top-10 and ≥ 500 req/s for recommendations, ch
 at ``--rate`` (500) requests/s whose latencies count from when each request was due.
 
 Writes benchmarks/results/serving.json and .md; prints a rich table.
+With ``--model scenario-bpr`` the events carry one of 4 surfaces and every recommendation request names
+one (``scenario=``): the multi-scenario model served through the same index (results: serving-scenario-bpr).
+
 Usage: python benchmarks/serving.py [--items 100000] [--requests 2000] [--threads 4] [--rate 500]
+       [--model als|scenario-bpr]
 """
 
 from __future__ import annotations
@@ -48,7 +52,10 @@ RESULTS = Path(__file__).parent / "results"
 KEY = "bench-key"
 
 
-def build(tmp: Path, n_items: int, n_users: int, per_user: int, seed: int = 0):
+SURFACES = 4
+
+
+def build(tmp: Path, n_items: int, n_users: int, per_user: int, seed: int = 0, model_name: str = "als"):
     rng = np.random.default_rng(seed)
     cats = np.arange(n_items) % 50
     by_cat = [np.flatnonzero(cats == c) for c in range(50)]
@@ -58,6 +65,9 @@ def build(tmp: Path, n_items: int, n_users: int, per_user: int, seed: int = 0):
         users.append(np.full(per_user, u))
         items.append(rng.choice(pool, per_user, replace=False))
     users, items = np.concatenate(users), np.concatenate(items)
+    # the surface an event happened on: mostly tied to the item's category, so that it carries signal
+    scenario = np.where(rng.random(len(items)) < 0.8, cats[items] % SURFACES, rng.integers(SURFACES, size=len(items)))
+    scenario = np.array([f"s{c}" for c in scenario], dtype=object)
     ts = np.arange(len(users)) + 1_600_000_000
     item_ids = np.array([f"i{i}" for i in range(n_items)], dtype=object)
     user_ids = np.array([f"u{u}" for u in range(n_users)], dtype=object)
@@ -65,12 +75,15 @@ def build(tmp: Path, n_items: int, n_users: int, per_user: int, seed: int = 0):
                             "texts": [{}] * n_items, "image": None, "audio": None,
                             "attributes": [{"cat": int(c)} for c in cats]})
     events = pd.DataFrame({"user_id": user_ids[users], "item_id": item_ids[items], "timestamp": ts,
-                           "event_type": "like", "weight": 1.0, "context": "{}"})
+                           "event_type": "like", "weight": 1.0,
+                           "context": [json.dumps({"scenario": c}) for c in scenario]})
     with Store(tmp / "store.duckdb") as st:
         st.ingest(items=catalog, events=events)
     x = Interactions.from_arrays(users, items, timestamps=ts, n_users=n_users, n_items=n_items)
-    x = Interactions(user_ids, item_ids, x.users, x.items, x.weights, x.timestamps)
-    model = create("als", {"factors": 64, "iterations": 10}).fit(x)
+    x = Interactions(user_ids, item_ids, x.users, x.items, x.weights, x.timestamps, context={"scenario": scenario})
+    params = {"factors": 64, "iterations": 10} if model_name == "als" else \
+        {"factors": 64, "iterations": 20, "learning_rate": 0.05}
+    model = create(model_name, params).fit(x)
     model.save(tmp / "model")
     centres = rng.standard_normal((50, 64)).astype(np.float32)
     feats = centres[cats] + 0.5 * rng.standard_normal((n_items, 64)).astype(np.float32)
@@ -156,6 +169,7 @@ def load(url: str, make_request, n: int, threads: int, seconds: float, rate: flo
         rng = np.random.default_rng(tid)
         conn = Connection(url)
         deadline = start + seconds
+        time.sleep(max(0.0, start - time.perf_counter()))  # all start together, and the wall clock with them
         try:
             mine = []
             while time.perf_counter() < deadline:
@@ -204,7 +218,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=60.0, help="cap per endpoint")
     ap.add_argument("--rate", type=float, default=500.0, help="open-loop rate for the goal check (req/s)")
+    ap.add_argument("--model", choices=["als", "scenario-bpr"], default="als",
+                    help="scenario-bpr: events carry one of 4 surfaces and every recommendation asks for one")
     args = ap.parse_args()
+    scenarios = args.model == "scenario-bpr"
+    tag = "" if args.model == "als" else f"-{args.model}"
     console = Console()
     n_items, n_users = args.items, args.users
 
@@ -213,16 +231,17 @@ def main() -> None:
             {"user_id": f"u{rng.integers(n_users)}", "item_id": f"i{rng.integers(n_items)}",
              "timestamp": int(rng.integers(1e9, 2e9)), "event_type": "view"} for _ in range(n)]}).encode())
 
-    recs = lambda rng: ("GET", f"/users/u{rng.integers(n_users)}/recommendations?k=10", None)  # noqa: E731
+    def recs(rng, extra: str = ""):
+        where = f"&scenario=s{rng.integers(SURFACES)}" if scenarios else ""
+        return "GET", f"/users/u{rng.integers(n_users)}/recommendations?k=10{where}{extra}", None
+
     closed, opened = f"closed, {args.threads} conn", f"open, {args.rate:g}/s"
     # (endpoint, request, events per request, load); the second server runs only what retrieval changes
     plan = [
         ("health (baseline)", lambda rng: ("GET", "/health", None), 0, closed),
         ("recommendations k=10", recs, 0, closed),
         ("recommendations k=10", recs, 0, opened),
-        ("recommendations k=10, filter", lambda rng: (
-            "GET", f"/users/u{rng.integers(n_users)}/recommendations?k=10&filter=cat:{rng.integers(50)}", None),
-         0, closed),
+        ("recommendations k=10, filter", lambda rng: recs(rng, f"&filter=cat:{rng.integers(50)}"), 0, closed),
         ("similar k=10", lambda rng: ("GET", f"/items/i{rng.integers(n_items)}/similar?k=10", None), 0, closed),
         ("events (1 per request)", events(1), 1, closed),
         ("events (100 per request)", events(100), 100, closed),
@@ -230,17 +249,20 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        with console.status(f"building {n_items} items, {n_users} users, ALS"):
+        with console.status(f"building {n_items} items, {n_users} users, {args.model}"):
             t0 = time.perf_counter()
-            model = build(tmp, n_items, n_users, 25)
+            model = build(tmp, n_items, n_users, 25, model_name=args.model)
             build_s = time.perf_counter() - t0
         rng = np.random.default_rng(1)
-        users = rng.choice(n_users, 1000, replace=False)
-        exact = np.argsort(-(model.U_[users] @ model.V_.T), axis=1)[:, :10]
+        users = rng.choice(n_users, min(1000, n_users), replace=False)
+        where = [f"s{c}" for c in rng.integers(SURFACES, size=len(users))] if scenarios else None
+        V, b = model.item_factors()
+        queries = model.user_factors(users, where)
+        exact = np.argsort(-(queries @ V.T + (0 if b is None else b)), axis=1)[:, :10]
         t0 = time.perf_counter()
-        index = InnerProductIndex(model.V_)
+        index = InnerProductIndex(V, b)
         index_s = time.perf_counter() - t0
-        recall = recall_at_k(index.search(model.U_[users], 10)[0], exact)
+        recall = recall_at_k(index.search(queries, 10)[0], exact)
         console.print(f"ANN recall@10 vs exact on 1,000 users: {recall:.3f} (index built in {index_s:.1f}s)")
         for retrieval in ("exact", "ann"):
             proc, url = start(tmp, retrieval)
@@ -268,7 +290,7 @@ def main() -> None:
             for r in rows if r["load"] == opened and r["endpoint"] == "recommendations k=10"}
     cols = ["retrieval", "endpoint", "load", "requests", "errors", "req_s", "events_s", "vs_health", "p50_ms",
             "p95_ms", "p99_ms"]
-    table = Table(title=f"serving over {n_items:,} items (loopback, {os.cpu_count()} cores shared by client "
+    table = Table(title=f"{args.model} serving over {n_items:,} items (loopback, {os.cpu_count()} cores shared by client "
                         f"and server); ANN recall@10 = {recall:.3f}")
     for c in cols:
         table.add_column(c, justify="left" if c in ("retrieval", "endpoint", "load") else "right")
@@ -279,16 +301,17 @@ def main() -> None:
                         for k, v in goal.items())
     console.print(f"goal (p99 < 10 ms at >= {args.rate:g} req/s, recommendations): {verdict}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {"items": n_items, "users": n_users, "threads": args.threads, "requests": args.requests,
+    meta = {"model": args.model, "scenario_per_request": scenarios, "items": n_items, "users": n_users, "threads": args.threads, "requests": args.requests,
             "rate": args.rate, "ann_recall_at_10": round(recall, 4), "index_build_s": round(index_s, 2),
             "setup_s": round(build_s, 1), "cpus": os.cpu_count(), "python": platform.python_version()}
-    (RESULTS / "serving.json").write_text(json.dumps({"meta": meta, "goal": goal, "rows": rows}, indent=2))
+    (RESULTS / f"serving{tag}.json").write_text(json.dumps({"meta": meta, "goal": goal, "rows": rows}, indent=2))
     md = ["| " + " | ".join(cols) + " |", "|---|---|---|" + "---:|" * (len(cols) - 3)]
     md += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    (RESULTS / "serving.md").write_text(f"# Serving over {n_items:,} items\n\nANN recall@10: {recall:.3f}\n\n"
+    (RESULTS / f"serving{tag}.md").write_text(f"# Serving {args.model} over {n_items:,} items\n\n"
+                                              f"ANN recall@10: {recall:.3f}\n\n"
                                         f"Goal (p99 < 10 ms at >= {args.rate:g} req/s): {verdict}\n\n"
                                         + "\n".join(md) + "\n")
-    console.print(f"wrote {RESULTS / 'serving.json'} and .md")
+    console.print(f"wrote {RESULTS / f'serving{tag}.json'} and .md")
 
 
 if __name__ == "__main__":

@@ -191,9 +191,15 @@ class BaseRecommender:
             raise MosaicError(f"{self.name}: {len(values)} context values for {n} rows")
         return np.array([lookup[1].get(str(v), 0) if v is not None else 0 for v in values], np.int64)
 
-    def knows_context(self, value: str) -> bool:
-        """Whether ``value`` of the context column was seen in training (else it gets the shared scores)."""
-        return bool(self.uses_context and self.context_codes(value, 1)[0] > 0)
+    def knows_context(self, value: str, noun: str = "context") -> bool:
+        """Whether ``value`` of the context column was seen in training (else it gets the shared scores).
+        A context-free model raises instead: asked to rank in a context (a ``noun``, e.g. a scenario), it
+        would silently rank the same in all of them."""
+        if not self.uses_context:
+            raise MosaicError(f"{self.name} ranks the same in every {noun}: train a context model "
+                              f"(scenario-bpr, scenario-pop) on events with a context column, or leave the "
+                              f"{noun} out")
+        return bool(self.context_codes(value, 1)[0] > 0)
 
     def score(self, users: np.ndarray, items: np.ndarray | None = None, context: Context = None
               ) -> np.ndarray:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mosaicrec.errors import MosaicError, UnknownUserError
+from mosaicrec.errors import UnknownUserError
 from mosaicrec.models.base import BaseRecommender
 
 
@@ -29,9 +29,8 @@ def recommend_for_user(model: BaseRecommender, user_id: str, k: int = 10, *,
         sample = ", ".join(map(str, model.user_ids[:5]))
         raise UnknownUserError(f"unknown user id {user_id!r}: the model knows {len(lookup)} users "
                                f"(e.g. {sample})")
-    if context is not None and not model.uses_context:
-        raise MosaicError(f"{model.name} ranks the same in every context: train a context model "
-                          "(scenario-bpr, scenario-pop) to rank in one")
+    if context is not None:
+        model.knows_context(context)  # a context-free model refuses to rank "in" a context
     ids, scores = model.recommend(np.array([lookup[str(user_id)]]), k=k, exclude_seen=exclude_seen,
                                   context=context)
     titles = {}

@@ -351,16 +351,9 @@ class Service:
 
     def check_scenario(self, scenario: str | None) -> bool | None:
         """Whether the served model knows ``scenario`` (``None`` without one). A context model serves a
-        value it never saw with its shared scores; a context-free model refuses any scenario, since it
-        would silently rank the same everywhere."""
-        if scenario is None:
-            return None
-        model = self.model
-        if not model.uses_context:
-            raise MosaicError(f"the served model ({model.name}) ranks the same in every scenario: serve a "
-                              "context model (scenario-bpr, scenario-pop) trained on events with a context "
-                              "column, or leave scenario out")
-        return model.knows_context(scenario)
+        value it never saw with its shared scores; a context-free model refuses any scenario
+        (:meth:`~mosaicrec.models.base.BaseRecommender.knows_context`)."""
+        return None if scenario is None else self.model.knows_context(scenario, "scenario")
 
     def _filter_mask(self, filters: dict[str, Any]) -> np.ndarray:
         """Items passing every ``attribute: value`` filter (a new array the caller may change). The first

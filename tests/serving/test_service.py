@@ -14,6 +14,15 @@ from mosaicrec.serving.service import Service
 from tests.conftest import planted
 
 
+def ids(result):
+    return [r.item_id for r in result.items]
+
+
+def _rows(item_ids, **attrs):
+    return pd.DataFrame([{"item_id": i, "title": i, "texts": {}, "image": None, "audio": None,
+                          "attributes": dict(attrs)} for i in item_ids])
+
+
 def _store(tmp_path, x):
     items = pd.DataFrame({"item_id": x.item_ids, "title": [f"t{i}" for i in x.item_ids], "texts": [{}] * x.n_items,
                           "image": None, "audio": None,
@@ -33,12 +42,12 @@ def test_ann_service_matches_exact_and_keeps_k_under_filters(tmp_path):
     assert ann.retrieval == "ann" and exact.retrieval == "exact"
     same = []
     for u in map(str, range(0, 200, 7)):
-        e = [r.item_id for r in exact.recommend(u, 10)]
-        a = [r.item_id for r in ann.recommend(u, 10)]
+        e = [r.item_id for r in exact.recommend(u, 10).items]
+        a = [r.item_id for r in ann.recommend(u, 10).items]
         same.append(len(set(e) & set(a)) / 10)
         seen = {str(x.item_ids[i]) for i in x.items[x.users == int(u)]}
         assert not seen & set(a)
-        filtered = ann.recommend(u, 10, filters={"half": "b"})
+        filtered = ann.recommend(u, 10, filters={"half": "b"}).items
         assert len(filtered) == 10 and all(int(r.item_id) >= 200 for r in filtered)
     assert np.mean(same) > 0.9
 
@@ -76,12 +85,12 @@ def test_content_of_items_added_later_reaches_recommendations(tmp_path):
     content = ItemContent(x.item_ids, {"text": feats}, {"text": np.ones(40, bool)})
     service = Service(create("ease", {"reg": 5.0}).fit(x), store, content)
     # an item the model never saw, placed by content in group 0's region
-    service.item_ids.append("new"), service.titles.append("new"), service.attributes.append({})
-    service.index["new"] = 40
-    service._set_content(ItemContent(np.array([*x.item_ids, "new"], dtype=object),
-                                     {"text": np.vstack([feats, feats[0]])}, {"text": np.ones(41, bool)}))
-    assert "new" in [r.item_id for r in service.recommend("0", 5)]  # user 0 is in group 0
-    assert "new" not in [r.item_id for r in service.recommend("1", 5)]
+    service.install_items(_rows(["new"]), ItemContent(np.array(["new"], dtype=object), {"text": feats[:1]},
+                                                      {"text": np.ones(1, bool)}))
+    assert "new" in ids(service.recommend("0", 5))  # user 0 is in group 0
+    other = ids(service.recommend("1", 10))  # user 1 is in group 1: "new" ranks among group 0's items, after theirs
+    own = [k for k, i in enumerate(other) if i != "new" and 10 <= int(i) < 20]
+    assert own and ("new" not in other or other.index("new") > max(own))
 
 
 def test_unreadable_media_of_a_new_item_is_refused_and_nothing_is_written(tmp_path):
@@ -105,10 +114,11 @@ def test_unreadable_media_of_a_new_item_is_refused_and_nothing_is_written(tmp_pa
                          "audio": None, "attributes": {}}])
     with pytest.raises(MediaRejected, match="'n1': image content rejected"):
         service.add_items(new)
-    assert "n1" not in service.index and service.store.counts()["items"] == 20
+    assert "n1" not in service.snapshot.catalog.index and service.store.counts()["items"] == 20
     picture(tmp_path / "good.png", 1)
     service.add_items(new.assign(image=str(tmp_path / "good.png")))
-    assert service.modality_masks["image"][service.index["n1"]]
+    snap = service.snapshot
+    assert snap.content.modality_masks["image"][snap.catalog.index["n1"]]
     assert [r.item_id for r in service.similar("n1", 3)]
     service.close()
 
@@ -166,10 +176,10 @@ def test_ann_answers_narrow_filters_live_users_and_new_items_like_exact(tmp_path
     model = create("als", {"factors": 16, "iterations": 10}).fit(x)
     exact = Service(model, store, content, retrieval="exact")
     ann = Service(model, store, content, retrieval="ann")
-    assert ann.content_ann is not None and exact.content_ann is None
+    assert ann.snapshot.content.index is not None and exact.snapshot.content.index is None
     # a tag filter passes 10 of 400 items: below a fifth of the catalog, so scored exactly
     for u in map(str, range(0, 200, 17)):
-        a, e = ann.recommend(u, 5, filters={"tag": "t3"}), exact.recommend(u, 5, filters={"tag": "t3"})
+        a, e = ann.recommend(u, 5, filters={"tag": "t3"}).items, exact.recommend(u, 5, filters={"tag": "t3"}).items
         assert _same_top(a, e) and all(int(r.item_id) % 40 == 3 for r in a)
     # live events: user 5 (group 1) starts liking group 3's items
     ev = pd.DataFrame({"user_id": "5", "item_id": [str(i) for i in range(300, 312)], "timestamp": 5_000,
@@ -177,20 +187,16 @@ def test_ann_answers_narrow_filters_live_users_and_new_items_like_exact(tmp_path
     ev["timestamp"] = np.arange(12) + 5_000
     assert exact.add_events(ev) == 12
     assert ann.add_events(ev) == 0  # both serve one store: the second write only updates
-    a, e = ann.recommend("5", 10), exact.recommend("5", 10)
+    a, e = ann.recommend("5", 10).items, exact.recommend("5", 10).items
     assert len(set(r.item_id for r in a) & set(r.item_id for r in e)) >= 9
     assert not {str(i) for i in range(300, 312)} & {r.item_id for r in a}  # the new events count as seen
     # an item the model never saw, with group 0 content, reaches a group-0 user on both paths
-    for service in (exact, ann):
-        service.item_ids.append("n1"), service.titles.append("new"), service.attributes.append({"half": "a"})
-        service.index["n1"] = 400
-        service._set_content(ItemContent(np.array([*x.item_ids, "n1"], dtype=object),
-                                         {"text": np.vstack([feats, feats[:1]]).astype(np.float32)},
-                                         {"text": np.ones(401, bool)}))
-        service._postings = {}
-    a, e = ann.recommend("0", 100), exact.recommend("0", 100)
+    new = ItemContent(np.array(["n1"], dtype=object), {"text": feats[:1].astype(np.float32)}, {"text": np.ones(1, bool)})
+    exact.install_items(_rows(["n1"], half="a"), new)
+    ann.install_items(_rows(["n1"], half="a"), new)
+    a, e = ann.recommend("0", 100).items, exact.recommend("0", 100).items
     assert "n1" in [r.item_id for r in a] and "n1" in [r.item_id for r in e]
-    assert "n1" not in [r.item_id for r in ann.recommend("0", 100, filters={"half": "b"})]
+    assert "n1" not in ids(ann.recommend("0", 100, filters={"half": "b"}))
     assert abs(next(r.score for r in a if r.item_id == "n1") - next(r.score for r in e if r.item_id == "n1")) < 1e-4
     # similar items from the content index agree with exact cosine
     for item in ("0", "150", "399"):
@@ -271,8 +277,6 @@ def test_group_commit_makes_one_write_of_calls_that_queue_together():
 def test_content_index_follows_added_and_updated_items(tmp_path):
     """Under ANN, similar items come from an HNSW index over the content; an item added later joins it,
     and an item whose content changes is ranked by its new vector, not the one indexed."""
-    from types import SimpleNamespace
-
     x = planted(n_users=60, n_items=200, n_groups=4, per_user=8)
     store = _store(tmp_path, x)
     group = np.arange(200) // 50
@@ -280,12 +284,11 @@ def test_content_index_follows_added_and_updated_items(tmp_path):
     service = Service(create("als", {"factors": 8, "iterations": 5}).fit(x), store,
                       ItemContent(x.item_ids, {"text": feats}, {"text": np.ones(200, bool)}), retrieval="ann")
     assert all(int(r.item_id) < 50 for r in service.similar("0", 5))
-    changed = pd.DataFrame([{"item_id": i, "title": i, "texts": {}, "image": None, "audio": None, "attributes": {}}
-                            for i in ("10", "new")])
     moved = np.array([[0, 0, 0, 1], [1, 0, 0, 0]], np.float32)  # "10" moves to group 3; "new" joins group 0
-    service._add_to_catalog(["10", "new"], changed, SimpleNamespace(
-        content=ItemContent(np.array(["10", "new"], dtype=object), {"text": moved}, {"text": np.ones(2, bool)})))
-    assert len(service.content_ann) == 201 and service._stale == {10}
+    service.install_items(_rows(["10", "new"]), ItemContent(np.array(["10", "new"], dtype=object),
+                                                            {"text": moved}, {"text": np.ones(2, bool)}))
+    cv = service.snapshot.content
+    assert cv.n_indexed == 200 and len(cv.vectors) == 201 and cv.stale == {10}
     near_199, near_0 = [r.item_id for r in service.similar("199", 45)], [r.item_id for r in service.similar("0", 45)]
     assert "10" in near_199 and "new" not in near_199  # each group has 50 items: 45 neighbours stay inside it
     assert "new" in near_0 and "10" not in near_0
@@ -337,7 +340,7 @@ def test_text_search_reaches_items_known_only_by_their_image(tmp_path):
     image_only = [r.item_id for r in found if "-img" in r.item_id]
     assert sorted(image_only) == ["space-img0", "space-img1", "space-img2"]
     assert [r.item_id for r in found][0].startswith("space")
-    assert set(service._maps) == {"image"}
+    assert set(service._query_maps(service.snapshot.content)) == {"image"}
     service.close()
 
 
@@ -362,10 +365,9 @@ def test_scenario_is_served_by_context_models_of_any_kind(tmp_path):
         data = st.load_dataset()
     service = Service(create("scenario-pop", {}).fit(data.interactions), tmp_path / "s.duckdb")
     for scenario, long in (("long", True), ("shorts", False)):
-        got = np.array([int(r.item_id) for r in service.recommend("3", 10, scenario=scenario)])
+        got = np.array([int(r.item_id) for r in service.recommend("3", 10, scenario=scenario).items])
         assert (half_of(got) == long).all(), (scenario, got)
-    assert [r.item_id for r in service.recommend("3", 10, scenario="elsewhere")] == \
-        [r.item_id for r in service.recommend("3", 10)]
+    assert ids(service.recommend("3", 10, scenario="elsewhere")) == ids(service.recommend("3", 10))
     plain = Service(create("mostpop").fit(data.interactions), tmp_path / "s.duckdb")
     with pytest.raises(MosaicError, match="scenario-bpr"):
         plain.recommend("3", 10, scenario="long")

@@ -53,16 +53,18 @@ class _Entry:
     description: str
     build: Callable[[Path, Path], DatasetSource]
     requires: str
+    folder: str  # the folder under the data root that ``requires="shared"`` datasets read
 
 
 DATASETS: dict[str, _Entry] = {}
 
 
-def register_dataset(name: str, description: str, requires: str = ""
+def register_dataset(name: str, description: str, requires: str = "", folder: str | None = None
                      ) -> Callable[[Callable[[Path, Path], DatasetSource]], Callable[[Path, Path], DatasetSource]]:
-    """Register a built-in dataset under ``name`` (the only place that name is spelled)."""
+    """Register a built-in dataset under ``name`` (the only place that name is spelled); ``folder`` is its
+    folder under the data root when that differs from the name."""
     def deco(fn: Callable[[Path, Path], DatasetSource]) -> Callable[[Path, Path], DatasetSource]:
-        DATASETS[name] = _Entry(name, description, fn, requires)
+        DATASETS[name] = _Entry(name, description, fn, requires, folder or name)
         return fn
     return deco
 
@@ -96,8 +98,8 @@ def dataset_available(name: str) -> tuple[bool, str]:
     """Whether a built-in dataset can be loaded here, and if not, why (without downloading anything)."""
     entry = DATASETS[name]
     if entry.requires == "shared":
-        root = data_root()
-        return (root / name).is_dir(), f"needs {root / name}"
+        root = data_root() / entry.folder
+        return root.is_dir(), f"needs {root}"
     return True, entry.requires or "ready"
 
 
@@ -301,7 +303,8 @@ _KUAIRAND_LEVELS = (("like", "is_like", 3.0), ("long_view", "long_view", 2.0), (
 
 
 @register_dataset("kuairand", "KuaiRand-Pure slice: 228k short-video impressions by 25k users on 6.4k videos "
-                  "in 15 scenarios (app tabs), click/long-view/like (../shared/datasets)", requires="shared")
+                  "in 15 scenarios (app tabs), click/long-view/like (../shared/datasets)", requires="shared",
+                  folder="kuairand-slice")
 def kuairand(data_root: Path, cache: Path) -> DatasetSource:
     """One event per impression: ``event_type`` is its strongest signal (``like`` > ``long_view`` >
     ``click`` > ``impression``) and ``weight`` its level (3, 2, 1, 0), so ``rating_threshold = 1`` keeps the

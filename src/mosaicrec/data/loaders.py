@@ -8,6 +8,8 @@ reason. Row numbers count data records from 1, the header excluded.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from collections import Counter
@@ -18,7 +20,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from mosaicrec.data.schema import ITEM_COLUMNS, USER_COLUMNS, EventSchema, ItemSchema, UserSchema
+from mosaicrec.data.schema import (ITEM_COLUMNS, MAX_TIMESTAMP, MAX_WEIGHT, USER_COLUMNS, EventSchema, ItemSchema,
+                                   UserSchema)
 from mosaicrec.errors import ValidationError
 
 OnError = Literal["raise", "reject"]
@@ -36,12 +39,21 @@ class LoadReport:
     n_rejected: int = 0
     reasons: Counter = field(default_factory=Counter)
     rejects_path: str | None = None
+    #: schema field → the source column(s) it was read from
+    used: dict[str, str] = field(default_factory=dict)
+    #: source columns no schema field reads, each with a suggested mapping (``--map events.weight=rating``)
+    ignored: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         text = f"{self.source}: {self.n_loaded} of {self.n_read} rows loaded"
         if self.n_rejected:
             why = "; ".join(f"{n}× {r}" for r, n in self.reasons.most_common(5))
             text += f", {self.n_rejected} rejected ({why}) → {self.rejects_path}"
+        if self.used:
+            text += "; columns used: " + ", ".join(f"{c} → {f}" for f, c in self.used.items())
+        if self.ignored:
+            text += "; IGNORED: " + ", ".join(f"{c} (to use it: --map {hint})" if hint else c
+                                              for c, hint in self.ignored.items())
         return text
 
 
@@ -55,20 +67,58 @@ def detect_format(path: Path) -> str:
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a file into a DataFrame of raw values (text formats stay strings, so validation sees them)."""
+    """Read a file into a DataFrame of raw values (text formats stay strings, so validation sees them).
+
+    Delimited text must be UTF-8; a record with more or fewer fields than the header is kept as a row
+    flagged bad (``frame.attrs["bad_rows"]``: row index → reason), so the load refuses or rejects it by
+    row like any other bad value instead of shifting columns."""
     path = Path(path)
     if not path.is_file():
         raise ValidationError("file not found", source=str(path))
     kind = detect_format(path)
     try:
         if kind in ("csv", "tsv"):
-            return pd.read_csv(path, sep="," if kind == "csv" else "\t", dtype=str,
-                               keep_default_na=False, na_filter=False)
+            return _read_delimited(path, "," if kind == "csv" else "\t")
         if kind == "parquet":
             return pd.read_parquet(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, csv.Error) as e:
         raise ValidationError(f"cannot parse file: {e}", source=path.name) from None
     return _read_jsonl(path)
+
+
+def _decode_utf8(data: bytes, name: str) -> str:
+    """UTF-8 text (a BOM dropped); a bad byte is reported with its line, not only its offset."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ValidationError(f"line {line}, byte {col}: byte 0x{data[e.start]:02x} is not UTF-8; re-save the "
+                              "file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)", source=name,
+                              row=line - 1 if line > 1 else None) from None
+
+
+def _read_delimited(path: Path, sep: str) -> pd.DataFrame:
+    text = _decode_utf8(path.read_bytes(), path.name)
+    records = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    header = next(records, None)
+    if not header:
+        raise ValidationError("the file is empty (no header row)", source=path.name)
+    header = [h.strip() for h in header]
+    dup = [h for h, n in Counter(header).items() if n > 1]
+    if dup:
+        raise ValidationError(f"the header names column {dup[0]!r} twice", source=path.name)
+    n, rows, bad = len(header), [], {}
+    for rec in records:
+        if not rec or (len(rec) == 1 and not rec[0].strip()):
+            continue  # a blank line is no record (pandas skips them too)
+        if len(rec) != n:
+            bad[len(rows)] = f"expected {n} fields ({', '.join(header)}), found {len(rec)}"
+            rec = (rec + [""] * n)[:n]
+        rows.append(rec)
+    frame = pd.DataFrame(rows, columns=header, dtype=object) if rows else pd.DataFrame(columns=header, dtype=object)
+    frame.attrs["bad_rows"] = bad
+    return frame
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:
@@ -93,6 +143,9 @@ class _Checker:
         self.frame, self.source = frame, source
         self.bad = np.zeros(len(frame), dtype=bool)
         self.problems: list[tuple[int, str, str]] = []  # (row index, column, reason)
+        for i, reason in frame.attrs.get("bad_rows", {}).items():  # structural: wrong number of fields
+            self.problems.append((int(i), "(row)", reason))
+            self.bad[i] = True
 
     def require_columns(self, columns: list[str]) -> None:
         missing = [c for c in columns if c not in self.frame.columns]
@@ -113,8 +166,10 @@ class _Checker:
         if self.problems and on_error == "raise":
             i, column, reason = min(self.problems)
             more = len(self.problems) - 1
-            tail = f" ({more} more bad rows; pass on_error='reject' to keep the good ones)" if more else ""
-            raise ValidationError(reason + tail, source=self.source, row=i + 1, column=column)
+            tail = (f" ({more} more bad rows; `--on-error reject` (on_error='reject' in Python) loads the "
+                    "good ones and writes the bad ones to a rejects file)") if more else ""
+            raise ValidationError(reason + tail, source=self.source, row=i + 1,
+                                  column=None if column == "(row)" else column)
         if self.problems:
             path = Path(rejects_path or f"{self.source}.rejects.csv")
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -155,7 +210,7 @@ def _empty_mask(s: pd.Series) -> np.ndarray:
 
 
 def _numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Values as float64 and a mask of those that are not finite numbers."""
+    """Values as float64 and a mask of those that are not finite numbers (``NaN``, ``inf``, ``1e400``)."""
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         vals = series.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
@@ -169,22 +224,27 @@ def _timestamps(series: pd.Series, unit: str) -> tuple[np.ndarray, np.ndarray]:
     if pd.api.types.is_datetime64_any_dtype(series):
         ts = series.dt.tz_localize(None) if getattr(series.dt, "tz", None) is not None else series
         bad = ts.isna().to_numpy()
-        out = ts.astype("datetime64[s]").astype("int64").to_numpy()
+        out = np.where(bad, 0, ts.astype("datetime64[s]").astype("int64").to_numpy())
+        bad |= (out < 0) | (out > MAX_TIMESTAMP)
         return np.where(bad, 0, out), bad
     nums, bad_num = _numbers(series)
     out = np.zeros(len(series), dtype=np.int64)
     scale = {"s": 1, "ms": 1000}.get(unit)
     if scale is None:
         raise ValidationError(f"timestamp_unit must be 's' or 'ms', got {unit!r}")
+    # out of range before the cast: 1e30 // 1 would wrap to -2**63 (numpy only warns)
+    finite = np.nan_to_num(nums, nan=0.0, posinf=0.0, neginf=0.0)
+    bad_num |= (finite < 0) | (finite / scale > MAX_TIMESTAMP)
     out[~bad_num] = (nums[~bad_num] // scale).astype(np.int64)
     if bad_num.any():
         text = series[bad_num].astype(str)
         parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
         ok = parsed.notna().to_numpy()
         idx = np.flatnonzero(bad_num)
-        seconds = (parsed[ok] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-        out[idx[ok]] = np.asarray(seconds, dtype=np.int64)
-        bad_num[idx[ok]] = False
+        seconds = np.asarray((parsed[ok] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1), np.int64)
+        in_range = (seconds >= 0) & (seconds <= MAX_TIMESTAMP)
+        out[idx[ok][in_range]] = seconds[in_range]
+        bad_num[idx[ok][in_range]] = False
     return out, bad_num
 
 
@@ -211,12 +271,15 @@ def load_events(path: str | Path, schema: EventSchema | None = None, *, on_error
     if schema.timestamp is not None:
         ts, bad_ts = _timestamps(raw[schema.timestamp], schema.timestamp_unit)
         check.flag(bad_ts, schema.timestamp,
-                   lambda v: f"expected a Unix time or an ISO-8601 date, got {v!r}")
+                   lambda v: f"expected a Unix time ({schema.timestamp_unit}) or an ISO-8601 date from 1970 "
+                             f"to 9999, got {v!r}")
     else:
         ts = np.zeros(len(raw), dtype=np.int64)
     if schema.weight is not None:
         weight, bad_w = _numbers(raw[schema.weight])
         check.flag(bad_w, schema.weight, lambda v: f"expected a number, got {v!r}")
+        check.flag(~bad_w & (np.abs(np.nan_to_num(weight)) > MAX_WEIGHT), schema.weight,
+                   lambda v: f"expected a number within ±{MAX_WEIGHT:g}, got {v!r}")
     else:
         weight = np.ones(len(raw))
     if schema.event_type is not None and schema.event_type in raw.columns:
@@ -231,6 +294,9 @@ def load_events(path: str | Path, schema: EventSchema | None = None, *, on_error
         context = ["{}"] * len(raw)
 
     report = check.finish(on_error, rejects_path)
+    _columns_report(report, raw, {"user": schema.user, "item": schema.item, "timestamp": schema.timestamp,
+                                  "weight": schema.weight, "event_type": schema.event_type,
+                                  "context": list(schema.context)}, "events")
     keep = ~check.bad
     out = pd.DataFrame({
         "user_id": users.to_numpy()[keep], "item_id": items.to_numpy()[keep],
@@ -284,6 +350,9 @@ def load_items(path: str | Path, schema: ItemSchema | None = None, *, on_error: 
     attributes = _attributes(raw, schema.attributes, schema.multi_value_separator)
 
     report = check.finish(on_error, rejects_path)
+    _columns_report(report, raw, {"id": schema.id, "title": schema.title, "texts": list(schema.texts),
+                                  "image": schema.image, "audio": schema.audio,
+                                  "attributes": list(schema.attributes)}, "items")
     keep = np.flatnonzero(~check.bad)
     out = pd.DataFrame({
         "item_id": ids.to_numpy()[keep], "title": titles.to_numpy()[keep],
@@ -311,10 +380,47 @@ def load_users(path: str | Path, schema: UserSchema | None = None, *, on_error: 
                lambda v: f"duplicate user id {v!r}")
     attributes = _attributes(raw, schema.attributes, None)
     report = check.finish(on_error, rejects_path)
+    _columns_report(report, raw, {"id": schema.id, "attributes": list(schema.attributes)}, "users")
     keep = np.flatnonzero(~check.bad)
     out = pd.DataFrame({"user_id": ids.to_numpy()[keep], "attributes": [attributes[i] for i in keep]},
                        columns=USER_COLUMNS)
     return out, report
+
+
+_MEDIA_WORDS = {"image": ("image", "poster", "photo", "picture", "thumbnail", "cover", "img"),
+                "audio": ("audio", "clip", "sound", "mp3", "wav", "track_file")}
+_TEXT_WORDS = ("description", "plot", "summary", "text", "overview", "review", "body", "abstract", "content")
+
+
+def _columns_report(report: LoadReport, raw: pd.DataFrame, fields: dict[str, str | list[str] | None],
+                    table: str) -> None:
+    """Record which column each field read and which columns nothing read, with a mapping to suggest
+    (``--map events.weight=rating``): a column silently dropped is data silently lost."""
+    used: set[str] = set()
+    for name, col in fields.items():
+        cols = [c for c in ([col] if isinstance(col, str) else (col or [])) if c and c in raw.columns]
+        if cols:
+            report.used[name] = "+".join(cols)
+            used.update(cols)
+    for col in raw.columns:
+        if col in used:
+            continue
+        low = str(col).lower()
+        if table == "events":
+            numeric = len(raw) > 0 and not _numbers(raw[col])[1].all()
+            hint = (f"events.weight={col}" if fields.get("weight") is None and numeric
+                    else f"events.context={col}")
+        elif table == "items":
+            kind = next((k for k, words in _MEDIA_WORDS.items() if any(w in low for w in words)), None)
+            if kind and not fields.get(kind):
+                hint = f"items.{kind}={col}"
+            elif any(w in low for w in _TEXT_WORDS):
+                hint = f"items.texts={col}"
+            else:
+                hint = f"items.attributes={col}"
+        else:
+            hint = f"users.attributes={col}"
+        report.ignored[str(col)] = hint
 
 
 def _media(raw: pd.DataFrame, column: str | None, root: Path) -> list[str | None]:

@@ -26,6 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from mosaicrec.errors import UnknownItemError, UnknownUserError
 
 ITEM_COLUMNS = ["item_id", "title", "texts", "image", "audio", "attributes"]
+#: the last second of year 9999: later (or negative) event times are refused everywhere (files, API, CLI)
+MAX_TIMESTAMP = 253_402_300_799
+#: the largest event weight accepted (|weight|): larger ones overflow squared-error training to inf/NaN
+MAX_WEIGHT = 1e9
 USER_COLUMNS = ["user_id", "attributes"]
 
 

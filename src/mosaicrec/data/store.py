@@ -1,8 +1,18 @@
-"""The embedded store: one DuckDB file holding items, users and events.
+"""The embedded store: one DuckDB file holding items, users, events, erasures and the impression log.
 
 Every ingest runs in one transaction: a failure (or an interrupt) part-way leaves the earlier state as it
 was. Events are keyed by (user, item, timestamp, event type), so re-ingesting the same events adds nothing;
 a re-sent event with a new weight or context replaces the old one. Items and users are upserted by id.
+
+**Erasure is durable.** :meth:`Store.delete_user` removes every event of the user (whatever its weight),
+their profile and their served impressions, and records a tombstone (user id, time of erasure). Every later
+ingest drops events of that user dated at or before the erasure (an old export loaded again cannot bring
+them back; the count is reported), and the service never serves a model's row for a tombstoned user that
+the model learned before the erasure.
+
+DuckDB lets one process open a file for writing. While ``mosaicrec serve`` holds the store, other commands
+read a **snapshot** instead (:meth:`Store.export_snapshot`, :meth:`Store.open_snapshot`): Parquet files of
+every table, written in one read transaction.
 """
 
 from __future__ import annotations
@@ -31,7 +41,18 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (user_id, item_id, timestamp, event_type)
 );
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value JSON);
+CREATE TABLE IF NOT EXISTS erasures (user_id VARCHAR PRIMARY KEY, erased_at BIGINT NOT NULL,
+                                     events_erased BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS impressions (
+    request_id VARCHAR NOT NULL, served_at DOUBLE NOT NULL, user_id VARCHAR NOT NULL, item_id VARCHAR NOT NULL,
+    position INTEGER NOT NULL, score DOUBLE, propensity DOUBLE NOT NULL, scenario VARCHAR, model VARCHAR,
+    policy VARCHAR
+);
 """
+TABLES = ("items", "users", "events", "meta", "erasures", "impressions")
+LOCKED_HINT = ("the store is in use by another process (a running `mosaicrec serve`?). Retrain through the "
+               "service (`mosaicrec retrain --server URL`, or POST /admin/retrain), or train from a snapshot "
+               "(`mosaicrec train --snapshot DIR`)")
 
 
 def default_store_path() -> Path:
@@ -51,10 +72,14 @@ class IngestResult:
     #: stored before); ``False`` for updates and repeats. Lets a caller that batched several requests
     #: into one ingest tell each what it added.
     events_new: np.ndarray | None = None
+    #: events dropped because their user was erased after they happened (see the module docstring)
+    events_of_erased_users: int = 0
 
     def describe(self) -> str:
+        erased = (f"; {self.events_of_erased_users} events of erased users dropped"
+                  if self.events_of_erased_users else "")
         return (f"{self.events_added} new events (of {self.events_received} received), "
-                f"{self.items_added} new items, {self.users_added} new users")
+                f"{self.items_added} new items, {self.users_added} new users{erased}")
 
 
 class Store:
@@ -69,9 +94,52 @@ class Store:
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as e:
+            if "lock" in str(e).lower():
+                raise StoreError(f"cannot open store {self.path}: {LOCKED_HINT}") from None
             raise StoreError(f"cannot open store {self.path}: {e}") from None
         if not read_only:
             self._sql(_SCHEMA)
+
+    @classmethod
+    def open_snapshot(cls, folder: str | Path) -> Store:
+        """An in-memory store holding a snapshot written by :meth:`export_snapshot` (read it like any store;
+        writes go nowhere)."""
+        folder = Path(folder)
+        if not (folder / "snapshot.json").is_file():
+            raise StoreError(f"{folder} holds no store snapshot (snapshot.json missing)")
+        store = cls.__new__(cls)
+        store.path = folder / "snapshot"
+        store.con = duckdb.connect(":memory:")
+        store._sql(_SCHEMA)
+        for table in TABLES:
+            part = folder / f"{table}.parquet"
+            if part.is_file():
+                store._sql(f"INSERT INTO {table} SELECT * FROM read_parquet(?)", [str(part)])
+        return store
+
+    def export_snapshot(self, folder: str | Path) -> dict:
+        """Write every table to ``folder`` as Parquet, in one read transaction (a consistent snapshot that
+        another process can train on while this one keeps writing). Returns what ``snapshot.json`` says."""
+        import time
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._sql("BEGIN TRANSACTION")
+        try:
+            counts = {}
+            for table in TABLES:
+                if table == "impressions":
+                    continue  # the log is not training data; it is large and read where it lives
+                target = str(folder / f"{table}.parquet").replace("'", "''")
+                self._sql(f"COPY {table} TO '{target}' (FORMAT parquet)")
+                counts[table] = self._count(table)
+            self._sql("COMMIT")
+        except BaseException:
+            self._sql("ROLLBACK")
+            raise
+        info = {"source": str(self.path), "taken_at": time.time(), "counts": counts}
+        (folder / "snapshot.json").write_text(json.dumps(info, indent=2))
+        return info
 
     def __enter__(self) -> Store:
         return self
@@ -117,9 +185,11 @@ class Store:
                 self.con.unregister("_users_in")
                 result.users_added = self._count("users") - before
             if events is not None and len(events):
-                # DuckDB refuses to update one row twice in one statement: keep the last of each key.
                 keys = ["user_id", "item_id", "timestamp", "event_type"]
-                frame = events.drop_duplicates(keys, keep="last")
+                erased = self._erased_before(events)
+                result.events_of_erased_users = int(erased.sum())
+                # DuckDB refuses to update one row twice in one statement: keep the last of each key.
+                frame = events[~erased].drop_duplicates(keys, keep="last")
                 self.con.register("_events_in", frame)
                 stored = self.con.execute(f"SELECT {', '.join(keys)} FROM _events_in SEMI JOIN events "
                                           f"USING ({', '.join(keys)})").df()
@@ -130,7 +200,8 @@ class Store:
                 self.con.unregister("_events_in")
                 given = pd.MultiIndex.from_frame(events[keys].astype({"timestamp": "int64"}))
                 before = pd.MultiIndex.from_frame(stored[keys].astype({"timestamp": "int64"}))
-                result.events_new = ~given.isin(before) & ~events.duplicated(keys, keep="first").to_numpy()
+                result.events_new = ~given.isin(before) & ~events.duplicated(keys, keep="first").to_numpy() \
+                    & ~erased
                 result.events_added = int(result.events_new.sum())
                 result.events_received = len(events)
             for key, value in (meta or {}).items():
@@ -142,18 +213,60 @@ class Store:
             raise
         return result
 
-    def delete_user(self, user_id: str) -> int:
-        """Erase a user's events and profile; returns the number of events removed."""
+    def _erased_before(self, events: pd.DataFrame) -> np.ndarray:
+        """Per event row: ``True`` where its user was erased at or after the event's time."""
+        tomb = dict(self._sql("SELECT user_id, erased_at FROM erasures"))
+        if not tomb:
+            return np.zeros(len(events), bool)
+        at = events["user_id"].astype(str).map(tomb)
+        return (at.notna() & (events["timestamp"].astype("int64") <= at.fillna(-1))).to_numpy()
+
+    def delete_user(self, user_id: str, at: int | None = None) -> int:
+        """Erase a user: every event (whatever its weight), the profile and the served impressions, and
+        record the erasure (durable: later ingests drop the user's events dated up to ``at``, default
+        now). Returns the number of events removed."""
+        import time
+
+        at = int(time.time()) if at is None else int(at)
         self._sql("BEGIN TRANSACTION")
         try:
-            n = self._sql("SELECT count(*) FROM events WHERE user_id = ?", [user_id])[0][0]
+            n = int(self._sql("SELECT count(*) FROM events WHERE user_id = ?", [user_id])[0][0])
             self._sql("DELETE FROM events WHERE user_id = ?", [user_id])
             self._sql("DELETE FROM users WHERE user_id = ?", [user_id])
+            self._sql("DELETE FROM impressions WHERE user_id = ?", [user_id])
+            self._sql("INSERT INTO erasures VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET "
+                      "erased_at = greatest(erasures.erased_at, excluded.erased_at), "
+                      "events_erased = erasures.events_erased + excluded.events_erased", [user_id, at, n])
             self._sql("COMMIT")
         except BaseException:
             self._sql("ROLLBACK")
             raise
-        return int(n)
+        return n
+
+    def erasures(self) -> dict[str, int]:
+        """Erased user id → time of erasure (Unix seconds)."""
+        return {str(u): int(t) for u, t in self._sql("SELECT user_id, erased_at FROM erasures")}
+
+    def has_user(self, user_id: str) -> bool:
+        """Whether the store holds any event or a profile of ``user_id``."""
+        return bool(self._sql("SELECT EXISTS (SELECT 1 FROM events WHERE user_id = ?) OR "
+                              "EXISTS (SELECT 1 FROM users WHERE user_id = ?)", [user_id, user_id])[0][0])
+
+    def log_impressions(self, rows: pd.DataFrame) -> None:
+        """Append served lists (one row per shown item, columns as the ``impressions`` table)."""
+        if not len(rows):
+            return
+        self.con.register("_impressions_in", rows)
+        try:
+            self._sql("INSERT INTO impressions SELECT request_id, served_at, user_id, item_id, position, score, "
+                      "propensity, scenario, model, policy FROM _impressions_in")
+        finally:
+            self.con.unregister("_impressions_in")
+
+    def impressions(self, user_id: str | None = None) -> pd.DataFrame:
+        """The impression log (one row per shown item), oldest first; one user's rows with ``user_id``."""
+        where, params = ("WHERE user_id = ?", [user_id]) if user_id is not None else ("", [])
+        return self._df(f"SELECT * FROM impressions {where} ORDER BY served_at, request_id, position", params)
 
     # -- reading ----------------------------------------------------------------------------------------
     def _count(self, table: str) -> int:
@@ -161,6 +274,14 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         return {t: self._count(t) for t in ("items", "users", "events")}
+
+    def items(self, ids: list[str]) -> pd.DataFrame:
+        """The stored rows of these items (canonical columns; ids not stored are absent)."""
+        frame = self._df("SELECT item_id, title, texts, image, audio, attributes FROM items "
+                         "WHERE item_id IN (SELECT unnest(?::VARCHAR[]))", [list(ids)])
+        for col in ("texts", "attributes"):
+            frame[col] = [json.loads(v) if isinstance(v, str) else {} for v in frame[col]]
+        return frame.replace({np.nan: None})
 
     def meta(self) -> dict:
         return {k: json.loads(v) for k, v in self._sql("SELECT key, value FROM meta")}

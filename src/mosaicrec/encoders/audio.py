@@ -49,7 +49,9 @@ def read_audio(ref: str, sample_rate: int, max_seconds: float | None, quality: R
             frames = -1 if max_seconds is None else int(max_seconds * f.samplerate)
             x = f.read(frames=frames, dtype="float32", always_2d=True)
             sr = f.samplerate
-    except (RuntimeError, OSError, ValueError) as e:  # soundfile's LibsndfileError is a RuntimeError
+    except MemoryError as e:
+        raise MediaError("audio too large", f"{path.name}: out of memory decoding it") from e
+    except Exception as e:  # noqa: BLE001  soundfile's LibsndfileError is a RuntimeError; any decoder error
         raise MediaError("unreadable audio", f"{path.name}: {e}") from e
     if x.shape[0] == 0:
         raise MediaError("empty audio", path.name)

@@ -17,21 +17,37 @@ from mosaicrec.encoders.base import (Encoder, EncoderConfig, MediaError, media_p
                                      torch_threads)
 
 
-def read_image(ref: str) -> Any:
-    """Open an image file as RGB with Pillow; unreadable or corrupt files raise :class:`MediaError`."""
+#: images with more pixels are refused before decoding: a 69-byte PNG can declare 50000×50000, and a
+#: 12000×12000 one costs 700 MB decoded. 40 MP admits any camera photo of today at ~120 MB of RGB.
+MAX_PIXELS = 40_000_000
+
+
+def read_image(ref: str, max_pixels: int = MAX_PIXELS) -> Any:
+    """Open an image file as RGB with Pillow. Unreadable, corrupt or oversized files (more than
+    ``max_pixels``, checked from the header before anything is decoded) raise :class:`MediaError`: no
+    decoder error escapes as anything else."""
     from PIL import Image, UnidentifiedImageError
 
     path = media_path(ref)
     try:
         with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise MediaError("image too large", f"{path.name}: {w}×{h} pixels, more than {max_pixels:,}")
             im.load()  # decode now: a truncated file fails here, not later in the model
             return im.convert("RGB")
+    except MediaError:
+        raise
     except FileNotFoundError as e:
         raise MediaError("file not found", str(path)) from e
     except UnidentifiedImageError as e:
         raise MediaError("not an image", path.name) from e
-    except (OSError, ValueError, SyntaxError) as e:  # Pillow reports truncation and bad data as these
-        raise MediaError("corrupt image", f"{path.name}: {e}") from e
+    except Image.DecompressionBombError as e:
+        raise MediaError("image too large", f"{path.name}: {e}") from e
+    except MemoryError as e:
+        raise MediaError("image too large", f"{path.name}: out of memory decoding it") from e
+    except Exception as e:  # noqa: BLE001  Pillow's plugins raise OSError, ValueError, SyntaxError, struct.error…
+        raise MediaError("corrupt image", f"{path.name}: {type(e).__name__}: {e}") from e
 
 
 class EfficientNetConfig(EncoderConfig):

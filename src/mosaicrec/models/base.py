@@ -123,6 +123,9 @@ class BaseRecommender:
     #: ``True`` for context models R(u, i, c): their config names the event-context column (``context``)
     #: their scores depend on, and ``contexts_`` lists the values seen in training.
     uses_context: ClassVar[bool] = False
+    #: called with each epoch's record (``epoch``/``iteration``, ``seconds``, the monitored loss) as training
+    #: runs, plus ``total`` (the epochs planned): how the CLI shows progress. Not saved.
+    on_epoch: Callable[[dict[str, Any]], None] | None = None
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         self.config = config if config is not None else self.Config(**params)
@@ -152,6 +155,7 @@ class BaseRecommender:
                               "parameter or the dataset's event_schema.context")
         if user_profiles is not None and user_profiles.shape[0] != train.n_users:
             raise MosaicError(f"{self.name}: {user_profiles.shape[0]} user profiles for {train.n_users} users")
+        _require_finite(train, self.name)
         self._seen = train.binary
         self.user_ids, self.item_ids = train.user_ids, train.item_ids
         self.content_ = content.align(train.item_ids) if content is not None else None
@@ -160,7 +164,18 @@ class BaseRecommender:
             self._fit(train)
         finally:  # the model keeps what it derived, not the inputs
             self.content_ = self.user_profiles_ = None
+        for key, value in self._state().items():
+            if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all():
+                raise MosaicError(f"{self.name}: training diverged ({key} holds NaN or inf values); lower the "
+                                  "learning rate or check the event weights")
         return self
+
+    def _epoch_done(self, record: dict[str, Any]) -> None:
+        """Keep an epoch's record in ``history_`` and tell :attr:`on_epoch`."""
+        self.__dict__.setdefault("history_", []).append(record)
+        if self.on_epoch is not None:
+            total = getattr(self.config, "epochs", None) or getattr(self.config, "iterations", None)
+            self.on_epoch({**record, "total": total})
 
     @property
     def n_users(self) -> int:
@@ -359,6 +374,17 @@ class BaseRecommender:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items())
         return f"{type(self).__name__}({params})"
+
+
+def _require_finite(train: Interactions, name: str) -> None:
+    """Refuse events whose weights are NaN or infinite: one such value turns every factor into NaN and the
+    lists empty, with no error (the loaders and the API refuse them; this guards the library path)."""
+    bad = ~np.isfinite(train.weights)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise MosaicError(f"{name}: {int(bad.sum())} event weights are not finite numbers (the first: user "
+                          f"{train.user_ids[train.users[first]]!r}, item {train.item_ids[train.items[first]]!r}, "
+                          f"weight {train.weights[first]}); fix or drop them before training")
 
 
 def csr_state(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:

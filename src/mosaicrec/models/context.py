@@ -120,7 +120,7 @@ class ScenarioBPR(BPR):
                 users, items, codes, X.indptr, X.indices, self.U_, self.V_, self.item_bias_, self.W_, self.B_,
                 cfg.learning_rate, cfg.regularization, cfg.context_regularization, cfg.shared_share, threads,
                 np.uint64(cfg.seed * 1_000_003 + it))
-            self.history_.append({"iteration": it, "seconds": time.perf_counter() - t0,
+            self._epoch_done({"iteration": it, "seconds": time.perf_counter() - t0,
                                   "correct": correct, "skipped": skipped})
 
     # -- the factor view: [U_u + W_c, onehot(c)] · [V_i, B_1i … B_Ci] + b_i ------------------------------

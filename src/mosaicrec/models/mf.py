@@ -142,7 +142,7 @@ class ALS(_FactorModel):
                                           self.V_.T @ self.V_ + eye, cfg.cg_steps)
                 _kernels.als_cg_half_step(Xt.indptr, Xt.indices, conf_i, self.V_, self.U_,
                                           self.U_.T @ self.U_ + eye, cfg.cg_steps)
-                self.history_.append({"iteration": it, "seconds": time.perf_counter() - t0})
+                self._epoch_done({"iteration": it, "seconds": time.perf_counter() - t0})
 
 
 class BPRConfig(ModelConfig):
@@ -176,7 +176,7 @@ class BPR(_FactorModel):
                 X.indptr, X.indices, users_of_entry, self.U_, self.V_, self.item_bias_,
                 cfg.learning_rate, cfg.regularization, threads,
                 np.uint64(cfg.seed * 1_000_003 + it))
-            self.history_.append({"iteration": it, "seconds": time.perf_counter() - t0,
+            self._epoch_done({"iteration": it, "seconds": time.perf_counter() - t0,
                                   "correct": correct, "skipped": skipped})
 
 
@@ -215,7 +215,7 @@ class BiasedMF(_FactorModel):
                                             rng.permutation(train.n_events), float(self.mu_),
                                             self.user_bias_, self.item_bias_, self.U_, self.V_,
                                             cfg.learning_rate, cfg.regularization, cfg.bias_regularization)
-            self.history_.append({"iteration": epoch, "seconds": time.perf_counter() - t0, "train_rmse": rmse})
+            self._epoch_done({"iteration": epoch, "seconds": time.perf_counter() - t0, "train_rmse": rmse})
 
     def _score_all(self, users: np.ndarray) -> np.ndarray:
         return (self.U_[users] @ self.V_.T + self.item_bias_ + self.user_bias_[users, None]

@@ -111,7 +111,7 @@ class _NeuralModel(FactorScoring, BaseRecommender):
                     loss.backward()
                     opt.step()
                     total += float(loss.detach()) * len(b)
-                self.history_.append({"epoch": epoch, "loss": total / len(perm),
+                self._epoch_done({"epoch": epoch, "loss": total / len(perm),
                                       "seconds": time.perf_counter() - t0})
             net.eval()
             with torch.no_grad():

@@ -1,6 +1,10 @@
-"""Rank stage: turning model scores into lists for people (ids, titles, filters). ANN retrieval, diversity
-re-ranking and explanations land with the serving issue."""
+"""Rank stage: turning model scores into lists for people. Retrieval (exact, HNSW) with filters honoured
+before the top-k, attribute filters, selection (greedy, MMR) with propensities, and explanations."""
 
+from mosaicrec.ranking.filters import AttributeFilter
 from mosaicrec.ranking.lists import Recommendation, recommend_for_user
+from mosaicrec.ranking.retrieval import ExactRetriever, HNSWRetriever, Retriever, top_allowed
+from mosaicrec.ranking.selection import Selection, greedy, mmr_select
 
-__all__ = ["Recommendation", "recommend_for_user"]
+__all__ = ["AttributeFilter", "ExactRetriever", "HNSWRetriever", "Recommendation", "Retriever", "Selection",
+           "greedy", "mmr_select", "recommend_for_user", "top_allowed"]

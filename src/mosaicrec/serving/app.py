@@ -1,127 +1,89 @@
-"""The HTTP API over :class:`~mosaicrec.serving.service.Service` (FastAPI; OpenAPI docs at ``/docs``).
+"""The HTTP API over :class:`~mosaicrec.serving.service.Service` (FastAPI).
 
-Read handlers are ``async``: they are short CPU-bound calls serialised by the service lock anyway, so
-running them on the event loop saves a thread hop per request (measured: the largest cost after JSON).
-Writes, which wait on DuckDB, stay in the thread pool.
+Routes live in :mod:`mosaicrec.serving.routes`, one module per resource, each with the key kind it needs
+(:mod:`mosaicrec.serving.auth`) and a typed response (so ``/openapi.json`` documents every route). This
+module wires them with two pieces of plain ASGI middleware (Starlette's ``BaseHTTPMiddleware`` spawns a
+task and a stream per request, which showed in profiles under load):
 
-Every request but ``/health`` carries an API key in ``X-API-Key``. A ``read`` key may call the GET and search
-endpoints; a ``write`` key also adds items and events and erases users. Each key has a token-bucket rate
-limit. Bodies over ``max_body_bytes`` are refused with 413 before they are parsed. Library errors become
-4xx responses with one clear message: unknown user or item → 404, anything else the caller can fix → 400.
+* the **body limit** counts the bytes actually received, chunked bodies included (``Content-Length`` is
+  only checked first, to refuse early): past ``max_body_bytes`` (``max_upload_bytes`` for uploads) the
+  request gets a 413 and the rest of its body is never read;
+* **metrics**: Prometheus request counts and latency histograms per route template.
+
+Library errors become 4xx responses with one clear message: unknown user or item → 404, an existing id or
+an erased user → 409, media over the limit → 413, media or a model folder that cannot be used → 422,
+content still being encoded → 503, what the model cannot do → 501, anything else the caller can fix → 400.
+An unexpected error is a 500 that says only that (the details go to the server's log).
 """
 
 from __future__ import annotations
 
 import json
-import threading
+import logging
 import time
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any
 
-import orjson
-import pandas as pd
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import JSONResponse
 
 from mosaicrec.errors import MosaicError, NotSupportedError, UnknownItemError, UnknownUserError
-from mosaicrec.serving.service import MediaRejected, Service
+from mosaicrec.serving.auth import KeyKind, KeyRing
+from mosaicrec.serving.media import MediaRejected, MediaTooLarge
+from mosaicrec.serving.routes import admin, events, items, ops, recommendations, users
+from mosaicrec.serving.routes.common import READ
+from mosaicrec.serving.service import Conflict, ContentNotReady, ModelRejected, Service
 
-KeyKind = Literal["read", "write"]
-
-
-class EventIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    user_id: str = Field(min_length=1, max_length=256)
-    item_id: str = Field(min_length=1, max_length=256)
-    timestamp: int | None = Field(None, ge=0, description="Unix seconds (default: now)")
-    event_type: str = Field("interaction", max_length=64)
-    weight: float = 1.0
-    context: dict[str, str] = Field(default_factory=dict)
+log = logging.getLogger("mosaicrec.serving")
+UPLOAD_PATH = "/items/upload"
 
 
-class EventsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    events: list[EventIn] = Field(min_length=1, max_length=10_000)
-
-
-class ItemIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    item_id: str = Field(min_length=1, max_length=256)
-    title: str | None = Field(None, max_length=2_000)
-    texts: dict[str, str] = Field(default_factory=dict)
-    image: str | None = Field(None, description="path or file:// URI readable by the server")
-    audio: str | None = None
-    attributes: dict[str, Any] = Field(default_factory=dict)
-
-
-class ItemsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    items: list[ItemIn] = Field(min_length=1, max_length=1_000)
-
-
-class SearchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    query: str = Field(min_length=1, max_length=2_000)
-    k: int = Field(10, ge=1, le=1_000)
-    user_id: str | None = None
-
-
-class _Bucket:
-    """Token bucket: ``rate`` requests per second with bursts up to ``burst``."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst, self.tokens, self.at = rate, burst, burst, time.monotonic()
-        self.lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self.lock:
-            now = time.monotonic()
-            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-            self.at = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return True
-            return False
-
-
-class ReloadIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    model_dir: str | None = Field(None, description="folder written by `mosaicrec train` (default: the one "
-                                  "the server started with)")
+def _status_of(exc: MosaicError) -> int:
+    if isinstance(exc, (UnknownUserError, UnknownItemError)):
+        return 404
+    if isinstance(exc, Conflict):
+        return 409
+    if isinstance(exc, MediaTooLarge):
+        return 413
+    if isinstance(exc, (MediaRejected, ModelRejected)):
+        return 422
+    if isinstance(exc, ContentNotReady):
+        return 503
+    if isinstance(exc, NotSupportedError):
+        return 501
+    return 400
 
 
 def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float = 1_000.0,
-               burst: float = 2_000.0, max_body_bytes: int = 2_000_000, model_dir: str | None = None) -> FastAPI:
-    """The API. ``keys`` maps API key → ``read`` or ``write``; it must not be empty. ``model_dir`` is where
-    ``POST /admin/reload`` reads a retrained model from by default."""
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+               burst: float = 2_000.0, max_body_bytes: int = 2_000_000, max_upload_bytes: int | None = None,
+               model_dir: str | None = None, jobs=None, public_docs: bool = False) -> FastAPI:
+    """The API. ``keys`` maps API key → ``read``, ``write`` or ``admin``; it must not be empty.
+    ``model_dir`` (relative to the service's model root) is what ``POST /admin/reload`` loads by default;
+    ``jobs`` runs retraining (:class:`~mosaicrec.serving.jobs.RetrainJobs`). ``public_docs`` serves
+    ``/docs`` and ``/openapi.json`` without a key."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
 
-    if not keys:
-        raise MosaicError("serving needs at least one API key")
+    ring = KeyRing(keys, rate_limit, burst)
+    max_upload_bytes = max_upload_bytes or service.media.max_bytes * 2 + 200_000
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         service.close()
 
-    app = FastAPI(title="mosaicrec", version="1", description=__doc__, lifespan=lifespan)
-    buckets = {k: _Bucket(rate_limit, burst) for k in keys}
+    app = FastAPI(title="mosaicrec", version="2", description=__doc__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.service, app.state.keys, app.state.jobs, app.state.model_dir = service, ring, jobs, model_dir
     registry = CollectorRegistry()  # per app, so two apps in one process do not share counts
+    app.state.registry = registry
     requests = Counter("mosaicrec_requests", "HTTP requests", ["route", "method", "status"], registry=registry)
     latency = Histogram("mosaicrec_request_seconds", "request latency", ["route", "method"], registry=registry,
                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
 
     class Guard:
-        """Body-size limit and Prometheus metrics as plain ASGI middleware: Starlette's
-        ``BaseHTTPMiddleware`` spawns a task and a stream per request, which showed in profiles under load
-        (the end-to-end benchmark moved within its noise)."""
+        """Body limit (bytes received) and metrics; see the module docstring."""
 
         def __init__(self, app) -> None:
             self.app = app
@@ -131,17 +93,44 @@ def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float 
                 return await self.app(scope, receive, send)
             t0 = time.perf_counter()
             status = [500]
-            size = dict(scope.get("headers") or []).get(b"content-length", b"")
-            if size.isdigit() and int(size) > max_body_bytes:
+            limit = max_upload_bytes if scope.get("path") == UPLOAD_PATH else max_body_bytes
+            refused = [False]
+
+            async def refuse(size: str) -> None:
+                refused[0] = True
                 status[0] = 413
-                await JSONResponse({"detail": f"request body of {int(size)} bytes exceeds {max_body_bytes}"},
-                                   413)(scope, receive, send)
+                await JSONResponse({"detail": f"request body of {size} bytes exceeds the limit of {limit:,}"},
+                                   413)(scope, _no_body, send)
+
+            size = dict(scope.get("headers") or []).get(b"content-length", b"")
+            if size.isdigit() and int(size) > limit:
+                await refuse(f"{int(size):,}")
             else:
-                async def send_status(message) -> None:
+                received = [0]
+
+                async def counted_receive():
+                    if refused[0]:
+                        return {"type": "http.disconnect"}
+                    message = await receive()
+                    if message["type"] == "http.request":
+                        received[0] += len(message.get("body", b""))
+                        if received[0] > limit:
+                            await refuse(f"more than {limit:,}")
+                            return {"type": "http.disconnect"}
+                    return message
+
+                async def guarded_send(message) -> None:
+                    if refused[0]:
+                        return  # the 413 is the answer; the app's own reply to a cut body is dropped
                     if message["type"] == "http.response.start":
                         status[0] = message["status"]
                     await send(message)
-                await self.app(scope, receive, send_status)
+
+                try:
+                    await self.app(scope, counted_receive, guarded_send)
+                except Exception:
+                    if not refused[0]:
+                        raise
             route = scope.get("route")
             name = route.path if route is not None else "unmatched"  # templates, not ids: bounded labels
             requests.labels(name, scope["method"], str(status[0])).inc()
@@ -151,9 +140,9 @@ def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float 
 
     @app.exception_handler(MosaicError)
     async def library_error(request: Request, exc: MosaicError):
-        status = 404 if isinstance(exc, (UnknownUserError, UnknownItemError)) else \
-            (501 if isinstance(exc, NotSupportedError) else 422 if isinstance(exc, MediaRejected) else 400)
-        return JSONResponse({"detail": str(exc).strip("'\"")}, status)
+        code = _status_of(exc)
+        headers = {"Retry-After": "10"} if code == 503 else None
+        return JSONResponse({"detail": str(exc)}, code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError):
@@ -162,101 +151,26 @@ def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float 
         return JSONResponse({"detail": f"{where}: {first.get('msg')}", "errors": json.loads(
             json.dumps(exc.errors(), default=str))}, 422)
 
-    # async: a plain ``def`` dependency is run in the thread pool, a thread hop on every request
-    async def key_of(x_api_key: str | None = Header(None)) -> KeyKind:
-        if x_api_key is None or x_api_key not in keys:
-            raise HTTPException(401, "missing or unknown API key (header X-API-Key)")
-        if not buckets[x_api_key].take():
-            raise HTTPException(429, "rate limit exceeded for this key")
-        return keys[x_api_key]
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error (logged on the server)"}, 500)
 
-    async def writer(kind: KeyKind = Depends(key_of)) -> KeyKind:
-        if kind != "write":
-            raise HTTPException(403, "this key is read-only")
-        return kind
+    for module in (recommendations, items, events, users, admin, ops):
+        app.include_router(module.router)
 
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", **service.health()}
+    docs_guard = [] if public_docs else [READ]
 
-    @app.get("/ready")
-    async def ready() -> dict[str, Any]:
-        """Ready once the model, catalog and index are loaded: the service object exists only then."""
-        return {"ready": True, "items": len(service.item_ids)}
+    @app.get("/openapi.json", include_in_schema=False, dependencies=docs_guard)
+    async def openapi() -> dict[str, Any]:
+        return app.openapi()
 
-    @app.get("/metrics")
-    async def metrics():
-        from fastapi.responses import Response
-
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.post("/admin/reload", dependencies=[Depends(writer)])
-    def reload(body: ReloadIn | None = None) -> dict[str, Any]:
-        from pathlib import Path
-
-        from mosaicrec.models import load_model
-
-        folder = (body.model_dir if body and body.model_dir else None) or model_dir
-        if folder is None:
-            raise MosaicError("no model folder: pass model_dir")
-        model = load_model(Path(folder))
-        service.swap_model(model)
-        return {"model": model.name, "folder": str(folder), "reloads": service.reloads}
-
-    @app.get("/users/{user_id}/recommendations", dependencies=[Depends(key_of)])
-    async def recommendations(user_id: str, k: int = Query(10, ge=1, le=1_000),
-                        exclude: str | None = Query(None, description="comma-separated item ids"),
-                        diversity: float | None = Query(None, ge=0.0, le=1.0),
-                        filter: list[str] | None = Query(None, description="attribute:value, repeatable"),
-                        include_seen: bool = False,
-                        scenario: str | None = Query(None, description="the request's context (e.g. the app "
-                                                     "surface) for a context model; a value the model never "
-                                                     "saw gets its shared scores (scenario_known: false)")
-                        ) -> Response:
-        filters = {}
-        for f in filter or []:
-            key, sep, value = f.partition(":")
-            if not sep or not key:
-                raise MosaicError(f"filter expects attribute:value, got {f!r}")
-            filters[key] = value
-        recs = service.recommend(user_id, k, exclude=exclude.split(",") if exclude else None,
-                                 diversity=diversity, filters=filters, exclude_seen=not include_seen,
-                                 scenario=scenario)
-        if scenario is None:
-            return _json({"user_id": user_id, "items": recs})
-        return _json({"user_id": user_id, "scenario": scenario,
-                      "scenario_known": service.check_scenario(scenario), "items": recs})
-
-    @app.get("/items/{item_id}/similar", dependencies=[Depends(key_of)])
-    async def similar(item_id: str, k: int = Query(10, ge=1, le=1_000), modality: str | None = None) -> Response:
-        return _json({"item_id": item_id, "items": service.similar(item_id, k, modality)})
-
-    @app.post("/search", dependencies=[Depends(key_of)])
-    def search(body: SearchIn) -> Response:
-        return _json({"query": body.query, "items": service.search(body.query, body.k, body.user_id)})
-
-    @app.post("/items", dependencies=[Depends(writer)], status_code=201)
-    def add_items(body: ItemsIn) -> dict[str, Any]:
-        frame = pd.DataFrame([{**i.model_dump(), "title": i.title or i.item_id} for i in body.items])
-        return {"items": service.add_items(frame)}
-
-    @app.post("/events", dependencies=[Depends(writer)], status_code=201)
-    def add_events(body: EventsIn) -> dict[str, Any]:
-        now = int(time.time())
-        frame = pd.DataFrame([{"user_id": e.user_id, "item_id": e.item_id,
-                               "timestamp": e.timestamp if e.timestamp is not None else now,
-                               "event_type": e.event_type, "weight": e.weight,
-                               "context": json.dumps(e.context, sort_keys=True)} for e in body.events])
-        return {"received": len(frame), "added": service.add_events(frame)}
-
-    @app.delete("/users/{user_id}", dependencies=[Depends(writer)])
-    def delete_user(user_id: str) -> dict[str, Any]:
-        return {"user_id": user_id, "events_erased": service.delete_user(user_id)}
+    @app.get("/docs", include_in_schema=False, dependencies=docs_guard)
+    async def docs():
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="mosaicrec API")
 
     return app
 
 
-def _json(payload: dict[str, Any]) -> Response:
-    """orjson writes the dataclasses directly: FastAPI's generic encoder and ``dataclasses.asdict`` were
-    the slowest steps of a read."""
-    return Response(orjson.dumps(payload), media_type="application/json")
+async def _no_body() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}

@@ -1,27 +1,34 @@
-"""The serving core, independent of HTTP: a trained model, the catalog and content, and live state.
+"""The serving core, independent of HTTP: a pipeline over an immutable snapshot and the live state.
 
-What changes while serving, and how it reaches recommendations without retraining:
+A recommendation is: take the current :class:`~mosaicrec.serving.snapshot.Snapshot` → the user's live
+events (:mod:`~mosaicrec.serving.live`) → the allowed items (filters, exclusions, dislikes) → retrieval
+(exact or HNSW, :mod:`mosaicrec.ranking.retrieval`), with items added since training scored through their
+content proxies → selection (greedy or MMR, with each shown item's propensity) → explanations → the
+impression log. A user with no likes (new, or erased) gets the popular items, flagged ``cold_start``.
 
-* **events** are written to the DuckDB store first (durable before the call returns), then added to the
-  user's live history; a user with events the model has not trained on is scored by folding that history in
-  (``score_histories``), so the next call reflects them;
-* **new items** are written to the store, encoded at once with the encoders the content was made with, and
-  scored by content: their content similarity to the user's history, put on the scale of the model's scores
-  (a z-score mapped onto the model's score distribution for this user);
-* **erased users** lose their events and profile in the store and in memory, and are unknown from then on.
+Writes: **events** go to the store first (durable before the call returns; concurrent calls share one
+commit), then to the live state; a user with events the model has not trained on is folded in from their
+live likes, so the next list reflects them. Only likes (weight ≥ the threshold the model was trained with)
+are folded in and cited; a dislike removes the item from the user's lists. **New or changed items** are
+encoded before anything is written (422 with the reason when their media cannot be), then stored and placed
+by content. **Erasure** removes every event of the user from the store and memory and leaves a tombstone the
+store and every later start honour. **Reloads** build the new snapshot beside the old one and swap it.
 
-All model calls are serialised by one lock: numba's workqueue threading layer (which the kernels use so
-that torch keeps its threads) must not be entered from two threads at once.
+Model calls are serialised by one lock: numba's workqueue threading layer (which the kernels use so that
+torch keeps its threads) must not be entered from two threads at once. Snapshot changes are serialised by
+another; reads never wait for a write.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import pandas as pd
@@ -30,14 +37,31 @@ import scipy.sparse as sp
 from mosaicrec.data.content import ItemContent
 from mosaicrec.data.store import Store
 from mosaicrec.errors import MosaicError, NotSupportedError, UnknownItemError, UnknownUserError
-from mosaicrec.fusion import concat_features, cross_modal_map
-from mosaicrec.models.base import BaseRecommender, top_k
-from mosaicrec.ranking.ann import InnerProductIndex, augment
-from mosaicrec.ranking.rerank import explain, mmr
+from mosaicrec.fusion import cross_modal_map
+from mosaicrec.models.base import BaseRecommender
+from mosaicrec.models.training import TrainingInfo
+from mosaicrec.ranking.rerank import explain
+from mosaicrec.ranking.retrieval import top_allowed, top_k
+from mosaicrec.ranking.selection import Selection, greedy, mmr_select
+from mosaicrec.serving.impressions import ImpressionLog
+from mosaicrec.serving.live import LiveState, UserEvents, history_indices
+from mosaicrec.serving.media import MediaPolicy, MediaRejected
+from mosaicrec.serving.snapshot import Catalog, ContentView, ModelView, Snapshot, make_snapshot, normalise
+
+__all__ = ["ContentNotReady", "Conflict", "GroupCommit", "MediaRejected", "ModelRejected", "Recommended",
+           "RecommendResult", "Service"]
 
 
-class MediaRejected(MosaicError):
-    """New item content that cannot be encoded (the API answers 422)."""
+class ContentNotReady(MosaicError):
+    """The route needs item content that is still being encoded (the API answers 503, retry later)."""
+
+
+class Conflict(MosaicError):
+    """The request contradicts the stored state (an existing id for create, an erased user; 409)."""
+
+
+class ModelRejected(MosaicError):
+    """A model folder that cannot be served here (broken, outside the model root, another catalog; 422)."""
 
 
 @dataclass
@@ -49,6 +73,18 @@ class Recommended:
     because: str | None = None
     modality: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RecommendResult:
+    user_id: str
+    request_id: str
+    items: list[Recommended]
+    cold_start: bool
+    policy: str
+    model: str
+    scenario: str | None = None
+    scenario_known: bool | None = None
 
 
 class GroupCommit:
@@ -103,497 +139,608 @@ class GroupCommit:
                     t["error"] = err
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+ItemMode = Literal["create", "replace", "patch"]
 
 
 class Service:
     """Recommendations, similar items, search, and the write paths, over one trained model."""
 
-    def __init__(self, model: BaseRecommender, store_path: str | Path, content: ItemContent | None = None,
-                 positive_threshold: float | None = None, retrieval: str = "auto",
-                 ann_min_items: int = 50_000, exact_below: int = 20_000) -> None:
+    MIN_PAIRS = 20  # catalog items having text and another modality before search maps text into it
+
+    def __init__(self, model: BaseRecommender, store_path: str | Path, content: ItemContent | None = None, *,
+                 info: TrainingInfo | None = None, positive_threshold: float | None = None,
+                 retrieval: str = "auto", ann_min_items: int = 50_000, exact_below: int = 20_000,
+                 media: MediaPolicy | None = None, model_root: str | Path | None = None,
+                 read_only: bool = False, log_impressions: bool = True) -> None:
         """``retrieval``: ``exact`` scores every item; ``ann`` uses HNSW indexes over the model's item
-        vectors (factor and neural models) and over the fused content (similar items); ``auto`` picks
-        ANN from ``ann_min_items`` items on. Under ANN, a request whose filters and exclusions leave at
-        most ``exact_below`` items (and at most a fifth of the catalog) scores those items exactly:
-        cheaper than a graph walk that mostly meets filtered-out nodes, and exact."""
+        vectors (factor and neural models) and over the fused content (similar items); ``auto`` picks ANN
+        from ``ann_min_items`` items on. ``info`` is the model's training record (threshold, encoders,
+        when its data was read); ``positive_threshold`` overrides its threshold. ``read_only`` serves
+        from a store opened for reading (the CLI's lists; writes are refused)."""
         if retrieval not in ("auto", "exact", "ann"):
             raise MosaicError(f"retrieval must be auto, exact or ann, not {retrieval!r}")
-        self.model = model
+        self.info = info or TrainingInfo()
+        threshold = positive_threshold if positive_threshold is not None else self.info.threshold
+        self.info = self.info.model_copy(update={"threshold": threshold})
         self.store_path = Path(store_path)
-        self.lock = threading.RLock()
-        self._writes = threading.Lock()  # catalog changes (new items, reloads), one at a time
+        self.retrieval_mode, self.ann_min_items, self.exact_below = retrieval, ann_min_items, exact_below
+        self.media = media or MediaPolicy(None)
+        self.model_root = Path(os.path.realpath(model_root)) if model_root is not None else None
+        self.read_only = read_only
+        self.model_lock = threading.RLock()
+        self._writes = threading.RLock()  # snapshot changes (items, content, reloads), one at a time
         self._store_lock = threading.Lock()  # the DuckDB connection, used by one thread at a time
         self._events = GroupCommit(self._write_events)
-        self.threshold = positive_threshold
-        self.retrieval_mode, self.ann_min_items, self.exact_below = retrieval, ann_min_items, exact_below
+        self._encoders: dict[str, Any] = {}
         self.started = time.time()
-        self.model_items = [str(i) for i in model.item_ids]
-        self.model_users = {str(u): k for k, u in enumerate(model.user_ids)}
-        # One connection for the service's life: opening DuckDB per write costs ~100 ms; writes are
-        # serialised by the lock, which is what DuckDB's single writer needs anyway.
-        self.store = Store(self.store_path)
+        self.reloads = 0
+        self.content_status = "none"
+        # One connection for the service's life: opening DuckDB per write costs ~100 ms.
+        self.store = Store(self.store_path, read_only=read_only)
         data = self.store.load_dataset()
+        self.live = LiveState(threshold)
+        ev = self.store._df("SELECT user_id, item_id, timestamp, weight FROM events")
+        self.live.load(ev, self.store.erasures())
         catalog = data.items
-        known = set(self.model_items)
-        extra = [i for i in catalog["item_id"].astype(str) if i not in known]
-        self.item_ids: list[str] = self.model_items + extra
-        self.index = {i: k for k, i in enumerate(self.item_ids)}
+        view = self._model_view(model, self.info, len(catalog))
+        model_items = [str(i) for i in model.item_ids]
+        known = set(model_items)
         titles = dict(zip(catalog["item_id"].astype(str), catalog["title"]))
         attrs = dict(zip(catalog["item_id"].astype(str), catalog["attributes"]))
-        self.titles = [str(titles.get(i) or i) for i in self.item_ids]
-        self.attributes = [dict(attrs.get(i) or {}) for i in self.item_ids]
-        self._set_content(content)
-        self.history: dict[str, set[int]] = {}
-        x = data.interactions
-        positive = np.ones(x.n_events, bool) if positive_threshold is None else x.weights >= positive_threshold
-        for u, i in zip(x.user_ids[x.users[positive]], x.item_ids[x.items[positive]]):
-            self.history.setdefault(str(u), set()).add(self.index[str(i)])
-        self.changed: set[str] = set()  # users with events the model has not trained on
-        self.erased: set[str] = set()
-        self._postings: dict[str, dict[str, np.ndarray]] = {}  # attribute -> value -> items, on first use
-        self._encoders: dict[str, Any] = {}  # encoders for new items and queries, loaded on first use
-        self.ann, self._items_aug, self._sample = self._build_index(model)
-        self.retrieval = "ann" if self.ann is not None else "exact"
-        self.reloads = 0
+        ids = model_items + [i for i in catalog["item_id"].astype(str) if i not in known]
+        cat = Catalog.build(ids, [str(titles.get(i) or i) for i in ids], [dict(attrs.get(i) or {}) for i in ids])
+        cview = ContentView.build(content, cat.ids, self._use_ann(len(cat))) if content is not None else None
+        if cview is not None:
+            self.content_status = "ready"
+        self._snap = make_snapshot(0, view, cat, cview, self.live.popularity(), self._use_ann(len(cat)))
+        self._blocked = self.live.blocked_rows(self.info.data_as_of)
+        self.live.refresh_changed(view.users, view.item_index, model._require_fitted())
+        self.impressions = None if read_only or not log_impressions else ImpressionLog(self._write_impressions)
 
+    # -- snapshot building ------------------------------------------------------------------------------
     def _use_ann(self, n_items: int) -> bool:
         return self.retrieval_mode == "ann" or (self.retrieval_mode == "auto" and n_items >= self.ann_min_items)
 
-    def _build_index(self, model: BaseRecommender):
-        """(HNSW index or ``None``, the items' [v_i, b_i] rows or ``None``, the calibration sample)."""
-        factors = model.item_factors()
-        n = len(model.item_ids)
-        sample = np.sort(np.random.default_rng(0).choice(n, min(n, 2048), replace=False))
-        if factors is None:
-            if self.retrieval_mode == "ann":
-                raise NotSupportedError(f"{model.name} has no item vectors to index; use retrieval=exact")
-            return None, None, sample
-        V, b = factors
-        if not self._use_ann(n):
-            return None, augment(V, b), sample
-        return InnerProductIndex(V, b), augment(V, b), sample
+    def _model_view(self, model: BaseRecommender, info: TrainingInfo, n_catalog: int) -> ModelView:
+        use_ann = self._use_ann(max(n_catalog, len(model.item_ids)))
+        if self.retrieval_mode == "ann" and model.item_factors() is None:
+            raise NotSupportedError(f"{model.name} has no item vectors to index; use retrieval=exact")
+        return ModelView.build(model, info, use_ann, self.exact_below)
 
-    def swap_model(self, model: BaseRecommender) -> None:
-        """Serve a newly trained model. Everything it needs (index, id maps, remapped histories) is built
-        first, outside the lock; the swap itself is a few reference assignments under the lock, so requests
-        see either the old model or the new one, never a mix, and none fails. Items the new model lacks
-        stay servable by content; live events are kept, and users with events newer than the reload keep
-        being folded in."""
-        with self._writes:  # no item is added while the new catalog order is worked out
-            ann, items_aug, sample = self._build_index(model)
-            model_items = [str(i) for i in model.item_ids]
-            known = set(model_items)
-            item_ids = model_items + [i for i in self.item_ids if i not in known]
-            index = {i: k for k, i in enumerate(item_ids)}
-            old = dict(zip(self.item_ids, zip(self.titles, self.attributes)))
-            titles = [old.get(i, (i, {}))[0] for i in item_ids]
-            attributes = [old.get(i, (i, {}))[1] for i in item_ids]
-            # the same catalog order (the usual retrain) keeps the content and its index as they are
-            content = None if item_ids == self.item_ids else self._content_state(self.content, item_ids, True)
-            with self.lock:
-                history = {u: {index[self.item_ids[i]] for i in items} for u, items in self.history.items()}
-                self.model, self.ann, self._items_aug, self._sample = model, ann, items_aug, sample
-                self.model_items, self.model_users = model_items, {str(u): k for k, u in enumerate(model.user_ids)}
-                self.item_ids, self.index, self.titles, self.attributes = item_ids, index, titles, attributes
-                self.history = history
-                self._postings = {}
-                self.__dict__.update(content or {})
-                self.retrieval = "ann" if ann is not None else "exact"
-                self.reloads += 1
+    def _install(self, view: ModelView | None = None, catalog: Catalog | None = None,
+                 content: ContentView | None | Literal["keep"] = "keep") -> Snapshot:
+        """Build the next snapshot from the current one with some parts replaced, and swap it in. Call with
+        ``self._writes`` held."""
+        old = self._snap
+        view = view or old.view
+        catalog = catalog or old.catalog
+        cview = old.content if content == "keep" else content
+        snap = make_snapshot(old.version + 1, view, catalog, cview, self.live.popularity(),
+                             self._use_ann(len(catalog)))
+        self._snap = snap  # one reference assignment: a request sees the old snapshot or the new one
+        return snap
 
-    # -- content ----------------------------------------------------------------------------------------
-    def _set_content(self, content: ItemContent | None, index: bool = True) -> None:
-        """Serve ``content`` (aligned to the catalog order). ``index=False`` keeps the content HNSW index
-        (the caller appends rows for new items and marks changed rows stale) instead of rebuilding it."""
-        keep = {} if index else {"content_ann": self.content_ann, "_stale": self._stale}
-        self.__dict__.update({**self._content_state(content, self.item_ids, index), **keep})
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snap
 
-    def _content_state(self, content: ItemContent | None, item_ids: list[str], index: bool) -> dict[str, Any]:
-        """What serving content needs, for ``item_ids`` in that order; built apart from the live state so
-        that a reload can build it outside the lock."""
-        aligned = content.align(np.array(item_ids, dtype=object)) if content is not None else None
-        state: dict[str, Any] = {"content": aligned, "vectors": None, "content_ann": None, "_stale": set(),
-                                 "modality_vectors": {}, "modality_masks": {}, "_maps": None}
-        if aligned is None or not aligned.modalities:
-            return state
-        state["vectors"] = _normalise(concat_features(aligned, aligned.modalities))
-        state["modality_vectors"] = {m: _normalise(aligned.features[m]) for m in aligned.modalities}
-        state["modality_masks"] = dict(aligned.masks)
-        if index and self._use_ann(len(item_ids)):
-            state["content_ann"] = InnerProductIndex(state["vectors"])
-        return state
+    @property
+    def model(self) -> BaseRecommender:
+        return self._snap.view.model
+
+    @property
+    def retrieval(self) -> str:
+        return "ann" if self._snap.use_ann and self._snap.view.rows is not None else "exact"
+
+    @property
+    def threshold(self) -> float | None:
+        return self.info.threshold
 
     # -- reads ------------------------------------------------------------------------------------------
-    def _history(self, user_id: str) -> np.ndarray:
-        """The user's live positive items (indices), sorted."""
-        return np.array(sorted(self.history.get(user_id, ())), dtype=np.int64)
+    def check_scenario(self, scenario: str | None, model: BaseRecommender | None = None) -> bool | None:
+        """Whether the served model knows ``scenario`` (``None`` without one). A context model serves a
+        value it never saw with its shared scores; a context-free model refuses any scenario."""
+        return None if scenario is None else (model or self.model).knows_context(scenario, "scenario")
 
-    def _check_user(self, user_id: str) -> None:
-        if user_id in self.erased or (user_id not in self.model_users and user_id not in self.history):
-            raise UnknownUserError(f"unknown user {user_id!r}: no events and not in the model")
+    def _trained_row(self, view: ModelView, user_id: str) -> int | None:
+        row = view.users.get(user_id)
+        return None if row is None or user_id in self._blocked else row
 
-    def _per_user(self, user_id: str, hist: np.ndarray, trained: Callable, folded: Callable) -> np.ndarray:
-        """``trained`` (on the user's model row) for a trained user with no live events, else ``folded``
-        (on their live history); a model that cannot fold a user in keeps a trained user's row until the
-        next retrain. Call under the lock."""
-        if user_id in self.model_users and user_id not in self.changed:
-            return trained(np.array([self.model_users[user_id]]))[0]
-        try:
-            return folded(_history_row(hist, len(self.model_items)))[0]
-        except NotSupportedError:
-            if user_id not in self.model_users:
-                raise  # the API answers 501: this model cannot place a user it never saw
-            return trained(np.array([self.model_users[user_id]]))[0]
+    def _personal(self, snap: Snapshot, user_id: str, ev: UserEvents, hist: np.ndarray, scenario: str | None
+                  ) -> tuple[str, Any] | None:
+        """How to score this user: ``("query", q)`` (a factor model's ``[q_u, 1]``), ``("scores", s)`` (the
+        model's scores of its items), or ``None`` (nothing to go on: cold start)."""
+        view = snap.view
+        model = view.model
+        row = self._trained_row(view, user_id)
+        fold = row is None or user_id in self.live.changed
+        model_hist = hist[hist < view.n_items]
+        if fold and not len(model_hist) and row is None:
+            return None
+        factors = view.rows is not None
+        with self.model_lock:
+            if fold and len(model_hist):
+                try:
+                    x = _history_row(model_hist, view.n_items)
+                    if factors:
+                        q = model.history_factors(x, context=scenario)[0]
+                        return "query", np.append(q, np.float32(1.0)).astype(np.float32)
+                    return "scores", model.score_histories(x, context=scenario)[0]
+                except NotSupportedError:
+                    if row is None:
+                        return None  # this model cannot place a user it never saw: the popular list
+            if row is None:
+                return None
+            if factors:
+                q = model.user_factors(np.array([row]), context=scenario)[0]
+                return "query", np.append(q, np.float32(1.0)).astype(np.float32)
+            return "scores", model.score(np.array([row]), context=scenario)[0]
 
-    def _query(self, user_id: str, hist: np.ndarray, context: str | None = None) -> np.ndarray:
-        """[q_u, 1] for a factor model: the trained vector, or one folded in from the live history; a
-        context model places it in ``context``."""
-        q = self._per_user(user_id, hist, partial(self.model.user_factors, context=context),
-                           partial(self.model.history_factors, context=context))
-        return np.append(q, np.float32(1.0)).astype(np.float32)
+    def _candidates(self, snap: Snapshot, how: tuple[str, Any], n: int, allowed: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` best allowed catalog items for a personal query or score vector, best first: model items
+        from the retriever (or the scores), items added since training through their proxies, merged."""
+        kind, value = how
+        n_model, n_cat = snap.n_model, len(snap.catalog)
+        extra = allowed[n_model:] & snap.proxies.placed if n_cat > n_model else None
+        if kind == "query":
+            ids, vals = snap.view.retriever.top(value, n, allowed[:n_model])
+            if extra is not None and extra.any():
+                cand = np.flatnonzero(extra)
+                ids = np.concatenate([ids, cand + n_model])
+                vals = np.concatenate([vals, snap.proxies.rows[cand] @ value])
+                order = np.argsort(-vals, kind="stable")[:n]
+                ids, vals = ids[order], vals[order]
+            return ids, vals.astype(np.float32)
+        full = np.full(n_cat, -np.inf, np.float32)
+        full[:n_model] = value
+        if extra is not None and extra.any():
+            full[n_model:] = np.where(snap.proxies.placed, snap.proxies.weights @ value, -np.inf)
+        return top_allowed(full, n, allowed)
 
-    def _model_scores(self, user_id: str, hist: np.ndarray, context: str | None = None) -> np.ndarray:
-        """The model's scores of every model item (in ``context``). Call under the lock."""
-        if self._items_aug is not None:
-            return self._items_aug @ self._query(user_id, hist, context)
-        return self._per_user(user_id, hist, partial(self.model.score, context=context),
-                              partial(self.model.score_histories, context=context))
-
-    def _content_scores(self, hist: np.ndarray, items: np.ndarray, sample_scores: np.ndarray) -> np.ndarray:
-        """Scores of items added since training (which the model cannot score): their content similarity
-        to the user's history as a z-score over the model's items, mapped onto the spread of this user's
-        model scores. Both spreads are measured on a fixed sample of model items, so that the ANN path,
-        which never scores every item, gives the same numbers as exact scoring."""
-        profile = self.vectors[hist].mean(axis=0)
-        sim = self.vectors[self._sample] @ profile
-        z = (self.vectors[items] @ profile - sim.mean()) / max(float(sim.std()), 1e-6)
-        known = sample_scores[np.isfinite(sample_scores)]
-        if not len(known):
-            return z.astype(np.float32)
-        return (float(known.mean()) + float(known.std()) * z).astype(np.float32)
-
-    def _user_scores(self, user_id: str, hist: np.ndarray) -> np.ndarray:
-        """Scores over every catalog item (model items, then items added since training)."""
-        self._check_user(user_id)
-        n_model = len(self.model_items)
-        with self.lock:
-            s = self._model_scores(user_id, hist)
-        full = np.full(len(self.item_ids), -np.inf, np.float32)
-        full[:n_model] = s
-        if len(self.item_ids) > n_model and self.vectors is not None and len(hist):
-            new = np.arange(n_model, len(self.item_ids))
-            full[n_model:] = self._content_scores(hist, new, s[self._sample])
+    def user_scores(self, user_id: str, scenario: str | None = None, snap: Snapshot | None = None) -> np.ndarray:
+        """The user's scores over every catalog item (``-inf`` where none can be given); the popular
+        items' counts for a user with nothing to go on."""
+        snap = snap or self._snap
+        ev = self.live.get(user_id)
+        hist = history_indices(ev.positives, snap.catalog.index)
+        how = self._personal(snap, user_id, ev, hist, scenario)
+        if how is None:
+            return snap.popularity.copy()
+        kind, value = how
+        n_model = snap.n_model
+        if kind == "query":
+            return snap.rows_all @ value if snap.rows_all is not None else snap.view.rows @ value
+        full = np.full(len(snap.catalog), -np.inf, np.float32)
+        full[:n_model] = value
+        if len(snap.catalog) > n_model:
+            full[n_model:] = np.where(snap.proxies.placed, snap.proxies.weights @ value, -np.inf)
         return full
-
-    def _top(self, user_id: str, hist: np.ndarray, n: int, allowed: np.ndarray, context: str | None = None
-             ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``n`` best allowed items (indices over the whole catalog) and their scores, best first.
-
-        Factor models answer from the HNSW index when one is built and the allowed items are many (the
-        mask travels into the graph walk), else by scoring exactly the allowed items only; other models
-        score every item. Items added since training are scored by content and merged in. A context
-        model's ``context`` goes into the query, so the same index serves every context."""
-        self._check_user(user_id)
-        n_model = len(self.model_items)
-        allowed_model = allowed[:n_model]
-        n_allowed = int(np.count_nonzero(allowed_model))
-        ids = s = None
-        with self.lock:
-            q = self._query(user_id, hist, context) if self._items_aug is not None else None
-            if q is not None and self.ann is not None and n_allowed > min(self.exact_below, n_model // 5):
-                ids, scores = (a[0] for a in self.ann.search(q[None, :-1], n, allow=allowed_model))
-                if np.count_nonzero(ids >= 0) < min(n, n_allowed):
-                    ids = None  # the walk found too few allowed items: score them exactly
-            if ids is None and q is not None and n_allowed <= n_model // 4:
-                cand = np.flatnonzero(allowed_model)  # few rows: copying them out beats scoring every item
-                top, scores = top_k((self._items_aug[cand] @ q)[None], min(n, n_allowed))
-                ids, scores = cand[top[0]], scores[0]
-            elif ids is None:
-                s = self._items_aug @ q if q is not None else self._model_scores(user_id, hist, context)
-                ids, scores = (a[0] for a in top_k(np.where(allowed_model, s, -np.inf)[None], min(n, n_model)))
-            if len(allowed) > n_model:  # the spread of this user's model scores, for items added since
-                sample_scores = s[self._sample] if s is not None else self._items_aug[self._sample] @ q
-        keep = (ids >= 0) & np.isfinite(scores)
-        ids, scores = ids[keep].astype(np.int64), scores[keep].astype(np.float32)
-        if len(allowed) > n_model and self.vectors is not None and len(hist):
-            new = np.flatnonzero(allowed[n_model:]) + n_model
-            if len(new):
-                ids = np.concatenate([ids, new])
-                scores = np.concatenate([scores, self._content_scores(hist, new, sample_scores)])
-                order = np.argsort(-scores, kind="stable")[:n]
-                ids, scores = ids[order], scores[order]
-        return ids, scores
 
     def recommend(self, user_id: str, k: int = 10, *, exclude: list[str] | None = None,
                   diversity: float | None = None, filters: dict[str, Any] | None = None,
-                  exclude_seen: bool = True, scenario: str | None = None) -> list[Recommended]:
+                  exclude_seen: bool = True, scenario: str | None = None,
+                  request_id: str | None = None) -> RecommendResult:
         """Top-``k`` for a user. Filters (``attribute: value``, matching a value or a member of a list
         attribute) and exclusions are applied before the top-k, so ``k`` items come back whenever ``k``
-        items pass. ``diversity`` in (0, 1] re-ranks with MMR at λ = 1 − diversity. ``scenario`` is the
-        request's value of a context model's context column (:meth:`check_scenario`)."""
-        self.check_scenario(scenario)
-        hist = self._history(user_id)
-        allowed = self._filter_mask(filters) if filters else np.ones(len(self.item_ids), bool)
-        if exclude_seen and len(hist):
-            allowed[hist] = False
-        for item in exclude or []:
-            if item in self.index:
-                allowed[self.index[item]] = False
-        diverse = bool(diversity) and self.vectors is not None
-        ids, scores = self._top(user_id, hist, max(5 * k, 50) if diverse else k, allowed, scenario)
+        items pass. Items the user disliked never come back (``include_seen`` or not). ``diversity`` in
+        (0, 1] re-ranks with MMR at λ = 1 − diversity. ``scenario`` is the request's value of a context
+        model's context column. A user with nothing to go on gets the popular items (``cold_start``)."""
+        snap = self._snap
+        known = self.check_scenario(scenario, snap.view.model)
+        ev = self.live.get(user_id)
+        cat = snap.catalog
+        allowed = cat.filter.mask(filters) if filters else np.ones(len(cat), bool)
+        for item in (*ev.negatives, *(ev.positives if exclude_seen else ()), *(exclude or ())):
+            at = cat.index.get(item)
+            if at is not None:
+                allowed[at] = False
+        hist = history_indices(ev.positives, cat.index)
+        diverse = bool(diversity) and snap.content is not None
+        n = max(5 * k, 50) if diverse else k
+        how = self._personal(snap, user_id, ev, hist, scenario)
+        if how is None:
+            ids, scores = top_allowed(snap.popularity, n, allowed)
+            policy = "popular"
+        else:
+            ids, scores = self._candidates(snap, how, n, allowed)
+            policy = "greedy"
+        sel = mmr_select(ids, scores, snap.content.vectors, k, 1.0 - diversity) if diverse else \
+            greedy(ids, scores, k, policy)
         if diverse:
-            chosen = mmr(ids, scores, self.vectors, k, 1.0 - diversity)
-            score_of = dict(zip(ids.tolist(), scores.tolist()))
-            return self._describe_all(chosen.tolist(), [score_of[i] for i in chosen.tolist()], hist)
-        return self._describe_all(ids.tolist(), scores.tolist(), hist)
+            sel = Selection(sel.items, sel.scores, sel.propensities, f"{policy}+{sel.policy}")
+        items = self._describe(snap, sel.items, sel.scores, hist)
+        rid = request_id or uuid.uuid4().hex
+        if self.impressions is not None and len(items):
+            self.impressions.log(rid, user_id, [r.item_id for r in items], sel.scores, sel.propensities,
+                                 scenario, snap.view.model.name, sel.policy)
+        return RecommendResult(user_id, rid, items, how is None, sel.policy, snap.view.model.name, scenario, known)
 
-    def check_scenario(self, scenario: str | None) -> bool | None:
-        """Whether the served model knows ``scenario`` (``None`` without one). A context model serves a
-        value it never saw with its shared scores; a context-free model refuses any scenario
-        (:meth:`~mosaicrec.models.base.BaseRecommender.knows_context`)."""
-        return None if scenario is None else self.model.knows_context(scenario, "scenario")
-
-    def _filter_mask(self, filters: dict[str, Any]) -> np.ndarray:
-        """Items passing every ``attribute: value`` filter (a new array the caller may change). The first
-        filter on an attribute scans the catalog once and keeps, for each of its values, the items that
-        have it (until the catalog changes): a scan per request is too slow."""
-        mask = np.ones(len(self.item_ids), bool)
-        for key, want in filters.items():
-            postings = self._postings.get(key)
-            if postings is None:
-                postings = self._postings[key] = _postings(self.attributes, key)
-            passing = np.zeros(len(self.item_ids), bool)
-            passing[postings.get(str(want), [])] = True
-            mask &= passing
-        return mask
-
-    def _describe_all(self, items: list[int], scores: list[float], hist: np.ndarray) -> list[Recommended]:
-        """Titles, attributes and a "similar to X (closest in <modality>)" explanation per item."""
-        reasons = explain(np.array(items, np.int64), hist[-200:], self.modality_vectors, self.modality_masks)
+    def _describe(self, snap: Snapshot, items: np.ndarray, scores: np.ndarray, hist: np.ndarray
+                  ) -> list[Recommended]:
+        """Titles, attributes and a "similar to X (closest in <modality>)" explanation per item, citing
+        the user's 200 most recent likes (never a dislike)."""
+        cat = snap.catalog
+        cv = snap.content
+        reasons = explain(items, hist[-200:], cv.modality_vectors, cv.modality_masks) if cv is not None else \
+            [(None, None)] * len(items)
         out = []
-        for i, score, (h, modality) in zip(items, scores, reasons):
-            rec = Recommended(self.item_ids[i], self.titles[i], score, attributes=self.attributes[i])
+        for i, score, (h, modality) in zip(items.tolist(), scores.tolist(), reasons):
+            rec = Recommended(cat.ids[i], cat.titles[i], float(score), attributes=cat.attributes[i])
             if h is not None:
-                rec.because, rec.modality = self.item_ids[h], modality
-                rec.explanation = f"similar to {self.titles[h]} (closest in {modality})"
+                rec.because, rec.modality = cat.ids[h], modality
+                rec.explanation = f"similar to {cat.titles[h]} (closest in {modality})"
             out.append(rec)
         return out
 
+    def _require_content(self, snap: Snapshot, what: str) -> ContentView:
+        if snap.content is None:
+            if self.content_status == "encoding":
+                raise ContentNotReady(f"{what} needs item content, which is being encoded in the background; "
+                                      "retry shortly")
+            raise NotSupportedError(f"{what} needs item content; start the server with content "
+                                    "(`mosaicrec encode`, or --content)")
+        return snap.content
+
     def similar(self, item_id: str, k: int = 10, modality: str | None = None) -> list[Recommended]:
         """Items most like ``item_id`` by fused content, or by one modality."""
-        if item_id not in self.index:
+        snap = self._snap
+        cat = snap.catalog
+        if item_id not in cat.index:
             raise UnknownItemError(f"unknown item {item_id!r}")
-        if self.vectors is None:
-            raise NotSupportedError("similar items need item content; start the server with content")
-        if modality is not None and modality not in self.modality_vectors:
-            raise MosaicError(f"no {modality!r} content; available: {', '.join(self.modality_vectors)}")
-        i = self.index[item_id]
-        vec = self.vectors if modality is None else self.modality_vectors[modality]
-        if modality is not None and not self.modality_masks[modality][i]:
+        cv = self._require_content(snap, "similar items")
+        if modality is not None and modality not in cv.modality_vectors:
+            raise MosaicError(f"no {modality!r} content; available: {', '.join(cv.modality_vectors)}")
+        i = cat.index[item_id]
+        vec = cv.vectors if modality is None else cv.modality_vectors[modality]
+        if modality is not None and not cv.modality_masks[modality][i]:
             return []
-        with self.lock:
-            ann, stale = self.content_ann, self._stale
-            if modality is None and ann is not None and len(stale) < self.exact_below:
-                # candidates from the index, plus every item whose vector changed since it was built;
-                # all rescored with the current vectors, so a stale row is never ranked by its old vector
-                hits, _ = ann.search(vec[i][None], min(len(ann), k + 1 + len(stale)))  # room for stale hits
-                cand = np.unique(np.concatenate([hits[0][hits[0] >= 0], np.fromiter(stale, np.int64, len(stale)),
-                                                 np.arange(len(ann), len(vec))]))
-            else:
-                cand = None
-        sims = vec @ vec[i] if cand is None else vec[cand] @ vec[i]
+        cand = None
+        if modality is None and cv.index is not None and len(cv.stale) < self.exact_below:
+            # candidates from the index, plus every row changed since it was built or added after it; all
+            # rescored with the current vectors, so a stale row is never ranked by its old vector
+            hits, _ = cv.index.search(vec[i][None], min(cv.n_indexed, k + 1 + len(cv.stale)))
+            cand = np.unique(np.concatenate([hits[0][hits[0] >= 0], np.fromiter(cv.stale, np.int64, len(cv.stale)),
+                                             np.arange(cv.n_indexed, len(vec))]))
         cand = np.arange(len(vec)) if cand is None else cand
+        sims = vec[cand] @ vec[i]
         sims[cand == i] = -np.inf
         if modality is not None:
-            sims[~self.modality_masks[modality][cand]] = -np.inf
-        top, vals = top_k(sims[None], k)
-        return [Recommended(self.item_ids[j], self.titles[j], float(v), attributes=self.attributes[j])
-                for j, v in zip(cand[top[0]], vals[0]) if np.isfinite(v)]
+            sims[~cv.modality_masks[modality][cand]] = -np.inf
+        top, vals = top_k(sims, k)
+        return [Recommended(cat.ids[j], cat.titles[j], float(v), attributes=cat.attributes[j])
+                for j, v in zip(cand[top], vals) if np.isfinite(v)]
 
     def search(self, query: str, k: int = 10, user_id: str | None = None) -> list[Recommended]:
-        """Items whose content is nearest to a natural-language query (the text encoder the catalog was
-        encoded with embeds the query).
+        """Items whose content is nearest to a natural-language query (embedded by the text encoder the
+        catalog was encoded with).
 
-        Where the catalog also has other modalities (images, audio) with at least
-        ``MIN_PAIRS`` items that have text too, the query is also carried into each of those spaces by a
-        linear map fitted on those pairs (:func:`~mosaicrec.fusion.cross_modal_map`), so items known only
-        by their image are found as well; each modality's similarities are standardised and an item's
-        score is the mean over the modalities it has. With text alone the score is the cosine. With
-        ``user_id``, ties in meaning are broken towards the user's taste: 80% query match, 20% the user's
-        score (both rescaled to [0, 1])."""
+        Where the catalog also has other modalities (images, audio) with at least ``MIN_PAIRS`` items that
+        have text too, the query is also carried into each of those spaces by a linear map fitted on those
+        pairs (:func:`~mosaicrec.fusion.cross_modal_map`), so items known only by their image are found as
+        well; each modality's similarities are standardised and an item's score is the mean over the
+        modalities it has. With text alone the score is the cosine. With ``user_id``, ties in meaning are
+        broken towards the user's taste: 80% query match, 20% the user's score (both rescaled to [0, 1])."""
         if not query.strip():
             raise MosaicError("query is empty")
-        if "text" not in self.modality_vectors:
+        snap = self._snap
+        cv = self._require_content(snap, "search")
+        if "text" not in cv.modality_vectors:
             raise NotSupportedError("search needs text content (encode with a text encoder)")
-        enc = self._encoder("text")
-        with self.lock:
-            q = _normalise(enc.encode([query]))[0]
-            maps = self._query_maps()
-            text = self.modality_vectors["text"] @ q
-            if not maps:
-                sims = np.where(self.modality_masks["text"], text, -np.inf)
-            else:
-                total, count = np.zeros(len(text)), np.zeros(len(text))
-                per_modality = {"text": text, **{m: self.modality_vectors[m] @ _normalise((q @ W)[None])[0]
-                                                 for m, W in maps.items()}}
-                for m, s in per_modality.items():
-                    has = self.modality_masks[m]
-                    total[has] += (s[has] - s[has].mean()) / max(float(s[has].std()), 1e-6)
-                    count[has] += 1
-                sims = np.where(count > 0, total / np.maximum(count, 1), -np.inf).astype(np.float32)
+        enc = self._encoder("text", cv)
+        with self.model_lock:
+            q = normalise(enc.encode([query]))[0]
+        maps = self._query_maps(cv)
+        text = cv.modality_vectors["text"] @ q
+        if not maps:
+            sims = np.where(cv.modality_masks["text"], text, -np.inf)
+        else:
+            total, count = np.zeros(len(text)), np.zeros(len(text))
+            per_modality = {"text": text, **{m: cv.modality_vectors[m] @ normalise((q @ W)[None])[0]
+                                             for m, W in maps.items()}}
+            for m, s in per_modality.items():
+                has = cv.modality_masks[m]
+                total[has] += (s[has] - s[has].mean()) / max(float(s[has].std()), 1e-6)
+                count[has] += 1
+            sims = np.where(count > 0, total / np.maximum(count, 1), -np.inf).astype(np.float32)
         if user_id is not None:
-            s = self._user_scores(user_id, self._history(user_id))
+            s = self.user_scores(user_id, snap=snap)
             finite = np.isfinite(s) & np.isfinite(sims)
             both = np.full_like(sims, -np.inf)
             both[finite] = 0.8 * _unit(sims[finite]) + 0.2 * _unit(s[finite])
             sims = both
-        top, vals = top_k(sims[None], k)
-        return [Recommended(self.item_ids[j], self.titles[j], float(v), attributes=self.attributes[j])
-                for j, v in zip(top[0], vals[0]) if np.isfinite(v)]
+        top, vals = top_k(sims, k)
+        cat = snap.catalog
+        return [Recommended(cat.ids[j], cat.titles[j], float(v), attributes=cat.attributes[j])
+                for j, v in zip(top, vals) if np.isfinite(v)]
 
-    MIN_PAIRS = 20
-
-    def _query_maps(self) -> dict[str, np.ndarray]:
-        """Text → other-modality maps, fitted on first use and kept until the content changes."""
-        if self._maps is None:
-            self._maps = {}
-            text, has_text = self.modality_vectors["text"], self.modality_masks["text"]
-            for m, vectors in self.modality_vectors.items():
-                pairs = has_text & self.modality_masks[m]
+    def _query_maps(self, cv: ContentView) -> dict[str, np.ndarray]:
+        """Text → other-modality maps, fitted on first use and kept with this content (a dict of the
+        immutable content view: two requests filling it at once compute the same maps)."""
+        if "_done" not in cv.maps:
+            text, has_text = cv.modality_vectors["text"], cv.modality_masks["text"]
+            for m, vectors in cv.modality_vectors.items():
+                pairs = has_text & cv.modality_masks[m]
                 if m != "text" and pairs.sum() >= self.MIN_PAIRS:
-                    self._maps[m] = cross_modal_map(text[pairs], vectors[pairs])
-        return self._maps
+                    cv.maps[m] = cross_modal_map(text[pairs], vectors[pairs])
+            cv.maps["_done"] = np.zeros(0)
+        return {m: W for m, W in cv.maps.items() if m != "_done"}
 
-    def _encoder(self, name: str):
+    def _encoder(self, name: str, cv: ContentView | None = None):
+        """The encoder that made the content called ``name`` (the model's record, else the content's own
+        label), loaded on first use."""
         from mosaicrec.encoders import create_encoder
 
-        cache = self._encoders
-        if name not in cache:
-            source = self.content.sources.get(name, "") if self.content is not None else ""
-            enc_name = source.split("@")[0]
+        if name not in self._encoders:
+            spec = self.info.encoders.get(name)
+            cv = cv or self._snap.content
+            source = cv.content.sources.get(name, "") if cv is not None else ""
+            enc_name = spec["name"] if spec else source.split("@")[0]
             if not enc_name:
                 raise NotSupportedError(f"no encoder known for {name!r} content")
-            cache[name] = create_encoder(enc_name)
-            if cache[name].needs_fit:
+            enc = create_encoder(enc_name, **(spec.get("params", {}) if spec else {}))
+            if source and enc.key != source and not enc.needs_fit:
+                raise MosaicError(f"the {name!r} content was made by {source}, but {enc.key} would embed new "
+                                  "input: re-encode the catalog or serve with the matching encoder")
+            if enc.needs_fit:
                 raise NotSupportedError(f"{enc_name} is fitted on the catalog and cannot encode new input; "
                                         "use a pretrained encoder for served content")
-        return cache[name]
+            self._encoders[name] = enc
+        return self._encoders[name]
 
     # -- writes -----------------------------------------------------------------------------------------
+    def _writable(self) -> None:
+        if self.read_only:
+            raise MosaicError("this service reads a store opened read-only; it cannot write")
+
     def add_events(self, events: pd.DataFrame) -> int:
         """Write events (canonical frame: user_id, item_id, timestamp, event_type, weight, context) to the
-        store, then to live histories; returns how many were new. Unknown items are refused before
-        anything is written. Concurrent calls share one transaction (group commit): each returns once
-        its events are durable, and one commit serves them all."""
-        unknown = sorted({i for i in events["item_id"].astype(str).unique() if i not in self.index})
+        store, then to the live state; returns how many were new. Unknown items, and events of an erased
+        user dated at or before the erasure, are refused before anything is written. Concurrent calls
+        share one transaction (group commit): each returns once its events are durable."""
+        self._writable()
+        index = self._snap.catalog.index
+        unknown = sorted({i for i in events["item_id"].astype(str).unique() if i not in index})
         if unknown:
             raise UnknownItemError(f"unknown item {unknown[0]!r} in events ({len(unknown)} unknown); "
                                    "add items with POST /items first")
+        erased = self.live.erased
+        if erased:
+            at = events["user_id"].astype(str).map(erased)
+            stale = at.notna() & (events["timestamp"].astype("int64") <= at.fillna(-1))
+            if stale.any():
+                user = str(events.loc[stale.idxmax(), "user_id"])
+                raise Conflict(f"user {user!r} was erased; events dated at or before the erasure are refused "
+                               "(a later event starts a new history)")
         return self._events.submit(events)
 
     def _write_events(self, events: pd.DataFrame) -> np.ndarray:
-        """One transaction for a group of calls' events; then the live histories. Per row: new or not."""
+        """One transaction for a group of calls' events; then the live state. Per row: new or not."""
         with self._store_lock:
             result = self.store.ingest(events=events)
-        positive = events if self.threshold is None else events[events["weight"] >= self.threshold]
-        with self.lock:  # readers wait for the few dict updates only, never for the commit
-            for u, i in zip(positive["user_id"].astype(str), positive["item_id"].astype(str)):
-                self.history.setdefault(u, set()).add(self.index[i])
-                self.changed.add(u)
-                self.erased.discard(u)
+        self.live.apply(events)
         return result.events_new
 
-    def add_items(self, items: pd.DataFrame) -> list[str]:
-        """Encode new or updated items, then write them to the store and make them recommendable by content
-        (no retraining). Content is encoded *first*: if any given text, image or audio cannot be encoded
-        (unreadable or unsupported media, empty text) nothing is written and :class:`MediaRejected` names
-        each item and reason."""
-        from mosaicrec.encoders import encode_items
-
+    def add_items(self, items: pd.DataFrame, mode: ItemMode = "create") -> list[str]:
+        """Add (``create``: refused if an id exists), replace (``replace``) or partly update (``patch``:
+        given fields replace, ``texts``/``attributes`` merge, a ``None`` in them removes the key) items.
+        Content is encoded *first*: if any given text, image or audio cannot be encoded nothing is written
+        and :class:`MediaRejected` names the item and reason. Then the store, then a new snapshot in which
+        the items are recommendable by content (no retraining)."""
+        self._writable()
         ids = items["item_id"].astype(str).tolist()
-        encoded = None
-        if self.content is not None and self.content.modalities:
-            encoders = {m: self._encoder(m) for m in self.content.modalities}
-            encoded = encode_items(items, encoders, progress=False)
-            failed = encoded.failures()
-            if len(failed):
-                first = failed.iloc[0]
-                raise MediaRejected(f"item {first['item_id']!r}: {first['name']} content rejected "
-                                    f"({first['reason']}); {len(failed)} failure(s), nothing was added")
+        if len(set(ids)) != len(ids):
+            raise MosaicError("an item id appears twice in one request")
         with self._writes:
             with self._store_lock:
-                self.store.ingest(items=items)
-            self._add_to_catalog(ids, items, encoded)
+                stored = self.store.items(ids)
+            have = set(stored["item_id"].astype(str))
+            if mode == "create" and have:
+                raise Conflict(f"item {sorted(have)[0]!r} exists; replace it with PUT /items/{{id}} or change "
+                               "fields with PATCH /items/{id}")
+            if mode == "patch":
+                missing = [i for i in ids if i not in have]
+                if missing:
+                    raise UnknownItemError(f"unknown item {missing[0]!r}: PATCH changes existing items")
+                items = _patched(stored, items)
+            snap = self._snap
+            encoded = None
+            if snap.content is not None and snap.content.content.modalities:
+                from mosaicrec.encoders import encode_items
+
+                encoders = {m: self._encoder(m, snap.content) for m in snap.content.content.modalities}
+                with self.model_lock:
+                    encoded = encode_items(items, encoders, progress=False,
+                                           text_fields=self.info.text_fields)
+                failed = encoded.failures()
+                if len(failed):
+                    first = failed.iloc[0]
+                    raise MediaRejected(f"item {first['item_id']!r}: {first['name']} content rejected "
+                                        f"({first['reason']}); {len(failed)} failure(s), nothing was added")
+            elif self.content_status == "encoding":
+                raise ContentNotReady("the catalog's content is being encoded in the background; add items "
+                                      "once it is ready")
+            self._commit_items(items, encoded.content if encoded is not None else None)
         return ids
 
-    def _add_to_catalog(self, ids: list[str], items: pd.DataFrame, encoded) -> None:
-        with self.lock:
-            self._postings = {}
-            self.item_ids += [i for i in ids if i not in self.index]
-            self.index = {i: k for k, i in enumerate(self.item_ids)}
-            for _, row in items.iterrows():
-                k = self.index[str(row["item_id"])]
-                title, attrs = str(row.get("title") or row["item_id"]), dict(row.get("attributes") or {})
-                if k < len(self.titles):
-                    self.titles[k], self.attributes[k] = title, attrs
-                else:
-                    self.titles.append(title)
-                    self.attributes.append(attrs)
-            if encoded is not None:
-                old = self.content.align(np.array(self.item_ids, dtype=object))
-                got = encoded.content.align(np.array(ids, dtype=object))
-                feats = {m: old.features[m].copy() for m in old.modalities}
-                masks = {m: old.masks[m].copy() for m in old.modalities}
-                rows = [self.index[i] for i in ids]
-                for m in old.modalities:
-                    feats[m][rows], masks[m][rows] = got.features[m], got.masks[m]
-                self._set_content(ItemContent(np.array(self.item_ids, dtype=object), feats, masks,
-                                              dict(self.content.sources)), index=False)
-                if self.content_ann is not None:
-                    # new rows join the index; rows of updated items are stale until the next rebuild
-                    self._stale.update(r for r in rows if r < len(self.content_ann))
-                    self.content_ann.add(self.vectors[len(self.content_ann):])
+    def install_items(self, items: pd.DataFrame, content: ItemContent | None = None) -> list[str]:
+        """Store items whose content is already encoded (``content``, any order) and serve them: the write
+        half of :meth:`add_items`, for vectors made elsewhere (a notebook, another encoder run)."""
+        self._writable()
+        with self._writes:
+            self._commit_items(items, content)
+        return items["item_id"].astype(str).tolist()
+
+    def _commit_items(self, items: pd.DataFrame, content: ItemContent | None) -> None:
+        """Write item rows, then a snapshot with them (call with ``self._writes`` held)."""
+        snap = self._snap
+        ids = items["item_id"].astype(str).tolist()
+        with self._store_lock:
+            self.store.ingest(items=items)
+        catalog = snap.catalog.with_rows(items)
+        cview = snap.content
+        if content is not None and cview is not None:
+            rows = [catalog.index[i] for i in ids]
+            cview = cview.with_rows(catalog.ids, rows, content.align(np.array(ids, dtype=object)))
+        elif content is not None:
+            cview = ContentView.build(content, catalog.ids, self._use_ann(len(catalog)))
+        self._install(catalog=catalog, content=cview)
+
+    def item(self, item_id: str) -> dict[str, Any]:
+        """The stored item (canonical fields)."""
+        with self._store_lock:
+            rows = self.store.items([item_id])
+        if not len(rows):
+            raise UnknownItemError(f"unknown item {item_id!r}")
+        return rows.iloc[0].to_dict()
 
     def delete_user(self, user_id: str) -> int:
-        """Erase the user's events and profile from the store and from live state."""
-        if user_id not in self.model_users and user_id not in self.history:
-            raise UnknownUserError(f"unknown user {user_id!r}")
+        """Erase the user: every event (any weight), profile and impression in the store, their live state,
+        and their model row from now on (a tombstone the store keeps). Returns the events removed."""
+        self._writable()
+        known = (user_id in self._snap.view.users or user_id in self.live.users or user_id in self.live.erased)
         with self._store_lock:
-            n = self.store.delete_user(user_id)
-        with self.lock:
-            self.history.pop(user_id, None)
-            self.changed.discard(user_id)
-            self.erased.add(user_id)
+            known = known or self.store.has_user(user_id)
+            if not known:
+                raise UnknownUserError(f"unknown user {user_id!r}")
+            if self.impressions is not None:
+                self.impressions.forget(user_id)
+            at = int(time.time())
+            n = self.store.delete_user(user_id, at)
+        self.live.erase(user_id, at)
+        self._blocked = self._blocked | {user_id}
         return n
 
+    # -- content and models -----------------------------------------------------------------------------
+    def set_content(self, content: ItemContent | None) -> None:
+        """Serve ``content`` (any catalog order; items it lacks have none) from the next request on."""
+        with self._writes:
+            snap = self._snap
+            cview = ContentView.build(content, snap.catalog.ids, self._use_ann(len(snap.catalog))) \
+                if content is not None else None
+            self._install(content=cview)
+            self.content_status = "ready" if cview is not None else "none"
+
+    def resolve_model_dir(self, folder: str | None) -> Path:
+        """A reload's folder: inside the model root the server was started with, or refused."""
+        if self.model_root is None:
+            raise ModelRejected("this server was started without a model root; reloads are off")
+        if folder is None:
+            raise ModelRejected("name the model folder to load (model_dir)")
+        if "\x00" in folder or ".." in Path(folder).parts:
+            raise ModelRejected(f"model_dir {folder!r}: must be a folder inside the model root (no '..')")
+        real = Path(os.path.realpath(self.model_root / folder))
+        if real != self.model_root and self.model_root not in real.parents:
+            raise ModelRejected(f"model_dir {folder!r}: must be a folder inside the model root")
+        return real
+
+    def load_model_dir(self, folder: Path) -> tuple[BaseRecommender, TrainingInfo]:
+        """A saved model and its training record; any failure is a :class:`ModelRejected` naming the folder
+        relative to the model root."""
+        from mosaicrec.models import load_model
+
+        name = os.path.relpath(folder, self.model_root) if self.model_root else folder.name
+        if not (folder / "model.json").is_file():
+            raise ModelRejected(f"model_dir {name!r}: no saved model there (model.json missing)")
+        try:
+            return load_model(folder), TrainingInfo.load(folder)
+        except Exception as e:  # noqa: BLE001  a broken folder of any kind: refuse it, keep serving
+            raise ModelRejected(f"model_dir {name!r}: cannot load the model ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0][:200]})") from None
+
+    def swap_model(self, model: BaseRecommender, info: TrainingInfo | None = None) -> None:
+        """Serve a newly trained model. It must score this catalog (its items all in it) and read content
+        made by the same encoders. Its snapshot (index, id maps, catalog in its order, content realigned) is
+        built beside the old one; the swap is one assignment, so requests see either model, never a mix,
+        and none fails. Live events are kept; users with events the new model lacks are folded in."""
+        info = (info or TrainingInfo()).model_copy(update={"threshold": self.info.threshold}
+                                                   if info is None or info.threshold is None else {})
+        with self._writes:
+            snap = self._snap
+            alien = [str(i) for i in model.item_ids if str(i) not in snap.catalog.index]
+            if alien:
+                raise ModelRejected(f"the model was trained on another catalog: {len(alien)} of its "
+                                    f"{len(model.item_ids)} items are not in this one (e.g. {alien[0]!r})")
+            cv = snap.content
+            for name, spec in info.encoders.items():
+                source = cv.content.sources.get(name) if cv is not None else None
+                if source is not None and spec.get("key") and spec["key"] != source:
+                    raise ModelRejected(f"the model reads {name!r} content made by {spec['key']}, but this "
+                                        f"server's is made by {source}; restart it with the model's encoders")
+            view = self._model_view(model, info, len(snap.catalog))
+            catalog = snap.catalog.reordered([str(i) for i in model.item_ids])
+            cview = cv
+            if cv is not None and catalog.ids != snap.catalog.ids:
+                cview = ContentView.build(cv.content, catalog.ids, self._use_ann(len(catalog)))
+            with self.live.lock:
+                self.live.refresh_changed(view.users, view.item_index, model._require_fitted())
+                self._blocked = self.live.blocked_rows(info.data_as_of)
+                self._install(view=view, catalog=catalog, content=cview)
+            self.info = info
+            self._encoders = {}
+            self.reloads += 1
+
+    def reload(self, folder: str | None) -> dict[str, Any]:
+        """Load a model folder (inside the model root) and serve it; the old model keeps serving if it fails."""
+        path = self.resolve_model_dir(folder)
+        model, info = self.load_model_dir(path)
+        self.swap_model(model, info)
+        return {"model": model.name, "model_dir": os.path.relpath(path, self.model_root), "reloads": self.reloads}
+
+    def _write_impressions(self, rows: pd.DataFrame) -> None:
+        with self._store_lock:
+            self.store.log_impressions(rows)
+
+    def export_snapshot(self, folder: str | Path) -> dict:
+        """A consistent Parquet snapshot of the store, for training beside the running service."""
+        with self._store_lock:
+            return self.store.export_snapshot(folder)
+
     def close(self) -> None:
-        """Release the store (the server calls this on shutdown)."""
+        """Flush the impression log and release the store (the server calls this on shutdown)."""
+        if self.impressions is not None:
+            self.impressions.close()
         with self._store_lock:
             self.store.close()
 
     def health(self) -> dict[str, Any]:
-        return {"model": self.model.name, "retrieval": self.retrieval, "reloads": self.reloads,
-                "items": len(self.item_ids), "model_items": len(self.model_items),
-                "users": len(self.model_users), "live_users": len(self.history),
-                "content": self.content.modalities if self.content is not None else [],
+        snap = self._snap
+        return {"model": snap.view.model.name, "retrieval": self.retrieval, "reloads": self.reloads,
+                "snapshot": snap.version, "items": len(snap.catalog), "model_items": snap.n_model,
+                "users": len(snap.view.users), "live_users": len(self.live.users),
+                "content": snap.content.content.modalities if snap.content is not None else [],
+                "content_status": self.content_status, "threshold": self.info.threshold,
                 "uptime_s": round(time.time() - self.started, 1)}
 
 
-def _postings(attributes: list[dict[str, Any]], key: str) -> dict[str, np.ndarray]:
-    """For each value of attribute ``key`` (as text; a member of a list value counts), the items having it."""
-    found: dict[str, list[int]] = {}
-    for i, attrs in enumerate(attributes):
-        have = attrs.get(key)
-        for value in (have if isinstance(have, list) else [have]):
-            found.setdefault(str(value), []).append(i)
-    return {value: np.array(items, np.int64) for value, items in found.items()}
+def _patched(stored: pd.DataFrame, patch: pd.DataFrame) -> pd.DataFrame:
+    """Stored rows with a merge-patch applied (fields absent from the patch are ``...``: left as they are)."""
+    base = {str(r["item_id"]): dict(r) for _, r in stored.iterrows()}
+    out = []
+    for _, p in patch.iterrows():
+        row = dict(base[str(p["item_id"])])
+        for key in ("title", "image", "audio"):
+            if p.get(key, ...) is not ...:
+                row[key] = p[key]
+        for key in ("texts", "attributes"):
+            change = p.get(key, ...)
+            if change is not ... and change is not None:
+                merged = dict(row.get(key) or {})
+                for k, v in change.items():
+                    if v is None:
+                        merged.pop(k, None)
+                    else:
+                        merged[k] = v
+                row[key] = merged
+            elif change is None:
+                row[key] = {}
+        out.append(row)
+    return pd.DataFrame(out, columns=["item_id", "title", "texts", "image", "audio", "attributes"])
 
 
 def _history_row(hist: np.ndarray, n_model: int) -> sp.csr_matrix:
-    """A user's live history as one row over the model's items (items added since training dropped)."""
-    row = hist[hist < n_model]
+    """A user's live likes as one row over the model's items (items added since training dropped)."""
+    row = np.unique(hist[hist < n_model])
     return sp.csr_matrix((np.ones(len(row), np.float32), (np.zeros(len(row), int), row)), shape=(1, n_model))
 
 

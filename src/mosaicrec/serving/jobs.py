@@ -1,0 +1,111 @@
+"""Retraining beside a running service.
+
+DuckDB lets one process hold a store for writing, and the service holds it, so ``mosaicrec train`` cannot
+open it meanwhile. A retrain job therefore (1) exports a consistent Parquet snapshot of the store through
+the service's own connection (writes go on), (2) trains in a child process (``mosaicrec train --snapshot``:
+it takes no core time from the server's interpreter and no lock), writing the model under the model root,
+and (3) reloads it into the service, which swaps it in atomically. One job runs at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mosaicrec.errors import MosaicError
+from mosaicrec.serving.service import Conflict, Service
+
+
+@dataclass
+class Job:
+    job_id: str
+    model: str
+    params: dict[str, Any]
+    state: str = "queued"
+    model_dir: str | None = None
+    message: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    log: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "state": self.state, "model": self.model, "model_dir": self.model_dir,
+                "message": self.message, "started_at": self.started_at, "finished_at": self.finished_at,
+                "log_tail": "\n".join(self.log[-20:]) or None}
+
+
+class RetrainJobs:
+    """Runs retrain jobs for one service, one at a time (see the module docstring)."""
+
+    def __init__(self, service: Service, timeout: float = 6 * 3600) -> None:
+        if service.model_root is None:
+            raise MosaicError("retraining needs a model root")
+        self.service, self.timeout = service, timeout
+        self.jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._running: Job | None = None
+
+    def get(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    def start(self, model: str | None = None, params: dict[str, Any] | None = None) -> Job:
+        from mosaicrec.models import MODELS
+
+        served = self.service.model
+        name = model or served.name
+        if name not in MODELS:
+            raise MosaicError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+        if params is None:
+            params = served.config.model_dump(mode="json") if name == served.name else {}
+        with self._lock:
+            if self._running is not None:
+                raise Conflict(f"retrain job {self._running.job_id} is still running")
+            job = Job(uuid.uuid4().hex[:12], name, dict(params))
+            self.jobs[job.job_id] = job
+            self._running = job
+        threading.Thread(target=self._run, args=(job,), name=f"retrain-{job.job_id}", daemon=True).start()
+        return job
+
+    def _run(self, job: Job) -> None:
+        root = self.service.model_root
+        assert root is not None
+        job.state, job.started_at = "running", time.time()
+        snap_dir = root / ".snapshots" / job.job_id
+        out = root / f"{job.model}-{time.strftime('%Y%m%d-%H%M%S')}-{job.job_id[:6]}"
+        try:
+            self.service.export_snapshot(snap_dir)
+            job.log.append(f"snapshot written to {snap_dir.name}")
+            cmd = [sys.executable, "-m", "mosaicrec.cli", "train", "--snapshot", str(snap_dir), "--model", job.model,
+                   "--out", str(out)]
+            for key, value in job.params.items():
+                cmd += ["--param", f"{key}={json.dumps(value)}"]
+            info = self.service.info
+            if info.threshold is not None:
+                cmd += ["--threshold", str(info.threshold)]
+            for name, spec in info.encoders.items():
+                cmd += ["--encoder", f"{name}={spec['name']}"]
+            for f in info.text_fields or []:
+                cmd += ["--text-fields", f]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout)
+            job.log += [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()][-40:]
+            if proc.returncode != 0:
+                raise MosaicError(f"training failed (exit {proc.returncode}): "
+                                  + next((ln for ln in reversed(job.log) if "error" in ln.lower()), "see log_tail"))
+            result = self.service.reload(str(out.relative_to(root)))
+            job.model_dir = result["model_dir"]
+            job.state, job.message = "succeeded", f"serving {result['model']} from {result['model_dir']}"
+        except Exception as e:  # noqa: BLE001  a job reports its failure; the old model keeps serving
+            job.state, job.message = "failed", str(e)
+        finally:
+            job.finished_at = time.time()
+            shutil.rmtree(snap_dir, ignore_errors=True)
+            with self._lock:
+                self._running = None

@@ -1,0 +1,115 @@
+"""Live state: what users did since the service started reading the store, kept in time order.
+
+One writer (the event path, under :attr:`LiveState.lock`) replaces a user's entry as a whole; readers take
+the entry without a lock and so always see one consistent version of it. For each (user, item) the most
+recent event decides: a like followed by a dislike is a dislike. Positives are kept oldest first, so "the
+user's recent history" is the end of the tuple, never the highest item ids.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mosaicrec.models.training import positive
+
+
+@dataclass(frozen=True)
+class UserEvents:
+    """One user's live state: items liked (oldest first) and items disliked (weight below the threshold)."""
+
+    positives: tuple[str, ...] = ()
+    negatives: frozenset[str] = frozenset()
+    last: tuple[tuple[str, int, bool], ...] = ()  # (item, time, positive), the latest event per item
+
+    @property
+    def seen(self) -> set[str]:
+        return {*self.positives, *self.negatives}
+
+
+EMPTY = UserEvents()
+
+
+class LiveState:
+    """Per-user live events, the tombstones of erased users, and which users the model must fold in."""
+
+    def __init__(self, threshold: float | None) -> None:
+        self.threshold = threshold
+        self.users: dict[str, UserEvents] = {}
+        self.erased: dict[str, int] = {}  # user → erased at (Unix s), from the store's tombstones
+        self.changed: set[str] = set()  # users whose live events the served model has not trained on
+        self.lock = threading.Lock()
+
+    def load(self, events: pd.DataFrame, erasures: dict[str, int]) -> None:
+        """Start from the store's events (columns user_id, item_id, timestamp, weight) and tombstones."""
+        self.erased = dict(erasures)
+        self.users = {}
+        if len(events):
+            self._merge(events)
+
+    def apply(self, events: pd.DataFrame) -> None:
+        """Events just written to the store (the one writer calls this)."""
+        with self.lock:
+            touched = self._merge(events)
+            self.changed.update(touched)
+
+    def _merge(self, events: pd.DataFrame) -> set[str]:
+        ev = events.sort_values("timestamp", kind="stable")
+        pos = positive(ev["weight"].to_numpy(), self.threshold)
+        per_user: dict[str, list[tuple[str, int, bool]]] = {}
+        for u, i, t, p in zip(ev["user_id"].astype(str), ev["item_id"].astype(str),
+                              ev["timestamp"].astype("int64"), pos):
+            per_user.setdefault(u, []).append((i, int(t), bool(p)))
+        for u, rows in per_user.items():
+            latest = {i: (t, p) for i, t, p in self.users.get(u, EMPTY).last}
+            for i, t, p in rows:
+                if i not in latest or t >= latest[i][0]:
+                    latest[i] = (t, p)
+            last = tuple(sorted(((i, t, p) for i, (t, p) in latest.items()), key=lambda r: r[1]))
+            self.users[u] = UserEvents(tuple(i for i, _, p in last if p),
+                                       frozenset(i for i, _, p in last if not p), last)
+        return set(per_user)
+
+    def erase(self, user_id: str, at: int) -> None:
+        with self.lock:
+            self.users.pop(user_id, None)
+            self.changed.discard(user_id)
+            self.erased[user_id] = max(at, self.erased.get(user_id, at))
+
+    def get(self, user_id: str) -> UserEvents:
+        return self.users.get(user_id, EMPTY)
+
+    def popularity(self) -> Counter:
+        """Distinct users with a positive event, per item."""
+        return Counter(i for ev in self.users.values() for i in ev.positives)
+
+    def blocked_rows(self, data_as_of: float | None) -> set[str]:
+        """Users whose model rows must not be served: erased at or after the model's data was read (any
+        tombstone, when that time is unknown)."""
+        return {u for u, at in self.erased.items() if data_as_of is None or at >= data_as_of}
+
+    def refresh_changed(self, model_users: dict[str, int], item_index: dict[str, int], seen) -> None:
+        """Recompute which trained users have live events their model row lacks (a like it never saw, or a
+        dislike of an item it counted as a like): those are folded in. ``seen`` is the model's user × item
+        CSR of trained positives; ``item_index`` maps item ids to model item indices."""
+        changed = set()
+        for u, ev in self.users.items():
+            row = model_users.get(u)
+            if row is None:
+                changed.add(u)
+                continue
+            have = set(seen.indices[seen.indptr[row]:seen.indptr[row + 1]].tolist())
+            likes = {item_index[i] for i in ev.positives if i in item_index}
+            dislikes = {item_index[i] for i in ev.negatives if i in item_index}
+            if not likes <= have or dislikes & have:
+                changed.add(u)
+        self.changed = changed
+
+
+def history_indices(items: tuple[str, ...], index: dict[str, int]) -> np.ndarray:
+    """Item ids (oldest first) as catalog indices, in the same order; ids the catalog lacks are dropped."""
+    return np.fromiter((index[i] for i in items if i in index), np.int64)

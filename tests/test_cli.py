@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -39,7 +40,7 @@ def test_ingest_train_recommend_prints_titles(files):
     rec = cli("recommend", "--user", "u0", "--model", "model", "-k", "3", cwd=files).stdout
     assert rec.count("Film number") == 3
     ctx = cli("recommend", "--user", "u0", "--model", "model", "--scenario", "feed", cwd=files, check=False)
-    assert ctx.returncode == 1 and "ranks the same in every context" in ctx.stderr
+    assert ctx.returncode == 1 and "ranks the same in every scenario" in ctx.stderr
 
 
 def test_bad_row_is_one_line_error_without_traceback(files):
@@ -64,8 +65,8 @@ def test_unknown_user_is_a_clear_error(files):
     store = str(files / "s.duckdb")
     cli("ingest", "--events", "events.csv", "--store", store, cwd=files)
     cli("train", "--model", "mostpop", "--store", store, "--out", "m", cwd=files)
-    proc = cli("recommend", "--user", "nobody", "--model", "m", cwd=files, check=False)
-    assert proc.returncode == 1 and "unknown user id 'nobody'" in proc.stderr
+    proc = cli("recommend", "--user", "nobody", "--model", "m", "-k", "3", cwd=files)
+    assert "no likes to go on: the popular items (cold start)" in proc.stdout  # as the API answers
 
 
 def test_evaluate_from_a_config_file_with_user_files(files):
@@ -187,33 +188,159 @@ def test_evaluate_multimodal_config_with_cold_start_on_real_data(tmp_path):
     assert "new items: ndcg@10" in (tmp_path / "run" / "report.md").read_text()
 
 
-def test_serve_starts_from_the_cli_and_answers(files):
+def _free_port() -> int:
     import socket
-    import time
 
-    import httpx
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
+
+class Server:
+    """`mosaicrec serve` in its own process, as an operator starts it."""
+
+    def __init__(self, cwd, *args, keys="keys.txt"):
+        import httpx
+
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "mosaicrec.cli", "serve", *args, "--api-key-file", keys,
+                                      "--port", str(self.port)], cwd=cwd, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.client = httpx.Client(base_url=self.url, timeout=60)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if self.client.get("/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                if self.proc.poll() is not None:
+                    raise AssertionError(self.proc.stderr.read())
+                time.sleep(0.1)
+        raise AssertionError("server did not start")
+
+    def get(self, path, key="reader-key-1", **params):
+        return self.client.get(path, params=params, headers={"X-API-Key": key})
+
+    def post(self, path, body, key="writer-key-1"):
+        return self.client.post(path, json=body, headers={"X-API-Key": key})
+
+    def close(self):
+        self.client.close()
+        self.proc.terminate()
+        self.proc.wait(20)
+
+
+KEYS = "reader-key-1:read\nwriter-key-1:write\nadmin-key-1:admin\n"
+
+
+def test_serve_starts_at_once_and_encodes_content_in_the_background(files):
+    (files / "keys.txt").write_text(KEYS)
     cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", "s.duckdb", cwd=files)
     cli("train", "--model", "ease", "--param", "reg=10", "--out", "m", "--store", "s.duckdb", cwd=files)
     bad = cli("serve", "--model", "m", "--store", "s.duckdb", cwd=files, check=False)
-    assert bad.returncode == 1 and "--api-key" in bad.stderr
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "mosaicrec.cli", "serve", "--model", "m", "--store", "s.duckdb",
-                             "--api-key", "k:write", "--encoder", "text=minilm", "--port", str(port)], cwd=files,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert bad.returncode == 1 and "--api-key-file" in bad.stderr
+    t0 = time.monotonic()
+    server = Server(files, "--model", "m", "--store", "s.duckdb", "--encoder", "text=minilm")
     try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(240):
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.25)
-        r = httpx.get(f"{url}/users/u0/recommendations", params={"k": 3}, headers={"X-API-Key": "k"})
+        started = time.monotonic() - t0
+        r = server.get("/users/u0/recommendations", k=3)  # answers before any content exists
         assert r.status_code == 200 and len(r.json()["items"]) == 3
         assert all(i["title"].startswith("Film number") for i in r.json()["items"])
+        sim = server.get("/items/i0/similar", k=3)
+        assert sim.status_code in (200, 503)
+        if sim.status_code == 503:
+            assert "being encoded" in sim.json()["detail"] and sim.headers["Retry-After"]
+        deadline = time.monotonic() + 120
+        while sim.status_code == 503 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            sim = server.get("/items/i0/similar", k=3)
+        assert sim.status_code == 200 and len(sim.json()["items"]) == 3
+        assert server.get("/status").json()["content_status"] == "ready"
     finally:
-        proc.terminate()
-        proc.wait(10)
+        server.close()
+    assert started < 60, started
+
+
+def test_train_shows_epochs_and_records_how_it_trained(files):
+    cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", "s.duckdb", cwd=files)
+    proc = cli("train", "--model", "bpr", "--param", "iterations=3", "--out", "m", "--store", "s.duckdb", cwd=files)
+    assert "epoch 3/3" in proc.stderr and "pairs ranked right" in proc.stderr
+    info = json.loads((files / "m" / "training.json").read_text())
+    assert info["threshold"] is None and info["data_as_of"] > 0 and info["dataset"]
+    assert "positives: weight > 0" in proc.stdout
+
+
+def test_a_model_remembers_its_encoders_and_serve_refuses_another(files):
+    (files / "keys.txt").write_text(KEYS)
+    cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", "s.duckdb", cwd=files)
+    cli("train", "--model", "content-knn", "--encoder", "text=e5-multilingual", "--out", "m", "--store", "s.duckdb",
+        cwd=files)
+    info = json.loads((files / "m" / "training.json").read_text())
+    assert info["encoders"]["text"]["name"] == "e5-multilingual" and (files / "m" / "content.npz").exists()
+    bad = cli("serve", "--model", "m", "--encoder", "text=minilm", "--api-key-file", "keys.txt", cwd=files,
+              check=False)
+    assert bad.returncode == 1 and "trained with text=e5-multilingual" in bad.stderr
+    server = Server(files, "--model", "m")  # no --encoder: the model's own, content from its folder
+    try:
+        assert server.get("/status").json()["content_status"] == "ready"
+        found = server.client.post("/search", json={"query": "Film number 7", "k": 1},
+                                   headers={"X-API-Key": "reader-key-1"}).json()["items"]
+        assert found[0]["item_id"] == "i7"  # the query is embedded by e5, as the catalog was
+    finally:
+        server.close()
+
+
+def test_cli_lists_follow_the_api_rules_and_export_writes_every_user(files):
+    (files / "events.csv").write_text((files / "events.csv").read_text() + "u0,i7,0,9999\n")  # u0 dislikes i7
+    cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", "s.duckdb", cwd=files)
+    cli("train", "--model", "itemknn", "--out", "m", "--store", "s.duckdb", cwd=files)
+    listed = cli("recommend", "--user", "u0", "--model", "m", "-k", "29", "--include-seen", cwd=files).stdout
+    assert " i7 " not in listed and "Film number 7 " not in listed  # a dislike never comes back
+    similar = cli("similar", "--item", "i3", "--model", "m", "-k", "2", cwd=files).stdout
+    assert similar.count("Film number") == 2
+    found = cli("search", "Film number 12", "--model", "m", "-k", "1", cwd=files).stdout
+    assert "i12" in found
+    cli("export", "--model", "m", "--out", "top.parquet", "-k", "5", cwd=files)
+    import pandas as pd
+    top = pd.read_parquet(files / "top.parquet")
+    assert top["user_id"].nunique() == 40 and (top.groupby("user_id").size() == 5).all()
+    assert not ((top["user_id"] == "u0") & (top["item_id"] == "i7")).any()
+
+
+def test_ingest_says_which_columns_it_ignored_and_maps_them_on_request(files):
+    (files / "rated.csv").write_text("user_id,item_id,rating,timestamp\nu1,i1,2,10\nu1,i2,5,11\n")
+    (files / "films.csv").write_text("item_id,title,description,genres\ni1,A,a plot,Drama|Comedy\ni2,B,b plot,War\n")
+    plain = cli("ingest", "--events", "rated.csv", "--items", "films.csv", "--store", "a.duckdb", cwd=files).stdout
+    assert "IGNORED: rating (to use it: --map events.weight=rating)" in plain
+    assert "description (to use it: --map items.texts=description)" in plain
+    mapped = cli("ingest", "--events", "rated.csv", "--items", "films.csv", "--store", "b.duckdb", "--map",
+                 "events.weight=rating", "--map", "items.texts=description", "--map", "items.attributes=genres",
+                 cwd=files).stdout
+    assert "IGNORED" not in mapped and "rating → weight" in mapped
+    from mosaicrec.data.store import Store
+    with Store(files / "b.duckdb", read_only=True) as st:
+        data = st.load_dataset()
+    assert sorted(data.interactions.weights.tolist()) == [2.0, 5.0]
+    assert data.items.set_index("item_id").loc["i1", "attributes"] == {"genres": ["Drama", "Comedy"]}
+
+
+def test_retrain_beside_the_running_service_and_reload(files):
+    (files / "keys.txt").write_text(KEYS)
+    cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", "s.duckdb", cwd=files)
+    cli("train", "--model", "als", "--param", "iterations=3", "--param", "factors=8", "--out", "models/als",
+        "--store", "s.duckdb", cwd=files)
+    server = Server(files, "--model", "models/als", "--no-content")
+    try:
+        events = [{"user_id": "late", "item_id": f"i{j}"} for j in range(5)]
+        assert server.post("/events", {"events": events}).status_code == 201
+        locked = cli("train", "--model", "als", "--out", "models/x", "--store", "s.duckdb", cwd=files, check=False)
+        assert locked.returncode == 1 and "in use by another process" in locked.stderr and "retrain" in locked.stderr
+        done = cli("retrain", "--server", server.url, "--api-key-file", "keys.txt", cwd=files)
+        assert "succeeded" in done.stdout, done.stdout + done.stderr
+        status = server.get("/status").json()
+        assert status["reloads"] == 1 and status["users"] == 41  # "late" is in the new model's rows
+        assert server.get("/users/late/recommendations").json()["cold_start"] is False
+        assert any(p.name.startswith("als-") for p in (files / "models").iterdir())
+    finally:
+        server.close()

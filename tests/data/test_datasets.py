@@ -69,3 +69,14 @@ def test_kuairand_keeps_scenarios_and_merges_repeated_impressions(tmp_path):
         first = store.counts()
         ingest_source(store, source)
         assert store.counts() == first and first["events"] == 222_442
+
+
+def test_every_shared_dataset_is_found_under_its_own_folder(tmp_path, monkeypatch):
+    from mosaicrec.data.datasets import DATASETS, dataset_available
+
+    monkeypatch.setenv("MOSAICREC_DATA_ROOT", str(tmp_path))
+    for name, entry in DATASETS.items():
+        if entry.requires == "shared":
+            (tmp_path / entry.folder).mkdir()
+            assert dataset_available(name)[0], name
+    assert DATASETS["kuairand"].folder == "kuairand-slice"

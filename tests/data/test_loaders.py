@@ -117,3 +117,56 @@ def test_non_finite_weights_are_bad(tmp_path):
     frame, report = load_events(path, EventSchema(timestamp=None), on_error="reject",
                                 rejects_path=tmp_path / "r.csv")
     assert np.isfinite(frame["weight"]).all() and report.n_rejected == 1
+
+
+# -- defects found by trying it as a new user (issue 13) ---------------------------------------------------
+def test_a_row_with_an_extra_field_is_refused_by_row_instead_of_shifting_columns(tmp_path):
+    path = write(tmp_path, "events.csv", "user_id,item_id,timestamp\nu1,i1,100,oops\nu2,i2,200\n")
+    with pytest.raises(ValidationError) as e:
+        load_events(path)
+    assert str(e.value).startswith("events.csv row 1: expected 3 fields (user_id, item_id, timestamp), found 4")
+    short = write(tmp_path, "short.csv", "user_id,item_id,timestamp\nu1,i1,100\nu2,i2\n")
+    frame, report = load_events(short, on_error="reject", rejects_path=tmp_path / "r.csv")
+    assert list(frame["user_id"]) == ["u1"] and report.n_rejected == 1
+    assert "found 2" in pd.read_csv(tmp_path / "r.csv")["reason"][0]
+
+
+def test_a_non_utf8_byte_is_reported_with_its_line(tmp_path):
+    path = tmp_path / "items.csv"
+    path.write_bytes("item_id,title\ni1,Amélie\n".encode() + "i2,Caf\xe9 society\n".encode("latin-1"))
+    with pytest.raises(ValidationError) as e:
+        load_items(path)
+    assert "line 3" in str(e.value) and "0xe9" in str(e.value) and "UTF-8" in str(e.value)
+
+
+@pytest.mark.parametrize("ts", ["1e30", "-5", "99999999999999", "1900-01-01"])
+def test_timestamps_out_of_range_are_refused_not_wrapped(tmp_path, ts):
+    path = write(tmp_path, "events.csv", f"user_id,item_id,timestamp\nu1,i1,100\nu2,i2,{ts}\n")
+    with pytest.raises(ValidationError) as e:
+        load_events(path)
+    assert 'row 2, column "timestamp"' in str(e.value) and "1970 to 9999" in str(e.value)
+
+
+def test_weights_must_be_finite_and_bounded(tmp_path):
+    for w in ("inf", "NaN", "1e400", "5e12"):
+        path = write(tmp_path, "e.csv", f"user_id,item_id,weight\nu1,i1,{w}\n")
+        with pytest.raises(ValidationError, match='column "weight"'):
+            load_events(path)
+
+
+def test_the_report_names_used_and_ignored_columns_with_a_mapping_to_use_them(tmp_path):
+    path = write(tmp_path, "events.csv", "user_id,item_id,rating,timestamp\nu1,i1,4,100\n")
+    _, report = load_events(path)
+    assert report.used == {"user": "user_id", "item": "item_id", "timestamp": "timestamp"}
+    assert report.ignored == {"rating": "events.weight=rating"}
+    assert "IGNORED: rating (to use it: --map events.weight=rating)" in report.describe()
+    items = write(tmp_path, "items.csv", "item_id,title,description,genres,poster\ni1,A,plot,Drama,a.jpg\n")
+    _, report = load_items(items)
+    assert report.ignored == {"description": "items.texts=description", "genres": "items.attributes=genres",
+                              "poster": "items.image=poster"}
+
+
+def test_the_many_bad_rows_hint_names_the_cli_flag_too(tmp_path):
+    path = write(tmp_path, "events.csv", EVENTS_CSV)
+    with pytest.raises(ValidationError, match="--on-error reject"):
+        load_events(path, SCHEMA)

@@ -59,7 +59,7 @@ def server(tmp_path_factory):
 @contextmanager
 def serve(service, **options):
     """The real app under uvicorn on a free loopback port; yields an HTTP client for it."""
-    app = create_app(service, {WRITE: "write", READ: "read", ADMIN: "admin"}, max_body_bytes=50_000, **options)
+    app = create_app(service, {WRITE: "write", READ: "read", ADMIN: "admin"}, **{"max_body_bytes": 50_000, **options})
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

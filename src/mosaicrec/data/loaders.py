@@ -232,19 +232,23 @@ def _timestamps(series: pd.Series, unit: str) -> tuple[np.ndarray, np.ndarray]:
     scale = {"s": 1, "ms": 1000}.get(unit)
     if scale is None:
         raise ValidationError(f"timestamp_unit must be 's' or 'ms', got {unit!r}")
+    not_number = bad_num.copy()  # only these may be dates; a number out of range stays refused
     # out of range before the cast: 1e30 // 1 would wrap to -2**63 (numpy only warns)
     finite = np.nan_to_num(nums, nan=0.0, posinf=0.0, neginf=0.0)
     bad_num |= (finite < 0) | (finite / scale > MAX_TIMESTAMP)
     out[~bad_num] = (nums[~bad_num] // scale).astype(np.int64)
-    if bad_num.any():
-        text = series[bad_num].astype(str)
-        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-        ok = parsed.notna().to_numpy()
-        idx = np.flatnonzero(bad_num)
-        seconds = np.asarray((parsed[ok] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1), np.int64)
-        in_range = (seconds >= 0) & (seconds <= MAX_TIMESTAMP)
-        out[idx[ok][in_range]] = seconds[in_range]
-        bad_num[idx[ok][in_range]] = False
+    if not_number.any():
+        idx = np.flatnonzero(not_number)
+        parsed = pd.to_datetime(series.iloc[idx].astype(str), errors="coerce", utc=True, format="ISO8601")
+        for j, t in zip(idx, parsed):
+            if t is pd.NaT or pd.isna(t):
+                continue
+            try:
+                seconds = int(t.timestamp())
+            except (OverflowError, ValueError):
+                continue
+            if 0 <= seconds <= MAX_TIMESTAMP:
+                out[j], bad_num[j] = seconds, False
     return out, bad_num
 
 

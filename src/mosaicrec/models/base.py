@@ -164,7 +164,11 @@ class BaseRecommender:
             self._fit(train)
         finally:  # the model keeps what it derived, not the inputs
             self.content_ = self.user_profiles_ = None
-        for key, value in self._state().items():
+        try:
+            state = self._state()
+        except NotImplementedError:  # a model that is never saved has nothing to check here
+            state = {}
+        for key, value in state.items():
             if np.issubdtype(np.asarray(value).dtype, np.floating) and not np.isfinite(value).all():
                 raise MosaicError(f"{self.name}: training diverged ({key} holds NaN or inf values); lower the "
                                   "learning rate or check the event weights")

@@ -18,7 +18,6 @@ An unexpected error is a 500 that says only that (the details go to the server's
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -148,8 +147,10 @@ def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float 
     async def bad_request(request: Request, exc: RequestValidationError):
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return JSONResponse({"detail": f"{where}: {first.get('msg')}", "errors": json.loads(
-            json.dumps(exc.errors(), default=str))}, 422)
+        # loc, msg and type only: the input itself may be NaN (no JSON for it) or large, and is the client's
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg")), "type": str(e.get("type"))}
+                  for e in exc.errors()[:20]]
+        return JSONResponse({"detail": f"{where}: {first.get('msg')}", "errors": errors}, 422)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):

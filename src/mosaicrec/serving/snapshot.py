@@ -173,7 +173,7 @@ class Proxies:
 
     @classmethod
     def build(cls, view: ModelView, content: ContentView | None, n_catalog: int, k: int = 20,
-              temperature: float = 0.05) -> Proxies:
+              temperature: float = 0.02) -> Proxies:
         n_model, n_extra = view.n_items, n_catalog - view.n_items
         if n_extra <= 0 or content is None:
             w = sp.csr_matrix((max(n_extra, 0), n_model), dtype=np.float32)

@@ -252,16 +252,15 @@ class Store:
         return bool(self._sql("SELECT EXISTS (SELECT 1 FROM events WHERE user_id = ?) OR "
                               "EXISTS (SELECT 1 FROM users WHERE user_id = ?)", [user_id, user_id])[0][0])
 
-    def log_impressions(self, rows: pd.DataFrame) -> None:
-        """Append served lists (one row per shown item, columns as the ``impressions`` table)."""
+    def log_impressions(self, rows) -> None:
+        """Append served lists: an Arrow table (or a frame) with the ``impressions`` table's columns in its
+        order, one row per shown item. Arrow is read without holding the GIL (see serving.impressions)."""
         if not len(rows):
             return
-        self.con.register("_impressions_in", rows)
-        try:
-            self._sql("INSERT INTO impressions SELECT request_id, served_at, user_id, item_id, position, score, "
-                      "propensity, scenario, model, policy FROM _impressions_in")
-        finally:
-            self.con.unregister("_impressions_in")
+        import pyarrow as pa
+
+        table = rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
+        self.con.from_arrow(table).insert_into("impressions")
 
     def impressions(self, user_id: str | None = None) -> pd.DataFrame:
         """The impression log (one row per shown item), oldest first; one user's rows with ``user_id``."""

@@ -25,7 +25,7 @@ class InnerProductIndex:
     """HNSW over item vectors (``n × d``) with optional biases."""
 
     def __init__(self, vectors: np.ndarray, biases: np.ndarray | None = None, m: int = 32,
-                 ef_construction: int = 200, ef_search: int = 128, threads: int = 0) -> None:
+                 ef_construction: int = 200, ef_search: int = 96, threads: int = 0) -> None:
         """``threads``: OpenMP threads for the build (0: all cores). Searches use one thread: a server
         asks one query at a time, and idle OpenMP workers spin on the cores the requests need."""
         import faiss

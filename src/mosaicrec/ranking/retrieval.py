@@ -81,12 +81,25 @@ class HNSWRetriever(ExactRetriever):
               exact_below: int = 20_000) -> HNSWRetriever:
         return cls(rows, InnerProductIndex(vectors, biases), exact_below)
 
+    #: a mask leaving out at most this many rows is applied after the walk (search k + that many, drop the
+    #: disallowed): cheaper than building a faiss ID selector over every row for a user's few seen items
+    post_filter_below = 256
+
     def top(self, query: np.ndarray, k: int, allow: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.rows)
         n_allowed = n if allow is None else int(np.count_nonzero(allow))
         if n_allowed > min(self.exact_below, n // 5):
-            ids, vals = (a[0] for a in self.index.search(query[None, :-1], k, allow=allow))
-            keep = (ids >= 0) & np.isfinite(vals)
-            if np.count_nonzero(keep) >= min(k, n_allowed):
-                return ids[keep].astype(np.int64), vals[keep].astype(np.float32)
+            n_out = n - n_allowed
+            if n_out <= self.post_filter_below:
+                ids, vals = (a[0] for a in self.index.search(query[None, :-1], k + n_out))
+                keep = (ids >= 0) & np.isfinite(vals)
+                if n_out:
+                    keep[keep] = allow[ids[keep]]
+                ids, vals = ids[keep][:k], vals[keep][:k]
+            else:
+                ids, vals = (a[0] for a in self.index.search(query[None, :-1], k, allow=allow))
+                keep = (ids >= 0) & np.isfinite(vals)
+                ids, vals = ids[keep], vals[keep]
+            if len(ids) >= min(k, n_allowed):
+                return ids.astype(np.int64), vals.astype(np.float32)
         return super().top(query, k, allow)

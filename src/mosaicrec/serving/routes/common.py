@@ -8,6 +8,7 @@ import orjson
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import Response
 
+from mosaicrec.errors import MosaicError
 from mosaicrec.serving.auth import RANK, KeyKind
 from mosaicrec.serving.service import Service
 
@@ -16,28 +17,109 @@ def service(request: Request) -> Service:
     return request.app.state.service
 
 
+def authorize(request: Request, kind: KeyKind) -> KeyKind:
+    """Admit keys of ``kind`` or above (``X-API-Key``, or ``Authorization: Bearer``), each within its rate
+    limit; else 401, 403 or 429."""
+    presented = request.headers.get("x-api-key")
+    if presented is None:
+        auth = request.headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            presented = auth[7:].strip()
+    found = request.app.state.keys.kind_of(presented)
+    if found is None:
+        raise HTTPException(401, "missing or unknown API key (header X-API-Key)")
+    key, have = found
+    if not request.app.state.keys.take(key):
+        raise HTTPException(429, "rate limit exceeded for this key")
+    if RANK[have] < RANK[kind]:
+        raise HTTPException(403, f"this key is {have}-only; this route needs a {kind} key")
+    return have
+
+
 def require(kind: KeyKind):
-    """A dependency admitting keys of ``kind`` or above (``X-API-Key``, or ``Authorization: Bearer``), each
-    within its rate limit. ``async``: a plain ``def`` dependency costs a thread hop on every request."""
+    """:func:`authorize` as a dependency. ``async``: a plain ``def`` dependency costs a thread hop."""
     async def check(request: Request) -> KeyKind:
-        presented = request.headers.get("x-api-key")
-        if presented is None:
-            auth = request.headers.get("authorization", "")
-            if auth[:7].lower() == "bearer ":
-                presented = auth[7:].strip()
-        found = request.app.state.keys.kind_of(presented)
-        if found is None:
-            raise HTTPException(401, "missing or unknown API key (header X-API-Key)")
-        key, have = found
-        if not request.app.state.keys.take(key):
-            raise HTTPException(429, "rate limit exceeded for this key")
-        if RANK[have] < RANK[kind]:
-            raise HTTPException(403, f"this key is {have}-only; this route needs a {kind} key")
-        return have
+        return authorize(request, kind)
     return Depends(check)
 
 
 READ, WRITE, ADMIN = require("read"), require("write"), require("admin")
+
+
+class ParamError(MosaicError):
+    """A query or path parameter out of its bounds (the API answers 422 naming it)."""
+
+
+class Params:
+    """Query and path parameters of the hottest read routes, validated by hand.
+
+    FastAPI's per-parameter resolution cost ~0.4 ms per request on the recommendations route, about as much
+    as the recommendation itself; these routes take the raw request and check each value here, with the
+    same bounds and a 422 naming the parameter. Their parameters are still documented in the OpenAPI
+    description (``openapi_extra``)."""
+
+    def __init__(self, request: Request) -> None:
+        self.q = request.query_params
+        self.path = request.path_params
+
+    def id(self, name: str) -> str:
+        value = self.path[name]
+        if not 1 <= len(value) <= 256 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ParamError(f"path.{name}: must be 1-256 printable characters")
+        return value
+
+    def int(self, name: str, default: int, lo: int, hi: int) -> int:
+        raw = self.q.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ParamError(f"query.{name}: expected an integer, got {raw[:40]!r}") from None
+        if not lo <= value <= hi:
+            raise ParamError(f"query.{name}: must be between {lo} and {hi}, got {value}")
+        return value
+
+    def float(self, name: str, lo: float, hi: float) -> float | None:
+        raw = self.q.get(name)
+        if raw is None:
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ParamError(f"query.{name}: expected a number, got {raw[:40]!r}") from None
+        if not lo <= value <= hi:  # NaN fails this too
+            raise ParamError(f"query.{name}: must be between {lo:g} and {hi:g}, got {raw[:40]!r}")
+        return value
+
+    def str(self, name: str, max_length: int) -> str | None:
+        value = self.q.get(name)
+        if value is not None and len(value) > max_length:
+            raise ParamError(f"query.{name}: at most {max_length} characters")
+        return value
+
+    def bool(self, name: str, default: bool = False) -> bool:
+        raw = self.q.get(name)
+        if raw is None:
+            return default
+        low = raw.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ParamError(f"query.{name}: expected true or false, got {raw[:40]!r}")
+
+    def list(self, name: str, max_items: int, max_length: int) -> list[str]:
+        values = self.q.getlist(name)
+        if len(values) > max_items or any(len(v) > max_length for v in values):
+            raise ParamError(f"query.{name}: at most {max_items} values of {max_length} characters")
+        return values
+
+
+def query_doc(*params: tuple[str, str, dict, str]) -> dict:
+    """``openapi_extra`` documenting hand-validated parameters: (name, where, schema, description)."""
+    return {"parameters": [{"name": n, "in": where, "required": where == "path", "schema": schema,
+                            "description": desc} for n, where, schema, desc in params]}
 
 
 def json_response(payload: Any, status: int = 200) -> Response:

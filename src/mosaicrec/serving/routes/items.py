@@ -6,13 +6,13 @@ import json
 from typing import Any
 
 import pandas as pd
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
 
 from mosaicrec.serving.media import MediaRejected
-from mosaicrec.serving.routes.common import READ, WRITE, json_response, service
+from mosaicrec.serving.routes.common import READ, WRITE, Params, authorize, json_response, query_doc, service
 from mosaicrec.serving.schemas import (Id, ItemFields, ItemIn, ItemsIn, ItemsOut, SearchIn, SearchOut, SimilarOut,
                                        StoredItemOut)
 
@@ -20,11 +20,17 @@ router = APIRouter(tags=["items"])
 FIELDS = ["item_id", "title", "texts", "image", "audio", "attributes"]
 
 
-@router.get("/items/{item_id}/similar", response_model=SimilarOut, dependencies=[READ])
-async def similar(request: Request, item_id: Id, k: int = Query(10, ge=1, le=1_000),
-                  modality: str | None = Query(None, max_length=64)) -> Response:
-    """Nearest items by fused content, or by one modality."""
-    return json_response({"item_id": item_id, "items": service(request).similar(item_id, k, modality)})
+@router.get("/items/{item_id}/similar", response_model=SimilarOut, openapi_extra=query_doc(
+    ("item_id", "path", {"type": "string", "minLength": 1, "maxLength": 256}, "external item id"),
+    ("k", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}, "list length"),
+    ("modality", "query", {"type": "string", "maxLength": 64}, "one modality instead of the fused content")))
+async def similar(request: Request) -> Response:
+    """Nearest items by fused content, or by one modality. Needs a read key."""
+    authorize(request, "read")
+    p = Params(request)
+    item_id = p.id("item_id")
+    return json_response({"item_id": item_id,
+                          "items": service(request).similar(item_id, p.int("k", 10, 1, 1_000), p.str("modality", 64))})
 
 
 @router.post("/search", response_model=SearchOut, dependencies=[READ])

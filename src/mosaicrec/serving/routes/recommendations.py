@@ -1,37 +1,44 @@
-"""``GET /users/{user_id}/recommendations``: a user's list (read key)."""
+"""``GET /users/{user_id}/recommendations``: a user's list (read key), the hottest route."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from mosaicrec.errors import MosaicError
-from mosaicrec.serving.routes.common import READ, json_response, service
-from mosaicrec.serving.schemas import Id, RecommendationsOut
+from mosaicrec.serving.routes.common import Params, authorize, json_response, query_doc, service
+from mosaicrec.serving.schemas import RecommendationsOut
 
 router = APIRouter(tags=["recommendations"])
 
+DOC = query_doc(
+    ("user_id", "path", {"type": "string", "minLength": 1, "maxLength": 256}, "external user id"),
+    ("k", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}, "list length"),
+    ("exclude", "query", {"type": "string", "maxLength": 10000}, "comma-separated item ids to leave out"),
+    ("diversity", "query", {"type": "number", "minimum": 0, "maximum": 1}, "MMR re-ranking at lambda = 1 - diversity"),
+    ("filter", "query", {"type": "array", "items": {"type": "string"}, "maxItems": 16}, "attribute:value, repeatable"),
+    ("include_seen", "query", {"type": "boolean", "default": False}, "also items the user liked (never disliked ones)"),
+    ("scenario", "query", {"type": "string", "maxLength": 256},
+     "the request's context (e.g. the app surface) for a context model; a value the model never saw gets its "
+     "shared scores (scenario_known: false)"))
 
-@router.get("/users/{user_id}/recommendations", response_model=RecommendationsOut, dependencies=[READ])
-async def recommendations(request: Request, user_id: Id, k: int = Query(10, ge=1, le=1_000),
-                          exclude: str | None = Query(None, max_length=10_000, description="comma-separated item ids"),
-                          diversity: float | None = Query(None, ge=0.0, le=1.0),
-                          filter: list[str] | None = Query(None, max_length=16,
-                                                           description="attribute:value, repeatable"),
-                          include_seen: bool = False,
-                          scenario: str | None = Query(None, max_length=256,
-                                                       description="the request's context (e.g. the app surface) "
-                                                       "for a context model; a value the model never saw gets its "
-                                                       "shared scores (scenario_known: false)")) -> Response:
+
+@router.get("/users/{user_id}/recommendations", response_model=RecommendationsOut, openapi_extra=DOC,
+            responses={401: {"description": "no or unknown key"}, 422: {"description": "a parameter out of bounds"}})
+async def recommendations(request: Request) -> Response:
     """Top-k items for a user, with explanations. A user with no likes (new, or erased) gets the popular
-    items with ``cold_start: true``. Items the user disliked never appear."""
+    items with ``cold_start: true``. Items the user disliked never appear. Needs a read key."""
+    authorize(request, "read")
+    p = Params(request)
+    user_id, k = p.id("user_id"), p.int("k", 10, 1, 1_000)
+    exclude, diversity = p.str("exclude", 10_000), p.float("diversity", 0.0, 1.0)
     filters = {}
-    for f in filter or []:
+    for f in p.list("filter", 16, 1_000):
         key, sep, value = f.partition(":")
         if not sep or not key:
             raise MosaicError(f"filter expects attribute:value, got {f!r}")
         filters[key] = value
     result = service(request).recommend(user_id, k, exclude=exclude.split(",") if exclude else None,
-                                        diversity=diversity, filters=filters, exclude_seen=not include_seen,
-                                        scenario=scenario)
+                                        diversity=diversity, filters=filters, exclude_seen=not p.bool("include_seen"),
+                                        scenario=p.str("scenario", 256))
     return json_response(result)

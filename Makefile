@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/multimodal.py
 	$(PY) benchmarks/serving.py
 	$(PY) benchmarks/serving.py --model scenario-bpr
+	$(PY) benchmarks/new_items.py
 
 clean:
 	rm -rf $(VENV) .mosaicrec runs benchmarks/results .pytest_cache

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -311,9 +312,22 @@ def _model_store(model_dir: Path, store: Path | None) -> Path | None:
     return store
 
 
-def _list_service(model_dir: Path, store: Path | None, need_content: bool = False):
+ModelOpt = Annotated[Path, typer.Option("--model", help="folder written by `mosaicrec train`")]
+KOpt = Annotated[int, typer.Option("-k", min=1, max=1000, help="list length")]
+
+
+@contextmanager
+def _listing(model_dir: Path, store: Path | None, need_content: bool = False):
     """The serving pipeline over a store opened read-only: the CLI's lists follow the API's rules (dislikes
     out, only likes folded in and cited, cold start for users with none)."""
+    service = _list_service(model_dir, store, need_content)
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+def _list_service(model_dir: Path, store: Path | None, need_content: bool = False):
     from mosaicrec.data.store import Store
     from mosaicrec.models import load_model
     from mosaicrec.models.training import TrainingInfo, default_threshold
@@ -362,19 +376,16 @@ def _print_items(title: str, items, note: str | None = None) -> None:
 @app.command()
 def recommend(
     user: Annotated[str, typer.Option(help="external user id")],
-    model_dir: Annotated[Path, typer.Option("--model", help="folder written by `mosaicrec train`")],
-    k: Annotated[int, typer.Option("-k", min=1, max=1000, help="list length")] = 10,
+    model_dir: ModelOpt,
+    k: KOpt = 10,
     store: StoreOpt = None,
     include_seen: Annotated[bool, typer.Option(help="also list items the user already liked (never ones "
                                                "they disliked)")] = False,
     scenario: Annotated[Optional[str], typer.Option(help="rank in this context (context models)")] = None,
 ) -> None:
     """Print a user's top-k, by the same rules as the API's list."""
-    service = _list_service(model_dir, store)
-    try:
+    with _listing(model_dir, store) as service:
         result = service.recommend(user, k, exclude_seen=not include_seen, scenario=scenario)
-    finally:
-        service.close()
     where = f" in {service.model.context_key} {scenario}" if scenario else ""
     note = (f"user {user} has no likes to go on: the popular items (cold start)" if result.cold_start else None)
     _print_items(f"top {k} for user {user}{where} ({result.model})", result.items, note)
@@ -383,40 +394,34 @@ def recommend(
 @app.command()
 def similar(
     item: Annotated[str, typer.Option(help="external item id")],
-    model_dir: Annotated[Path, typer.Option("--model", help="folder written by `mosaicrec train`")],
-    k: Annotated[int, typer.Option("-k", min=1, max=1000)] = 10,
+    model_dir: ModelOpt,
+    k: KOpt = 10,
     modality: Annotated[Optional[str], typer.Option(help="one modality (text, image, audio) instead of all")] = None,
     store: StoreOpt = None,
 ) -> None:
     """Print the items most like one item, by content (encoded through the cache if not saved)."""
-    service = _list_service(model_dir, store, need_content=True)
-    try:
+    with _listing(model_dir, store, need_content=True) as service:
         _print_items(f"items like {item}", service.similar(item, k, modality))
-    finally:
-        service.close()
 
 
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="what to look for, in words")],
-    model_dir: Annotated[Path, typer.Option("--model", help="folder written by `mosaicrec train`")],
-    k: Annotated[int, typer.Option("-k", min=1, max=1000)] = 10,
+    model_dir: ModelOpt,
+    k: KOpt = 10,
     user: Annotated[Optional[str], typer.Option(help="break ties towards this user's taste")] = None,
     store: StoreOpt = None,
 ) -> None:
     """Print the items nearest in meaning to a text query (image- and audio-only items too)."""
-    service = _list_service(model_dir, store, need_content=True)
-    try:
+    with _listing(model_dir, store, need_content=True) as service:
         _print_items(f"search: {query}", service.search(query, k, user))
-    finally:
-        service.close()
 
 
 @app.command()
 def export(
-    model_dir: Annotated[Path, typer.Option("--model", help="folder written by `mosaicrec train`")],
+    model_dir: ModelOpt,
     output: Annotated[Path, typer.Option("--out", help="file to write: .parquet or .csv")],
-    k: Annotated[int, typer.Option("-k", min=1, max=1000)] = 10,
+    k: KOpt = 10,
     users: Annotated[Optional[Path], typer.Option(help="a file with one user id per line [default: every "
                                                   "user the model or the store knows]")] = None,
     scenario: Annotated[Optional[str], typer.Option(help="rank in this context (context models)")] = None,
@@ -429,8 +434,7 @@ def export(
 
     if output.suffix.lower() not in (".parquet", ".csv"):
         raise MosaicError(f"--out must end in .parquet or .csv, got {output.name!r}")
-    service = _list_service(model_dir, store)
-    try:
+    with _listing(model_dir, store) as service:
         if users is not None:
             ids = [ln.strip() for ln in users.read_text().splitlines() if ln.strip()]
         else:
@@ -439,8 +443,6 @@ def export(
         for u in track(ids, description=f"top {k} for {len(ids):,} users", console=err):
             result = service.recommend(u, k, scenario=scenario)
             rows += [(u, rank, r.item_id, r.score, result.cold_start) for rank, r in enumerate(result.items, 1)]
-    finally:
-        service.close()
     frame = pd.DataFrame(rows, columns=["user_id", "rank", "item_id", "score", "cold_start"])
     output.parent.mkdir(parents=True, exist_ok=True)
     (frame.to_parquet if output.suffix.lower() == ".parquet" else frame.to_csv)(output, index=False)
@@ -449,7 +451,7 @@ def export(
 
 @app.command()
 def serve(
-    model_dir: Annotated[Path, typer.Option("--model", help="folder written by `mosaicrec train`")],
+    model_dir: ModelOpt,
     store: StoreOpt = None,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,

@@ -121,6 +121,22 @@ def test_a_new_item_is_recommendable_at_once(server):
     assert "space-new" not in football_fan
 
 
+def test_an_existing_id_is_not_silently_replaced(server):
+    client, _ = server
+    r = post(client, "/items", {"items": [{"item_id": "space0", "title": "oops"}]})
+    assert r.status_code == 409 and "PUT" in r.json()["detail"]
+    assert get(client, "/items/space0").json()["title"] == "rocket launch to orbit"  # nothing wiped
+    headers = {"X-API-Key": WRITE}
+    r = client.patch("/items/space0", json={"attributes": {"era": "1960s"}}, headers=headers)
+    assert r.status_code == 200
+    stored = get(client, "/items/space0").json()
+    assert stored["title"] == "rocket launch to orbit" and stored["attributes"] == {"topic": "space", "era": "1960s"}
+    r = client.put("/items/space-put", json={"title": "a moon landing", "attributes": {"topic": "space"}},
+                   headers=headers)
+    assert r.status_code == 200 and get(client, "/items/space-put").json()["title"] == "a moon landing"
+    assert client.patch("/items/nope", json={"title": "x"}, headers=headers).status_code == 404
+
+
 def test_events_change_a_new_users_recommendations(server):
     client, store = server
     cold = get(client, "/users/newbie/recommendations", k=3).json()  # a brand-new user: the popular items

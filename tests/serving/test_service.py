@@ -153,6 +153,8 @@ def test_batch_explanations_agree_with_one_by_one():
     masks = {"text": np.ones(30, bool), "image": rng.random(30) > 0.3}
     items, hist = np.array([1, 4, 7, 9]), np.array([10, 11, 12, 20, 25])
     assert explain(items, hist, vecs, masks) == [_explain_one_by_one(int(i), hist, vecs, masks) for i in items]
+    one = {"image": vecs["image"]}, {"image": masks["image"]}  # the one-modality path agrees too
+    assert explain(items, hist, *one) == [_explain_one_by_one(int(i), hist, *one) for i in items]
 
 
 def _same_top(a, b):

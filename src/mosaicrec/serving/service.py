@@ -21,6 +21,7 @@ another; reads never wait for a write.
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -146,6 +147,9 @@ class Service:
     """Recommendations, similar items, search, and the write paths, over one trained model."""
 
     MIN_PAIRS = 20  # catalog items having text and another modality before search maps text into it
+    #: folded-in users kept (query vector or scores, per model and scenario) until their events change: a
+    #: fold-in costs ~0.4 ms, and a user who pages or comes back asks again with the same history
+    FOLD_CACHE = 100_000
 
     def __init__(self, model: BaseRecommender, store_path: str | Path, content: ItemContent | None = None, *,
                  info: TrainingInfo | None = None, positive_threshold: float | None = None,
@@ -172,6 +176,7 @@ class Service:
         self._store_lock = threading.Lock()  # the DuckDB connection, used by one thread at a time
         self._events = GroupCommit(self._write_events)
         self._encoders: dict[str, Any] = {}
+        self._folded: dict[str, tuple[tuple[int, str | None], tuple[str, Any], UserEvents]] = {}
         self.started = time.time()
         self.reloads = 0
         self.content_status = "none"
@@ -196,6 +201,7 @@ class Service:
         self._blocked = self.live.blocked_rows(self.info.data_as_of)
         self.live.refresh_changed(view.users, view.item_index, model._require_fitted())
         self.impressions = None if read_only or not log_impressions else ImpressionLog(self._write_impressions)
+        gc.freeze()  # see _install
 
     # -- snapshot building ------------------------------------------------------------------------------
     def _use_ann(self, n_items: int) -> bool:
@@ -218,6 +224,9 @@ class Service:
         snap = make_snapshot(old.version + 1, view, catalog, cview, self.live.popularity(),
                              self._use_ann(len(catalog)))
         self._snap = snap  # one reference assignment: a request sees the old snapshot or the new one
+        # The catalog and live state are hundreds of thousands of long-lived objects; frozen, the cyclic
+        # collector never walks them again in a full collection (a pause of every request in flight).
+        gc.freeze()
         return snap
 
     @property
@@ -261,14 +270,24 @@ class Service:
         if not fold and factors:  # a trained user's row: plain numpy, no numba kernel, no lock needed
             q = model.user_factors(np.array([row]), context=scenario)[0]
             return "query", np.append(q, np.float32(1.0)).astype(np.float32)
+        if fold and len(model_hist):
+            key = (id(view), scenario)
+            hit = self._folded.get(user_id)
+            if hit is not None and hit[0] == key and hit[2] is ev:  # same model, scenario and history
+                return hit[1]
         with self.model_lock:
             if fold and len(model_hist):
                 try:
                     x = _history_row(model_hist, view.n_items)
                     if factors:
                         q = model.history_factors(x, context=scenario)[0]
-                        return "query", np.append(q, np.float32(1.0)).astype(np.float32)
-                    return "scores", model.score_histories(x, context=scenario)[0]
+                        how = "query", np.append(q, np.float32(1.0)).astype(np.float32)
+                    else:
+                        how = "scores", model.score_histories(x, context=scenario)[0]
+                    if len(self._folded) >= self.FOLD_CACHE:
+                        self._folded.clear()
+                    self._folded[user_id] = (key, how, ev)
+                    return how
                 except NotSupportedError:
                     if row is None:
                         return None  # this model cannot place a user it never saw: the popular list
@@ -611,6 +630,7 @@ class Service:
             at = int(time.time())
             n = self.store.delete_user(user_id, at)
         self.live.erase(user_id, at)
+        self._folded.pop(user_id, None)
         self._blocked = self._blocked | {user_id}
         return n
 
@@ -656,8 +676,11 @@ class Service:
         made by the same encoders. Its snapshot (index, id maps, catalog in its order, content realigned) is
         built beside the old one; the swap is one assignment, so requests see either model, never a mix,
         and none fails. Live events are kept; users with events the new model lacks are folded in."""
-        info = (info or TrainingInfo()).model_copy(update={"threshold": self.info.threshold}
-                                                   if info is None or info.threshold is None else {})
+        info = info or TrainingInfo()
+        if info.threshold is not None and info.threshold != self.info.threshold:
+            raise ModelRejected(f"the model's likes are weights ≥ {info.threshold:g}, this service's "
+                                f"{_rule(self.info.threshold)}: restart the service to change what a like is")
+        info = info.model_copy(update={"threshold": self.info.threshold})
         with self._writes:
             snap = self._snap
             alien = [str(i) for i in model.item_ids if str(i) not in snap.catalog.index]
@@ -739,6 +762,10 @@ def _patched(stored: pd.DataFrame, patch: pd.DataFrame) -> pd.DataFrame:
                 row[key] = {}
         out.append(row)
     return pd.DataFrame(out, columns=["item_id", "title", "texts", "image", "audio", "attributes"])
+
+
+def _rule(threshold: float | None) -> str:
+    return f"weights ≥ {threshold:g}" if threshold is not None else "weights > 0"
 
 
 def _history_row(hist: np.ndarray, n_model: int) -> sp.csr_matrix:

@@ -577,7 +577,6 @@ def _encode_in_background(service, items, missing: list[str], content, specs: di
                           store_path) -> None:
     """Encode the items the served content lacks (through the cache, with progress on stderr), then serve
     the merged content. Routes that need content answer 503 meanwhile."""
-    from mosaicrec.data.content import ItemContent
     from mosaicrec.encoders import EmbeddingCache, create_encoder, default_cache_path, encode_items
 
     try:

@@ -16,7 +16,7 @@ from mosaicrec.models import create
 from mosaicrec.serving.media import MediaPolicy
 from mosaicrec.serving.service import Service
 from tests.encoders.conftest import picture
-from tests.serving.test_server import ADMIN, READ, WRITE, get, post, serve
+from tests.serving.test_server import ADMIN, WRITE, get, post, serve
 
 pytestmark = pytest.mark.xdist_group("server")
 

@@ -230,3 +230,18 @@ def test_training_refuses_non_finite_weights_and_divergence(tmp_path):
     huge = x.with_weights(np.full(40, 3e38))
     with pytest.raises(MosaicError, match="diverged"):
         create("biasedmf", {"epochs": 5}).fit(huge)
+
+
+def test_a_dislike_of_an_item_never_liked_only_takes_it_out(tmp_path):
+    """A trained user who dislikes an item keeps their model row (no fold-in): the list loses that item and
+    is otherwise the same; a new like folds them in."""
+    x = planted(n_users=40, n_items=40, per_user=8)
+    store = _write(tmp_path, x)
+    service = Service(create("als", {"factors": 8, "iterations": 5}).fit(x), store, info=TrainingInfo(threshold=4.0))
+    before = ids(service.recommend("3", 10))
+    service.add_events(ev("3", before[0], 1.0, 10_000))
+    after = ids(service.recommend("3", 10))
+    assert after[:9] == before[1:] and "3" not in service.live.changed
+    service.add_events(ev("3", before[1], 5.0, 10_001))
+    assert "3" in service.live.changed
+    service.close()

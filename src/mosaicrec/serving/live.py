@@ -52,27 +52,32 @@ class LiveState:
             self._merge(events)
 
     def apply(self, events: pd.DataFrame) -> None:
-        """Events just written to the store (the one writer calls this)."""
+        """Events just written to the store (the one writer calls this). A user whose likes changed is folded
+        in from now on; a dislike of an item they never liked only takes that item out of their lists."""
         with self.lock:
-            touched = self._merge(events)
-            self.changed.update(touched)
+            self.changed.update(self._merge(events))
 
     def _merge(self, events: pd.DataFrame) -> set[str]:
+        """Fold events into the per-user state; returns the users whose likes changed."""
         ev = events.sort_values("timestamp", kind="stable")
         pos = positive(ev["weight"].to_numpy(), self.threshold)
         per_user: dict[str, list[tuple[str, int, bool]]] = {}
         for u, i, t, p in zip(ev["user_id"].astype(str), ev["item_id"].astype(str),
                               ev["timestamp"].astype("int64"), pos):
             per_user.setdefault(u, []).append((i, int(t), bool(p)))
+        liked_changed = set()
         for u, rows in per_user.items():
-            latest = {i: (t, p) for i, t, p in self.users.get(u, EMPTY).last}
+            before = self.users.get(u, EMPTY)
+            latest = {i: (t, p) for i, t, p in before.last}
             for i, t, p in rows:
                 if i not in latest or t >= latest[i][0]:
                     latest[i] = (t, p)
             last = tuple(sorted(((i, t, p) for i, (t, p) in latest.items()), key=lambda r: r[1]))
-            self.users[u] = UserEvents(tuple(i for i, _, p in last if p),
-                                       frozenset(i for i, _, p in last if not p), last)
-        return set(per_user)
+            now = UserEvents(tuple(i for i, _, p in last if p), frozenset(i for i, _, p in last if not p), last)
+            self.users[u] = now
+            if set(now.positives) != set(before.positives):
+                liked_changed.add(u)
+        return liked_changed
 
     def erase(self, user_id: str, at: int) -> None:
         with self.lock:

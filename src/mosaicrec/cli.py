@@ -328,23 +328,31 @@ def _listing(model_dir: Path, store: Path | None, need_content: bool = False):
 
 
 def _list_service(model_dir: Path, store: Path | None, need_content: bool = False):
-    from mosaicrec.data.store import Store
-    from mosaicrec.models import load_model
-    from mosaicrec.models.training import TrainingInfo, default_threshold
     from mosaicrec.serving.service import Service
 
-    fitted = load_model(model_dir)
-    info = TrainingInfo.load(model_dir)
-    store = _model_store(model_dir, store)
-    with Store(store, read_only=True) as st:
-        data = st.load_dataset()
-        store_path = st.path
-    if info.threshold is None and not (model_dir / "training.json").exists():
-        info = info.model_copy(update={"threshold": default_threshold(data)})  # a model saved before the record
+    fitted, info, data, store_path = _load_trained(model_dir, store)
     content = _saved_content(model_dir, store_path)
     if content is None and need_content:
         content, _ = _catalog_content(data.items, store_path, _encoder_args(info), info.text_fields)
     return Service(fitted, store_path, content, info=info, read_only=True)
+
+
+def _load_trained(model_dir: Path, store: Path | None):
+    """A saved model, its training record, the data of the store it was trained on (or ``--store``) read
+    read-only, and that store's path. A model saved before the record was kept gets the dataset's default
+    like threshold, as it was trained with."""
+    from mosaicrec.data.store import Store
+    from mosaicrec.models import load_model
+    from mosaicrec.models.training import TrainingInfo, default_threshold
+
+    fitted = load_model(model_dir)
+    info = TrainingInfo.load(model_dir)
+    with Store(_model_store(model_dir, store), read_only=True) as st:
+        data = st.load_dataset()
+        store_path = st.path
+    if info.threshold is None and not (model_dir / "training.json").exists():
+        info = info.model_copy(update={"threshold": default_threshold(data)})
+    return fitted, info, data, store_path
 
 
 def _saved_content(model_dir: Path, store_path: Path):
@@ -487,9 +495,7 @@ def serve(
 
     import uvicorn
 
-    from mosaicrec.data.store import Store, default_store_path
-    from mosaicrec.models import load_model
-    from mosaicrec.models.training import TrainingInfo, default_threshold
+    from mosaicrec.data.store import default_store_path
     from mosaicrec.serving.app import create_app
     from mosaicrec.serving.auth import load_keys
     from mosaicrec.serving.jobs import RetrainJobs
@@ -504,14 +510,7 @@ def serve(
         raise MosaicError("give API keys: --api-key-file FILE (lines KEY:read, KEY:write or KEY:admin) or "
                           "$MOSAICREC_API_KEYS")
     t0 = time.perf_counter()
-    fitted = load_model(model_dir)
-    info = TrainingInfo.load(model_dir)
-    store = _model_store(model_dir, store)
-    with Store(store, read_only=True) as st:
-        data = st.load_dataset()
-        store_path = st.path
-    if info.threshold is None and not (model_dir / "training.json").exists():
-        info = info.model_copy(update={"threshold": default_threshold(data)})  # a model saved before the record
+    fitted, info, data, store_path = _load_trained(model_dir, store)
     specs = _serving_encoders(info, encoder, text_fields)
     content = None
     if not no_content:

@@ -43,6 +43,7 @@ class LiveState:
         self.erased: dict[str, int] = {}  # user → erased at (Unix s), from the store's tombstones
         self.changed: set[str] = set()  # users whose live events the served model has not trained on
         self.lock = threading.Lock()
+        self._popularity: Counter | None = None  # counted on first use after a change
 
     def load(self, events: pd.DataFrame, erasures: dict[str, int]) -> None:
         """Start from the store's events (columns user_id, item_id, timestamp, weight) and tombstones."""
@@ -59,6 +60,7 @@ class LiveState:
 
     def _merge(self, events: pd.DataFrame) -> set[str]:
         """Fold events into the per-user state; returns the users whose likes changed."""
+        self._popularity = None
         ev = events.sort_values("timestamp", kind="stable")
         pos = positive(ev["weight"].to_numpy(), self.threshold)
         per_user: dict[str, list[tuple[str, int, bool]]] = {}
@@ -81,6 +83,7 @@ class LiveState:
 
     def erase(self, user_id: str, at: int) -> None:
         with self.lock:
+            self._popularity = None
             self.users.pop(user_id, None)
             self.changed.discard(user_id)
             self.erased[user_id] = max(at, self.erased.get(user_id, at))
@@ -89,8 +92,11 @@ class LiveState:
         return self.users.get(user_id, EMPTY)
 
     def popularity(self) -> Counter:
-        """Distinct users with a positive event, per item."""
-        return Counter(i for ev in self.users.values() for i in ev.positives)
+        """Distinct users with a positive event, per item (counted again only after events or an erasure)."""
+        counts = self._popularity
+        if counts is None:
+            counts = self._popularity = Counter(i for ev in self.users.values() for i in ev.positives)
+        return counts
 
     def blocked_rows(self, data_as_of: float | None) -> set[str]:
         """Users whose model rows must not be served: erased at or after the model's data was read (any

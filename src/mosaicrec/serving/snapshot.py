@@ -74,15 +74,12 @@ class Catalog:
         return Catalog.build(ids, titles, attrs)
 
     def reordered(self, model_items: list[str]) -> Catalog:
-        """The same items with ``model_items`` first (a reloaded model's order), then the rest as before."""
+        """The same items with ``model_items`` first (a reloaded model's order), then the rest as before.
+        Every model item must be in the catalog (the service refuses a model of another catalog first)."""
         known = set(model_items)
-        order = [self.index[i] for i in model_items if i in self.index]
-        order += [k for k, i in enumerate(self.ids) if i not in known]
-        ids = [self.ids[k] for k in order]
-        missing = [i for i in model_items if i not in self.index]
-        return Catalog.build(missing + ids if missing else ids,
-                             [*missing, *(self.titles[k] for k in order)],
-                             [*({} for _ in missing), *(self.attributes[k] for k in order)])
+        order = [self.index[i] for i in model_items] + [k for k, i in enumerate(self.ids) if i not in known]
+        return Catalog.build([self.ids[k] for k in order], [self.titles[k] for k in order],
+                             [self.attributes[k] for k in order])
 
 
 @dataclass(frozen=True)

@@ -800,7 +800,8 @@ def _run(cfg, output: Path | None, keep_models: bool = False, use_store: bool = 
         content = encoded.content
     result = run_experiment(data, cfg.split, cfg.models, cfg.evaluation, name=cfg.name,
                             config=cfg.model_dump(mode="json"), console=err, keep_models=keep_models,
-                            content=content, cold_start=cfg.cold_start)
+                            content=content, cold_start=cfg.cold_start, seeds=cfg.seeds, tuning=cfg.tuning,
+                            baseline=cfg.baseline)
     out.print(results_table(result))
     folder = output or Path(cfg.output_dir) / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     write_reports(result, folder)

@@ -30,6 +30,7 @@ from mosaicrec.errors import ConfigError
 from mosaicrec.encoders.stage import ContentConfig
 from mosaicrec.evaluation.protocol import EvaluationConfig
 from mosaicrec.evaluation.runner import ColdStartConfig
+from mosaicrec.evaluation.tuning import TuningConfig
 from mosaicrec.models.base import MODELS, ModelSpec
 
 
@@ -61,6 +62,11 @@ class ExperimentConfig(BaseModel):
 
     name: str = "experiment"
     seed: int = 42
+    seeds: list[int] | None = Field(None, description="run the whole experiment once per seed (split, "
+                                    "tuning, training) and report mean ± std; None: [seed]")
+    baseline: str | None = Field(None, description="a model label: every other model is compared with it "
+                                 "user by user (paired t-test and sign test)")
+    tuning: TuningConfig | None = Field(None, description="choose hyper-parameters on validation")
     dataset: DatasetConfig
     split: SplitConfig = Field(default_factory=SplitConfig)
     models: list[ModelSpec]
@@ -71,12 +77,26 @@ class ExperimentConfig(BaseModel):
 
     @model_validator(mode="after")
     def _seed_everywhere(self) -> ExperimentConfig:
-        # One seed reproduces the run: it reaches the split and every seeded model unless set there.
+        # One seed reproduces the run: it reaches the split, and the runner gives each run's seed to every
+        # seeded model whose params do not fix one.
         if "seed" not in self.split.model_fields_set:
             self.split = self.split.model_copy(update={"seed": self.seed})
+        if self.seeds is not None and not self.seeds:
+            raise ValueError("seeds lists no seed")
+        labels = [m.display for m in self.models]
+        if len(set(labels)) != len(labels):
+            raise ValueError("two models share a label: give each a distinct label")
+        if self.baseline is not None and self.baseline not in labels:
+            raise ValueError(f"baseline {self.baseline!r} is not a model label ({', '.join(labels)})")
+        if self.tuning is not None:
+            name, _, k = self.tuning.metric.partition("@")
+            if name not in self.evaluation.metrics or not k.isdigit() or int(k) not in self.evaluation.ks:
+                raise ValueError(f"tuning metric {self.tuning.metric!r} is not measured by [evaluation] "
+                                 f"(metrics {', '.join(self.evaluation.metrics)}, ks {self.evaluation.ks})")
+            unknown = [k for k in self.tuning.space if k not in labels and k not in MODELS]
+            if unknown:
+                raise ValueError(f"tuning space for {unknown[0]!r}, which is no model label or name")
         for spec in self.models:
-            if "seed" in MODELS[spec.name].Config.model_fields and "seed" not in spec.params:
-                spec.params["seed"] = self.seed
             if MODELS[spec.name].needs_content and self.content is None:
                 raise ValueError(f"model {spec.display!r} reads item content: add a [content] section")
         if (self.cold_start.items or self.cold_start.users) and self.content is None:

@@ -12,6 +12,7 @@ NEURAL = {"epochs": 15, "dim": 16, "batch_size": 256, "threads": 1, "lr": 0.02}
 FAST = {"bpr": {"iterations": 30, "num_threads": 1, "factors": 16, "learning_rate": 0.05},
         "als": {"iterations": 5, "factors": 8}, "biasedmf": {"epochs": 10, "factors": 8},
         "ease": {"reg": 10.0}, "itemknn": {"neighbors": 10}, "content-ease": {"reg": 100.0},
+        "content-map": {"iterations": 5, "factors": 8},
         "content-knn": {"neighbors": 10}, "hybrid": NEURAL, "vbpr": NEURAL, "graph": NEURAL,
         "two-tower": NEURAL,
         "scenario-bpr": {"iterations": 30, "num_threads": 1, "factors": 16, "learning_rate": 0.05, "min_events": 1}}

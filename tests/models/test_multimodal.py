@@ -16,7 +16,7 @@ from mosaicrec.models.base import ModelSpec
 from tests.conftest import planted, planted_content
 from tests.models.test_models import FAST
 
-CONTENT_MODELS = ["content-knn", "content-ease", "hybrid", "vbpr", "graph", "two-tower"]
+CONTENT_MODELS = ["content-knn", "content-ease", "content-map", "hybrid", "vbpr", "graph", "two-tower"]
 GROUP = np.arange(80) // 20
 
 

@@ -26,6 +26,9 @@ class SplitConfig(BaseModel):
     min_core: int = Field(0, ge=0, description="k-core filter before splitting (0: off)")
     rating_threshold: float | None = Field(
         None, description="explicit→implicit: events with weight ≥ this are positives (None: all are)")
+    validation_fraction: float = Field(
+        0.2, gt=0.0, lt=1.0, description="share of the training part carved out as validation when "
+        "hyper-parameters are tuned (the same kind of split, inside training; the test part is never read)")
 
 
 def random_holdout(x: Interactions, test_fraction: float = 0.2, seed: int = 42
@@ -104,6 +107,30 @@ def cold_user_split(x: Interactions, test_fraction: float = 0.2, support: int = 
     rank[order] = np.arange(x.n_events) - np.repeat(starts, np.diff(np.r_[starts, x.n_events]))
     held = cold[x.users]
     return x.subset(~held), x.subset(held & (rank < support)), x.subset(held & (rank >= support))
+
+
+def validation_split(train: Interactions, kind: str, fraction: float = 0.2, seed: int = 42,
+                     support: int = 3) -> tuple[Interactions, Interactions, Interactions | None]:
+    """Carve a validation part out of ``train`` with the same kind of split the test part came from, so
+    hyper-parameters are chosen without reading the test part: ``random`` / ``leave_last_out`` / ``temporal``
+    (warm), ``cold_items`` (pseudo-new items: a share of the training items held out whole) and
+    ``cold_users`` (pseudo-new users, shown their first ``support`` events). Returns (fit part, validation
+    part, support part — ``cold_users`` only, else ``None``). The seed is offset so the carve differs
+    from the test split's own draw."""
+    seed = seed + 7919
+    if kind == "random":
+        fit, val = random_holdout(train, fraction, seed)
+    elif kind == "leave_last_out":
+        fit, val = leave_last_out(train)
+    elif kind == "temporal":
+        fit, val = temporal_split(train, fraction)
+    elif kind == "cold_items":
+        fit, val = cold_item_split(train, fraction, seed)
+    elif kind == "cold_users":
+        return cold_user_split(train, fraction, support, seed)
+    else:
+        raise ConfigError(f"unknown validation split {kind!r}")
+    return fit, val, None
 
 
 def k_core(x: Interactions, k: int) -> Interactions:

@@ -39,12 +39,19 @@ from mosaicrec.errors import ConfigError
 def item_inputs(items: pd.DataFrame, modality: Modality, text_fields: Sequence[str] | None = None
                 ) -> list[str | None]:
     """Each item's input for a modality: for text, the title and text fields as one passage
-    (``Title. field: value. …``, ``text_fields`` picks and orders them); for image/audio, the file path.
+    (``Title. field: value. …``, ``text_fields`` picks and orders them; a field that is no text field
+    but an attribute, e.g. ``genres``, is read from the attributes); for image/audio, the file path.
     ``None`` means the item has no such content (not an error)."""
     if modality == "text":
         out = []
-        for title, texts in zip(items["title"], items["texts"]):
-            texts = texts if isinstance(texts, dict) else {}
+        attributes = items["attributes"] if "attributes" in items else [None] * len(items)
+        for title, texts, attrs in zip(items["title"], items["texts"], attributes):
+            texts = dict(texts) if isinstance(texts, dict) else {}
+            if text_fields is not None and isinstance(attrs, dict):
+                for f in text_fields:
+                    value = attrs.get(f)
+                    if f not in texts and value is not None and not isinstance(value, dict):
+                        texts[f] = "|".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
             names = list(texts) if text_fields is None else [f for f in text_fields if f != "title"]
             parts = [str(title).strip()] if title and (text_fields is None or "title" in text_fields) else []
             # Multi-valued fields are stored "a|b|c"; a model reads "a, b, c" as the list it is.
@@ -166,13 +173,15 @@ def _run_local(encoder: Encoder, batches: list[list[str]], decode_threads: int, 
 
 def encode_items(items: pd.DataFrame, encoders: Mapping[str, Encoder] | Sequence[Encoder] | None = None, *,
                  cache: EmbeddingCache | None = None, text_fields: Sequence[str] | None = None,
+                 fields: Mapping[str, Sequence[str]] | None = None,
                  ray: str | None = None, decode_threads: int = 2, prefetch: int = 2,
                  progress: bool = True, console: Console | None = None) -> EncodeResult:
     """Encode a catalog (``Dataset.items``) with one encoder per name.
 
     ``encoders`` maps a feature name to an encoder (a list uses each encoder's modality as its name; the
     default is the default encoder of every modality the catalog has). ``ray`` is a cluster address, or
-    ``"local"`` to start one on this machine, or ``None`` to run in this process.
+    ``"local"`` to start one on this machine, or ``None`` to run in this process. ``fields`` gives one
+    feature its own text fields (feature name → fields), e.g. a TF-IDF of the crew next to an embedded plot.
     """
     encoders = _resolve_encoders(items, encoders)
     item_ids = items["item_id"].astype(str).to_numpy(dtype=object)
@@ -182,7 +191,7 @@ def encode_items(items: pd.DataFrame, encoders: Mapping[str, Encoder] | Sequence
                   console=console, disable=not progress, transient=False) as bar:
         for name, enc in encoders.items():
             t0 = time.perf_counter()
-            refs = item_inputs(items, enc.modality, text_fields)
+            refs = item_inputs(items, enc.modality, (fields or {}).get(name, text_fields))
             report = EncodeReport(name, enc.name, enc.modality, len(refs))
             hashes, failed = _hash_inputs(enc.modality, refs)
             report.absent = sum(r is None for r in refs)
@@ -377,6 +386,8 @@ class ContentConfig(BaseModel):
     encoders: dict[str, str] = Field(default_factory=dict, description="feature name → encoder name")
     params: dict[str, dict[str, Any]] = Field(default_factory=dict, description="feature name → encoder params")
     text_fields: list[str] | None = Field(None, description="item text fields read by text encoders")
+    fields: dict[str, list[str]] = Field(default_factory=dict, description="feature name → its own text "
+                                         "fields (text fields or attributes), e.g. crew = [\"director\", \"cast\"]")
     cache: str | None = Field(None, description="embedding cache file (default: beside the store)")
 
 
@@ -387,5 +398,6 @@ def encode_content(items: pd.DataFrame, config: ContentConfig, *, console: Conso
 
     encoders = {name: create_encoder(enc, **config.params.get(name, {})) for name, enc in config.encoders.items()}
     with EmbeddingCache(config.cache or default_cache_path()) as cache:
-        return encode_items(items, encoders, cache=cache, text_fields=config.text_fields, console=console,
+        return encode_items(items, encoders, cache=cache, text_fields=config.text_fields, fields=config.fields,
+                            console=console,
                             progress=progress)

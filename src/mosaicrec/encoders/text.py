@@ -113,6 +113,8 @@ class TfidfConfig(EncoderConfig):
     max_features: int = Field(50_000, ge=16)
     dim: int = Field(256, ge=2, le=4096, description="SVD components (capped by the vocabulary)")
     min_df: int = Field(2, ge=1, description="ignore terms in fewer documents")
+    ngrams: int = Field(1, ge=1, le=3, description="longest word n-gram counted (2: names such as "
+                        "'tom hanks' become one term)")
     seed: int = 0
 
 
@@ -126,7 +128,7 @@ class Tfidf(TextEncoder):
     requires = (("sklearn", "scikit-learn"),)
     description = "TF-IDF + truncated SVD fitted on the catalog (scikit-learn): classical baseline"
     config_class = TfidfConfig
-    output_fields = ("max_features", "dim", "min_df", "seed")
+    output_fields = ("max_features", "dim", "min_df", "ngrams", "seed")
     needs_fit = True
     dim = 0
 
@@ -139,7 +141,8 @@ class Tfidf(TextEncoder):
             raise MediaError("too few texts", f"tfidf needs at least 2 non-empty texts to fit, got {len(texts)}")
         min_df = self.config.min_df if len(texts) >= 4 * self.config.min_df else 1
         self.vectorizer = TfidfVectorizer(max_features=self.config.max_features, min_df=min_df,
-                                          sublinear_tf=True, stop_words="english", dtype=np.float32)
+                                          sublinear_tf=True, stop_words="english", dtype=np.float32,
+                                          ngram_range=(1, self.config.ngrams))
         try:
             x = self.vectorizer.fit_transform(texts)
         except ValueError as e:  # e.g. only stop words

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from mosaicrec.evaluation.runner import ExperimentResult
+from mosaicrec.evaluation.stats import fmt
 
 HEADLINE = ("ndcg@10", "recall@10", "precision@10", "map@10", "mrr@10", "hitrate@10", "coverage@10",
             "novelty@10", "diversity@10", "rmse", "mae")
@@ -18,6 +19,17 @@ COLD_HEADLINE = ("ndcg@10", "recall@20")
 def _flat(r) -> dict[str, float]:
     """A row's metrics with cold-start ones prefixed by their scenario ("new items: ndcg@10")."""
     return {**r.metrics, **{f"{sc}: {k}": v for sc, m in r.cold.items() for k, v in m.items()}}
+
+
+def _flat_std(r) -> dict[str, float]:
+    return {**r.std, **{f"{sc}: {k}": v for sc, m in r.cold_std.items() for k, v in m.items()}}
+
+
+def _cell(r, c: str, seeds: int) -> str:
+    v = _flat(r).get(c)
+    if v is None:
+        return "—"
+    return fmt(v, _flat_std(r).get(c) if seeds > 1 else None)
 
 
 def _columns(result: ExperimentResult) -> list[str]:
@@ -32,8 +44,10 @@ def _columns(result: ExperimentResult) -> list[str]:
 def results_table(result: ExperimentResult) -> Table:
     """The headline metrics per model, best value of each column in bold."""
     cols = _columns(result)
+    n_seeds = len(result.seeds) or 1
     table = Table(title=f"{result.name}: {result.dataset['dataset']} "
-                        f"({result.split['kind']} split, {result.split.get('users_evaluated', 0)} users)")
+                        f"({result.split['kind']} split, {result.split.get('users_evaluated', 0)} users"
+                        + (f"; mean ± std over {n_seeds} seeds" if n_seeds > 1 else "") + ")")
     table.add_column("model", style="cyan")
     for c in cols:
         table.add_column(c, justify="right")
@@ -46,7 +60,7 @@ def results_table(result: ExperimentResult) -> Table:
         cells = []
         for c in cols:
             v = _flat(r).get(c)
-            text = "" if v is None else f"{v:.4f}"
+            text = "" if v is None else _cell(r, c, n_seeds)
             cells.append(f"[bold]{text}[/bold]" if v is not None and v == best[c] else text)
         table.add_row(r.label, *cells, f"{r.fit_seconds:.2f}")
     return table
@@ -54,10 +68,13 @@ def results_table(result: ExperimentResult) -> Table:
 
 def markdown(result: ExperimentResult) -> str:
     cols = _columns(result)
+    n_seeds = len(result.seeds) or 1
     lines = [f"# {result.name}", "",
              f"Dataset **{result.dataset['dataset']}**: {result.dataset['users']} users, "
              f"{result.dataset['items']} items, {result.dataset['events']} events. "
-             f"Split: {result.split['kind']} (seed {result.split['seed']}, rating threshold "
+             f"Split: {result.split['kind']} ("
+             + (f"seeds {', '.join(map(str, result.seeds))}: every figure is the mean ± std over them"
+                if n_seeds > 1 else f"seed {result.split['seed']}") + ", rating threshold "
              f"{result.split.get('rating_threshold')}), {result.split['train_events']} train / "
              f"{result.split['test_events']} test events, {result.split.get('users_evaluated', 0)} users "
              "evaluated by full ranking with their training items excluded"
@@ -66,19 +83,60 @@ def markdown(result: ExperimentResult) -> str:
                 else "."), "",
              *[f"Scenario **{sc}**: {v['held_out']} held out whole, {v['train_events']} train / "
                f"{v['test_events']} test positives"
-               + (" (ranked among the held-out items only)." if sc == "new items" else
+               + (" (every held-out item is a candidate, ranked among the held-out items only)." if sc == "new items" else
                   " (each shown to the model by its first events only; — : the model cannot fold users in).")
                for sc, v in result.split.get("cold_start", {}).items()], "",
              "| model | " + " | ".join(cols) + " | fit s | peak MB |",
              "|---|" + "---:|" * (len(cols) + 2)]
     for r in result.rows:
-        vals = " | ".join(f"{_flat(r)[c]:.4f}" if c in _flat(r) else "—" for c in cols)
+        vals = " | ".join(_cell(r, c, n_seeds) for c in cols)
         lines.append(f"| {r.label} | {vals} | {r.fit_seconds:.2f} | {r.peak_memory_mb:.0f} |")
     lines += _context_section(result)
+    lines += _paired_section(result)
+    lines += _tuning_section(result)
     lines += ["", "![metrics](plot.png)", "",
               f"Diversity is measured over {result.split.get('diversity_vectors')}. Environment: "
               + ", ".join(f"{k} {v}" for k, v in result.environment.items()), ""]
     return "\n".join(lines)
+
+
+def _paired_section(result: ExperimentResult) -> list[str]:
+    """Each model against the baseline, user by user, per scenario and metric."""
+    rows = [r for r in result.rows if r.paired]
+    if not rows:
+        return []
+    lines = ["", f"## Against {result.baseline} (paired by user, pooled over seeds)", "",
+             "Δ is the mean per-user difference (model − baseline) with its 95% interval; the per-seed "
+             "differences' mean ± std shows whether it holds in every seed; p: paired t-test / sign test.", "",
+             "| model | scenario | metric | Δ | 95% CI | per seed | wins / losses | p (t) | p (sign) |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        for scenario, by_metric in r.paired.items():
+            for metric, d in by_metric.items():
+                lines.append(f"| {r.label} | {scenario} | {metric} | {d['diff']:+.4f} | [{d['ci_low']:+.4f}, "
+                             f"{d['ci_high']:+.4f}] | {fmt(d['seed_diff_mean'], d['seed_diff_std'])} | "
+                             f"{d['wins']} / {d['losses']} | {d['p_ttest']:.2g} | {d['p_sign']:.2g} |")
+    return lines
+
+
+def _tuning_section(result: ExperimentResult) -> list[str]:
+    """The hyper-parameters chosen on validation, per model, scenario and seed."""
+    runs = [(r.label, run) for r in result.rows for run in r.runs if "chosen" in run]
+    if not runs:
+        return []
+    tuning = result.split.get("tuning", {})
+    lines = ["", "## Hyper-parameters chosen on validation", "",
+             f"{tuning.get('method')} search maximising validation {tuning.get('metric')} "
+             f"({tuning.get('trials')} trials per model, scenario and seed for optuna); the validation part is "
+             "carved out of each training part by the same kind of split, and the test part is scored once, "
+             "after the choice.", "",
+             "| model | scenario | seed | chosen | validation | trials (pruned) | tuning s |",
+             "|---|---|---:|---|---:|---:|---:|"]
+    for label, run in runs:
+        chosen = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in run["chosen"].items())
+        lines.append(f"| {label} | {run['scenario']} | {run['seed']} | {chosen} | {run['validation']:.4f} | "
+                     f"{run['trials']} ({run['pruned']}) | {run['tuning_seconds']:.1f} |")
+    return lines
 
 
 def _context_section(result: ExperimentResult, metric: str = "ndcg@10", most: int = 8) -> list[str]:

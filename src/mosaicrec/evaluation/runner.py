@@ -1,4 +1,5 @@
-"""The experiment runner: split once, train every model, evaluate on the same split, report.
+"""The experiment runner: split, (tune on validation,) train every model, evaluate on the same split, report;
+once per seed, with mean ± std over seeds and paired comparisons against a baseline model.
 
 With item content and a ``[cold_start]`` section, each model is also trained and evaluated in two
 cold-start scenarios: **new items** (a share of items held out with all their events; they are ranked
@@ -9,6 +10,11 @@ of their events are predicted). Models that cannot score new users get no value 
 Rating models (``predicts_ratings``) train on the explicit events and are also scored with RMSE/MAE;
 the others train on the positives (weight ≥ ``rating_threshold``). All models are ranked against the same
 relevant test items with the same exclusion (every training event of the user), so rows are comparable.
+
+With a ``[tuning]`` section, each model's hyper-parameters are chosen per seed and per scenario on a
+validation part carved out of that scenario's training part by the same kind of split (pseudo-new items
+and users for the cold scenarios, see :func:`~mosaicrec.data.splits.validation_split`); the model is then
+refitted on the whole training part with the chosen values and the test part is scored once.
 """
 
 from __future__ import annotations
@@ -21,19 +27,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from mosaicrec import __version__
 from mosaicrec.data.content import ItemContent, profile_texts
-from mosaicrec.data.schema import Dataset
-from mosaicrec.data.splits import SplitConfig, cold_item_split, cold_user_split, split, to_implicit
-from mosaicrec.errors import NotSupportedError
+from mosaicrec.data.schema import Dataset, Interactions
+from mosaicrec.data.splits import (SplitConfig, cold_item_split, cold_user_split, k_core, split, to_implicit,
+                                   validation_split)
+from mosaicrec.errors import ConfigError, NotSupportedError
 from mosaicrec.fusion import concat_features
 from mosaicrec.evaluation.protocol import (EvaluationConfig, diversity_tradeoff, evaluate_ranking, evaluate_ratings,
                                            item_popularity)
-from mosaicrec.models.base import BaseRecommender, ModelSpec, create
+from mosaicrec.evaluation.stats import mean_std, paired
+from mosaicrec.evaluation.tuning import TuningConfig, apply, tune
+from mosaicrec.models.base import MODELS, BaseRecommender, ModelSpec, create
 
 
 class ColdStartConfig(BaseModel):
@@ -48,6 +58,27 @@ class ColdStartConfig(BaseModel):
                                         "(attributes + titles of their items), e.g. minilm; None: no profiles")
 
 
+WARM = "warm"
+
+
+@dataclass
+class Task:
+    """One scenario of one seed: what models fit on, what they are scored against, and how."""
+
+    name: str
+    train: Interactions                      # positives the models fit on
+    test: Interactions                       # relevant (positive) test events
+    exclude: sp.csr_matrix                   # items never counted for a user (what they were shown)
+    train_explicit: Interactions | None = None  # the explicit events (rating models; validation carves)
+    test_explicit: Interactions | None = None
+    candidates: np.ndarray | None = None     # new items: the held-out items, ranked among themselves
+    users: np.ndarray | None = None          # new users: the held-out users
+    support: Interactions | None = None      # new users: the events they are shown by
+    profiles_train: np.ndarray | None = None
+    profiles_support: np.ndarray | None = None
+    held_out: int = 0
+
+
 @dataclass
 class ModelResult:
     label: str
@@ -56,14 +87,22 @@ class ModelResult:
     fit_seconds: float
     eval_seconds: float
     peak_memory_mb: float
+    #: warm metrics, the mean over seeds (and their standard deviation in ``std``)
     metrics: dict[str, float]
     fitted: BaseRecommender | None = field(default=None, repr=False)
-    #: scenario name ("new items", "new users") → metrics; an empty dict where the model cannot score
+    #: scenario name ("new items", "new users") → mean metrics; an empty dict where the model cannot score
     cold: dict[str, dict[str, float]] = field(default_factory=dict)
-    #: MMR re-ranking at each λ: NDCG@10 and diversity@10 (the accuracy/diversity trade-off curve)
+    #: MMR re-ranking at each λ: NDCG@10 and diversity@10 (the accuracy/diversity trade-off curve; first seed)
     tradeoff: list[dict[str, float]] = field(default_factory=list)
-    #: with ``[evaluation] context``: each context value's lists and mean metrics
+    #: with ``[evaluation] context``: each context value's lists and mean metrics (first seed)
     by_context: dict[str, dict[str, float]] = field(default_factory=dict)
+    std: dict[str, float] = field(default_factory=dict)
+    cold_std: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: one record per (seed, scenario): metrics, the chosen hyper-parameters, validation score, seconds
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    #: scenario → metric → paired comparison with the baseline (see :func:`~.stats.paired`)
+    paired: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    per_user: dict[tuple[str, str], list[np.ndarray]] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -74,12 +113,14 @@ class ExperimentResult:
     rows: list[ModelResult]
     config: dict[str, Any]
     environment: dict[str, Any]
+    seeds: list[int] = field(default_factory=list)
+    baseline: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "dataset": self.dataset, "split": self.split, "config": self.config,
-            "environment": self.environment,
-            "models": [{k: v for k, v in r.__dict__.items() if k != "fitted"} for r in self.rows],
+            "environment": self.environment, "seeds": self.seeds, "baseline": self.baseline,
+            "models": [{k: v for k, v in r.__dict__.items() if k not in ("fitted", "per_user")} for r in self.rows],
         }
 
 
@@ -92,132 +133,261 @@ def environment() -> dict[str, Any]:
             "cpus": os.cpu_count()}
 
 
+#: metrics compared with the baseline, user by user
+PAIRED_METRICS = ("ndcg@10", "recall@20")
+
+
 def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[ModelSpec],
                    eval_config: EvaluationConfig | None = None, *, name: str = "experiment",
                    config: dict[str, Any] | None = None, console: Console | None = None,
                    keep_models: bool = False, content: ItemContent | None = None,
-                   cold_start: ColdStartConfig | None = None) -> ExperimentResult:
+                   cold_start: ColdStartConfig | None = None, seeds: list[int] | None = None,
+                   tuning: TuningConfig | None = None, baseline: str | None = None) -> ExperimentResult:
     """Run one experiment and return its results (reports are written by :mod:`.report`).
 
     ``content`` goes to every model's ``fit`` (content models need it); ``cold_start`` adds the new-item
-    and new-user scenarios."""
+    and new-user scenarios; ``seeds`` repeats everything (split, tuning, training) once per seed (default:
+    the split's seed); ``tuning`` chooses hyper-parameters on validation; ``baseline`` (a model label)
+    gets every other model a paired comparison."""
     eval_config = eval_config or EvaluationConfig()
     console = console or Console(stderr=True)
-    train, test = split(dataset.interactions, split_config)
-    threshold = split_config.rating_threshold
-    train_pos, test_pos = to_implicit(train, threshold), to_implicit(test, threshold)
-    exclude = train.binary
-    popularity = item_popularity(train)
+    seeds = list(seeds) if seeds else [split_config.seed]
+    labels = [m.display for m in models]
+    if baseline is not None and baseline not in labels:
+        raise ConfigError(f"baseline {baseline!r} is not one of the models ({', '.join(labels)})")
+    if tuning is not None:
+        _check_metric(tuning.metric, eval_config)
     has_genres = "genres" in _attribute_names(dataset)
     item_vectors = dataset.item_attribute_matrix("genres") if has_genres else dataset.item_attribute_matrix()
-    split_info = {
-        **split_config.model_dump(), "train_events": train.n_events, "test_events": test.n_events,
-        "train_positives": train_pos.n_events, "test_positives": test_pos.n_events,
-        "diversity_vectors": "training co-occurrence" if item_vectors is None
-        else "item genres" if has_genres else "item attributes",
-    }
-
     cold_start = cold_start or ColdStartConfig()
+    profiles = _profile_fn(dataset, cold_start)
+    rows = {m.display: ModelResult(m.display, m.name, {}, 0.0, 0.0, 0.0, {}) for m in models}
+    split_info: dict[str, Any] = {}
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn()]
+    with Progress(*columns, console=console, transient=True) as progress:
+        bar = progress.add_task("models", total=len(models) * len(seeds))
+        for s_i, seed in enumerate(seeds):
+            sc_cfg = split_config.model_copy(update={"seed": seed})
+            tasks = _tasks(dataset, sc_cfg, cold_start, content, profiles)
+            popularity = item_popularity(tasks[0].train_explicit)
+            if s_i == 0:
+                split_info = _split_info(sc_cfg, tasks, item_vectors, has_genres)
+            validations: dict[str, Task] = {}
+            for spec in models:
+                row = rows[spec.display]
+                for task in tasks:
+                    progress.update(bar, description=f"seed {seed}: {spec.display}, {task.name}")
+                    params, tuned = dict(spec.params), None
+                    if "seed" in MODELS[spec.name].Config.model_fields and "seed" not in params:
+                        params["seed"] = seed
+                    space = (tuning.space_for(spec.display, spec.name, task.name, MODELS[spec.name].Config.model_fields)
+                             if tuning is not None else None)
+                    if space:
+                        if task.name not in validations:
+                            validations[task.name] = _validation_task(task, sc_cfg, cold_start, profiles)
+                        val = validations[task.name]
+                        t0 = time.perf_counter()
+                        tuned = tune(space, _objective(spec.name, params, val, content, eval_config, tuning.metric,
+                                                       popularity, item_vectors), tuning, seed=seed,
+                                     epoch_trained="epochs" in MODELS[spec.name].Config.model_fields)
+                        tune_s = time.perf_counter() - t0
+                        params = apply(params, tuned.best_params)
+                    tracemalloc.start()
+                    t0 = time.perf_counter()
+                    model = _fit(spec.name, params, task, content)
+                    fit_s = time.perf_counter() - t0
+                    peak = tracemalloc.get_traced_memory()[1] / 2**20
+                    tracemalloc.stop()
+                    t0 = time.perf_counter()
+                    result = _score(model, task, eval_config, popularity, item_vectors,
+                                    eval_config.context if task.name == WARM else None)
+                    eval_s = time.perf_counter() - t0
+                    record: dict[str, Any] = {"seed": seed, "scenario": task.name,
+                                              "metrics": {} if result is None else dict(result.metrics),
+                                              "fit_seconds": round(fit_s, 3)}
+                    if tuned is not None:
+                        record.update(chosen=tuned.best_params, validation=tuned.best_value,
+                                      trials=len(tuned.trials), tuning_seconds=round(tune_s, 2),
+                                      pruned=sum(t["state"] == "pruned" for t in tuned.trials))
+                    if result is not None:
+                        if task.name == WARM:
+                            if model.predicts_ratings and dataset.rating_scale is not None:
+                                record["metrics"].update(evaluate_ratings(model, task.test_explicit))
+                            split_info.setdefault("users_evaluated", int(len(np.unique(result.users))))
+                            if eval_config.context:
+                                split_info.setdefault("lists_evaluated", int(len(result.users)))
+                        for m in PAIRED_METRICS:
+                            if m in result.per_user:
+                                row.per_user.setdefault((task.name, m), []).append(result.per_user[m])
+                    row.runs.append(record)
+                    if task.name == WARM and s_i == 0:
+                        row.params = model.config.model_dump()
+                        row.fit_seconds, row.eval_seconds, row.peak_memory_mb = fit_s, eval_s, peak
+                        if keep_models:
+                            row.fitted = model
+                        if result is not None:
+                            row.by_context = result.by_context
+                        if eval_config.mmr_lambdas and content is not None:
+                            row.tradeoff = _tradeoff(model, task, content, eval_config, item_vectors)
+                progress.advance(bar)
+    for row in rows.values():
+        _aggregate(row)
+    if baseline is not None:
+        base = rows[baseline]
+        for row in rows.values():
+            if row is base:
+                continue
+            for (task_name, metric), values in row.per_user.items():
+                other = base.per_user.get((task_name, metric))
+                if other is not None and len(other) == len(values):
+                    row.paired.setdefault(task_name, {})[metric] = paired(values, other)
+    split_info["seeds"] = seeds
+    if tuning is not None:
+        split_info["tuning"] = tuning.model_dump(mode="json")
+    return ExperimentResult(name=name, dataset=dataset.summary(), split=split_info, rows=list(rows.values()),
+                            config=config or {}, environment=environment(), seeds=seeds, baseline=baseline)
+
+
+def _aggregate(row: ModelResult) -> None:
+    by_task: dict[str, list[dict[str, float]]] = {}
+    for r in row.runs:
+        by_task.setdefault(r["scenario"], []).append(r["metrics"])
+    for task_name, runs in by_task.items():
+        mean, std = mean_std([r for r in runs if r])
+        if task_name == WARM:
+            row.metrics, row.std = mean, std
+        else:
+            row.cold[task_name], row.cold_std[task_name] = mean, std
+
+
+def _check_metric(metric: str, cfg: EvaluationConfig) -> None:
+    name, _, k = metric.partition("@")
+    if name not in cfg.metrics or not k.isdigit() or int(k) not in cfg.ks:
+        raise ConfigError(f"tuning metric {metric!r} is not measured: [evaluation] has metrics "
+                          f"{', '.join(cfg.metrics)} at ks {cfg.ks}")
+
+
+def _profile_fn(dataset: Dataset, cold_start: ColdStartConfig):
     encoder = None
     if cold_start.profile_encoder:
         from mosaicrec.encoders import create_encoder  # evaluation sits above encoders
 
         encoder = create_encoder(cold_start.profile_encoder)
 
-    def profiles(history) -> np.ndarray | None:
+    def profiles(history: sp.csr_matrix) -> np.ndarray | None:
         if encoder is None:
             return None
         texts = profile_texts(dataset.users, dataset.interactions.user_ids, dataset.items,
                               dataset.interactions.item_ids, history)
         return encoder.encode([t or "a new user" for t in texts])
-
-    warm_profiles = profiles(train_pos.binary)
-    scenarios = _cold_scenarios(dataset, split_config, cold_start, content)
-    for sc in scenarios.values():
-        sc["profiles_train"] = profiles(sc["train"].binary)
-        sc["profiles_support"] = profiles(sc["support"].binary) if "support" in sc else None
-    split_info["cold_start"] = {k: {"train_events": v["train"].n_events, "test_events": v["test"].n_events,
-                                    "held_out": v["held_out"]} for k, v in scenarios.items()}
-
-    rows: list[ModelResult] = []
-    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn()]
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("models", total=len(models))
-        for spec in models:
-            model = create(spec.name, spec.params)
-            progress.update(task, description=f"fitting {spec.display}")
-            tracemalloc.start()
-            t0 = time.perf_counter()
-            model.fit(train if model.predicts_ratings else train_pos, content=content,
-                      user_profiles=warm_profiles)
-            fit_s = time.perf_counter() - t0
-            peak = tracemalloc.get_traced_memory()[1] / 2**20
-            tracemalloc.stop()
-            progress.update(task, description=f"evaluating {spec.display}")
-            t0 = time.perf_counter()
-            result = evaluate_ranking(model, test_pos, exclude=exclude, config=eval_config,
-                                      item_popularity=popularity, item_vectors=item_vectors,
-                                      context=eval_config.context)
-            metrics = dict(result.metrics)
-            if model.predicts_ratings and dataset.rating_scale is not None:
-                metrics.update(evaluate_ratings(model, test))
-            split_info.setdefault("users_evaluated", int(len(np.unique(result.users))))
-            if eval_config.context:
-                split_info.setdefault("lists_evaluated", int(len(result.users)))
-            tradeoff = []
-            if eval_config.mmr_lambdas and content is not None:
-                fused = concat_features(content.align(train.item_ids), content.modalities)
-                fused /= np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)
-                tradeoff = diversity_tradeoff(model, test_pos, exclude=exclude, vectors=fused,
-                                              lambdas=eval_config.mmr_lambdas, diversity_vectors=item_vectors)
-            cold = {}
-            for sc_name, sc in scenarios.items():
-                progress.update(task, description=f"{spec.display}: {sc_name}")
-                cold[sc_name] = _run_cold(spec, sc, content, eval_config, popularity, item_vectors)
-            rows.append(ModelResult(spec.display, spec.name, model.config.model_dump(), fit_s,
-                                    time.perf_counter() - t0, peak, metrics, model if keep_models else None, cold,
-                                    tradeoff, result.by_context))
-            progress.advance(task)
-    return ExperimentResult(name=name, dataset=dataset.summary(), split=split_info, rows=rows,
-                            config=config or {}, environment=environment())
+    return profiles
 
 
-def _cold_scenarios(dataset: Dataset, split_config: SplitConfig, cold: ColdStartConfig,
-                    content: ItemContent | None) -> dict[str, dict[str, Any]]:
-    """Train/test (and support) events of each cold-start scenario, on the positives."""
+def _tasks(dataset: Dataset, split_config: SplitConfig, cold: ColdStartConfig, content: ItemContent | None,
+           profiles) -> list[Task]:
+    """The warm task and each cold-start scenario of one seed."""
+    threshold = split_config.rating_threshold
+    train, test = split(dataset.interactions, split_config)
+    train_pos = to_implicit(train, threshold)
+    tasks = [Task(WARM, train_pos, to_implicit(test, threshold), train.binary, train_explicit=train,
+                  test_explicit=test, profiles_train=profiles(train_pos.binary))]
     if (cold.items or cold.users) and content is None:
-        from mosaicrec.errors import ConfigError
-
         raise ConfigError("cold-start scenarios need item content: add a [content] section")
-    events = to_implicit(dataset.interactions, split_config.rating_threshold)
-    out: dict[str, dict[str, Any]] = {}
+    events = k_core(dataset.interactions, split_config.min_core)
     if cold.items:
-        train, test = cold_item_split(events, cold.items, split_config.seed)
-        out["new items"] = {"train": train, "test": test, "exclude": train.binary,
-                            "candidates": np.unique(test.items), "held_out": int(len(np.unique(test.items)))}
+        # Items are drawn among all items with events, and every held-out item is a candidate, whether or
+        # not it has a positive test event: ranking only those with one would tell the model which they are.
+        tr, te = cold_item_split(events, cold.items, split_config.seed)
+        pos = to_implicit(tr, threshold)
+        held = np.unique(te.items)
+        tasks.append(Task("new items", pos, to_implicit(te, threshold), pos.binary, train_explicit=tr,
+                          candidates=held, held_out=int(len(held)), profiles_train=profiles(pos.binary)))
     if cold.users:
-        train, support, test = cold_user_split(events, cold.users, cold.support, split_config.seed)
-        out["new users"] = {"train": train, "support": support, "test": test, "exclude": support.binary,
-                            "users": np.unique(test.users), "held_out": int(len(np.unique(test.users)))}
-    return out
+        tr, support, te = cold_user_split(to_implicit(events, threshold), cold.users, cold.support,
+                                          split_config.seed)
+        users = np.unique(te.users)
+        tasks.append(Task("new users", tr, te, support.binary, users=users, support=support,
+                          held_out=int(len(users)), profiles_train=profiles(tr.binary),
+                          profiles_support=profiles(support.binary)))
+    return tasks
 
 
-def _run_cold(spec: ModelSpec, sc: dict[str, Any], content: ItemContent | None, cfg: EvaluationConfig,
-              popularity: np.ndarray, item_vectors) -> dict[str, float]:
-    model = create(spec.name, spec.params).fit(sc["train"], content=content, user_profiles=sc["profiles_train"])
-    history, prof = (sc["support"].binary, sc["profiles_support"]) if "support" in sc else (None, None)
+def _validation_task(task: Task, split_config: SplitConfig, cold: ColdStartConfig, profiles) -> Task:
+    """The same kind of scenario carved out of ``task``'s training part (the test part is not read)."""
+    threshold, frac, seed = split_config.rating_threshold, split_config.validation_fraction, split_config.seed
+    if task.name == WARM:
+        fit, val, _ = validation_split(task.train_explicit, split_config.kind, frac, seed)
+        pos = to_implicit(fit, threshold)
+        return Task(WARM, pos, to_implicit(val, threshold), fit.binary, train_explicit=fit, test_explicit=val,
+                    profiles_train=profiles(pos.binary))
+    if task.name == "new items":
+        fit, val, _ = validation_split(task.train_explicit, "cold_items", frac, seed)
+        pos = to_implicit(fit, threshold)
+        held = np.unique(val.items)
+        return Task("new items", pos, to_implicit(val, threshold), pos.binary, train_explicit=fit,
+                    candidates=held, held_out=int(len(held)), profiles_train=profiles(pos.binary))
+    fit, support, val = validation_split(task.train, "cold_users", frac, seed, cold.support)
+    users = np.unique(val.users)
+    return Task("new users", fit, val, support.binary, users=users, support=support, held_out=int(len(users)),
+                profiles_train=profiles(fit.binary), profiles_support=profiles(support.binary))
 
-    def fold_in(users: np.ndarray) -> np.ndarray:
-        return model.score_histories(history[users], None if prof is None else prof[users])
-    score_fn = fold_in if history is not None else None
+
+def _fit(name: str, params: dict[str, Any], task: Task, content: ItemContent | None) -> BaseRecommender:
+    model = create(name, params)
+    explicit = model.predicts_ratings and task.train_explicit is not None and task.name == WARM
+    return model.fit(task.train_explicit if explicit else task.train, content=content,
+                     user_profiles=task.profiles_train)
+
+
+def _score(model: BaseRecommender, task: Task, cfg: EvaluationConfig, popularity: np.ndarray, item_vectors,
+           context: str | None = None):
+    """Ranking metrics of a fitted model on a task; ``None`` where the model cannot score it."""
+    score_fn = None
+    if task.support is not None:
+        history, prof = task.support.binary, task.profiles_support
+
+        def score_fn(users: np.ndarray) -> np.ndarray:
+            return model.score_histories(history[users], None if prof is None else prof[users])
     try:
-        result = evaluate_ranking(model, sc["test"], exclude=sc["exclude"], config=cfg,
-                                  item_popularity=popularity, item_vectors=item_vectors,
-                                  users=sc.get("users"), candidates=sc.get("candidates"), score_fn=score_fn)
+        return evaluate_ranking(model, task.test, exclude=task.exclude, config=cfg, item_popularity=popularity,
+                                item_vectors=item_vectors, users=task.users, candidates=task.candidates,
+                                score_fn=score_fn, context=context)
     except NotSupportedError:
-        return {}
-    return result.metrics
+        return None
+
+
+def _objective(name: str, base: dict[str, Any], val: Task, content: ItemContent | None, cfg: EvaluationConfig,
+               metric: str, popularity: np.ndarray, item_vectors):
+    """Validation metric of a model with some hyper-parameters; ``budget`` scales its epochs (pruning)."""
+    def objective(params: dict[str, Any], budget: float) -> float:
+        full = apply(base, params)
+        if budget < 1.0 and "epochs" in MODELS[name].Config.model_fields:
+            epochs = full.get("epochs", MODELS[name].Config.model_fields["epochs"].default)
+            full["epochs"] = max(1, int(round(epochs * budget)))
+        result = _score(_fit(name, full, val, content), val, cfg, popularity, item_vectors)
+        return 0.0 if result is None else float(result.metrics[metric])
+    return objective
+
+
+def _tradeoff(model: BaseRecommender, task: Task, content: ItemContent, cfg: EvaluationConfig, item_vectors):
+    fused = concat_features(content.align(task.train.item_ids), content.modalities)
+    fused /= np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)
+    return diversity_tradeoff(model, task.test, exclude=task.exclude, vectors=fused, lambdas=cfg.mmr_lambdas,
+                              diversity_vectors=item_vectors)
+
+
+def _split_info(cfg: SplitConfig, tasks: list[Task], item_vectors, has_genres: bool) -> dict[str, Any]:
+    warm = tasks[0]
+    info = {**cfg.model_dump(), "train_events": warm.train_explicit.n_events,
+            "test_events": warm.test_explicit.n_events, "train_positives": warm.train.n_events,
+            "test_positives": warm.test.n_events,
+            "diversity_vectors": "training co-occurrence" if item_vectors is None
+            else "item genres" if has_genres else "item attributes"}
+    info["cold_start"] = {t.name: {"train_events": t.train.n_events, "test_events": t.test.n_events,
+                                   "held_out": t.held_out} for t in tasks[1:]}
+    return info
 
 
 def _attribute_names(dataset: Dataset) -> set[str]:

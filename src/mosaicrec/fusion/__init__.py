@@ -12,6 +12,7 @@ The torch parts live in :mod:`mosaicrec.fusion.learned` and load on first use, s
 import torch.
 """
 
-from mosaicrec.fusion.base import FUSIONS, FusionConfig, concat_features, cross_modal_map, select_modalities
+from mosaicrec.fusion.base import (FUSIONS, FusionConfig, concat_features, cross_modal_map, modality_matrix,
+                                   select_modalities)
 
-__all__ = ["FUSIONS", "FusionConfig", "concat_features", "cross_modal_map", "select_modalities"]
+__all__ = ["FUSIONS", "FusionConfig", "concat_features", "cross_modal_map", "modality_matrix", "select_modalities"]

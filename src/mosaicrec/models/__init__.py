@@ -7,12 +7,13 @@ from mosaicrec.models.content import ContentKNN
 from mosaicrec.models.context import ScenarioBPR, ScenarioPop
 from mosaicrec.models.ease import EASE, ContentEASE
 from mosaicrec.models.itemknn import ItemKNN
+from mosaicrec.models.mapping import ContentMap
 from mosaicrec.models.mf import ALS, BPR, BiasedMF
 from mosaicrec.models.neural import VBPR, GraphModel, Hybrid, TwoTower
 from mosaicrec.models.popularity import MostPopular
 
 load_model = BaseRecommender.load
 
-__all__ = ["ALS", "BPR", "ContentEASE", "ContentKNN", "EASE", "GraphModel", "Hybrid", "TwoTower", "VBPR",
+__all__ = ["ALS", "BPR", "ContentEASE", "ContentMap", "ContentKNN", "EASE", "GraphModel", "Hybrid", "TwoTower", "VBPR",
            "MODELS", "BaseRecommender", "BiasedMF", "ItemKNN", "ModelConfig",
            "MostPopular", "Recommender", "ScenarioBPR", "ScenarioPop", "create", "load_model", "register"]

@@ -55,7 +55,7 @@ class ContentKNN(ItemKNN):
     def _fit(self, train: Interactions) -> None:
         cfg = self.config
         mods = select_modalities(self.content_, cfg.fusion.modalities, self.name)
-        x = concat_features(self.content_, mods, cfg.fusion.weights)
+        x = concat_features(self.content_, mods, cfg.fusion.weights, cfg.fusion.center)
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         x = x / np.maximum(norms, 1e-12)
         # S[i, j]: similarity of neighbour i to item j (column j lists j's neighbours), so scores = X_u S.

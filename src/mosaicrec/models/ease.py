@@ -10,16 +10,17 @@ from pydantic import Field
 from mosaicrec.data.schema import Interactions
 from mosaicrec.errors import MosaicError
 from mosaicrec.fusion import FusionConfig, concat_features, select_modalities
+from mosaicrec.models.prior import PopularityPrior, PriorConfig
 from mosaicrec.models.base import BaseRecommender, ModelConfig, csr_from_state, csr_state, register
 
 
-class EASEConfig(ModelConfig):
+class EASEConfig(PriorConfig, ModelConfig):
     reg: float = Field(500.0, gt=0.0, description="L2 weight λ added to the Gram matrix diagonal")
     max_items: int = Field(40_000, ge=1, description="refuse catalogs whose dense n×n matrix is too big")
 
 
 @register("ease")
-class EASE(BaseRecommender):
+class EASE(PopularityPrior, BaseRecommender):
     """B = I − P·diag(1/diag(P)), P = (XᵀX + λI)⁻¹; scores = X_u B.
 
     The inverse uses a Cholesky factorisation (LAPACK potrf/potri), about twice as fast as a general
@@ -57,7 +58,7 @@ class EASE(BaseRecommender):
         return np.asarray(self._X[users] @ self.B_, dtype=np.float32)
 
     def _score_history(self, history, profiles):
-        return np.asarray(history @ self.B_, dtype=np.float32)
+        return self._prior(history @ self.B_)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"B": self.B_, **csr_state("X", self._X)}
@@ -83,6 +84,6 @@ class ContentEASE(EASE):
 
     def _add_side(self, G: np.ndarray) -> None:
         mods = select_modalities(self.content_, self.config.fusion.modalities, self.name)
-        F = concat_features(self.content_, mods, self.config.fusion.weights)
+        F = concat_features(self.content_, mods, self.config.fusion.weights, self.config.fusion.center)
         F /= np.maximum(np.linalg.norm(F, axis=1, keepdims=True), 1e-12)
         G += np.float32(self.config.content_weight) * (F @ F.T)

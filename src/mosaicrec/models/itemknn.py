@@ -8,16 +8,17 @@ from pydantic import Field
 
 from mosaicrec.data.schema import Interactions
 from mosaicrec.models import _kernels
+from mosaicrec.models.prior import PopularityPrior, PriorConfig
 from mosaicrec.models.base import BaseRecommender, ModelConfig, csr_from_state, csr_state, register
 
 
-class ItemKNNConfig(ModelConfig):
+class ItemKNNConfig(PriorConfig, ModelConfig):
     neighbors: int = Field(50, ge=1, description="similar items kept per item")
     shrink: float = Field(0.0, ge=0.0, description="cosine shrinkage: sim·n/(n+shrink) damps rare co-counts")
 
 
 @register("itemknn")
-class ItemKNN(BaseRecommender):
+class ItemKNN(PopularityPrior, BaseRecommender):
     """score(u, j) = Σ_i x_ui · sim(i, j) over the ``neighbors`` most similar items i of each item.
 
     A numba kernel walks the co-occurrences item by item in parallel (never forming the dense n×n
@@ -49,7 +50,7 @@ class ItemKNN(BaseRecommender):
         return np.asarray((self._X[users] @ self.similarity_).toarray(), dtype=np.float32)
 
     def _score_history(self, history, profiles):
-        return (history @ self.similarity_).toarray()
+        return self._prior((history @ self.similarity_).toarray())
 
     def similar_items(self, item: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most similar items of one item (by training co-occurrence), best first."""

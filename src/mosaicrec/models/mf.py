@@ -19,22 +19,27 @@ from mosaicrec.models.base import BaseRecommender, ModelConfig, register
 
 
 def fold_in(V: np.ndarray, history: sp.csr_matrix, reg: float = 0.1, unobserved: float = 0.05,
-            target: float = 1.0, gram: np.ndarray | None = None) -> np.ndarray:
+            target: float = 1.0, gram: np.ndarray | None = None, offset: np.ndarray | None = None) -> np.ndarray:
     """User vectors for new users from their events, with the item factors fixed: the implicit-ALS user
     step u = (c₀·VᵀV + V_hᵀV_h + λI)⁻¹ V_hᵀ·t, where every unobserved item pulls towards 0 with weight
     c₀ and an observed item towards ``target`` t (the typical score of a trained user's positives, so
     that a folded-in user's scores have the same scale as the item biases they are added to).
-    Users with no events get a zero vector. ``gram`` is VᵀV (float64) when the caller keeps it: over a
+    ``offset`` (``n × f``) is a part of each user's vector already known (e.g. from their profile): the
+    solve then fits the rest, u = o + q, with λ shrinking q (not o) to zero. Users with no events get a
+    zero vector (their offset, with one). ``gram`` is VᵀV (float64) when the caller keeps it: over a
     large catalog it costs more than the solves, and a server folds in one user per request."""
     if gram is None:
         gram = V.T.astype(np.float64) @ V.astype(np.float64)
     G = unobserved * gram + reg * np.eye(V.shape[1])
-    out = np.zeros((history.shape[0], V.shape[1]), np.float32)
+    out = np.zeros((history.shape[0], V.shape[1]), np.float32) if offset is None else offset.astype(np.float32)
     for r in range(history.shape[0]):
         cols = history.indices[history.indptr[r]:history.indptr[r + 1]]
         if len(cols):
             Vh = V[cols].astype(np.float64)
-            out[r] = np.linalg.solve(G + Vh.T @ Vh, target * Vh.sum(axis=0))
+            rhs = target * Vh.sum(axis=0)
+            if offset is not None:
+                rhs = rhs - (unobserved * gram + Vh.T @ Vh) @ offset[r]
+            out[r] += np.linalg.solve(G + Vh.T @ Vh, rhs).astype(np.float32)
     return out
 
 

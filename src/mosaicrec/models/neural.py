@@ -27,10 +27,10 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from mosaicrec.data.schema import Interactions
-from mosaicrec.fusion import FusionConfig, select_modalities
+from mosaicrec.fusion import FusionConfig, modality_matrix, select_modalities
 from mosaicrec.models.base import BaseRecommender, ModelConfig, register
 from mosaicrec.models.content import knn_graph
-from mosaicrec.models.mf import FactorScoring
+from mosaicrec.models.mf import FactorScoring, fold_in
 
 
 class NeuralConfig(ModelConfig):
@@ -40,7 +40,8 @@ class NeuralConfig(ModelConfig):
     reg: float = Field(1e-4, ge=0, description="L2 weight on the batch's user and item vectors")
     batch_size: int = Field(2048, ge=1)
     seed: int = 42
-    threads: int = Field(0, ge=0, description="torch threads (0: all cores)")
+    threads: int = Field(0, ge=0, description="torch threads (0: measured: the first batches run with all "
+                         "cores and with one, and the faster setting trains the rest)")
     fusion: FusionConfig = Field(default_factory=FusionConfig)
     pretrain_epochs: int = Field(0, ge=0, description="cross-modal InfoNCE pre-training of the fusion")
     align_weight: float = Field(0.0, ge=0, description="weight of content↔collaborative InfoNCE in the loss")
@@ -81,9 +82,14 @@ class _NeuralModel(FactorScoring, BaseRecommender):
         rng = np.random.default_rng(cfg.seed)
         old_threads = torch.get_num_threads()
         torch.set_num_threads(cfg.threads or old_threads)
+        # On a small, busy machine torch's intra-op threads can be several times slower than one (they
+        # spin against each other and the other processes); which wins depends on the batch and the
+        # load, so threads=0 times a few real training batches each way and keeps the faster.
+        trial = [] if cfg.threads or old_threads == 1 else [old_threads] * 4 + [1] * 4
+        timings: dict[int, list[float]] = {}
         try:
             mods = select_modalities(self.content_, cfg.fusion.modalities, self.name)
-            feats = {m: _normalise(self.content_.features[m]) for m in mods}
+            feats = {m: modality_matrix(self.content_, m, cfg.fusion.center) for m in mods}
             masks = {m: self.content_.masks[m].copy() for m in mods}
             X = train.binary
             warm = np.asarray(X.sum(axis=0)).ravel() > 0
@@ -98,7 +104,16 @@ class _NeuralModel(FactorScoring, BaseRecommender):
                 t0, total = time.perf_counter(), 0.0
                 net.new_epoch(rng)
                 perm = rng.permutation(len(users))
-                for s in range(0, len(perm), cfg.batch_size):
+                for step, s in enumerate(range(0, len(perm), cfg.batch_size)):
+                    if trial and epoch == 0 and step <= len(trial):
+                        if step:
+                            timings.setdefault(torch.get_num_threads(), []).append(time.perf_counter() - tb)
+                        if step == len(trial):
+                            torch.set_num_threads(min(timings, key=lambda n: np.median(timings[n])))
+                            self.threads_ = torch.get_num_threads()
+                        else:
+                            torch.set_num_threads(trial[step])
+                        tb = time.perf_counter()
                     b = perm[s:s + cfg.batch_size]
                     u = torch.from_numpy(users[b])
                     i = torch.from_numpy(items[b])
@@ -237,7 +252,21 @@ class Hybrid(_NeuralModel):
             def collaborative(self, i):
                 return self.item(i)
 
+            def export(self):
+                out = super().export()
+                if self.profile is not None:
+                    out["W_prof"] = self.profile.weight.T.numpy()
+                return out
+
         return HybridNet(self.config)
+
+    def history_factors(self, history: sp.csr_matrix, profiles: np.ndarray | None = None,
+                        context=None) -> np.ndarray:
+        """Fold-in, around the profile's part of the user vector when the model learned one (so a new
+        user's profile counts as a trained user's does, and their events correct it)."""
+        W = getattr(self, "W_prof_", None)
+        offset = None if W is None or profiles is None else _normalise(profiles) @ W
+        return fold_in(self.V_, history, gram=self._gram(), offset=offset, **self._fold_options())
 
 
 @register("vbpr")

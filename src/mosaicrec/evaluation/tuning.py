@@ -1,0 +1,192 @@
+"""Hyper-parameter search on a validation part carved out of training (the ``[tuning]`` section).
+
+Each tuned model gets a space: a list is a categorical choice (a grid axis), a ``{low, high, log, integer}``
+table a range. ``method = "optuna"`` samples it with Optuna's TPE (seeded) for ``trials`` trials and, for
+models trained in epochs, prunes: a trial is first trained for a quarter of its epochs and stopped there
+when its validation score is below the median of earlier trials at that point (Optuna's ``MedianPruner``).
+``method = "grid"`` tries every combination (ranges contribute ``grid_points`` values). The objective is
+always a validation metric: the caller passes a function that fits on the validation's fit part and
+scores the validation part, so the test part is never read while choosing.
+
+Keys with dots reach nested parameters: ``"fusion.weights.image"`` tunes the weight of the image modality.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ParamRange(BaseModel):
+    """A numeric range: ``{ low = 10, high = 5000, log = true }``; ``integer`` for counts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ParamRange:
+        if not self.low < self.high:
+            raise ValueError(f"range needs low < high (got {self.low} .. {self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+    def grid(self, points: int) -> list[float | int]:
+        values = (np.geomspace if self.log else np.linspace)(self.low, self.high, points)
+        return sorted({int(round(v)) for v in values}) if self.integer else [float(f"{v:.6g}") for v in values]
+
+
+Space = dict[str, list[Any] | ParamRange]
+
+#: the space tuned for a model when the config names none (by registered model name)
+DEFAULT_SPACES: dict[str, dict[str, Any]] = {
+    "ease": {"reg": {"low": 10.0, "high": 5000.0, "log": True}},
+    "content-ease": {"reg": {"low": 10.0, "high": 5000.0, "log": True},
+                     "content_weight": {"low": 1.0, "high": 300.0, "log": True}},
+    "itemknn": {"neighbors": {"low": 10, "high": 400, "log": True, "integer": True}},
+    "content-knn": {"neighbors": {"low": 5, "high": 400, "log": True, "integer": True}},
+    "als": {"factors": [32, 64, 128], "regularization": {"low": 0.01, "high": 50.0, "log": True},
+            "alpha": {"low": 0.5, "high": 40.0, "log": True}},
+    "bpr": {"learning_rate": {"low": 0.005, "high": 0.1, "log": True},
+            "regularization": {"low": 1e-5, "high": 1e-1, "log": True}},
+    "content-map": {"map_reg": {"low": 0.01, "high": 100.0, "log": True},
+                    "regularization": {"low": 0.01, "high": 50.0, "log": True},
+                    "alpha": {"low": 0.5, "high": 40.0, "log": True}},
+    "hybrid": {"lr": {"low": 1e-3, "high": 2e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
+    "vbpr": {"lr": {"low": 1e-3, "high": 2e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
+    "graph": {"lr": {"low": 1e-3, "high": 2e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
+    "two-tower": {"lr": {"low": 1e-3, "high": 2e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
+}
+
+
+#: added to a model's space in one scenario when its config has the parameter (it only acts there)
+SCENARIO_SPACES: dict[str, dict[str, Any]] = {
+    "new users": {"history_popularity": {"low": 0.0, "high": 3.0}},
+}
+
+
+class TuningConfig(BaseModel):
+    """The ``[tuning]`` section: how hyper-parameters are chosen on validation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["optuna", "grid"] = "optuna"
+    trials: int = Field(20, ge=1, le=10_000, description="optuna: trials per model and scenario")
+    metric: str = Field("ndcg@10", description="validation metric maximised (name@k, from [evaluation])")
+    prune: bool = Field(True, description="optuna: stop weak epoch-trained trials after a quarter of "
+                        "their epochs (median rule)")
+    grid_points: int = Field(4, ge=2, le=50, description="grid: values taken from each range")
+    models: list[str] | None = Field(None, description="labels (or names) of the models to tune; None: "
+                                     "every model with a space (given here or built in)")
+    space: dict[str, dict[str, ParamRange | list[Any]]] = Field(
+        default_factory=dict, description="model label or name → parameter → list or range")
+
+    def space_for(self, label: str, name: str, scenario: str | None = None,
+                  fields: Iterable[str] = ()) -> Space | None:
+        """The space of one model (its label first, then its name, then the built-in one, plus the
+        scenario's own parameters the model has, e.g. the new-user popularity prior), or ``None`` when it
+        is not tuned."""
+        if self.models is not None and label not in self.models and name not in self.models:
+            return None
+        given = self.space.get(label) or self.space.get(name)
+        raw = dict(given if given is not None else DEFAULT_SPACES.get(name, {}))
+        if given is None:
+            raw.update({k: v for k, v in SCENARIO_SPACES.get(scenario or "", {}).items() if k in fields})
+        if not raw:
+            return None
+        return {k: v if isinstance(v, (list, ParamRange)) else ParamRange(**v) if isinstance(v, dict) else [v]
+                for k, v in raw.items()}
+
+
+@dataclass
+class TuningResult:
+    """The chosen values, their validation score, and every trial (params, score, state)."""
+
+    best_params: dict[str, Any]
+    best_value: float
+    trials: list[dict[str, Any]] = field(default_factory=list)
+
+
+#: objective(params, budget) → validation metric; budget in (0, 1] scales a model's epochs (pruning rungs)
+Objective = Callable[[dict[str, Any], float], float]
+
+
+def set_param(params: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """``params`` with a (dotted) key set, e.g. ``fusion.weights.image``; the input is not changed."""
+    out = copy.deepcopy(params)
+    node = out
+    *path, last = key.split(".")
+    for part in path:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return out
+
+
+def apply(params: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:
+    for k, v in chosen.items():
+        params = set_param(params, k, v)
+    return params
+
+
+def tune(space: Space, objective: Objective, config: TuningConfig, *, seed: int = 0,
+         epoch_trained: bool = False) -> TuningResult:
+    """Search ``space`` maximising ``objective``; returns the best values and the trial log."""
+    if config.method == "grid":
+        return _grid(space, objective, config)
+    return _optuna(space, objective, config, seed, epoch_trained)
+
+
+def _grid(space: Space, objective: Objective, config: TuningConfig) -> TuningResult:
+    axes = {k: v.grid(config.grid_points) if isinstance(v, ParamRange) else list(v) for k, v in space.items()}
+    trials = []
+    for combo in itertools.product(*axes.values()):
+        params = dict(zip(axes, combo))
+        trials.append({"params": params, "value": float(objective(params, 1.0)), "state": "complete"})
+    best = max(trials, key=lambda t: t["value"])
+    return TuningResult(best["params"], best["value"], trials)
+
+
+def _optuna(space: Space, objective: Objective, config: TuningConfig, seed: int,
+            epoch_trained: bool) -> TuningResult:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    prune = config.prune and epoch_trained
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+                                if prune else optuna.pruners.NopPruner())
+
+    def run(trial: optuna.Trial) -> float:
+        params = {}
+        for k, v in space.items():
+            if isinstance(v, ParamRange):
+                params[k] = (trial.suggest_int(k, int(v.low), int(v.high), log=v.log) if v.integer
+                             else trial.suggest_float(k, v.low, v.high, log=v.log))
+            else:
+                params[k] = v[trial.suggest_categorical(k, list(range(len(v))))]
+        trial.set_user_attr("params", params)
+        if prune:
+            early = float(objective(params, 0.25))
+            trial.report(early, 0)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return float(objective(params, 1.0))
+
+    study.optimize(run, n_trials=config.trials, catch=())
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        raise RuntimeError("tuning: no trial completed")
+    best = max(done, key=lambda t: t.value)
+    trials = [{"params": t.user_attrs.get("params", {}), "value": t.value,
+               "state": t.state.name.lower()} for t in study.trials]
+    return TuningResult(best.user_attrs["params"], float(best.value), trials)

@@ -1,0 +1,162 @@
+"""Honest evaluation: validation carved out of training only, tuning on it, seeds aggregated, paired tests."""
+
+import numpy as np
+import pytest
+
+from mosaicrec.data.splits import SplitConfig, cold_item_split, random_holdout, to_implicit, validation_split
+from mosaicrec.errors import ConfigError
+from mosaicrec.evaluation import runner as R
+from mosaicrec.evaluation.runner import ColdStartConfig, run_experiment
+from mosaicrec.evaluation.stats import mean_std, paired
+from mosaicrec.evaluation.tuning import ParamRange, TuningConfig, tune
+from mosaicrec.models.base import ModelSpec
+from tests.conftest import planted, planted_content
+from tests.models.test_multimodal import _dataset
+
+
+def _pairs(x):
+    return set(zip(x.users.tolist(), x.items.tolist()))
+
+
+@pytest.mark.parametrize("kind", ["random", "leave_last_out", "temporal", "cold_items", "cold_users"])
+def test_validation_is_carved_from_training_only(kind):
+    x = planted(per_user=12)
+    train, test = random_holdout(x, 0.2, seed=0)
+    fit, val, support = validation_split(train, kind, 0.25, seed=0)
+    parts = [fit, val] + ([support] if support is not None else [])
+    assert sum(p.n_events for p in parts) == train.n_events  # a partition of train …
+    assert all(_pairs(p) <= _pairs(train) for p in parts)
+    assert not any(_pairs(p) & _pairs(test) for p in parts)  # … that never holds a test event
+    if kind == "cold_items":  # pseudo-new items: none of them is in the fit part
+        assert not np.isin(np.unique(val.items), fit.items).any()
+    if kind == "cold_users":
+        assert not np.isin(np.unique(val.users), fit.users).any()
+        assert set(np.unique(support.users)) == set(np.unique(val.users))
+
+
+def test_tuning_never_reads_the_test_part(monkeypatch):
+    """Every fit during tuning sees training events only, and is scored on validation events carved from
+    training; the test part is fitted for and scored once per scenario and seed, after the choice."""
+    x = planted(per_user=12)
+    data, content = _dataset(x), planted_content(x)
+    cold = ColdStartConfig(items=0.25, users=0.25)
+    fits = []
+    real_fit = R._fit
+    monkeypatch.setattr(R, "_fit", lambda name, params, task, content: (fits.append(task),
+                                                                         real_fit(name, params, task, content))[1])
+    tuning = TuningConfig(method="grid", space={"ease": {"reg": [1.0, 10.0, 100.0]}})
+    result = run_experiment(data, SplitConfig(), [ModelSpec(name="ease")], content=content, cold_start=cold,
+                            tuning=tuning, seeds=[3, 4])
+    assert len(fits) == 2 * 3 * (3 + 1)  # per seed and scenario: 3 grid points, then the final fit
+    for seed, seed_fits in zip((3, 4), (fits[:12], fits[12:])):
+        tasks = {t.name: t for t in R._tasks(data, SplitConfig(seed=seed), cold, content, lambda h: None)}
+        finals = 0
+        for task in seed_fits:
+            final = tasks[task.name]
+            if _pairs(task.test) == _pairs(final.test):
+                finals += 1
+                continue
+            held = _pairs(final.test) | (_pairs(final.support) if final.support is not None else set())
+            assert not (_pairs(task.train) | _pairs(task.test)) & held
+        assert finals == 3
+    for run in result.rows[0].runs:
+        assert run["chosen"]["reg"] in (1.0, 10.0, 100.0) and run["trials"] == 3
+
+
+def test_each_validation_fit_holds_no_test_event():
+    x = planted(per_user=12)
+    data, content = _dataset(x), planted_content(x)
+    cold = ColdStartConfig(items=0.25, users=0.25)
+    cfg = SplitConfig(seed=5, validation_fraction=0.25)
+    tasks = R._tasks(data, cfg, cold, content, lambda h: None)
+    for task in tasks:
+        val = R._validation_task(task, cfg, cold, lambda h: None)
+        held = _pairs(task.test) | (_pairs(task.support) if task.support is not None else set())
+        assert not _pairs(val.train) & held and not _pairs(val.test) & held
+        assert _pairs(val.train) | _pairs(val.test) <= _pairs(task.train_explicit or task.train) | _pairs(task.train)
+        if task.name == "new items":  # pseudo-new items are items of the training part, all candidates
+            assert not np.isin(val.candidates, task.candidates).any()
+            assert not np.isin(val.candidates, val.train.items).any()
+        if task.name == "new users":
+            assert not np.isin(val.users, task.users).any()
+
+
+def test_new_item_candidates_are_all_held_out_items_with_or_without_a_positive():
+    """Ranking only the held-out items that have a positive test event would tell the model which they
+    are; every held-out item is a candidate."""
+    x = planted(per_user=12)
+    weights = np.where(np.isin(x.items, [3, 7, 45]), 1.0, 5.0).astype(np.float32)  # three disliked items
+    from dataclasses import replace
+    x = replace(x.with_weights(weights))
+    data = _dataset(x)
+    tasks = R._tasks(data, SplitConfig(seed=0, rating_threshold=4), ColdStartConfig(items=0.5), planted_content(x),
+                     lambda h: None)
+    task = tasks[1]
+    held = set(np.unique(cold_item_split(x, 0.5, 0)[1].items).tolist())
+    assert set(task.candidates.tolist()) == held
+    only_negative = held - set(np.unique(task.test.items).tolist())
+    assert only_negative and only_negative <= {3, 7, 45}
+
+
+def test_seeds_are_aggregated_as_mean_and_std():
+    x = planted(per_user=12)
+    specs = [ModelSpec(name="mostpop"), ModelSpec(name="als", params={"iterations": 3, "factors": 8})]
+    result = run_experiment(_dataset(x), SplitConfig(), specs, seeds=[0, 1, 2], baseline="mostpop")
+    als = result.rows[1]
+    values = [r["metrics"]["ndcg@10"] for r in als.runs]
+    assert [r["seed"] for r in als.runs] == [0, 1, 2] and len(set(values)) > 1  # the splits differ
+    assert als.metrics["ndcg@10"] == pytest.approx(np.mean(values))
+    assert als.std["ndcg@10"] == pytest.approx(np.std(values, ddof=1))
+    d = als.paired["warm"]["ndcg@10"]
+    assert d["diff"] > 0 and d["p_ttest"] < 0.01 and d["wins"] > d["losses"]
+    assert d["n"] == sum(len(v) for v in als.per_user[("warm", "ndcg@10")])
+    assert result.split["seeds"] == [0, 1, 2]
+
+
+def test_mean_std_and_paired_statistics():
+    mean, std = mean_std([{"a": 1.0, "b": 2.0}, {"a": 3.0}])
+    assert mean == {"a": 2.0, "b": 2.0} and std["a"] == pytest.approx(np.sqrt(2.0)) and std["b"] == 0.0
+    rng = np.random.default_rng(0)
+    base = [rng.random(200) for _ in range(3)]
+    better = [b + 0.05 + 0.01 * rng.standard_normal(200) for b in base]
+    d = paired(better, base)
+    assert d["diff"] == pytest.approx(0.05, abs=0.005) and d["ci_low"] > 0 and d["p_sign"] < 1e-6
+    same = paired(base, base)
+    assert same["diff"] == 0.0 and same["p_ttest"] == 1.0 and same["ties"] == 600
+    with pytest.raises(ValueError, match="same users"):
+        paired([np.zeros(3)], [np.zeros(4)])
+
+
+def test_grid_and_optuna_find_the_best_value_and_optuna_prunes():
+    def objective(params, budget):
+        return -(np.log10(params["reg"]) - 2.0) ** 2 + (0.0 if budget == 1.0 else -params["reg"] / 1e4)
+
+    grid = tune({"reg": ParamRange(low=1.0, high=1e4, log=True)}, objective,
+                TuningConfig(method="grid", grid_points=5))
+    assert grid.best_params == {"reg": 100.0} and len(grid.trials) == 5
+    study = tune({"reg": ParamRange(low=1.0, high=1e4, log=True)}, objective,
+                 TuningConfig(method="optuna", trials=25), seed=0, epoch_trained=True)
+    assert abs(np.log10(study.best_params["reg"]) - 2.0) < 0.5
+    assert any(t["state"] == "pruned" for t in study.trials)
+    cat = tune({"modalities": [["text"], ["text", "image"]]}, lambda p, b: len(p["modalities"]),
+               TuningConfig(trials=6), seed=0)
+    assert cat.best_params == {"modalities": ["text", "image"]}
+
+
+def test_config_takes_seeds_tuning_and_baseline_and_refuses_bad_ones():
+    from mosaicrec.config import parse_config
+
+    base = {"dataset": {"name": "movielens-100k"}, "models": [{"name": "ease"}, {"name": "mostpop"}]}
+    cfg = parse_config({**base, "seeds": [0, 1, 2], "baseline": "mostpop",
+                        "tuning": {"method": "grid", "space": {"ease": {"reg": {"low": 10, "high": 1000, "log": True}}}}})
+    assert cfg.seeds == [0, 1, 2] and cfg.tuning.space_for("ease", "ease")["reg"].grid(3) == [10.0, 100.0, 1000.0]
+    with pytest.raises(ConfigError, match="baseline 'bpr'"):
+        parse_config({**base, "baseline": "bpr"})
+    with pytest.raises(ConfigError, match="tuning metric 'ndcg@7'"):
+        parse_config({**base, "tuning": {"metric": "ndcg@7"}})
+    with pytest.raises(ConfigError, match="low < high"):
+        parse_config({**base, "tuning": {"space": {"ease": {"reg": {"low": 5, "high": 1}}}}})
+    with pytest.raises(ConfigError, match="no model label"):
+        parse_config({**base, "tuning": {"space": {"nosuch": {"factors": [8]}}}})
+    with pytest.raises(ConfigError, match="seeds"):
+        parse_config({**base, "seeds": []})

@@ -1,0 +1,87 @@
+"""The cold-start paths: content mapped onto collaborative factors, the popularity prior of new users,
+profiles in the hybrid's fold-in, centred content, and measured torch threads."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from mosaicrec.data import cold_item_split, cold_user_split
+from mosaicrec.data.content import ItemContent
+from mosaicrec.fusion import concat_features
+from mosaicrec.models import create
+from tests.conftest import planted, planted_content
+from tests.models.test_models import FAST, NEURAL
+from tests.models.test_multimodal import _in_group
+
+
+def test_content_map_places_new_items_by_their_mapped_factors():
+    x = planted(per_user=12)
+    content = planted_content(x)
+    train, test = cold_item_split(x, 0.25, seed=1)
+    cold = np.unique(test.items)
+    model = create("content-map", {"iterations": 8, "factors": 8, "map_reg": 0.1}).fit(train, content=content)
+    assert np.abs(model.V_[cold]).sum(axis=1).min() > 0  # every new item has a vector
+    users = np.arange(x.n_users)
+    ids, _ = model.recommend(users, k=5, candidates=cold)
+    assert _in_group(ids, users) > 0.8
+    # warm items keep ALS's own factors: the warm lists are ALS's
+    als = create("als", {"iterations": 8, "factors": 8}).fit(train)
+    warm = np.setdiff1d(np.arange(x.n_items), cold)
+    np.testing.assert_allclose(model.V_[warm], als.V_[warm], rtol=1e-5, atol=1e-6)
+
+
+def test_popularity_prior_moves_new_users_toward_popular_items():
+    x = planted(per_user=12)
+    train, support, test = cold_user_split(x, 0.25, support=3, seed=2)
+    counts = np.bincount(train.items, minlength=x.n_items)
+    plain = create("ease", {"reg": 10.0}).fit(train)
+    prior = create("ease", {"reg": 10.0, "history_popularity": 50.0}).fit(train)
+    empty = sp.csr_matrix((1, x.n_items), dtype=np.float32)
+    ranked = np.argsort(-prior.score_histories(empty)[0], kind="stable")
+    assert counts[ranked[:10]].min() >= np.sort(counts)[-10]  # no events: the popularity ranking
+    h = support.binary[np.unique(support.users)[:10]]
+    a, b = plain.score_histories(h), prior.score_histories(h)
+    corr = lambda s: np.mean([np.corrcoef(row, np.log1p(counts))[0, 1] for row in s])
+    assert corr(b) > corr(a) + 0.2
+    small = create("ease", {"reg": 10.0, "history_popularity": 0.01}).fit(train).score_histories(h)
+    assert np.mean([np.corrcoef(p, q)[0, 1] for p, q in zip(small, a)]) > 0.99  # a small β barely moves it
+
+
+def test_hybrid_fold_in_uses_the_profile_it_learned():
+    x = planted(per_user=12)
+    content = planted_content(x)
+    train, support, test = cold_user_split(x, 0.25, support=3, seed=2)
+    group = np.arange(x.n_users) % 4
+    profiles = np.eye(4, dtype=np.float32)[group] + 0.05
+    model = create("hybrid", NEURAL).fit(train, content=content, user_profiles=profiles)
+    held = np.unique(test.users)
+    h = support.binary[held]
+    with_profile = model.score_histories(h, profiles[held])
+    without = model.score_histories(h)
+    assert not np.allclose(with_profile, without)
+    # a user with no events is placed by the profile alone, in their group
+    empty = sp.csr_matrix(h.shape, dtype=np.float32)
+    ids = np.argsort(-model.score_histories(empty, profiles[held]), axis=1)[:, :5]
+    assert _in_group(ids, held) > 0.6
+    assert np.allclose(model.score_histories(empty), model.score_histories(empty)[0])  # no profile: no signal
+
+
+def test_centring_removes_the_shared_direction():
+    rng = np.random.default_rng(0)
+    shared = rng.standard_normal(16) * 5
+    x = (shared + rng.standard_normal((50, 16))).astype(np.float32)  # anisotropic: one big common part
+    c = ItemContent(np.arange(50).astype(str).astype(object), {"text": x}, {"text": np.ones(50, bool)})
+    raw, centred = concat_features(c, ["text"]), concat_features(c, ["text"], center=True)
+    cos = lambda v: (v @ v.T)[np.triu_indices(50, 1)].mean()
+    assert cos(raw) > 0.8 and abs(cos(centred)) < 0.05
+    np.testing.assert_allclose(np.linalg.norm(centred, axis=1), 1.0, rtol=1e-5)
+
+
+def test_measured_threads_pick_one_setting_and_record_it():
+    x = planted(per_user=12)
+    model = create("hybrid", {**NEURAL, "threads": 0, "batch_size": 64}).fit(x, content=planted_content(x))
+    import torch
+    if torch.get_num_threads() > 1:
+        assert model.threads_ in (1, torch.get_num_threads())
+    fixed = create("hybrid", {**NEURAL, "threads": 1, "batch_size": 64}).fit(x, content=planted_content(x))
+    assert not hasattr(fixed, "threads_")

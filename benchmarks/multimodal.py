@@ -1,20 +1,33 @@
-"""Benchmark: multimodal and cold-start ablation on ml100k-multimodal (real plots and posters).
+"""Benchmark: does content pay? Multimodal and cold-start models on ml100k-multimodal, over seeds, tuned on
+validation (issue 14).
 
-One experiment (the same code path as ``mosaicrec evaluate`` with a [content] and [cold_start] section):
-warm random split, new items (20% of items held out with all their events, ranked among themselves) and
-new users (20% of users held out, each shown by their first 3 positives and a profile embedding). Rows:
-interaction-only baselines (MostPopular, EASE, BPR), content-KNN on TF-IDF and on pretrained embeddings,
-content-EASE, VBPR, the hybrid with each modality alone and both, each fusion variant (concat, gated,
-attention, attention + InfoNCE pre-training and alignment), the graph model and the two-tower model.
+The same code path as ``mosaicrec evaluate`` with ``seeds``, ``[tuning]``, ``[content]`` and
+``[cold_start]``: for each seed, a warm 80/20 split (ratings ≥ 4 are positives), **new items** (20% of
+films held out with all their ratings; every held-out film is a candidate, ranked among the held-out
+films) and **new users** (20% of users held out, each shown by their first 3 positives and a MiniLM profile).
+Every model's hyper-parameters are chosen per seed and scenario by Optuna (TPE) on a validation part
+carved out of that scenario's training part by the same kind of split (pseudo-new items and users for the
+cold scenarios); the test part is scored once. The warm part is also reported on its sparse slices:
+users with ≤ 20 training positives, and test items with ≤ 10.
 
-Peer: Cornac's VBPR on the same warm split, with the same fused features, width and epochs, scored by the
-same evaluation code; the ratio is ours / Cornac's NDCG@10. (Cornac's VBPR only scores items seen in
-training, so it has no cold-start row.)
+Content, one feature each (all from the catalog, encoded once into the embedding cache):
+``text`` (title + plot, MiniLM), ``crew`` (TF-IDF over director, writer, cast and genres, with word pairs so
+names are terms), ``meta`` (TF-IDF over genres, year and age rating), ``image`` (poster, EfficientNet-Lite0).
 
-Content comes from the embedding cache (``.mosaicrec/embeddings.duckdb``): the first run encodes 1,682 plots
-and posters (≈2 min), later runs read them back.
-Writes benchmarks/results/multimodal.json and .md; prints a rich table.
-Usage: python benchmarks/multimodal.py [--epochs 15] [--only LABEL ...]
+Two parts, run apart because of their cost on 2 cores:
+- ``--part content`` (default): interaction-only baselines (MostPopular, EASE, ALS, ItemKNN), content-KNN,
+  content-EASE and content-map (content → ALS factors) with each content set, the fusion weights learned
+  on validation, and the new-user popularity prior;
+- ``--part neural``: the BPR-trained neural models (hybrid with each fusion, with and without InfoNCE
+  alignment, VBPR, graph, two-tower) and the peer, Cornac's VBPR, on the same warm splits with the same
+  features (ratio ours / Cornac). Their fits take 10-60 s each on 2 cores, so by default they run with
+  fixed settings (lr 5e-3, 15 epochs; ``--trials N`` tunes the learning rate with N Optuna trials per
+  seed and scenario, about N+1 times longer).
+
+Paired comparisons (per user, pooled over seeds; t-test and sign test) answer the issue's questions:
+content vs the best interaction-only model (warm, sparse), new-user models vs MostPopular, fusion vs text
+alone. Writes benchmarks/results/multimodal[-neural].json and .md.
+Usage: python benchmarks/multimodal.py [--part content|neural] [--seeds 0 1 2] [--trials 20]
 """
 
 from __future__ import annotations
@@ -23,6 +36,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -30,14 +44,28 @@ from rich.table import Table
 
 from mosaicrec.data import load_dataset
 from mosaicrec.data.schema import Interactions
-from mosaicrec.encoders import ContentConfig, encode_content
-from mosaicrec.evaluation.runner import ColdStartConfig, environment, run_experiment
 from mosaicrec.data.splits import SplitConfig
+from mosaicrec.encoders import ContentConfig, encode_content
+from mosaicrec.evaluation.protocol import EvaluationConfig
+from mosaicrec.evaluation.runner import ColdStartConfig, environment, run_experiment
+from mosaicrec.evaluation.stats import fmt, paired
+from mosaicrec.evaluation.tuning import TuningConfig
 from mosaicrec.fusion import concat_features
 from mosaicrec.models.base import BaseRecommender, ModelConfig, ModelSpec, register
 
 RESULTS = Path(__file__).parent / "results"
-BOTH = ["text", "image"]
+CONTENT = ContentConfig(
+    encoders={"text": "minilm", "crew": "tfidf", "meta": "tfidf", "image": "efficientnet-lite0"},
+    text_fields=["title", "description"],
+    fields={"crew": ["director", "writer", "cast", "genres"], "meta": ["genres", "year", "age_rating"]},
+    params={"crew": {"ngrams": 2, "dim": 256}, "meta": {"dim": 64, "min_df": 1}})
+TEXT, WORDS, ALL = ["text"], ["text", "crew", "meta"], ["text", "crew", "meta", "image"]
+LOG = {"log": True}
+CF_SPACE = {"factors": [16, 32, 64], "regularization": {"low": 0.1, "high": 100.0, **LOG},
+            "alpha": {"low": 0.5, "high": 40.0, **LOG}, "map_reg": {"low": 1.0, "high": 300.0, **LOG}}
+MAP_SPACE = {**CF_SPACE, "warm_content": {"low": 0.0, "high": 30.0}}
+WEIGHTS = {f"fusion.weights.{m}": {"low": 0.0, "high": 1.0} for m in ("crew", "meta", "image")}
+NEURAL_SPACE = {"lr": {"low": 2e-3, "high": 2e-2, **LOG}}
 
 
 class CornacVBPRConfig(ModelConfig):
@@ -59,7 +87,7 @@ class CornacVBPR(BaseRecommender):
         from cornac.data import ImageModality
 
         cfg = self.config
-        feats = concat_features(self.content_, BOTH)
+        feats = concat_features(self.content_, ALL, center=True)
         triplets = [(str(u), str(i), 1.0) for u, i in zip(train.users, train.items)]
         ts = cornac.data.Dataset.from_uir(triplets, seed=cfg.seed)
         modality = ImageModality(features=feats, ids=[str(i) for i in range(train.n_items)], normalized=True)
@@ -81,87 +109,190 @@ class CornacVBPR(BaseRecommender):
         return out
 
 
-def specs(epochs: int) -> list[ModelSpec]:
-    n = {"epochs": epochs}
-    both = {"modalities": BOTH}
+def s(name: str, label: str, **params: Any) -> ModelSpec:
+    return ModelSpec(name=name, label=label, params=params)
 
-    def s(name, label, **params):
-        return ModelSpec(name=name, label=label, params=params)
-    return [
+
+def content_specs() -> tuple[list[ModelSpec], dict[str, dict]]:
+    """The fast models and their search spaces."""
+    specs = [
         s("mostpop", "MostPopular"),
-        s("ease", "EASE", reg=500.0),
-        s("bpr", "BPR", factors=64, iterations=100),
-        s("content-knn", "content-KNN (TF-IDF)", fusion={"modalities": ["tfidf"]}),
-        s("content-knn", "content-KNN (text+image)", fusion=both),
-        s("content-ease", "content-EASE (text+image)", reg=500.0, fusion=both),
-        s("vbpr", "VBPR (text+image)", **n, fusion=both),
-        s("cornac-vbpr", "Cornac VBPR (peer)", epochs=epochs),
-        s("hybrid", "hybrid: text only", **n, fusion={"modalities": ["text"]}),
-        s("hybrid", "hybrid: image only", **n, fusion={"modalities": ["image"]}),
-        s("hybrid", "hybrid: concat", **n, fusion=both),
-        s("hybrid", "hybrid: gated", **n, fusion={**both, "kind": "gated"}),
-        s("hybrid", "hybrid: attention", **n, fusion={**both, "kind": "attention"}),
-        s("hybrid", "hybrid: attention + InfoNCE", **n, fusion={**both, "kind": "attention"},
-          pretrain_epochs=10, align_weight=0.1),
-        s("graph", "graph (FREEDOM-style)", **n, fusion=both),
-        s("two-tower", "two-tower (+profile)", **n, fusion=both),
+        s("ease", "EASE"),
+        s("als", "ALS"),
+        s("itemknn", "ItemKNN"),
+        s("content-knn", "content-KNN (text)", fusion={"modalities": TEXT}),
+        s("content-knn", "content-KNN (text+crew+meta)", fusion={"modalities": WORDS}),
+        s("content-ease", "content-EASE (text+crew+meta)", fusion={"modalities": WORDS}),
+        s("content-map", "content-map (text)", fusion={"modalities": TEXT}),
+        s("content-map", "content-map (text+crew+meta)", fusion={"modalities": WORDS}),
+        s("content-map", "content-map (all, weights tuned)", fusion={"modalities": ALL}),
     ]
+    spaces = {
+        "ItemKNN": {"neighbors": {"low": 20, "high": 800, "integer": True, **LOG},
+                    "history_popularity": {"low": 0.0, "high": 4.0}},
+        "EASE": {"reg": {"low": 50.0, "high": 50000.0, **LOG}, "history_popularity": {"low": 0.0, "high": 4.0}},
+        "content-EASE (text+crew+meta)": {"reg": {"low": 50.0, "high": 50000.0, **LOG},
+                                          "content_weight": {"low": 1.0, "high": 1000.0, **LOG},
+                                          "history_popularity": {"low": 0.0, "high": 4.0}},
+        "ALS": {k: v for k, v in CF_SPACE.items() if k != "map_reg"},
+        "content-map (text)": MAP_SPACE,
+        "content-map (text+crew+meta)": {**MAP_SPACE, **{k: v for k, v in WEIGHTS.items() if "image" not in k}},
+        "content-map (all, weights tuned)": {**MAP_SPACE, **WEIGHTS},
+        "content-KNN (text)": {"neighbors": {"low": 5, "high": 800, "integer": True, **LOG}},
+        "content-KNN (text+crew+meta)": {"neighbors": {"low": 5, "high": 800, "integer": True, **LOG},
+                                         **{k: v for k, v in WEIGHTS.items() if "image" not in k}},
+    }
+    return specs, spaces
+
+
+def neural_specs(epochs: int) -> tuple[list[ModelSpec], dict[str, dict]]:
+    n = {"epochs": epochs}
+    specs = [
+        s("ease", "EASE"),
+        s("bpr", "BPR", factors=64, iterations=100),
+        s("hybrid", "hybrid: text", **n, fusion={"modalities": TEXT}),
+        s("hybrid", "hybrid: concat (all)", **n, fusion={"modalities": ALL}),
+        s("hybrid", "hybrid: gated (all)", **n, fusion={"modalities": ALL, "kind": "gated"}),
+        s("hybrid", "hybrid: attention (all)", **n, fusion={"modalities": ALL, "kind": "attention"}),
+        s("hybrid", "hybrid: attention + InfoNCE", **n, fusion={"modalities": ALL, "kind": "attention"},
+          pretrain_epochs=10, align_weight=0.1),
+        s("vbpr", "VBPR (all)", **n, fusion={"modalities": ALL}),
+        s("graph", "graph (all)", **n, fusion={"modalities": ALL}),
+        s("two-tower", "two-tower (all, +profile)", **n, fusion={"modalities": ALL}),
+    ]
+    spaces = {m.display: NEURAL_SPACE for m in specs if m.name not in ("ease", "bpr")}
+    spaces["EASE"] = {"reg": {"low": 50.0, "high": 50000.0, **LOG}}
+    spaces["BPR"] = {"learning_rate": {"low": 0.005, "high": 0.1, **LOG}}
+    return specs, spaces
+
+
+#: (question, scenario, model, against) pairs compared user by user
+def comparisons(labels: list[str], part: str) -> list[tuple[str, str, str, str]]:
+    out = []
+    if part == "content":
+        for sc in ("warm", "users ≤20", "items ≤10"):
+            out.append(("content vs best interaction-only", sc, "content-EASE (text+crew+meta)", "EASE"))
+            out.append(("content vs best interaction-only", sc, "content-map (all, weights tuned)", "ALS"))
+        out += [("new users vs MostPopular", "new users", m, "MostPopular")
+                for m in ("ItemKNN", "EASE", "content-EASE (text+crew+meta)", "content-map (all, weights tuned)")]
+        out += [("fusion vs text alone", "new items", "content-map (text+crew+meta)", "content-map (text)"),
+                ("fusion vs text alone", "new items", "content-map (all, weights tuned)", "content-map (text)"),
+                ("poster on top of words", "new items", "content-map (all, weights tuned)",
+                 "content-map (text+crew+meta)"),
+                ("map vs KNN", "new items", "content-map (text)", "content-KNN (text)")]
+    else:
+        out += [("fusion vs text alone", "new items", m, "hybrid: text")
+                for m in ("hybrid: concat (all)", "hybrid: gated (all)", "hybrid: attention (all)")]
+        out += [("InfoNCE alignment", sc, "hybrid: attention + InfoNCE", "hybrid: attention (all)")
+                for sc in ("warm", "new items")]
+        out += [("neural vs BPR", "warm", m, "BPR") for m in labels if m not in ("EASE", "BPR", "Cornac VBPR (peer)")]
+    return [c for c in out if c[2] in labels and c[3] in labels]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--part", choices=["content", "neural"], default="content")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--trials", type=int, default=None, help="optuna trials per model, scenario and seed; "
+                    "0: no tuning [default: 20 content, 0 neural]")
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--only", nargs="*", help="labels to run (default: all)")
     args = ap.parse_args()
     console = Console()
     data = load_dataset("ml100k-multimodal")
-    content_cfg = ContentConfig(encoders={"text": "minilm", "image": "efficientnet-lite0", "tfidf": "tfidf"},
-                                text_fields=["title", "description"])
-    content = encode_content(data.items, content_cfg, console=console).content
-    models = [m for m in specs(args.epochs) if not args.only or m.display in args.only]
-    peers = [m for m in models if m.name == "cornac-vbpr"]
-    models = [m for m in models if m.name != "cornac-vbpr"]
-    split = SplitConfig(kind="random", test_fraction=0.2, rating_threshold=4, seed=42)
+    content = encode_content(data.items, CONTENT, console=console).content
+    specs, spaces = content_specs() if args.part == "content" else neural_specs(args.epochs)
+    specs = [m for m in specs if not args.only or m.display in args.only]
+    trials = args.trials if args.trials is not None else (20 if args.part == "content" else 0)
+    tuning = TuningConfig(method="optuna", trials=trials, space=spaces, prune=True) if trials else None
+    evaluation = EvaluationConfig(ks=[10, 20], metrics=["ndcg", "recall", "precision", "hitrate", "coverage"],
+                                  sparse_users=20, sparse_items=10)
+    split = SplitConfig(kind="random", test_fraction=0.2, rating_threshold=4, validation_fraction=0.2)
     cold = ColdStartConfig(items=0.2, users=0.2, support=3, profile_encoder="minilm")
     t0 = time.perf_counter()
-    result = run_experiment(data, split, models, name="multimodal", console=console, content=content,
-                            cold_start=cold)
-    if peers:  # the peer on the same warm split only: it cannot score items or users it has not seen
-        result.rows += run_experiment(data, split, peers, name="peer", console=console, content=content).rows
-    rows = []
+    result = run_experiment(data, split, specs, evaluation, name=f"multimodal-{args.part}", console=console,
+                            content=content, cold_start=cold, seeds=args.seeds, tuning=tuning)
+    if args.part == "neural" and (not args.only or "Cornac VBPR (peer)" in args.only):
+        # the peer on the same warm splits only: it cannot score items or users it has not seen
+        peer = run_experiment(data, split, [s("cornac-vbpr", "Cornac VBPR (peer)", epochs=args.epochs)],
+                              EvaluationConfig(ks=[10, 20], metrics=["ndcg", "recall"]), name="peer",
+                              console=console, content=content, seeds=args.seeds)
+        result.rows += peer.rows
+    seconds = time.perf_counter() - t0
+    write(result, args, seconds, console)
+
+
+def write(result, args, seconds: float, console: Console) -> None:
+    rows = {r.label: r for r in result.rows}
+    scenarios = ["warm", "users ≤20", "items ≤10", "new items", "new users"]
+    table_rows = []
     for r in result.rows:
-        row = {"model": r.label, "fit_s": round(r.fit_seconds, 2),
-               "warm ndcg@10": r.metrics.get("ndcg@10"), "warm recall@20": r.metrics.get("recall@20")}
-        for sc in ("new items", "new users"):
-            m = r.cold.get(sc, {})
-            row[f"{sc} ndcg@10"], row[f"{sc} recall@20"] = m.get("ndcg@10"), m.get("recall@20")
-        rows.append(row)
-    by = {r["model"]: r for r in rows}
-    peer = by.get("Cornac VBPR (peer)", {}).get("warm ndcg@10")
-    ours = by.get("VBPR (text+image)", {}).get("warm ndcg@10")
-    ratio = round(ours / peer, 3) if peer and ours else None
-    cols = list(rows[0])
-    table = Table(title=f"multimodal ablation, ml100k-multimodal ({args.epochs} epochs); "
-                        f"VBPR ours / Cornac warm NDCG@10 = {ratio}")
+        row: dict[str, Any] = {"model": r.label}
+        for sc in scenarios:
+            m, sd = (r.metrics, r.std) if sc == "warm" else (r.cold.get(sc, {}), r.cold_std.get(sc, {}))
+            for k in ("ndcg@10", "recall@20"):
+                row[f"{sc} {k}"] = (m[k], sd.get(k, 0.0)) if k in m else None
+        warm_fits = [run["fit_seconds"] for run in r.runs if run["scenario"] == "warm"]
+        row["fit_s"] = round(float(np.mean(warm_fits)), 2) if warm_fits else None
+        table_rows.append(row)
+    cols = [c for c in table_rows[0] if any(t[c] is not None for t in table_rows)]
+    compared = []
+    for question, sc, model, against in comparisons(list(rows), args.part):
+        for metric in ("ndcg@10", "recall@20"):
+            a, b = rows[model].per_user.get((sc, metric)), rows[against].per_user.get((sc, metric))
+            if a is not None and b is not None and len(a) == len(b):
+                d = paired(a, b)
+                base = float(np.mean(np.concatenate(b)))
+                compared.append({"question": question, "scenario": sc, "model": model, "against": against,
+                                 "metric": metric, "relative": d["diff"] / base if base else None, **d})
+    peer = rows.get("Cornac VBPR (peer)")
+    ours = rows.get("VBPR (all)")
+    ratio = round(ours.metrics["ndcg@10"] / peer.metrics["ndcg@10"], 3) if peer and ours else None
+
+    def cell(v) -> str:
+        return "—" if v is None else fmt(*v) if isinstance(v, tuple) else str(v)
+    table = Table(title=f"multimodal {args.part}, ml100k-multimodal, seeds {args.seeds}: mean ± std")
     for c in cols:
-        table.add_column(c, justify="left" if c == "model" else "right")
-    for r in rows:
-        table.add_row(*["—" if r[c] is None else (f"{r[c]:.4f}" if isinstance(r[c], float) and c != "fit_s"
-                                                  else str(r[c])) for c in cols])
+        table.add_column(c.replace("ndcg@10", "N@10").replace("recall@20", "R@20"),
+                         justify="left" if c == "model" else "right")
+    for r in table_rows:
+        table.add_row(*[cell(r[c]) for c in cols])
     console.print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"meta": {"epochs": args.epochs, "split": result.split, "environment": environment(),
-                        "seconds": round(time.perf_counter() - t0, 1),
-                        "content": {k: v for k, v in content.sources.items()}},
-               "vbpr_ratio_vs_cornac": ratio, "rows": rows}
-    (RESULTS / "multimodal.json").write_text(json.dumps(payload, indent=2, default=str))
-    md = ["| " + " | ".join(cols) + " |", "|---|" + "---:|" * (len(cols) - 1)]
-    md += ["| " + " | ".join("—" if r[c] is None else (f"{r[c]:.4f}" if isinstance(r[c], float) and c != "fit_s"
-                                                        else str(r[c])) for c in cols) + " |" for r in rows]
-    (RESULTS / "multimodal.md").write_text(
-        f"# Multimodal ablation (ml100k-multimodal, {args.epochs} epochs)\n\nVBPR ours / Cornac VBPR warm "
-        f"NDCG@10: {ratio}\n\n" + "\n".join(md) + "\n")
-    console.print(f"wrote {RESULTS / 'multimodal.json'} and .md")
+    suffix = "" if args.part == "content" else "-neural"
+    chosen = [{"model": r.label, **{k: v for k, v in run.items() if k != "metrics"}}
+              for r in result.rows for run in r.runs if "chosen" in run]
+    payload = {"meta": {"part": args.part, "seeds": args.seeds, "split": result.split,
+                        "environment": environment(), "seconds": round(seconds, 1),
+                        "content": CONTENT.model_dump()},
+               "vbpr_ratio_vs_cornac": ratio,
+               "rows": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for r in table_rows],
+               "paired": compared, "chosen": chosen}
+    (RESULTS / f"multimodal{suffix}.json").write_text(json.dumps(payload, indent=2, default=str))
+    md = [f"# Multimodal {args.part} (ml100k-multimodal; seeds {', '.join(map(str, args.seeds))}; "
+          f"tuned on validation; {seconds / 60:.0f} min)", "",
+          "Mean ± std over seeds. Slices of the warm split: `users ≤20` (users with at most 20 training "
+          "positives), `items ≤10` (only test items with at most 10 training positives count as relevant).", ""]
+    if ratio is not None:
+        md += [f"VBPR ours / Cornac VBPR, warm NDCG@10: **{ratio}**", ""]
+    md += ["| " + " | ".join(cols) + " |", "|---|" + "---:|" * (len(cols) - 1)]
+    md += ["| " + " | ".join(cell(r[c]) for c in cols) + " |" for r in table_rows]
+    md += ["", "## Paired comparisons (per user, pooled over seeds)", "",
+           "| question | scenario | model | against | metric | Δ | relative | 95% CI | per seed | p (t) | p (sign) |",
+           "|---|---|---|---|---|---:|---:|---|---:|---:|---:|"]
+    for c in compared:
+        rel = "—" if c["relative"] is None else f"{100 * c['relative']:+.1f}%"
+        md.append(f"| {c['question']} | {c['scenario']} | {c['model']} | {c['against']} | {c['metric']} | "
+                  f"{c['diff']:+.4f} | {rel} | [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] | "
+                  f"{fmt(c['seed_diff_mean'], c['seed_diff_std'])} | {c['p_ttest']:.2g} | {c['p_sign']:.2g} |")
+    md += ["", "## Chosen hyper-parameters (per seed and scenario, on validation)", "",
+           "| model | scenario | seed | chosen | validation | trials (pruned) |", "|---|---|---:|---|---:|---:|"]
+    for c in chosen:
+        values = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in c["chosen"].items())
+        md.append(f"| {c['model']} | {c['scenario']} | {c['seed']} | {values} | {c['validation']:.4f} | "
+                  f"{c['trials']} ({c['pruned']}) |")
+    (RESULTS / f"multimodal{suffix}.md").write_text("\n".join(md) + "\n")
+    console.print(f"wrote {RESULTS / f'multimodal{suffix}.json'} and .md")
 
 
 if __name__ == "__main__":

@@ -92,6 +92,38 @@ name = "itemknn"
     assert (files / "report" / "config.json").exists()
 
 
+def test_evaluate_over_seeds_with_tuning_and_a_baseline(files):
+    (files / "exp.toml").write_text(f"""
+name = "tuned"
+seeds = [0, 1, 2]
+baseline = "mostpop"
+[dataset.source]
+events = "{files / 'events.csv'}"
+[split]
+validation_fraction = 0.25
+[evaluation]
+ks = [5, 10]
+[tuning]
+method = "grid"
+[tuning.space.ease]
+reg = [1.0, 100.0]
+[[models]]
+name = "mostpop"
+[[models]]
+name = "ease"
+""")
+    out = cli("evaluate", "exp.toml", "--out", "report", cwd=files).stdout
+    assert "mean ± std over 3 seeds" in out
+    data = json.loads((files / "report" / "results.json").read_text())
+    ease = data["models"][1]
+    assert data["seeds"] == [0, 1, 2] and len(ease["runs"]) == 3
+    assert all(r["chosen"]["reg"] in (1.0, 100.0) and r["trials"] == 2 for r in ease["runs"])
+    assert "ndcg@10" in ease["std"] and ease["paired"]["warm"]["ndcg@10"]["n"] > 0
+    report = (files / "report" / "report.md").read_text()
+    assert "## Against mostpop" in report and "## Hyper-parameters chosen on validation" in report
+    assert " ± " in report
+
+
 def test_version_prints_without_a_command(tmp_path):
     assert cli("--version", cwd=tmp_path).stdout.strip() == "mosaicrec 0.1.0"
 
@@ -344,3 +376,25 @@ def test_retrain_beside_the_running_service_and_reload(files):
         assert any(p.name.startswith("als-") for p in (files / "models").iterdir())
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("name", ["demo", "multimodal", "kuairand", "tuned"])
+def test_packaged_configs_validate(name):
+    from mosaicrec.config import DEMO_CONFIG, load_config
+
+    cfg = load_config(DEMO_CONFIG.parent / f"{name}.toml")
+    assert cfg.models and cfg.name.startswith(name)
+
+
+def test_train_records_each_features_own_fields(files):
+    store = str(files / "s.duckdb")
+    cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", store, cwd=files)
+    cli("train", "--model", "content-map", "--param", "iterations=3", "--store", store, "--out", "m",
+        "--encoder", "text=tfidf", "--encoder", "crew=tfidf", "--field", "crew=title", cwd=files)
+    info = json.loads((files / "m" / "training.json").read_text())
+    assert info["fields"] == {"crew": ["title"]} and set(info["encoders"]) == {"text", "crew"}
+    rec = cli("recommend", "--user", "u0", "--model", "m", "-k", "3", cwd=files).stdout
+    assert "top 3 for user u0 (content-map)" in rec and "(closest in text)" in rec
+    bad = cli("train", "--model", "content-map", "--store", store, "--out", "m2", "--encoder", "text=tfidf",
+              "--field", "image=title", cwd=files, check=False)
+    assert bad.returncode == 1 and "--field names 'image', which no --encoder makes" in bad.stderr

@@ -233,6 +233,9 @@ def train(
         help="content models: NAME=ENCODER per content feature, e.g. text=minilm (repeatable) "
              "[default: the default encoder of each modality the catalog has]")] = None,
     text_fields: Annotated[Optional[list[str]], typer.Option(help="item text fields text encoders read")] = None,
+    field: Annotated[Optional[list[str]], typer.Option(
+        help="NAME=F1,F2: the text fields (or attributes) one content feature reads, e.g. "
+             "crew=director,writer,cast,genres (repeatable)")] = None,
 ) -> None:
     """Train a model on everything in the store (or a snapshot of it) and save it with its training record:
     the positive threshold, when the data was read, and the encoders of content models (whose content is
@@ -261,14 +264,14 @@ def train(
         raise MosaicError(f"the store {store_path} holds no events; run `mosaicrec ingest` first")
     content, specs = None, {}
     if model in MODELS and MODELS[model].needs_content:
-        content, specs = _catalog_content(data.items, store_path, encoder, text_fields)
+        content, specs = _catalog_content(data.items, store_path, encoder, text_fields, _parse_fields(field))
     used = threshold if threshold is not None else default_threshold(data)
     t0 = time.perf_counter()
     with _EpochProgress(model, data.interactions.n_events) as progress:
         fitted = fit_on_dataset(data, model, params, used, content=content, on_epoch=progress.update)
     seconds = time.perf_counter() - t0
     info = TrainingInfo(dataset=data.name, store=str(Path(store_path).resolve()), threshold=used,
-                        data_as_of=as_of, encoders=specs, text_fields=text_fields)
+                        data_as_of=as_of, encoders=specs, text_fields=text_fields, fields=_parse_fields(field))
     save_trained(fitted, output, info, content)
     rule = f"weight ≥ {used:g}" if used is not None else "weight > 0"
     out.print(f"trained {fitted!r} in {seconds:.2f}s on {data.name} (positives: {rule}); saved to {output}")
@@ -333,7 +336,7 @@ def _list_service(model_dir: Path, store: Path | None, need_content: bool = Fals
     fitted, info, data, store_path = _load_trained(model_dir, store)
     content = _saved_content(model_dir, store_path)
     if content is None and need_content:
-        content, _ = _catalog_content(data.items, store_path, _encoder_args(info), info.text_fields)
+        content, _ = _catalog_content(data.items, store_path, _encoder_args(info), info.text_fields, info.fields)
     return Service(fitted, store_path, content, info=info, read_only=True)
 
 
@@ -527,7 +530,7 @@ def serve(
         service.content_status = "encoding"
         threading.Thread(target=_encode_in_background, daemon=True, name="encode",
                          args=(service, data.items, missing, content, specs, text_fields or info.text_fields,
-                               store_path)).start()
+                               store_path, info.fields)).start()
     err.print(f"serving {fitted.name} over {len(service.snapshot.catalog):,} items ({service.retrieval} "
               f"retrieval) on http://{host}:{port}, ready in {time.perf_counter() - t0:.1f}s; content: "
               f"{service.content_status}" + (f" ({len(missing):,} items to encode)" if missing else ""),
@@ -573,7 +576,7 @@ def _missing_content(service, items, content) -> list[str]:
 
 
 def _encode_in_background(service, items, missing: list[str], content, specs: dict[str, str], text_fields,
-                          store_path) -> None:
+                          store_path, fields: dict[str, list[str]] | None = None) -> None:
     """Encode the items the served content lacks (through the cache, with progress on stderr), then serve
     the merged content. Routes that need content answer 503 meanwhile."""
     from mosaicrec.encoders import EmbeddingCache, create_encoder, default_cache_path, encode_items
@@ -584,7 +587,8 @@ def _encode_in_background(service, items, missing: list[str], content, specs: di
         if encoders is None and content is not None:
             encoders = {name: create_encoder(src.split("@")[0]) for name, src in content.sources.items()}
         with EmbeddingCache(default_cache_path(store_path)) as cache:
-            encoded = encode_items(todo, encoders, cache=cache, text_fields=text_fields, console=err).content
+            encoded = encode_items(todo, encoders, cache=cache, text_fields=text_fields, fields=fields,
+                                   console=err).content
         merged = encoded if content is None else _merge_content(content, encoded)
         service.set_content(merged)
         err.print(f"content ready: {', '.join(merged.modalities)} for {len(merged.item_ids):,} items")
@@ -749,7 +753,19 @@ def _demo_content(data, store: Path | None) -> None:
             out.print(table)
 
 
-def _catalog_content(items, store_path, encoder: list[str] | None, text_fields: list[str] | None):
+def _parse_fields(pairs: list[str] | None) -> dict[str, list[str]]:
+    out = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        fields = [f.strip() for f in value.split(",") if f.strip()]
+        if not sep or not name.strip() or not fields:
+            raise MosaicError(f"--field expects NAME=FIELD1,FIELD2, got {pair!r}")
+        out[name.strip()] = fields
+    return out
+
+
+def _catalog_content(items, store_path, encoder: list[str] | None, text_fields: list[str] | None,
+                     fields: dict[str, list[str]] | None = None):
     """Encode a catalog through the cache beside the store: ``encoder`` entries are NAME=ENCODER, none
     means each modality's default encoder. Returns the content and each encoder's spec (name, params, key)."""
     from mosaicrec.encoders import EmbeddingCache, create_encoder, default_cache_path, encode_items
@@ -763,7 +779,10 @@ def _catalog_content(items, store_path, encoder: list[str] | None, text_fields: 
     else:
         encs = _resolve_encoders(items, None)
     with EmbeddingCache(default_cache_path(store_path)) as cache:
-        encoded = encode_items(items, encs, cache=cache, text_fields=text_fields, console=err)
+        unknown = sorted(set(fields or {}) - set(encs))
+        if unknown:
+            raise MosaicError(f"--field names {unknown[0]!r}, which no --encoder makes")
+        encoded = encode_items(items, encs, cache=cache, text_fields=text_fields, fields=fields, console=err)
     for rep in encoded.reports:
         err.print("  " + rep.describe(), soft_wrap=True, highlight=False)
     specs = {name: {**enc.spec(), "key": enc.key} for name, enc in encs.items()}

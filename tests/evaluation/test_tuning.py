@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mosaicrec.data.splits import SplitConfig, cold_item_split, random_holdout, to_implicit, validation_split
+from mosaicrec.data.splits import SplitConfig, cold_item_split, random_holdout, validation_split
 from mosaicrec.errors import ConfigError
 from mosaicrec.evaluation import runner as R
 from mosaicrec.evaluation.runner import ColdStartConfig, run_experiment
@@ -160,3 +160,28 @@ def test_config_takes_seeds_tuning_and_baseline_and_refuses_bad_ones():
         parse_config({**base, "tuning": {"space": {"nosuch": {"factors": [8]}}}})
     with pytest.raises(ConfigError, match="seeds"):
         parse_config({**base, "seeds": []})
+
+
+def test_sparse_slices_are_the_rows_and_items_with_few_training_events():
+    from mosaicrec.evaluation.protocol import EvaluationConfig, evaluate_ranking
+
+    x = planted(n_users=120, per_user=12)
+    keep = ~((x.users % 3 == 0) & (np.arange(x.n_events) % 12 >= 6))  # a third of users keep half their events
+    x = x.subset(keep)
+    cfg = EvaluationConfig(ks=[10, 20], sparse_users=6, sparse_items=12)
+    result = run_experiment(_dataset(x), SplitConfig(seed=0), [ModelSpec(name="itemknn")], cfg)
+    row = result.rows[0]
+    assert set(row.cold) == {"users ≤6", "items ≤12"}
+    train, test = random_holdout(x, 0.2, seed=0)
+    from mosaicrec.models import create
+    model = create("itemknn").fit(train)
+    full = evaluate_ranking(model, test, exclude=train.binary, config=cfg)
+    few = np.diff(train.binary.indptr)[full.users] <= 6
+    assert 0 < few.sum() < len(few)
+    assert row.cold["users ≤6"]["ndcg@10"] == pytest.approx(full.per_user["ndcg@10"][few].mean())
+    counts = np.bincount(train.items, minlength=x.n_items)
+    rare = test.subset(counts[test.items] <= 12)
+    assert 0 < rare.n_events < test.n_events
+    sliced = evaluate_ranking(model, rare, exclude=train.binary, config=cfg,
+                              candidates=np.flatnonzero(counts <= 12))
+    assert row.cold["items ≤12"]["recall@20"] == pytest.approx(sliced.metrics["recall@20"])

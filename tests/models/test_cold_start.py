@@ -2,7 +2,6 @@
 profiles in the hybrid's fold-in, centred content, and measured torch threads."""
 
 import numpy as np
-import pytest
 import scipy.sparse as sp
 
 from mosaicrec.data import cold_item_split, cold_user_split
@@ -10,7 +9,7 @@ from mosaicrec.data.content import ItemContent
 from mosaicrec.fusion import concat_features
 from mosaicrec.models import create
 from tests.conftest import planted, planted_content
-from tests.models.test_models import FAST, NEURAL
+from tests.models.test_models import NEURAL
 from tests.models.test_multimodal import _in_group
 
 

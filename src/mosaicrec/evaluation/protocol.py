@@ -30,6 +30,10 @@ class EvaluationConfig(BaseModel):
     batch_size: int = Field(1024, ge=1)
     mmr_lambdas: list[float] = Field(default_factory=list, description="MMR λ values for the accuracy/"
                                      "diversity trade-off curve over fused content (empty: none)")
+    sparse_users: int = Field(0, ge=0, description="also report the warm metrics over users with at most "
+                              "this many training positives (0: no such slice)")
+    sparse_items: int = Field(0, ge=0, description="also report the warm metrics with only test items that "
+                              "have at most this many training positives as relevant (0: no such slice)")
     context: str | None = Field(None, description="an event-context column (e.g. scenario): rank once per "
                                 "(user, value) with that value as the request's context, score the list "
                                 "against the user's test items in that context, and report each value apart")

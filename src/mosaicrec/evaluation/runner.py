@@ -74,9 +74,20 @@ class Task:
     candidates: np.ndarray | None = None     # new items: the held-out items, ranked among themselves
     users: np.ndarray | None = None          # new users: the held-out users
     support: Interactions | None = None      # new users: the events they are shown by
-    profiles_train: np.ndarray | None = None
-    profiles_support: np.ndarray | None = None
     held_out: int = 0
+    #: history → profile embeddings (``None`` without a profile encoder); computed on first use, since
+    #: encoding every user's profile text costs seconds and most models never read it
+    profile_fn: Any = None
+    _profiles: dict[str, np.ndarray | None] = field(default_factory=dict, repr=False)
+
+    def profiles(self, part: str) -> np.ndarray | None:
+        """Profile embeddings of every user from the ``"train"`` or ``"support"`` events."""
+        if self.profile_fn is None:
+            return None
+        if part not in self._profiles:
+            events = self.train if part == "train" else self.support
+            self._profiles[part] = self.profile_fn(events.binary)
+        return self._profiles[part]
 
 
 @dataclass
@@ -222,6 +233,13 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
                             if m in result.per_user:
                                 row.per_user.setdefault((task.name, m), []).append(result.per_user[m])
                     row.runs.append(record)
+                    if task.name == WARM and result is not None:
+                        for slice_name, sliced in _slices(model, task, eval_config, popularity, item_vectors,
+                                                          result):
+                            row.runs.append({"seed": seed, "scenario": slice_name, "metrics": sliced[0]})
+                            for m in PAIRED_METRICS:
+                                if m in sliced[1]:
+                                    row.per_user.setdefault((slice_name, m), []).append(sliced[1][m])
                     if task.name == WARM and s_i == 0:
                         row.params = model.config.model_dump()
                         row.fit_seconds, row.eval_seconds, row.peak_memory_mb = fit_s, eval_s, peak
@@ -292,7 +310,7 @@ def _tasks(dataset: Dataset, split_config: SplitConfig, cold: ColdStartConfig, c
     train, test = split(dataset.interactions, split_config)
     train_pos = to_implicit(train, threshold)
     tasks = [Task(WARM, train_pos, to_implicit(test, threshold), train.binary, train_explicit=train,
-                  test_explicit=test, profiles_train=profiles(train_pos.binary))]
+                  test_explicit=test, profile_fn=profiles)]
     if (cold.items or cold.users) and content is None:
         raise ConfigError("cold-start scenarios need item content: add a [content] section")
     events = k_core(dataset.interactions, split_config.min_core)
@@ -303,14 +321,13 @@ def _tasks(dataset: Dataset, split_config: SplitConfig, cold: ColdStartConfig, c
         pos = to_implicit(tr, threshold)
         held = np.unique(te.items)
         tasks.append(Task("new items", pos, to_implicit(te, threshold), pos.binary, train_explicit=tr,
-                          candidates=held, held_out=int(len(held)), profiles_train=profiles(pos.binary)))
+                          candidates=held, held_out=int(len(held)), profile_fn=profiles))
     if cold.users:
         tr, support, te = cold_user_split(to_implicit(events, threshold), cold.users, cold.support,
                                           split_config.seed)
         users = np.unique(te.users)
         tasks.append(Task("new users", tr, te, support.binary, users=users, support=support,
-                          held_out=int(len(users)), profiles_train=profiles(tr.binary),
-                          profiles_support=profiles(support.binary)))
+                          held_out=int(len(users)), profile_fn=profiles))
     return tasks
 
 
@@ -321,24 +338,24 @@ def _validation_task(task: Task, split_config: SplitConfig, cold: ColdStartConfi
         fit, val, _ = validation_split(task.train_explicit, split_config.kind, frac, seed)
         pos = to_implicit(fit, threshold)
         return Task(WARM, pos, to_implicit(val, threshold), fit.binary, train_explicit=fit, test_explicit=val,
-                    profiles_train=profiles(pos.binary))
+                    profile_fn=profiles)
     if task.name == "new items":
         fit, val, _ = validation_split(task.train_explicit, "cold_items", frac, seed)
         pos = to_implicit(fit, threshold)
         held = np.unique(val.items)
         return Task("new items", pos, to_implicit(val, threshold), pos.binary, train_explicit=fit,
-                    candidates=held, held_out=int(len(held)), profiles_train=profiles(pos.binary))
+                    candidates=held, held_out=int(len(held)), profile_fn=profiles)
     fit, support, val = validation_split(task.train, "cold_users", frac, seed, cold.support)
     users = np.unique(val.users)
     return Task("new users", fit, val, support.binary, users=users, support=support, held_out=int(len(users)),
-                profiles_train=profiles(fit.binary), profiles_support=profiles(support.binary))
+                profile_fn=profiles)
 
 
 def _fit(name: str, params: dict[str, Any], task: Task, content: ItemContent | None) -> BaseRecommender:
     model = create(name, params)
     explicit = model.predicts_ratings and task.train_explicit is not None and task.name == WARM
     return model.fit(task.train_explicit if explicit else task.train, content=content,
-                     user_profiles=task.profiles_train)
+                     user_profiles=task.profiles("train") if model.uses_profiles else None)
 
 
 def _score(model: BaseRecommender, task: Task, cfg: EvaluationConfig, popularity: np.ndarray, item_vectors,
@@ -346,16 +363,43 @@ def _score(model: BaseRecommender, task: Task, cfg: EvaluationConfig, popularity
     """Ranking metrics of a fitted model on a task; ``None`` where the model cannot score it."""
     score_fn = None
     if task.support is not None:
-        history, prof = task.support.binary, task.profiles_support
+        history = task.support.binary
+        prof = task.profiles("support") if model.uses_profiles else None
 
-        def score_fn(users: np.ndarray) -> np.ndarray:
+        def fold_in(users: np.ndarray) -> np.ndarray:
             return model.score_histories(history[users], None if prof is None else prof[users])
+        score_fn = fold_in
     try:
         return evaluate_ranking(model, task.test, exclude=task.exclude, config=cfg, item_popularity=popularity,
                                 item_vectors=item_vectors, users=task.users, candidates=task.candidates,
                                 score_fn=score_fn, context=context)
     except NotSupportedError:
         return None
+
+
+def _slices(model: BaseRecommender, task: Task, cfg: EvaluationConfig, popularity: np.ndarray, item_vectors,
+            result) -> list[tuple[str, tuple[dict[str, float], dict[str, np.ndarray]]]]:
+    """The warm metrics on the sparse part: users with few training positives (their rows of the full
+    result), and items with few training positives: those items ranked among themselves (the long tail as
+    its own catalog, as the new items are; ranked among all items they almost never reach a top 20, and
+    every model scores near 0), with the user's test items among them relevant. Returns (name, (mean
+    metrics, per-user values))."""
+    out = []
+    if cfg.sparse_users:
+        counts = np.diff(task.train.binary.indptr)
+        keep = counts[result.users] <= cfg.sparse_users
+        per_user = {k: v[keep] for k, v in result.per_user.items()}
+        out.append((f"users ≤{cfg.sparse_users}", ({k: float(v.mean()) if len(v) else 0.0
+                                                     for k, v in per_user.items()}, per_user)))
+    if cfg.sparse_items:
+        counts = np.bincount(task.train.items, minlength=task.train.n_items)
+        test = task.test.subset(counts[task.test.items] <= cfg.sparse_items)
+        if test.n_events:
+            sliced = evaluate_ranking(model, test, exclude=task.exclude, config=cfg, item_popularity=popularity,
+                                      item_vectors=item_vectors,
+                                      candidates=np.flatnonzero(counts <= cfg.sparse_items))
+            out.append((f"items ≤{cfg.sparse_items}", (dict(sliced.metrics), sliced.per_user)))
+    return out
 
 
 def _objective(name: str, base: dict[str, Any], val: Task, content: ItemContent | None, cfg: EvaluationConfig,

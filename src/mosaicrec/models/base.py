@@ -120,6 +120,9 @@ class BaseRecommender:
     predicts_ratings: ClassVar[bool] = False
     #: ``True`` for models that read item content (they refuse to fit without it).
     needs_content: ClassVar[bool] = False
+    #: ``True`` for models that read user profiles (``user_profiles`` at fit, ``profiles`` at fold-in);
+    #: callers need not embed profiles for the others.
+    uses_profiles: ClassVar[bool] = False
     #: ``True`` for context models R(u, i, c): their config names the event-context column (``context``)
     #: their scores depend on, and ``contexts_`` lists the values seen in training.
     uses_context: ClassVar[bool] = False

@@ -87,6 +87,7 @@ class _NeuralModel(FactorScoring, BaseRecommender):
         # load, so threads=0 times a few real training batches each way and keeps the faster.
         trial = [] if cfg.threads or old_threads == 1 else [old_threads] * 4 + [1] * 4
         timings: dict[int, list[float]] = {}
+        tb = 0.0
         try:
             mods = select_modalities(self.content_, cfg.fusion.modalities, self.name)
             feats = {m: modality_matrix(self.content_, m, cfg.fusion.center) for m in mods}
@@ -225,6 +226,8 @@ def _init(emb, std: float = 0.1):
 class Hybrid(_NeuralModel):
     """LightFM-style hybrid: item = id embedding (items with training events) + fused content projection;
     user = id embedding (+ a projection of the user's profile embedding when profiles are given)."""
+
+    uses_profiles = True
 
     def _build(self, train, feats, masks, warm):
         torch = _torch()
@@ -380,6 +383,8 @@ class TwoTower(_NeuralModel):
     tower: id embedding + W_h · mean(history item vectors) + W_p · profile. The user id is dropped for a
     share of training examples and the target item is left out of its own history mean, so the
     history/profile path alone serves users the model never saw."""
+
+    uses_profiles = True
 
     Config = TwoTowerConfig
 

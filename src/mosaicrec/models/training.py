@@ -35,6 +35,8 @@ class TrainingInfo(BaseModel):
     data_as_of: float | None = None
     encoders: dict[str, dict[str, Any]] = Field(default_factory=dict)
     text_fields: list[str] | None = None
+    #: content name → its own text fields (``mosaicrec train --field crew=director,cast``)
+    fields: dict[str, list[str]] = Field(default_factory=dict)
 
     def save(self, folder: str | Path) -> None:
         (Path(folder) / INFO_FILE).write_text(self.model_dump_json(indent=2))

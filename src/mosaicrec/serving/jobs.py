@@ -93,6 +93,8 @@ class RetrainJobs:
                 cmd += ["--encoder", f"{name}={spec['name']}"]
             for f in info.text_fields or []:
                 cmd += ["--text-fields", f]
+            for name, fields in info.fields.items():
+                cmd += ["--field", f"{name}={','.join(fields)}"]
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout)
             job.log += [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()][-40:]
             if proc.returncode != 0:

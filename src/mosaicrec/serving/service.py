@@ -572,7 +572,7 @@ class Service:
                 encoders = {m: self._encoder(m, snap.content) for m in snap.content.content.modalities}
                 with self.model_lock:
                     encoded = encode_items(items, encoders, progress=False,
-                                           text_fields=self.info.text_fields)
+                                           text_fields=self.info.text_fields, fields=self.info.fields)
                 failed = encoded.failures()
                 if len(failed):
                     first = failed.iloc[0]

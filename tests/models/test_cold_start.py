@@ -84,3 +84,23 @@ def test_measured_threads_pick_one_setting_and_record_it():
         assert model.threads_ in (1, torch.get_num_threads())
     fixed = create("hybrid", {**NEURAL, "threads": 1, "batch_size": 64}).fit(x, content=planted_content(x))
     assert not hasattr(fixed, "threads_")
+
+
+def test_knn_graph_matches_brute_force_and_skips_invalid_rows():
+    from mosaicrec.models.content import knn_graph
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((60, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    valid = rng.random(60) > 0.2
+    g = knn_graph(x, 5, block_size=7, valid=valid).toarray()
+    sims = x @ x.T
+    for i in range(60):
+        if not valid[i]:
+            assert not g[i].any() and not g[:, i].any()
+            continue
+        cand = np.flatnonzero(valid & (np.arange(60) != i))
+        best = cand[np.argsort(-sims[i, cand])[:5]]
+        expect = {j for j in best if sims[i, j] > 0}
+        assert set(np.flatnonzero(g[i])) == expect
+        np.testing.assert_allclose(g[i, list(expect)], sims[i, list(expect)], rtol=1e-5)

@@ -25,21 +25,31 @@ class ContentKNNConfig(ModelConfig):
 
 def knn_graph(x: np.ndarray, k: int, block_size: int = 2048, valid: np.ndarray | None = None) -> sp.csr_matrix:
     """Sparse top-``k`` dot-product neighbours of every row (self excluded; rows of ``x`` should be
-    normalised). Computed in row blocks so memory is ``block_size × n``, never ``n × n``. Rows with
-    ``valid`` False neither get nor serve as neighbours."""
+    normalised), by exact inner-product search in faiss (``IndexFlatIP``: multithreaded BLAS in blocks of
+    ``block_size`` queries, so memory stays ``block_size × n``). Rows with ``valid`` False neither get
+    nor serve as neighbours; only positive similarities are kept."""
+    import faiss
+
     n = x.shape[0]
-    k = min(k, n - 1)
-    valid = np.ones(n, bool) if valid is None else valid
+    valid = np.ones(n, bool) if valid is None else np.asarray(valid, bool)
+    rows_valid = np.flatnonzero(valid)
+    k = min(k, len(rows_valid) - 1)
+    if k <= 0:
+        return sp.csr_matrix((n, n), dtype=np.float32)
+    xv = np.ascontiguousarray(x[rows_valid], dtype=np.float32)
+    index = faiss.IndexFlatIP(xv.shape[1])
+    index.add(xv)
     rows, cols, vals = [], [], []
-    for s in range(0, n, block_size):
-        sims = x[s:s + block_size] @ x.T
-        sims[:, ~valid] = -np.inf
-        sims[np.arange(sims.shape[0]), np.arange(s, s + sims.shape[0])] = -np.inf
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k > 0 else np.empty((len(sims), 0), int)
-        v = np.take_along_axis(sims, top, axis=1)
-        keep = np.isfinite(v) & (v > 0) & valid[s:s + sims.shape[0], None]
-        r = np.broadcast_to(np.arange(s, s + sims.shape[0])[:, None], top.shape)
-        rows.append(r[keep]), cols.append(top[keep]), vals.append(v[keep])
+    for s in range(0, len(xv), block_size):
+        sims, idx = index.search(xv[s:s + block_size], k + 1)
+        own = np.arange(s, s + len(sims))[:, None]
+        # drop each row's own entry (or, with exact duplicates ranked first, the surplus last one)
+        keep_self = idx != own
+        surplus = keep_self.all(axis=1)
+        keep_self[surplus, -1] = False
+        keep = keep_self & (idx >= 0) & (sims > 0)
+        r = np.broadcast_to(own, idx.shape)
+        rows.append(rows_valid[r[keep]]), cols.append(rows_valid[idx[keep]]), vals.append(sims[keep])
     return sp.csr_matrix((np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
                          shape=(n, n))
 

@@ -20,6 +20,11 @@ def test_content_map_places_new_items_by_their_mapped_factors():
     cold = np.unique(test.items)
     model = create("content-map", {"iterations": 8, "factors": 8, "map_reg": 0.1}).fit(train, content=content)
     assert np.abs(model.V_[cold]).sum(axis=1).min() > 0  # every new item has a vector
+    # … on the scale of the least seen trained items, so new items do not crowd them out of warm lists
+    counts = np.bincount(train.items, minlength=x.n_items)
+    rare = (counts > 0) & (counts <= np.quantile(counts[counts > 0], 0.25))
+    norm = lambda rows: np.linalg.norm(model.V_[rows], axis=1).mean()
+    assert norm(rare) / 1.5 < norm(cold) < 1.5 * norm(rare)
     users = np.arange(x.n_users)
     ids, _ = model.recommend(users, k=5, candidates=cold)
     assert _in_group(ids, users) > 0.8

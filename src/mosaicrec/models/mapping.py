@@ -6,7 +6,9 @@ fused, centred content and W = (FᵀD F + λI)⁻¹ FᵀD V over the trained ite
 log(1 + its event count) (a factor learned from two events is mostly noise). This is the "map content to
 collaborative factors" route of the cold-start literature (e.g. Gantner et al. 2010's attribute-to-factor
 maps; DropoutNet and CLCRec learn the same map with a network): closed form, seconds, and the warm lists
-are ALS's own. ``warm_content`` mixes the mapped vector into trained items too (shrinking the factors of
+are ALS's own. New items' vectors are scaled to the size of the least seen trained items' (a new item is
+one the model knows little about), which keeps them from crowding the rarely seen ones out of warm lists.
+``warm_content`` mixes the mapped vector into trained items too (shrinking the factors of
 rarely seen items toward what their content says).
 """
 
@@ -49,6 +51,14 @@ class ContentMap(ALS):
         mapped = (F @ W).astype(np.float32)
         V = self.V_.copy()
         cold = (counts == 0) & has_content
+        # The map predicts a typical item's factor (its fit is weighted toward the items seen most), and
+        # would rank every item without events above the rarely seen ones. Scaled to the norm of the least
+        # seen quarter of trained items, a new item competes as one the model knows little about; the order
+        # among new items is unchanged.
+        rare = fit & (counts <= np.quantile(counts[fit], 0.25)) if fit.any() else fit
+        target = float(np.linalg.norm(self.V_[rare], axis=1).mean()) if rare.any() else 1.0
+        scale = target / max(float(np.linalg.norm(mapped[has_content], axis=1).mean()), 1e-12)
+        mapped *= np.float32(scale)
         V[cold] = mapped[cold]
         if cfg.warm_content > 0:
             n = counts[fit, None].astype(np.float32)

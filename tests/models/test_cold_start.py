@@ -109,3 +109,23 @@ def test_knn_graph_matches_brute_force_and_skips_invalid_rows():
         expect = {j for j in best if sims[i, j] > 0}
         assert set(np.flatnonzero(g[i])) == expect
         np.testing.assert_allclose(g[i, list(expect)], sims[i, list(expect)], rtol=1e-5)
+
+
+def test_early_stopping_keeps_the_best_epoch_on_held_out_events():
+    from mosaicrec.models.trainer import train_epochs
+
+    x = planted(per_user=12)
+    content = planted_content(x)
+    model = create("hybrid", {**NEURAL, "epochs": 40, "early_stopping": 3}).fit(x, content=content)
+    vals = [r["validation"] for r in model.history_]
+    assert len(vals) < 40 and model.best_epoch_ == int(np.argmax(vals))  # stopped, and kept the best
+    assert len(vals) - 1 - model.best_epoch_ == 3  # after exactly `patience` epochs without a gain
+    ids, _ = model.recommend(np.arange(x.n_users), k=5)
+    assert _in_group(ids, np.arange(x.n_users)) > 0.8
+    # the loop itself: the checkpoint of the best epoch is what is restored
+    state = {"w": 0}
+    seen = []
+    result = train_epochs(10, lambda e: state.update(w=e) or {"epoch": e}, seen.append,
+                          validate=lambda: [0.1, 0.5, 0.3, 0.2, 0.9][min(state["w"], 4)] if state["w"] < 4 else 0.0,
+                          patience=2, checkpoint=lambda: dict(state), restore=lambda s: state.update(s))
+    assert result.best_epoch == 1 and result.epochs_run == 4 and state["w"] == 1 and len(seen) == 4

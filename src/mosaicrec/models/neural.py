@@ -31,6 +31,7 @@ from mosaicrec.fusion import FusionConfig, modality_matrix, select_modalities
 from mosaicrec.models.base import BaseRecommender, ModelConfig, register
 from mosaicrec.models.content import knn_graph
 from mosaicrec.models.mf import FactorScoring, fold_in
+from mosaicrec.models.trainer import recall_at, train_epochs
 
 
 class NeuralConfig(ModelConfig):
@@ -46,6 +47,10 @@ class NeuralConfig(ModelConfig):
     pretrain_epochs: int = Field(0, ge=0, description="cross-modal InfoNCE pre-training of the fusion")
     align_weight: float = Field(0.0, ge=0, description="weight of content↔collaborative InfoNCE in the loss")
     temperature: float = Field(0.2, gt=0)
+    early_stopping: int = Field(0, ge=0, description="patience in epochs: hold out validation_share of each "
+                                "user's training events, stop when their Recall@20 has not improved for this "
+                                "many epochs and keep the best epoch (0: train all epochs on everything)")
+    validation_share: float = Field(0.1, gt=0, lt=1, description="with early_stopping: events held out")
 
 
 class GraphConfig(NeuralConfig):
@@ -89,19 +94,27 @@ class _NeuralModel(FactorScoring, BaseRecommender):
         timings: dict[int, list[float]] = {}
         tb = 0.0
         try:
+            fit_part, val = train, None
+            if cfg.early_stopping:
+                from mosaicrec.data.splits import random_holdout
+
+                fit_part, val = random_holdout(train, cfg.validation_share, cfg.seed)
             mods = select_modalities(self.content_, cfg.fusion.modalities, self.name)
             feats = {m: modality_matrix(self.content_, m, cfg.fusion.center) for m in mods}
             masks = {m: self.content_.masks[m].copy() for m in mods}
-            X = train.binary
+            X = fit_part.binary
             warm = np.asarray(X.sum(axis=0)).ravel() > 0
-            net = self._build(train, feats, masks, warm)
+            net = self._build(fit_part, feats, masks, warm)
             self.pretrain_history_ = pretrain_alignment(net.fusion, feats, masks, cfg.pretrain_epochs,
                                                         temperature=cfg.temperature, seed=cfg.seed)
             opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-            users, items = train.users.astype(np.int64), train.items.astype(np.int64)
+            users, items = fit_part.users.astype(np.int64), fit_part.items.astype(np.int64)
             warm_items = np.flatnonzero(warm)  # negatives come from the catalog the model has seen
             self.history_: list[dict[str, Any]] = []
-            for epoch in range(cfg.epochs):
+
+            def run_epoch(epoch: int) -> dict[str, Any]:
+                nonlocal tb
+                net.train()
                 t0, total = time.perf_counter(), 0.0
                 net.new_epoch(rng)
                 perm = rng.permutation(len(users))
@@ -127,8 +140,19 @@ class _NeuralModel(FactorScoring, BaseRecommender):
                     loss.backward()
                     opt.step()
                     total += float(loss.detach()) * len(b)
-                self._epoch_done({"epoch": epoch, "loss": total / len(perm),
-                                      "seconds": time.perf_counter() - t0})
+                return {"epoch": epoch, "loss": total / len(perm), "seconds": time.perf_counter() - t0}
+
+            def validate() -> float:
+                net.eval()
+                with torch.no_grad():
+                    state = net.export()
+                return recall_at(state["U"], state["V"], state.get("b"), X, val.binary, seed=cfg.seed)
+
+            result = train_epochs(cfg.epochs, run_epoch, self._epoch_done,
+                                  validate=validate if val is not None else None, patience=cfg.early_stopping,
+                                  checkpoint=lambda: {k: v.detach().clone() for k, v in net.state_dict().items()},
+                                  restore=net.load_state_dict)
+            self.best_epoch_ = result.best_epoch
             net.eval()
             with torch.no_grad():
                 state = net.export()

@@ -1,0 +1,71 @@
+"""The epoch loop shared by models trained by gradient steps: progress records, early stopping on a
+validation metric, and a checkpoint of the best epoch's state restored at the end.
+
+The loop is indifferent to the framework: the model passes functions that run one epoch (returning its
+record: loss, seconds, …), score the validation part, and save / restore its state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from mosaicrec.models.base import top_k
+
+
+@dataclass
+class TrainResult:
+    epochs_run: int
+    best_epoch: int | None = None
+    best_validation: float | None = None
+
+
+def train_epochs(epochs: int, run_epoch: Callable[[int], dict[str, Any]], on_record: Callable[[dict], None], *,
+                 validate: Callable[[], float] | None = None, patience: int = 0,
+                 checkpoint: Callable[[], Any] | None = None, restore: Callable[[Any], None] | None = None
+                 ) -> TrainResult:
+    """Run up to ``epochs`` epochs. With ``validate``, each epoch's record gets its ``validation`` score;
+    training stops after ``patience`` epochs without a better one, and the best epoch's checkpoint is
+    restored (neural models peak early, then overfit: a fixed epoch count is either too short or too long)."""
+    best, best_epoch, best_state, stale = -np.inf, None, None, 0
+    epoch = -1
+    for epoch in range(epochs):
+        record = run_epoch(epoch)
+        if validate is not None:
+            value = float(validate())
+            record["validation"] = value
+            if value > best + 1e-9:
+                best, best_epoch, stale = value, epoch, 0
+                best_state = checkpoint() if checkpoint is not None else None
+            else:
+                stale += 1
+        on_record(record)
+        if validate is not None and patience and stale >= patience:
+            break
+    if best_state is not None and restore is not None and best_epoch != epoch:
+        restore(best_state)
+    return TrainResult(epoch + 1, best_epoch, None if best_epoch is None else best)
+
+
+def recall_at(U: np.ndarray, V: np.ndarray, b: np.ndarray | None, seen: sp.csr_matrix, relevant: sp.csr_matrix,
+              k: int = 20, max_users: int = 2000, seed: int = 0) -> float:
+    """Recall@k (hits / |relevant|) of factor scores U·Vᵀ + b on the users with relevant items (a seeded
+    sample of at most ``max_users``), their ``seen`` items excluded: the early-stopping signal."""
+    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    if len(users) > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+    if not len(users):
+        return 0.0
+    scores = U[users] @ V.T
+    if b is not None:
+        scores = scores + b.reshape(1, -1)
+    rows = seen[users]
+    scores[np.repeat(np.arange(len(users)), np.diff(rows.indptr)), rows.indices] = -np.inf
+    top, _ = top_k(scores.astype(np.float32), k)
+    rel = relevant[users].toarray() > 0
+    hits = np.take_along_axis(rel, top, axis=1).sum(axis=1)
+    return float(np.mean(hits / rel.sum(axis=1)))

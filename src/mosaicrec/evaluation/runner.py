@@ -44,6 +44,7 @@ from mosaicrec.evaluation.protocol import (EvaluationConfig, diversity_tradeoff,
 from mosaicrec.evaluation.stats import mean_std, paired
 from mosaicrec.evaluation.tuning import TuningConfig, apply, tune
 from mosaicrec.models.base import MODELS, BaseRecommender, ModelSpec, create
+from mosaicrec.models.query import Query
 
 
 class ColdStartConfig(BaseModel):
@@ -367,7 +368,7 @@ def _score(model: BaseRecommender, task: Task, cfg: EvaluationConfig, popularity
         prof = task.profiles("support") if model.uses_profiles else None
 
         def fold_in(users: np.ndarray) -> np.ndarray:
-            return model.score_histories(history[users], None if prof is None else prof[users])
+            return model.score_query(Query(history=history[users], profiles=None if prof is None else prof[users]))
         score_fn = fold_in
     try:
         return evaluate_ranking(model, task.test, exclude=task.exclude, config=cfg, item_popularity=popularity,

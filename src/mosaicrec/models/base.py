@@ -22,6 +22,7 @@ from mosaicrec import __version__
 from mosaicrec.data.content import ItemContent
 from mosaicrec.data.schema import Interactions
 from mosaicrec.errors import ConfigError, MosaicError, NotFittedError, NotSupportedError
+from mosaicrec.models.query import Query, Ranked
 
 
 #: The context of a request: one value of the model's context column (e.g. a scenario) for every user
@@ -289,36 +290,52 @@ class BaseRecommender:
         :meth:`score_histories`; models with :meth:`item_factors` that can fold a user in)."""
         raise NotSupportedError(f"{self.name} cannot score users it was not trained on")
 
-    def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True,
-                  candidates: np.ndarray | None = None, context: Context = None, batch_size: int = 1024
-                  ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` item indices and scores per user, best first, in ``context`` (context models).
+    def score_query(self, query: Query) -> np.ndarray:
+        """Scores of all items (``len(query) × n_items``) for a :class:`~mosaicrec.models.query.Query`:
+        trained users or new users' histories (folded in), in the query's context, with its profiles."""
+        if query.new_users:
+            return self.score_histories(query.history, query.profiles, query.context)
+        return self.score(query.users, context=query.context)
 
-        ``candidates`` restricts the ranking to those item indices. Where fewer than ``k`` items remain
-        (a tiny catalog, or everything seen), the rows are padded with item -1 and score -inf.
-        """
-        users = self._check_users(users)
-        if context is not None and not isinstance(context, str):
-            context = list(context)
-        ids = np.full((len(users), k), -1, dtype=np.int64)
-        out = np.full((len(users), k), -np.inf, dtype=np.float32)
+    def rank(self, query: Query, k: int = 10, batch_size: int = 1024) -> Ranked:
+        """The top ``k`` items of every row of ``query``, best first, with the query's candidates and
+        exclusions applied. Where fewer than ``k`` items remain (a tiny catalog, or everything excluded)
+        the rows are padded with item -1 and score -inf."""
+        seen = self._require_fitted()
+        n = len(query)
+        ids = np.full((n, k), -1, dtype=np.int64)
+        out = np.full((n, k), -np.inf, dtype=np.float32)
         allowed = None
-        if candidates is not None:
-            allowed = np.zeros(self.n_items, dtype=bool)
-            allowed[np.asarray(candidates)] = True
-        for start in range(0, len(users), batch_size):
-            block = users[start:start + batch_size]
-            ctx = context if context is None or isinstance(context, str) else context[start:start + batch_size]
-            scores = self.score(block, context=ctx).astype(np.float32, copy=True)
-            if exclude_seen:
-                mask_rows(scores, self._seen[block])
+        if query.candidates is not None:
+            allowed = np.zeros(seen.shape[1], dtype=bool)
+            allowed[np.asarray(query.candidates)] = True
+        for start in range(0, n, batch_size):
+            part = query.rows(start, start + batch_size)
+            scores = self.score_query(part).astype(np.float32, copy=True)
+            if part.exclude is not None:
+                mask_rows(scores, sp.csr_matrix(part.exclude))
+            elif part.exclude_seen:
+                mask_rows(scores, part.history if part.new_users else seen[part.users])
             if allowed is not None:
                 scores[:, ~allowed] = -np.inf
             top, top_scores = top_k(scores, k)
-            ids[start:start + len(block), :top.shape[1]] = top
-            out[start:start + len(block), :top.shape[1]] = top_scores
+            ids[start:start + len(part), :top.shape[1]] = top
+            out[start:start + len(part), :top.shape[1]] = top_scores
         ids[~np.isfinite(out)] = -1
-        return ids, out
+        return Ranked(ids, {"score": out})
+
+    def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True,
+                  candidates: np.ndarray | None = None, context: Context = None, batch_size: int = 1024
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` item indices and scores per trained user, best first, in ``context`` (context models):
+        :meth:`rank` of a users query. ``candidates`` restricts the ranking to those item indices; short
+        rows are padded with item -1 and score -inf."""
+        users = self._check_users(users)
+        if context is not None and not isinstance(context, str):
+            context = list(context)
+        ranked = self.rank(Query(users=users, context=context, candidates=candidates, exclude_seen=exclude_seen),
+                           k, batch_size)
+        return ranked.items, ranked.score
 
     def save(self, path: str | Path) -> None:
         """Write the model to a folder: ``model.json`` (name, config, id maps) and ``state.npz``."""

@@ -1,0 +1,110 @@
+"""The one request value every model answers, and the one answer it gives.
+
+A :class:`Query` names who to rank for — trained users by index, **or** users the model never trained on by
+their events (an ordered history: items, timestamps, weights) — together with the request's context, user
+profiles, candidate items and exclusions. Fold-in, context and (later) sequences are fields of the query,
+not separate methods: ``model.rank(query, k)`` and ``model.score_query(query)`` serve all of them.
+A :class:`Ranked` holds the top items per row, their scores per head (``"score"`` for single-head models)
+and, where a policy made the list, the propensity of each shown item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from mosaicrec.errors import MosaicError
+
+
+@dataclass(frozen=True)
+class Query:
+    """Who to rank for, and under what conditions (see the module).
+
+    ``users``: trained user indices; ``history``: ``n × n_items`` events of users not trained on (its data
+    are the event weights); ``timestamps``: the same pattern as ``history`` with each event's time, so the
+    order of a history is known; ``profiles``: ``n × d`` embeddings (models with ``uses_profiles``);
+    ``context``: one value for all rows or one per row (context models); ``candidates``: the only item
+    indices that may be returned; ``exclude``: ``n × n_items`` items never returned (default: the rows'
+    seen items — the trained users' training items, or the history itself); ``exclude_seen=False`` turns
+    the default off."""
+
+    users: np.ndarray | None = None
+    history: sp.csr_matrix | None = None
+    timestamps: sp.csr_matrix | None = None
+    profiles: np.ndarray | None = None
+    context: Any = None
+    candidates: np.ndarray | None = None
+    exclude: sp.csr_matrix | None = None
+    exclude_seen: bool = True
+
+    def __post_init__(self) -> None:
+        if (self.users is None) == (self.history is None):
+            raise MosaicError("a query names either users (trained) or a history (new users), not both")
+        if self.history is not None:
+            object.__setattr__(self, "history", sp.csr_matrix(self.history, dtype=np.float32))
+        else:
+            object.__setattr__(self, "users", np.atleast_1d(np.asarray(self.users, dtype=np.int64)))
+        n = len(self)
+        for name in ("profiles", "exclude", "timestamps"):
+            value = getattr(self, name)
+            if value is not None and value.shape[0] != n:
+                raise MosaicError(f"query: {value.shape[0]} rows of {name} for {n} rows")
+        if self.context is not None and not isinstance(self.context, str) and len(self.context) != n:
+            raise MosaicError(f"query: {len(self.context)} context values for {n} rows")
+
+    def __len__(self) -> int:
+        return self.history.shape[0] if self.history is not None else len(self.users)
+
+    @property
+    def new_users(self) -> bool:
+        """Whether the rows are users the model never trained on (a history), to be folded in."""
+        return self.history is not None
+
+    @classmethod
+    def from_events(cls, items: Sequence[Sequence[int]], n_items: int, *,
+                    timestamps: Sequence[Sequence[float]] | None = None,
+                    weights: Sequence[Sequence[float]] | None = None, **fields: Any) -> Query:
+        """A query for new users from their event lists (item indices, optionally with times and weights,
+        one list per user; later events of the same item replace earlier ones)."""
+        rows, cols, vals, times = [], [], [], []
+        for r, row in enumerate(items):
+            last: dict[int, int] = {}
+            for pos, item in enumerate(row):
+                last[int(item)] = pos
+            for item, pos in last.items():
+                rows.append(r), cols.append(item)
+                vals.append(1.0 if weights is None else float(weights[r][pos]))
+                times.append(0.0 if timestamps is None else float(timestamps[r][pos]))
+        shape = (len(items), n_items)
+        history = sp.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=shape)
+        ts = None if timestamps is None else sp.csr_matrix((np.asarray(times), (rows, cols)), shape=shape)
+        return cls(history=history, timestamps=ts, **fields)
+
+    def rows(self, start: int, stop: int) -> Query:
+        """The query restricted to rows ``start:stop`` (batching)."""
+        cut = {}
+        for name in ("users", "history", "timestamps", "profiles", "exclude"):
+            value = getattr(self, name)
+            cut[name] = None if value is None else value[start:stop]
+        context = self.context
+        if context is not None and not isinstance(context, str):
+            context = list(context)[start:stop]
+        return Query(**cut, context=context, candidates=self.candidates, exclude_seen=self.exclude_seen)
+
+
+@dataclass
+class Ranked:
+    """Top items per row (``-1``: an empty slot), their scores per head, and optional propensities."""
+
+    items: np.ndarray
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    propensities: np.ndarray | None = None
+
+    @property
+    def score(self) -> np.ndarray:
+        """The ranking head's scores (the only head of single-head models)."""
+        return self.scores["score"]

@@ -29,6 +29,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/cf_peers.py
 	$(PY) benchmarks/encode_throughput.py
 	$(PY) benchmarks/multimodal.py
+	$(PY) benchmarks/multimodal.py --part neural --epochs 10
+	$(PY) benchmarks/audio.py
 	$(PY) benchmarks/serving.py
 	$(PY) benchmarks/serving.py --model scenario-bpr
 	$(PY) benchmarks/new_items.py

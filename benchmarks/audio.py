@@ -35,7 +35,6 @@ from sklearn.metrics import roc_auc_score
 
 from mosaicrec.data import load_dataset
 from mosaicrec.encoders import ContentConfig, encode_content
-from mosaicrec.evaluation.metrics import ndcg
 from mosaicrec.evaluation.stats import fmt, paired
 
 RESULTS = Path(__file__).parent / "results"

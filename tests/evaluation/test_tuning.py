@@ -105,6 +105,7 @@ def test_seeds_are_aggregated_as_mean_and_std():
     als = result.rows[1]
     values = [r["metrics"]["ndcg@10"] for r in als.runs]
     assert [r["seed"] for r in als.runs] == [0, 1, 2] and len(set(values)) > 1  # the splits differ
+    assert als.params["seed"] == 0  # each run's seed reaches the model (its first run is kept)
     assert als.metrics["ndcg@10"] == pytest.approx(np.mean(values))
     assert als.std["ndcg@10"] == pytest.approx(np.std(values, ddof=1))
     d = als.paired["warm"]["ndcg@10"]

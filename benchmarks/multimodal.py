@@ -269,8 +269,9 @@ def write(result, args, seconds: float, console: Console) -> None:
                "rows": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for r in table_rows],
                "paired": compared, "chosen": chosen}
     (RESULTS / f"multimodal{suffix}.json").write_text(json.dumps(payload, indent=2, default=str))
+    how = "tuned on validation" if chosen else "fixed settings, not tuned"
     md = [f"# Multimodal {args.part} (ml100k-multimodal; seeds {', '.join(map(str, args.seeds))}; "
-          f"tuned on validation; {seconds / 60:.0f} min)", "",
+          f"{how}; {seconds / 60:.0f} min)", "",
           "Mean ± std over seeds. Slices of the warm split: `users ≤20` (users with at most 20 training "
           "positives), `items ≤10` (only test items with at most 10 training positives count as relevant).", ""]
     if ratio is not None:

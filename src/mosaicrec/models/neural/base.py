@@ -1,0 +1,216 @@
+"""Shared parts of the neural models: the config, the BPR training loop (on :mod:`mosaicrec.models.trainer`),
+numpy scoring and the torch base network every family builds on."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from mosaicrec.data.schema import Interactions
+from mosaicrec.fusion import FusionConfig, modality_matrix, select_modalities
+from mosaicrec.models.base import BaseRecommender, ModelConfig
+from mosaicrec.models.mf import FactorScoring
+from mosaicrec.models.trainer import recall_at, train_epochs
+
+
+class NeuralConfig(ModelConfig):
+    dim: int = Field(64, ge=2, description="width of user and item vectors")
+    epochs: int = Field(30, ge=1)
+    lr: float = Field(5e-3, gt=0)
+    reg: float = Field(1e-4, ge=0, description="L2 weight on the batch's user and item vectors")
+    batch_size: int = Field(2048, ge=1)
+    seed: int = 42
+    threads: int = Field(0, ge=0, description="torch threads (0: measured: the first batches run with all "
+                         "cores and with one, and the faster setting trains the rest)")
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
+    pretrain_epochs: int = Field(0, ge=0, description="cross-modal InfoNCE pre-training of the fusion")
+    align_weight: float = Field(0.0, ge=0, description="weight of content↔collaborative InfoNCE in the loss")
+    temperature: float = Field(0.2, gt=0)
+    early_stopping: int = Field(0, ge=0, description="patience in epochs: hold out validation_share of each "
+                                "user's training events, stop when their Recall@20 has not improved for this "
+                                "many epochs and keep the best epoch (0: train all epochs on everything)")
+    validation_share: float = Field(0.1, gt=0, lt=1, description="with early_stopping: events held out")
+
+
+def _torch():
+    import torch  # torch loads only when a neural model trains
+
+    return torch
+
+
+class _NeuralModel(FactorScoring, BaseRecommender):
+    """Shared BPR training loop and numpy scoring; subclasses build the network."""
+
+    Config = NeuralConfig
+    needs_content = True
+    _state_keys: tuple[str, ...] = ("U", "V", "b")
+
+    def _fit(self, train: Interactions) -> None:
+        torch = _torch()
+        from mosaicrec.fusion.learned import pretrain_alignment
+
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        old_threads = torch.get_num_threads()
+        torch.set_num_threads(cfg.threads or old_threads)
+        # On a small, busy machine torch's intra-op threads can be several times slower than one (they
+        # spin against each other and the other processes); which wins depends on the batch and the
+        # load, so threads=0 times a few real training batches each way and keeps the faster.
+        trial = [] if cfg.threads or old_threads == 1 else [old_threads] * 4 + [1] * 4
+        timings: dict[int, list[float]] = {}
+        tb = 0.0
+        try:
+            fit_part, val = train, None
+            if cfg.early_stopping:
+                from mosaicrec.data.splits import random_holdout
+
+                fit_part, val = random_holdout(train, cfg.validation_share, cfg.seed)
+            mods = select_modalities(self.content_, cfg.fusion.modalities, self.name)
+            feats = {m: modality_matrix(self.content_, m, cfg.fusion.center) for m in mods}
+            masks = {m: self.content_.masks[m].copy() for m in mods}
+            X = fit_part.binary
+            warm = np.asarray(X.sum(axis=0)).ravel() > 0
+            net = self._build(fit_part, feats, masks, warm)
+            self.pretrain_history_ = pretrain_alignment(net.fusion, feats, masks, cfg.pretrain_epochs,
+                                                        temperature=cfg.temperature, seed=cfg.seed)
+            opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+            users, items = fit_part.users.astype(np.int64), fit_part.items.astype(np.int64)
+            warm_items = np.flatnonzero(warm)  # negatives come from the catalog the model has seen
+            self.history_: list[dict[str, Any]] = []
+
+            def run_epoch(epoch: int) -> dict[str, Any]:
+                nonlocal tb
+                net.train()
+                t0, total = time.perf_counter(), 0.0
+                net.new_epoch(rng)
+                perm = rng.permutation(len(users))
+                for step, s in enumerate(range(0, len(perm), cfg.batch_size)):
+                    if trial and epoch == 0 and step <= len(trial):
+                        if step:
+                            timings.setdefault(torch.get_num_threads(), []).append(time.perf_counter() - tb)
+                        if step == len(trial):
+                            torch.set_num_threads(min(timings, key=lambda n: np.median(timings[n])))
+                            self.threads_ = torch.get_num_threads()
+                        else:
+                            torch.set_num_threads(trial[step])
+                        tb = time.perf_counter()
+                    b = perm[s:s + cfg.batch_size]
+                    u = torch.from_numpy(users[b])
+                    i = torch.from_numpy(items[b])
+                    j = torch.from_numpy(warm_items[rng.integers(len(warm_items), size=len(b))])
+                    pos, neg, norms, aux = net.batch(u, i, j)
+                    loss = -torch.nn.functional.logsigmoid(pos - neg).mean() + cfg.reg * norms
+                    if cfg.align_weight > 0:
+                        loss = loss + cfg.align_weight * aux
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    total += float(loss.detach()) * len(b)
+                return {"epoch": epoch, "loss": total / len(perm), "seconds": time.perf_counter() - t0}
+
+            def validate() -> float:
+                net.eval()
+                with torch.no_grad():
+                    state = net.export()
+                return recall_at(state["U"], state["V"], state.get("b"), X, val.binary, seed=cfg.seed)
+
+            result = train_epochs(cfg.epochs, run_epoch, self._epoch_done,
+                                  validate=validate if val is not None else None, patience=cfg.early_stopping,
+                                  checkpoint=lambda: {k: v.detach().clone() for k, v in net.state_dict().items()},
+                                  restore=net.load_state_dict)
+            self.best_epoch_ = result.best_epoch
+            net.eval()
+            with torch.no_grad():
+                state = net.export()
+            U, V = state["U"], state["V"]
+            state["fold_target"] = np.array([np.mean(np.einsum("ij,ij->i", U[users], V[items]))])
+            for k, v in state.items():
+                setattr(self, k + "_", np.ascontiguousarray(v, dtype=np.float32))
+            self._state_keys = tuple(state)
+        finally:
+            torch.set_num_threads(old_threads)
+
+    def _fold_options(self) -> dict[str, float]:
+        return {"target": float(self.fold_target_[0])}
+
+    def item_vectors(self) -> np.ndarray:
+        """The item vectors scores are dot products with (content-derived for items never trained on)."""
+        return self.V_
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k + "_") for k in self._state_keys}
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        self._state_keys = tuple(state)
+        for k, v in state.items():
+            setattr(self, k + "_", v)
+
+    def _build(self, train: Interactions, feats: dict[str, np.ndarray], masks: dict[str, np.ndarray],
+               warm: np.ndarray):
+        raise NotImplementedError
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def _net_base():
+    """The torch base class of every network (built lazily so importing this module needs no torch)."""
+    torch = _torch()
+    from torch import nn
+
+    from mosaicrec.fusion.learned import ModalityFusion, info_nce
+
+    class Net(nn.Module):
+        def __init__(self, feats, masks, warm, dim, cfg, n_users):
+            super().__init__()
+            self.n_users = n_users
+            self.feats = {m: torch.from_numpy(v) for m, v in feats.items()}
+            self.masks = {m: torch.from_numpy(v) for m, v in masks.items()}
+            self.warm = torch.from_numpy(warm.astype(np.float32))
+            self.fusion = ModalityFusion({m: v.shape[1] for m, v in feats.items()}, dim, cfg.fusion)
+            self.temperature = cfg.temperature
+            self.n_items = len(warm)
+
+        def content(self, idx):
+            return self.fusion({m: v[idx] for m, v in self.feats.items()},
+                               {m: v[idx] for m, v in self.masks.items()})
+
+        def new_epoch(self, rng) -> None:
+            pass
+
+        def align(self, content, collaborative, idx):
+            """content ↔ collaborative InfoNCE over the warm items of a batch."""
+            keep = self.warm[idx] > 0
+            if int(keep.sum()) < 2:
+                return torch.zeros(())
+            return info_nce(content[keep], collaborative[keep].detach(), self.temperature)
+
+        def batch(self, u, i, j):
+            """BPR inputs of a batch: positive and negative scores, the L2 term, the alignment term.
+            The default fits factor nets with ``users(u)``, ``items(i) -> (vectors, biases, content)``
+            and ``collaborative(i)``; graph and two-tower nets override it."""
+            su = self.users(u)
+            (vi, bi, ci), (vj, bj, _) = self.items(i), self.items(j)
+            norms = (su.square().sum(1) + vi.square().sum(1) + vj.square().sum(1)).mean()
+            return (su * vi).sum(1) + bi, (su * vj).sum(1) + bj, norms, self.align(ci, self.collaborative(i), i)
+
+        def export(self):
+            parts = [self.items(idx) for idx in torch.arange(self.n_items).split(4096)]
+            return {"U": self.users(torch.arange(self.n_users)).numpy(),
+                    "V": torch.cat([p[0] for p in parts]).numpy(), "b": torch.cat([p[1] for p in parts]).numpy()}
+
+        def all_items(self, fn, batch: int = 4096):
+            return torch.cat([fn(torch.arange(s, min(s + batch, self.n_items)))
+                              for s in range(0, self.n_items, batch)])
+
+    return Net
+
+
+def _init(emb, std: float = 0.1):
+    _torch().nn.init.normal_(emb.weight, std=std)
+    return emb

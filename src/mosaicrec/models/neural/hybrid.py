@@ -1,0 +1,60 @@
+"""LightFM-style hybrid: item = id embedding + fused content; user = id (+ profile)."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from mosaicrec.models.base import register
+from mosaicrec.models.neural.base import _NeuralModel, _init, _net_base, _normalise, _torch
+from mosaicrec.models.mf import fold_in
+
+
+@register("hybrid")
+class Hybrid(_NeuralModel):
+    """LightFM-style hybrid: item = id embedding (items with training events) + fused content projection;
+    user = id embedding (+ a projection of the user's profile embedding when profiles are given)."""
+
+    uses_profiles = True
+
+    def _build(self, train, feats, masks, warm):
+        torch = _torch()
+        from torch import nn
+        d, profiles = self.config.dim, self.user_profiles_
+
+        class HybridNet(_net_base()):
+            def __init__(self, cfg):
+                super().__init__(feats, masks, warm, d, cfg, train.n_users)
+                self.user = _init(nn.Embedding(train.n_users, d))
+                self.item = _init(nn.Embedding(train.n_items, d))
+                self.bias = nn.Embedding(train.n_items, 1)
+                nn.init.zeros_(self.bias.weight)
+                self.profiles = None if profiles is None else torch.from_numpy(_normalise(profiles))
+                self.profile = None if profiles is None else nn.Linear(profiles.shape[1], d, bias=False)
+
+            def users(self, u):
+                x = self.user(u)
+                return x if self.profile is None else x + self.profile(self.profiles[u])
+
+            def items(self, i):
+                c = self.content(i)
+                return self.item(i) * self.warm[i, None] + c, self.bias(i)[:, 0] * self.warm[i], c
+
+            def collaborative(self, i):
+                return self.item(i)
+
+            def export(self):
+                out = super().export()
+                if self.profile is not None:
+                    out["W_prof"] = self.profile.weight.T.numpy()
+                return out
+
+        return HybridNet(self.config)
+
+    def history_factors(self, history: sp.csr_matrix, profiles: np.ndarray | None = None,
+                        context=None) -> np.ndarray:
+        """Fold-in, around the profile's part of the user vector when the model learned one (so a new
+        user's profile counts as a trained user's does, and their events correct it)."""
+        W = getattr(self, "W_prof_", None)
+        offset = None if W is None or profiles is None else _normalise(profiles) @ W
+        return fold_in(self.V_, history, gram=self._gram(), offset=offset, **self._fold_options())

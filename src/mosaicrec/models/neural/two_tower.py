@@ -1,0 +1,119 @@
+"""Two-tower model: an item tower over content only, a user tower over id, history and profile."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field
+
+from mosaicrec.models.base import register
+from mosaicrec.models.neural.base import NeuralConfig, _NeuralModel, _init, _net_base, _normalise, _torch
+
+
+class TwoTowerConfig(NeuralConfig):
+    history: int = Field(20, ge=1, description="history items sampled per user for the user tower")
+    id_dropout: float = Field(0.5, ge=0, le=1, description="share of examples trained without the user id, "
+                              "so the history/profile path works alone for new users")
+
+
+@register("two-tower")
+class TwoTower(_NeuralModel):
+    """Item tower: MLP over fused content, no item id, so every item with content has a vector. User
+    tower: id embedding + W_h · mean(history item vectors) + W_p · profile. The user id is dropped for a
+    share of training examples and the target item is left out of its own history mean, so the
+    history/profile path alone serves users the model never saw."""
+
+    uses_profiles = True
+
+    Config = TwoTowerConfig
+
+    def _build(self, train, feats, masks, warm):
+        torch = _torch()
+        from torch import nn
+        cfg = self.config
+        d, profiles = cfg.dim, self.user_profiles_
+        X = train.binary
+
+        class TwoTowerNet(_net_base()):
+            def __init__(self):
+                super().__init__(feats, masks, warm, d, cfg, train.n_users)
+                self.tower = nn.Sequential(nn.ReLU(), nn.Linear(d, d))
+                # popularity as seen from content: new items get the bias their content predicts
+                self.bias_from_content = nn.Linear(d, 1)
+                self.user = _init(nn.Embedding(train.n_users, d), 0.01)
+                self.w_hist = nn.Linear(d, d, bias=False)
+                self.profiles = None if profiles is None else torch.from_numpy(_normalise(profiles))
+                self.w_prof = None if profiles is None else nn.Linear(profiles.shape[1], d, bias=False)
+                self.hist = None
+
+            def new_epoch(self, rng):
+                self.hist, self.hist_mask = _sample_history(X, cfg.history, rng)
+
+            def items(self, i):
+                c = self.content(i)
+                return self.tower(c), self.bias_from_content(c)[:, 0]
+
+            def users(self, u, vec_of, hist, hmask, target=None, keep_id=None):
+                h = vec_of(hist)  # (b, L, d)
+                if target is not None:  # a user's own target never explains itself
+                    hmask = hmask & (hist != target[:, None])
+                w = hmask.float()
+                mean = (h * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1.0)
+                x = self.w_hist(mean)
+                idv = self.user(u) if keep_id is None else self.user(u) * keep_id[:, None]
+                x = x + idv
+                if self.w_prof is not None:
+                    x = x + self.w_prof(self.profiles[u])
+                return x
+
+            def batch(self, u, i, j):
+                hist, hmask = self.hist[u], self.hist_mask[u]
+                need, inv = torch.unique(torch.cat([hist.flatten(), i, j]), return_inverse=True)
+                V, B = self.items(need)
+                nh = hist.numel()
+                keep = (torch.rand(len(u)) >= cfg.id_dropout).float()
+                su = self.users(u, lambda h: V[inv[:nh].view(h.shape)], hist, hmask, i, keep)
+                ii, jj = inv[nh:nh + len(i)], inv[nh + len(i):]
+                vi, vj = V[ii], V[jj]
+                norms = (su.square().sum(1) + vi.square().sum(1) + vj.square().sum(1)).mean()
+                return (su * vi).sum(1) + B[ii], (su * vj).sum(1) + B[jj], norms, torch.zeros(())
+
+            def export(self):
+                V = self.all_items(lambda i: self.items(i)[0])
+                b = self.all_items(lambda i: self.items(i)[1])
+                hist, hmask = _sample_history(X, max(cfg.history, 200), np.random.default_rng(cfg.seed))
+                U = torch.cat([self.users(u, lambda h: V[h], hist[u], hmask[u])
+                               for u in torch.arange(train.n_users).split(4096)])
+                out = {"U": U.numpy(), "V": V.numpy(), "b": b.numpy(),
+                       "W_hist": self.w_hist.weight.T.numpy()}
+                if self.w_prof is not None:
+                    out["W_prof"] = self.w_prof.weight.T.numpy()
+                return out
+
+        return TwoTowerNet()
+
+    def history_factors(self, history: sp.csr_matrix, profiles: np.ndarray | None = None,
+                        context=None) -> np.ndarray:
+        """The user tower: mean history item vector (and the profile) through the learned projections."""
+        history = sp.csr_matrix(history, dtype=np.float32)
+        counts = np.maximum(np.diff(history.indptr), 1)[:, None]
+        binary = sp.csr_matrix((np.ones_like(history.data), history.indices, history.indptr), history.shape)
+        u = np.asarray(binary @ self.V_) / counts @ self.W_hist_
+        if getattr(self, "W_prof_", None) is not None and profiles is not None:
+            u = u + _normalise(profiles) @ self.W_prof_
+        return u.astype(np.float32)
+
+
+def _sample_history(X: sp.csr_matrix, length: int, rng: np.random.Generator):
+    """Up to ``length`` random training items per user as a padded (n_users, length) index tensor + mask."""
+    torch = _torch()
+    n = X.shape[0]
+    idx = np.zeros((n, length), np.int64)
+    mask = np.zeros((n, length), bool)
+    for u in range(n):
+        row = X.indices[X.indptr[u]:X.indptr[u + 1]]
+        if len(row) > length:
+            row = rng.choice(row, length, replace=False)
+        idx[u, :len(row)] = row
+        mask[u, :len(row)] = True
+    return torch.from_numpy(idx), torch.from_numpy(mask)

@@ -89,10 +89,7 @@ class ExperimentConfig(BaseModel):
         if self.baseline is not None and self.baseline not in labels:
             raise ValueError(f"baseline {self.baseline!r} is not a model label ({', '.join(labels)})")
         if self.tuning is not None:
-            name, _, k = self.tuning.metric.partition("@")
-            if name not in self.evaluation.metrics or not k.isdigit() or int(k) not in self.evaluation.ks:
-                raise ValueError(f"tuning metric {self.tuning.metric!r} is not measured by [evaluation] "
-                                 f"(metrics {', '.join(self.evaluation.metrics)}, ks {self.evaluation.ks})")
+            self.tuning.check_metric(self.evaluation.metrics, self.evaluation.ks)
             unknown = [k for k in self.tuning.space if k not in labels and k not in MODELS]
             if unknown:
                 raise ValueError(f"tuning space for {unknown[0]!r}, which is no model label or name")

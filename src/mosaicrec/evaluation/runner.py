@@ -168,7 +168,10 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
     if baseline is not None and baseline not in labels:
         raise ConfigError(f"baseline {baseline!r} is not one of the models ({', '.join(labels)})")
     if tuning is not None:
-        _check_metric(tuning.metric, eval_config)
+        try:
+            tuning.check_metric(eval_config.metrics, eval_config.ks)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     has_genres = "genres" in _attribute_names(dataset)
     item_vectors = dataset.item_attribute_matrix("genres") if has_genres else dataset.item_attribute_matrix()
     cold_start = cold_start or ColdStartConfig()
@@ -279,13 +282,6 @@ def _aggregate(row: ModelResult) -> None:
             row.metrics, row.std = mean, std
         else:
             row.cold[task_name], row.cold_std[task_name] = mean, std
-
-
-def _check_metric(metric: str, cfg: EvaluationConfig) -> None:
-    name, _, k = metric.partition("@")
-    if name not in cfg.metrics or not k.isdigit() or int(k) not in cfg.ks:
-        raise ConfigError(f"tuning metric {metric!r} is not measured: [evaluation] has metrics "
-                          f"{', '.join(cfg.metrics)} at ks {cfg.ks}")
 
 
 def _profile_fn(dataset: Dataset, cold_start: ColdStartConfig):

@@ -91,6 +91,13 @@ class TuningConfig(BaseModel):
     space: dict[str, dict[str, ParamRange | list[Any]]] = Field(
         default_factory=dict, description="model label or name → parameter → list or range")
 
+    def check_metric(self, metrics: list[str], ks: list[int]) -> None:
+        """Refuse a tuning metric the evaluation does not measure (``name@k``)."""
+        name, _, k = self.metric.partition("@")
+        if name not in metrics or not k.isdigit() or int(k) not in ks:
+            raise ValueError(f"tuning metric {self.metric!r} is not measured by [evaluation] "
+                             f"(metrics {', '.join(metrics)}, ks {ks})")
+
     def space_for(self, label: str, name: str, scenario: str | None = None,
                   fields: Iterable[str] = ()) -> Space | None:
         """The space of one model (its label first, then its name, then the built-in one, plus the

@@ -300,31 +300,40 @@ def _profile_fn(dataset: Dataset, cold_start: ColdStartConfig):
     return profiles
 
 
+def _warm_task(train: Interactions, test: Interactions, threshold: float | None, profiles) -> Task:
+    pos = to_implicit(train, threshold)
+    return Task(WARM, pos, to_implicit(test, threshold), train.binary, train_explicit=train, test_explicit=test,
+                profile_fn=profiles)
+
+
+def _new_item_task(train: Interactions, test: Interactions, threshold: float | None, profiles) -> Task:
+    # Every held-out item is a candidate, whether or not it has a positive test event: ranking only those
+    # with one would tell the model which they are.
+    pos = to_implicit(train, threshold)
+    held = np.unique(test.items)
+    return Task("new items", pos, to_implicit(test, threshold), pos.binary, train_explicit=train,
+                candidates=held, held_out=int(len(held)), profile_fn=profiles)
+
+
+def _new_user_task(train: Interactions, support: Interactions, test: Interactions, profiles) -> Task:
+    users = np.unique(test.users)
+    return Task("new users", train, test, support.binary, users=users, support=support, held_out=int(len(users)),
+                profile_fn=profiles)
+
+
 def _tasks(dataset: Dataset, split_config: SplitConfig, cold: ColdStartConfig, content: ItemContent | None,
            profiles) -> list[Task]:
     """The warm task and each cold-start scenario of one seed."""
     threshold = split_config.rating_threshold
-    train, test = split(dataset.interactions, split_config)
-    train_pos = to_implicit(train, threshold)
-    tasks = [Task(WARM, train_pos, to_implicit(test, threshold), train.binary, train_explicit=train,
-                  test_explicit=test, profile_fn=profiles)]
+    tasks = [_warm_task(*split(dataset.interactions, split_config), threshold, profiles)]
     if (cold.items or cold.users) and content is None:
         raise ConfigError("cold-start scenarios need item content: add a [content] section")
     events = k_core(dataset.interactions, split_config.min_core)
-    if cold.items:
-        # Items are drawn among all items with events, and every held-out item is a candidate, whether or
-        # not it has a positive test event: ranking only those with one would tell the model which they are.
-        tr, te = cold_item_split(events, cold.items, split_config.seed)
-        pos = to_implicit(tr, threshold)
-        held = np.unique(te.items)
-        tasks.append(Task("new items", pos, to_implicit(te, threshold), pos.binary, train_explicit=tr,
-                          candidates=held, held_out=int(len(held)), profile_fn=profiles))
+    if cold.items:  # items are drawn among all items with events, before the rating threshold
+        tasks.append(_new_item_task(*cold_item_split(events, cold.items, split_config.seed), threshold, profiles))
     if cold.users:
-        tr, support, te = cold_user_split(to_implicit(events, threshold), cold.users, cold.support,
-                                          split_config.seed)
-        users = np.unique(te.users)
-        tasks.append(Task("new users", tr, te, support.binary, users=users, support=support,
-                          held_out=int(len(users)), profile_fn=profiles))
+        tasks.append(_new_user_task(*cold_user_split(to_implicit(events, threshold), cold.users, cold.support,
+                                                     split_config.seed), profiles))
     return tasks
 
 
@@ -333,19 +342,11 @@ def _validation_task(task: Task, split_config: SplitConfig, cold: ColdStartConfi
     threshold, frac, seed = split_config.rating_threshold, split_config.validation_fraction, split_config.seed
     if task.name == WARM:
         fit, val, _ = validation_split(task.train_explicit, split_config.kind, frac, seed)
-        pos = to_implicit(fit, threshold)
-        return Task(WARM, pos, to_implicit(val, threshold), fit.binary, train_explicit=fit, test_explicit=val,
-                    profile_fn=profiles)
+        return _warm_task(fit, val, threshold, profiles)
     if task.name == "new items":
         fit, val, _ = validation_split(task.train_explicit, "cold_items", frac, seed)
-        pos = to_implicit(fit, threshold)
-        held = np.unique(val.items)
-        return Task("new items", pos, to_implicit(val, threshold), pos.binary, train_explicit=fit,
-                    candidates=held, held_out=int(len(held)), profile_fn=profiles)
-    fit, support, val = validation_split(task.train, "cold_users", frac, seed, cold.support)
-    users = np.unique(val.users)
-    return Task("new users", fit, val, support.binary, users=users, support=support, held_out=int(len(users)),
-                profile_fn=profiles)
+        return _new_item_task(fit, val, threshold, profiles)
+    return _new_user_task(*validation_split(task.train, "cold_users", frac, seed, cold.support), profiles)
 
 
 def _fit(name: str, params: dict[str, Any], task: Task, content: ItemContent | None) -> BaseRecommender:

@@ -97,8 +97,8 @@ class Peer(BaseRecommender):
         else:
             raise ValueError(self.library)
 
-    def _score_all(self, users: np.ndarray) -> np.ndarray:
-        return self._score(users)
+    def _scores(self, query) -> np.ndarray:
+        return self._score(query.users)
 
 
 def warm_up() -> float:

@@ -100,10 +100,10 @@ class CornacVBPR(BaseRecommender):
         self._cols = np.array([ts.iid_map.get(str(i), -1) for i in range(train.n_items)])
         self._users = np.array([ts.uid_map.get(str(u), -1) for u in range(train.n_users)])
 
-    def _score_all(self, users: np.ndarray) -> np.ndarray:
-        out = np.full((len(users), len(self._cols)), -1e9, np.float32)
+    def _scores(self, query) -> np.ndarray:
+        out = np.full((len(query), len(self._cols)), -1e9, np.float32)
         known = self._cols >= 0
-        for r, u in enumerate(users):
+        for r, u in enumerate(query.users):
             if self._users[u] >= 0:
                 out[r, known] = self._model.score(int(self._users[u]))[self._cols[known]]
         return out

@@ -50,6 +50,7 @@ from mosaicrec.data.content import ItemContent
 from mosaicrec.data.schema import Interactions
 from mosaicrec.data.store import Store
 from mosaicrec.models import create
+from mosaicrec.models.query import Query
 from mosaicrec.ranking.ann import InnerProductIndex, recall_at_k
 
 RESULTS = Path(__file__).parent / "results"
@@ -302,7 +303,7 @@ def main() -> None:
         users = rng.choice(n_users, min(1000, n_users), replace=False)
         where = [f"s{c}" for c in rng.integers(SURFACES, size=len(users))] if scenarios else None
         V, b = model.item_factors()
-        queries = model.user_factors(users, where)
+        queries = model.query_factors(Query(users=users, context=where))
         exact = np.argsort(-(queries @ V.T + (0 if b is None else b)), axis=1)[:, :10]
         t0 = time.perf_counter()
         index = InnerProductIndex(V, b)

@@ -22,8 +22,8 @@ class Oracle(BaseRecommender):
     def _fit(self, train):
         pass
 
-    def _score_all(self, users):
-        return self.truth[users].toarray().astype(np.float32)
+    def _scores(self, query):
+        return self.truth[query.users].toarray().astype(np.float32)
 
 
 def test_oracle_scores_perfectly_and_training_items_are_excluded():
@@ -111,11 +111,9 @@ class ContextOracle(BaseRecommender):
     def _fit(self, train):
         self.contexts_ = np.array(["a", "b"], dtype=object)
 
-    def _score_all(self, users):
-        return np.zeros((len(users), 4), np.float32)
-
-    def _score_context(self, users, codes):
-        s = self._score_all(users)
+    def _scores(self, query):
+        s = np.zeros((len(query), 4), np.float32)
+        codes = self.query_codes(query)
         s[codes == 1, 1] = s[codes == 2, 2] = 1.0
         return s
 

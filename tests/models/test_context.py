@@ -7,6 +7,7 @@ import pytest
 
 from mosaicrec.data import Interactions, random_holdout
 from mosaicrec.errors import ConfigError
+from mosaicrec.models.query import Query
 from mosaicrec.models import ScenarioBPR, create, load_model
 
 SCENARIO_BPR = {"iterations": 40, "factors": 16, "learning_rate": 0.05, "num_threads": 1, "min_events": 1}
@@ -78,11 +79,12 @@ def test_factor_view_reproduces_the_context_scores():
     V, b = model.item_factors()
     users = np.arange(10)
     for ctx in ("shorts", "long", None):
-        np.testing.assert_allclose(model.user_factors(users, ctx) @ V.T + b, model.score(users, context=ctx),
+        np.testing.assert_allclose(model.query_factors(Query(users=users, context=ctx)) @ V.T + b,
+                                   model.score(users, context=ctx),
                                    rtol=1e-5, atol=1e-5)
     # folded-in users (their history only) are placed in the context too
     hist = x.binary[:10]
-    np.testing.assert_allclose(model.history_factors(hist, context="long") @ V.T + b,
+    np.testing.assert_allclose(model.query_factors(Query(history=hist, context="long")) @ V.T + b,
                                model.score_histories(hist, context="long"), rtol=1e-5, atol=1e-5)
     folded, _ = model.recommend(users, k=5)  # sanity: trained users rank inside their block
     assert (folded // 20 == (users % 4)[:, None]).mean() > 0.8

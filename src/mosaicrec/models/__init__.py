@@ -11,9 +11,10 @@ from mosaicrec.models.mapping import ContentMap
 from mosaicrec.models.mf import ALS, BPR, BiasedMF
 from mosaicrec.models.neural import VBPR, GraphModel, Hybrid, TwoTower
 from mosaicrec.models.popularity import MostPopular
+from mosaicrec.models.query import Query, Ranked
 
 load_model = BaseRecommender.load
 
 __all__ = ["ALS", "BPR", "ContentEASE", "ContentMap", "ContentKNN", "EASE", "GraphModel", "Hybrid", "TwoTower", "VBPR",
            "MODELS", "BaseRecommender", "BiasedMF", "ItemKNN", "ModelConfig",
-           "MostPopular", "Recommender", "ScenarioBPR", "ScenarioPop", "create", "load_model", "register"]
+           "MostPopular", "Query", "Ranked", "Recommender", "ScenarioBPR", "ScenarioPop", "create", "load_model", "register"]

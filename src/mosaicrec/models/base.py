@@ -52,6 +52,10 @@ class Recommender(Protocol):
     def score_histories(self, history: sp.csr_matrix, profiles: np.ndarray | None = None,
                         context: Context = None) -> np.ndarray: ...
 
+    def score_query(self, query: Query) -> np.ndarray: ...
+
+    def rank(self, query: Query, k: int = 10) -> Ranked: ...
+
     def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True,
                   candidates: np.ndarray | None = None, context: Context = None
                   ) -> tuple[np.ndarray, np.ndarray]: ...
@@ -113,7 +117,8 @@ def create(name: str, params: dict[str, Any] | None = None) -> BaseRecommender:
 
 class BaseRecommender:
     """Shared machinery: seen-item masking, batched top-k, save/load. A model implements ``_fit``,
-    ``_score_all`` (scores of all items for a batch of users) and, to be saved, ``_state``/``_set_state``."""
+    ``_scores`` (scores of all items for the rows of a :class:`Query`) and, to be saved,
+    ``_state``/``_set_state``."""
 
     name: ClassVar[str] = "base"
     Config: ClassVar[type[ModelConfig]] = ModelConfig
@@ -228,11 +233,9 @@ class BaseRecommender:
               ) -> np.ndarray:
         """Scores as a (len(users), len(items)) float32 array; all items when ``items`` is None.
         ``context`` reaches context models (see :data:`Context`); context-free models ignore it."""
-        users = self._check_users(users)
-        if context is None or not self.uses_context:
-            scores = self._score_all(users)
-        else:
-            scores = self._score_context(users, self.context_codes(context, len(users)))
+        if context is not None and not isinstance(context, str):
+            context = list(context)
+        scores = self.score_query(Query(users=users, context=context))
         return scores if items is None else scores[:, np.asarray(items)]
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -251,26 +254,11 @@ class BaseRecommender:
                         context: Context = None) -> np.ndarray:
         """Scores of all items for users the model was not trained on (new users), from their events
         ``history`` (``n × n_items``, same item indices) and optional ``profiles`` (``n × d``, as passed
-        to ``fit``), in ``context`` (context models). Raises :class:`NotSupportedError` for models that
-        cannot fold a user in."""
-        seen = self._require_fitted()
-        history = sp.csr_matrix(history, dtype=np.float32)
-        if history.shape[1] != seen.shape[1]:
-            raise MosaicError(f"{self.name}: history has {history.shape[1]} items, the model {seen.shape[1]}")
-        if context is None or not self.uses_context:
-            return np.asarray(self._score_history(history, profiles), dtype=np.float32)
-        codes = self.context_codes(context, history.shape[0])
-        return np.asarray(self._score_history_context(history, profiles, codes), dtype=np.float32)
-
-    def _score_history(self, history: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
-        raise NotSupportedError(f"{self.name} cannot score users it was not trained on")
-
-    def _score_context(self, users: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        raise NotImplementedError  # context models: scores of all items for users in contexts ``codes``
-
-    def _score_history_context(self, history: sp.csr_matrix, profiles: np.ndarray | None,
-                               codes: np.ndarray) -> np.ndarray:
-        raise NotSupportedError(f"{self.name} cannot score users it was not trained on")
+        to ``fit``), in ``context`` (context models): :meth:`score_query` of a history query. Raises
+        :class:`NotSupportedError` for models that cannot fold a user in."""
+        if context is not None and not isinstance(context, str):
+            context = list(context)
+        return self.score_query(Query(history=history, profiles=profiles, context=context))
 
     # -- factor view (what maximum-inner-product retrieval indexes) -----------------------------------
     def item_factors(self) -> tuple[np.ndarray, np.ndarray | None] | None:
@@ -279,23 +267,27 @@ class BaseRecommender:
         ANN index over these serves the model's top-k without scoring every item."""
         return None
 
-    def user_factors(self, users: np.ndarray, context: Context = None) -> np.ndarray:
-        """The query vectors ``q_u`` of trained users (models with :meth:`item_factors`); a context model
-        folds ``context`` into the query, so one index over :meth:`item_factors` serves every context."""
+    def query_factors(self, query: Query) -> np.ndarray:
+        """The vectors ``q`` of a query's rows (models with :meth:`item_factors`): trained users' vectors, or
+        new users folded in from their history (and profiles); a context model folds the query's context
+        in too, so one index over :meth:`item_factors` serves every context and every kind of user."""
         raise NotSupportedError(f"{self.name} has no user vectors")
-
-    def history_factors(self, history: sp.csr_matrix, profiles: np.ndarray | None = None,
-                        context: Context = None) -> np.ndarray:
-        """Query vectors for users the model was not trained on, from their events (as
-        :meth:`score_histories`; models with :meth:`item_factors` that can fold a user in)."""
-        raise NotSupportedError(f"{self.name} cannot score users it was not trained on")
 
     def score_query(self, query: Query) -> np.ndarray:
         """Scores of all items (``len(query) × n_items``) for a :class:`~mosaicrec.models.query.Query`:
         trained users or new users' histories (folded in), in the query's context, with its profiles."""
+        seen = self._require_fitted()
         if query.new_users:
-            return self.score_histories(query.history, query.profiles, query.context)
-        return self.score(query.users, context=query.context)
+            if query.history.shape[1] != seen.shape[1]:
+                raise MosaicError(f"{self.name}: history has {query.history.shape[1]} items, the model "
+                                  f"{seen.shape[1]}")
+        else:
+            self._check_users(query.users)
+        return np.asarray(self._scores(query), dtype=np.float32)
+
+    def query_codes(self, query: Query) -> np.ndarray:
+        """The query's context per row as codes (see :meth:`context_codes`)."""
+        return self.context_codes(query.context, len(query))
 
     def rank(self, query: Query, k: int = 10, batch_size: int = 1024) -> Ranked:
         """The top ``k`` items of every row of ``query``, best first, with the query's candidates and
@@ -372,8 +364,13 @@ class BaseRecommender:
     def _fit(self, train: Interactions) -> None:
         raise NotImplementedError
 
-    def _score_all(self, users: np.ndarray) -> np.ndarray:
+    def _scores(self, query: Query) -> np.ndarray:
+        """Scores of all items for every row of a validated ``query``: trained users, or new users'
+        histories (a model that cannot fold a user in raises ``self._no_fold_in()`` for those)."""
         raise NotImplementedError
+
+    def _no_fold_in(self) -> NotSupportedError:
+        return NotSupportedError(f"{self.name} cannot score users it was not trained on")
 
     def _state(self) -> dict[str, np.ndarray]:
         raise NotImplementedError

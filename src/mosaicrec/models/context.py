@@ -26,8 +26,9 @@ from pydantic import Field
 
 from mosaicrec.data.schema import Interactions
 from mosaicrec.models import _kernels
-from mosaicrec.models.base import BaseRecommender, Context, ModelConfig, register
-from mosaicrec.models.mf import BPR, BPRConfig, fold_in
+from mosaicrec.models.query import Query
+from mosaicrec.models.base import BaseRecommender, ModelConfig, register
+from mosaicrec.models.mf import BPR, BPRConfig
 
 
 def _context_values(train: Interactions, key: str, min_events: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,17 +68,8 @@ class ScenarioPop(BaseRecommender):
                        ).astype(np.float32)
         self.table_[0] = share  # no context: the global ranking
 
-    def _score_all(self, users: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(self.table_[0], (len(users), self.table_.shape[1])).copy()
-
-    def _score_context(self, users: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        return self.table_[codes]
-
-    def _score_history(self, history, profiles):
-        return self._score_all(np.zeros(history.shape[0], np.int64))
-
-    def _score_history_context(self, history, profiles, codes):
-        return self.table_[codes]
+    def _scores(self, query: Query) -> np.ndarray:
+        return self.table_[self.query_codes(query)]
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"table": self.table_, "contexts": self.contexts_.astype(str)}
@@ -130,19 +122,8 @@ class ScenarioBPR(BPR):
             hit = self._items_of = (self.V_, self.B_, np.hstack([self.V_, self.B_[1:].T]).astype(np.float32))
         return hit[2], self.item_bias_
 
-    def user_factors(self, users: np.ndarray, context: Context = None) -> np.ndarray:
-        users = self._check_users(users)
-        return self._with_context(self.U_[users], self._codes(context, len(users)))
-
-    def history_factors(self, history: sp.csr_matrix, profiles: np.ndarray | None = None,
-                        context: Context = None) -> np.ndarray:
-        q = fold_in(self.V_, history, gram=self._gram(), **self._fold_options())
-        return self._with_context(q, self._codes(context, history.shape[0]))
-
-    def _codes(self, context: Context, n: int) -> np.ndarray:
-        if isinstance(context, np.ndarray) and context.dtype.kind in "iu":
-            return context.astype(np.int64)  # already codes (from score)
-        return self.context_codes(context, n)
+    def query_factors(self, query: Query) -> np.ndarray:
+        return self._with_context(super().query_factors(query), self.query_codes(query))
 
     def _with_context(self, q: np.ndarray, codes: np.ndarray) -> np.ndarray:
         onehot = np.zeros((len(q), len(self.contexts_)), np.float32)

@@ -11,6 +11,7 @@ from mosaicrec.data.schema import Interactions
 from mosaicrec.errors import MosaicError
 from mosaicrec.fusion import FusionConfig, concat_features, select_modalities
 from mosaicrec.models.prior import PopularityPrior, PriorConfig
+from mosaicrec.models.query import Query
 from mosaicrec.models.base import BaseRecommender, ModelConfig, csr_from_state, csr_state, register
 
 
@@ -54,11 +55,10 @@ class EASE(PopularityPrior, BaseRecommender):
     def _add_side(self, G: np.ndarray) -> None:
         """Hook for side information added to the Gram matrix (plain EASE has none)."""
 
-    def _score_all(self, users: np.ndarray) -> np.ndarray:
-        return np.asarray(self._X[users] @ self.B_, dtype=np.float32)
-
-    def _score_history(self, history, profiles):
-        return self._prior(history @ self.B_)
+    def _scores(self, query: Query) -> np.ndarray:
+        if query.new_users:
+            return self._prior(query.history @ self.B_)
+        return np.asarray(self._X[query.users] @ self.B_, dtype=np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"B": self.B_, **csr_state("X", self._X)}

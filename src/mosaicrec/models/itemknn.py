@@ -9,6 +9,7 @@ from pydantic import Field
 from mosaicrec.data.schema import Interactions
 from mosaicrec.models import _kernels
 from mosaicrec.models.prior import PopularityPrior, PriorConfig
+from mosaicrec.models.query import Query
 from mosaicrec.models.base import BaseRecommender, ModelConfig, csr_from_state, csr_state, register
 
 
@@ -46,11 +47,10 @@ class ItemKNN(PopularityPrior, BaseRecommender):
                                          dtype=np.float32)
         self._X = train.matrix
 
-    def _score_all(self, users: np.ndarray) -> np.ndarray:
-        return np.asarray((self._X[users] @ self.similarity_).toarray(), dtype=np.float32)
-
-    def _score_history(self, history, profiles):
-        return self._prior((history @ self.similarity_).toarray())
+    def _scores(self, query: Query) -> np.ndarray:
+        if query.new_users:
+            return self._prior((query.history @ self.similarity_).toarray())
+        return np.asarray((self._X[query.users] @ self.similarity_).toarray(), dtype=np.float32)
 
     def similar_items(self, item: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most similar items of one item (by training co-occurrence), best first."""

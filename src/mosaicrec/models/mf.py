@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from mosaicrec.data.schema import Interactions
 from mosaicrec.models import _kernels
+from mosaicrec.models.query import Query
 from mosaicrec.models.base import BaseRecommender, ModelConfig, register
 
 
@@ -50,33 +51,18 @@ class FactorScoring:
     U_: np.ndarray
     V_: np.ndarray
 
-    def _score_all(self, users: np.ndarray) -> np.ndarray:
-        return self._factor_scores(self.user_factors(users))
-
-    def _score_context(self, users: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        return self._factor_scores(self.user_factors(users, codes))
-
-    def _score_history(self, history: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
-        return self._factor_scores(self.history_factors(history, profiles))
-
-    def _score_history_context(self, history: sp.csr_matrix, profiles: np.ndarray | None,
-                               codes: np.ndarray) -> np.ndarray:
-        return self._factor_scores(self.history_factors(history, profiles, codes))
-
-    def _factor_scores(self, queries: np.ndarray) -> np.ndarray:
+    def _scores(self, query: Query) -> np.ndarray:
         V, b = self.item_factors()
-        s = queries @ V.T
+        s = self.query_factors(query) @ V.T
         return s if b is None else s + b
 
     def item_factors(self) -> tuple[np.ndarray, np.ndarray | None]:
         return self.V_, getattr(self, "b_", getattr(self, "item_bias_", None))
 
-    def user_factors(self, users: np.ndarray, context=None) -> np.ndarray:
-        return self.U_[self._check_users(users)]
-
-    def history_factors(self, history: sp.csr_matrix, profiles: np.ndarray | None = None,
-                        context=None) -> np.ndarray:
-        return fold_in(self.V_, history, gram=self._gram(), **self._fold_options())
+    def query_factors(self, query: Query) -> np.ndarray:
+        if query.new_users:
+            return fold_in(self.V_, query.history, gram=self._gram(), **self._fold_options())
+        return self.U_[self._check_users(query.users)]
 
     def _fold_options(self) -> dict[str, float]:
         return {}
@@ -222,9 +208,6 @@ class BiasedMF(_FactorModel):
                                             cfg.learning_rate, cfg.regularization, cfg.bias_regularization)
             self._epoch_done({"iteration": epoch, "seconds": time.perf_counter() - t0, "train_rmse": rmse})
 
-    def _score_all(self, users: np.ndarray) -> np.ndarray:
-        return (self.U_[users] @ self.V_.T + self.item_bias_ + self.user_bias_[users, None]
-                + self.mu_).astype(np.float32)
-
-    def _score_history(self, history: sp.csr_matrix, profiles: np.ndarray | None) -> np.ndarray:
-        return (super()._score_history(history, profiles) + self.mu_).astype(np.float32)
+    def _scores(self, query: Query) -> np.ndarray:
+        s = super()._scores(query) + self.mu_
+        return (s if query.new_users else s + self.user_bias_[query.users, None]).astype(np.float32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mosaicrec.data.schema import Interactions
+from mosaicrec.models.query import Query
 from mosaicrec.models.base import BaseRecommender, ModelConfig, register
 
 
@@ -21,11 +22,8 @@ class MostPopular(BaseRecommender):
     def _fit(self, train: Interactions) -> None:
         self.counts_ = np.asarray(train.binary.sum(axis=0)).ravel().astype(np.float32)
 
-    def _score_all(self, users: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(self.counts_, (len(users), len(self.counts_))).copy()
-
-    def _score_history(self, history, profiles):
-        return self._score_all(np.zeros(history.shape[0], np.int64))
+    def _scores(self, query: Query) -> np.ndarray:
+        return np.broadcast_to(self.counts_, (len(query), len(self.counts_))).copy()
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"counts": self.counts_}

@@ -39,6 +39,7 @@ from mosaicrec.data.store import Store
 from mosaicrec.errors import MosaicError, NotSupportedError, UnknownItemError, UnknownUserError
 from mosaicrec.fusion import cross_modal_map
 from mosaicrec.models.base import BaseRecommender
+from mosaicrec.models.query import Query
 from mosaicrec.models.training import TrainingInfo
 from mosaicrec.ranking.rerank import explain
 from mosaicrec.ranking.retrieval import top_allowed, top_k
@@ -267,7 +268,7 @@ class Service:
             return None
         factors = view.rows is not None
         if not fold and factors:  # a trained user's row: plain numpy, no numba kernel, no lock needed
-            q = model.user_factors(np.array([row]), context=scenario)[0]
+            q = model.query_factors(Query(users=np.array([row]), context=scenario))[0]
             return "query", np.append(q, np.float32(1.0)).astype(np.float32)
         if fold and len(model_hist):
             key = (id(view), scenario)
@@ -279,7 +280,7 @@ class Service:
                 try:
                     x = _history_row(model_hist, view.n_items)
                     if factors:
-                        q = model.history_factors(x, context=scenario)[0]
+                        q = model.query_factors(Query(history=x, context=scenario))[0]
                         how = "query", np.append(q, np.float32(1.0)).astype(np.float32)
                     else:
                         how = "scores", model.score_histories(x, context=scenario)[0]
@@ -293,7 +294,7 @@ class Service:
             if row is None:
                 return None
             if factors:
-                q = model.user_factors(np.array([row]), context=scenario)[0]
+                q = model.query_factors(Query(users=np.array([row]), context=scenario))[0]
                 return "query", np.append(q, np.float32(1.0)).astype(np.float32)
             return "scores", model.score(np.array([row]), context=scenario)[0]
 

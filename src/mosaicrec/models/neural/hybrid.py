@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from mosaicrec.models.base import register
+from mosaicrec.models.query import Query
 from mosaicrec.models.neural.base import _NeuralModel, _init, _net_base, _normalise, _torch
 from mosaicrec.models.mf import fold_in
 
@@ -51,10 +51,11 @@ class Hybrid(_NeuralModel):
 
         return HybridNet(self.config)
 
-    def history_factors(self, history: sp.csr_matrix, profiles: np.ndarray | None = None,
-                        context=None) -> np.ndarray:
-        """Fold-in, around the profile's part of the user vector when the model learned one (so a new
-        user's profile counts as a trained user's does, and their events correct it)."""
+    def query_factors(self, query: Query) -> np.ndarray:
+        """New users are folded in around the profile's part of the user vector when the model learned
+        one (so a new user's profile counts as a trained user's does, and their events correct it)."""
         W = getattr(self, "W_prof_", None)
-        offset = None if W is None or profiles is None else _normalise(profiles) @ W
-        return fold_in(self.V_, history, gram=self._gram(), offset=offset, **self._fold_options())
+        if not query.new_users or W is None or query.profiles is None:
+            return super().query_factors(query)
+        return fold_in(self.V_, query.history, gram=self._gram(), offset=_normalise(query.profiles) @ W,
+                       **self._fold_options())

@@ -7,6 +7,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from mosaicrec.models.base import register
+from mosaicrec.models.query import Query
 from mosaicrec.models.neural.base import NeuralConfig, _NeuralModel, _init, _net_base, _normalise, _torch
 
 
@@ -92,10 +93,12 @@ class TwoTower(_NeuralModel):
 
         return TwoTowerNet()
 
-    def history_factors(self, history: sp.csr_matrix, profiles: np.ndarray | None = None,
-                        context=None) -> np.ndarray:
-        """The user tower: mean history item vector (and the profile) through the learned projections."""
-        history = sp.csr_matrix(history, dtype=np.float32)
+    def query_factors(self, query: Query) -> np.ndarray:
+        """New users go through the user tower: mean history item vector (and the profile) through the
+        learned projections."""
+        if not query.new_users:
+            return super().query_factors(query)
+        history, profiles = query.history, query.profiles
         counts = np.maximum(np.diff(history.indptr), 1)[:, None]
         binary = sp.csr_matrix((np.ones_like(history.data), history.indices, history.indptr), history.shape)
         u = np.asarray(binary @ self.V_) / counts @ self.W_hist_

@@ -88,7 +88,7 @@ def test_measured_threads_pick_one_setting_and_record_it():
     if torch.get_num_threads() > 1:
         assert model.threads_ in (1, torch.get_num_threads())
     fixed = create("hybrid", {**NEURAL, "threads": 1, "batch_size": 64}).fit(x, content=planted_content(x))
-    assert not hasattr(fixed, "threads_")
+    assert fixed.threads_ == 1
 
 
 def test_knn_graph_matches_brute_force_and_skips_invalid_rows():
@@ -116,10 +116,12 @@ def test_early_stopping_keeps_the_best_epoch_on_held_out_events():
 
     x = planted(per_user=12)
     content = planted_content(x)
-    model = create("hybrid", {**NEURAL, "epochs": 40, "early_stopping": 3}).fit(x, content=content)
-    vals = [r["validation"] for r in model.history_]
+    model = create("hybrid", {**NEURAL, "epochs": 40, "early_stopping": 3, "init": "random"}).fit(x, content=content)
+    vals = [r["validation"] for r in model.history_ if not r["refit"]]
     assert len(vals) < 40 and model.best_epoch_ == int(np.argmax(vals))  # stopped, and kept the best
     assert len(vals) - 1 - model.best_epoch_ == 3  # after exactly `patience` epochs without a gain
+    # the final model is the chosen number of epochs trained again on every event
+    assert sum(r["refit"] for r in model.history_) == model.best_epoch_ + 1
     ids, _ = model.recommend(np.arange(x.n_users), k=5)
     assert _in_group(ids, np.arange(x.n_users)) > 0.8
     # the loop itself: the checkpoint of the best epoch is what is restored
@@ -129,3 +131,35 @@ def test_early_stopping_keeps_the_best_epoch_on_held_out_events():
                           validate=lambda: [0.1, 0.5, 0.3, 0.2, 0.9][min(state["w"], 4)] if state["w"] < 4 else 0.0,
                           patience=2, checkpoint=lambda: dict(state), restore=lambda s: state.update(s))
     assert result.best_epoch == 1 and result.epochs_run == 4 and state["w"] == 1 and len(seen) == 4
+
+
+def test_bpr_start_scores_as_bpr_before_training_moves_it():
+    """init='bpr': the id vectors are BPR's and the content part starts at zero, so a model that barely
+    trains (lr ~ 0) scores warm items exactly as BPR with the same seed does."""
+    x = planted(per_user=12)
+    params = {**NEURAL, "epochs": 1, "lr": 1e-12, "init": "bpr", "init_iterations": 20}
+    bpr = create("bpr", {"factors": NEURAL["dim"], "iterations": 20, "seed": 42, "num_threads": 1}).fit(x)
+    users = np.arange(x.n_users)
+    for name in ("hybrid", "two-tower"):
+        model = create(name, params).fit(x, content=planted_content(x))
+        np.testing.assert_allclose(model.score(users), bpr.score(users), atol=1e-4)
+    # and with real training the content part moves away from zero
+    trained = create("hybrid", {**NEURAL, "init": "bpr", "init_iterations": 20}).fit(x, content=planted_content(x))
+    assert np.abs(trained.score(users) - bpr.score(users)).max() > 1e-2
+
+
+def test_graph_propagation_by_scipy_has_the_gradient_of_the_sparse_product():
+    import torch
+
+    from mosaicrec.models.neural.graph import _propagator
+
+    rng = np.random.default_rng(0)
+    m = sp.random(30, 30, density=0.2, random_state=1, dtype=np.float32)
+    e = torch.tensor(rng.standard_normal((30, 4)), dtype=torch.float32, requires_grad=True)
+    w = torch.tensor(rng.standard_normal((30, 4)), dtype=torch.float32)
+    (_propagator(m)(e) * w).sum().backward()
+    dense = torch.tensor(m.toarray())
+    e2 = e.detach().clone().requires_grad_(True)
+    ((dense @ e2) * w).sum().backward()
+    np.testing.assert_allclose(_propagator(m)(e).detach().numpy(), (dense @ e2).detach().numpy(), rtol=1e-5)
+    np.testing.assert_allclose(e.grad.numpy(), e2.grad.numpy(), rtol=1e-5, atol=1e-6)

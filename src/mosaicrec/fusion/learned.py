@@ -43,6 +43,14 @@ class ModalityFusion(nn.Module):
             self.key = nn.Linear(out_dim, out_dim)
             self.query = nn.Parameter(torch.randn(out_dim) / math.sqrt(out_dim))
 
+    @torch.no_grad()
+    def zero_output(self) -> None:
+        """Make the fused vector start at zero (its gradients do not: the inputs are not zero), so a model
+        started from collaborative vectors scores exactly as they do before training adds content."""
+        for layer in [self.proj] if self.kind == "concat" else list(self.proj_m.values()):
+            layer.weight.zero_()
+            layer.bias.zero_()
+
     def project(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Each modality in the shared width (what cross-modal alignment compares)."""
         if self.kind == "concat":  # one joint projection: slice it per modality

@@ -128,50 +128,6 @@ def als_cg_half_step(indptr: np.ndarray, indices: np.ndarray, confidence: np.nda
             rs_old = rs_new
 
 
-@njit(cache=True, parallel=True, fastmath=True)
-def bpr_epoch(indptr: np.ndarray, indices: np.ndarray, users_of_entry: np.ndarray, U: np.ndarray,
-              V: np.ndarray, item_bias: np.ndarray, lr: float, reg: float, n_streams: int,
-              seed: np.uint64) -> tuple[int, float]:
-    """One epoch of BPR-Opt SGD: as many (u, i, j) samples as stored entries, split over ``n_streams``
-    streams, each with its own seeded xorshift generator. Negatives j that the user has seen are resampled
-    up to 10 times, then the sample is skipped. Returns (skipped samples, share of samples already ranked
-    right before their update), a cheap progress signal (a log-likelihood would cost two more
-    transcendental calls per sample)."""
-    nnz = len(indices)
-    n_items = V.shape[0]
-    f = U.shape[1]
-    per = (nnz + n_streams - 1) // n_streams
-    skipped = np.zeros(n_streams, dtype=np.int64)
-    correct = np.zeros(n_streams, dtype=np.int64)
-    for s in prange(n_streams):
-        state = _stream_state(seed, s)
-        for _ in range(per):
-            state = _xorshift(state)
-            e = np.int64(state % np.uint64(nnz))
-            u = users_of_entry[e]
-            i = indices[e]
-            state, j = _unseen_item(state, indptr, indices, u, n_items)
-            if j < 0:
-                skipped[s] += 1
-                continue
-            x = item_bias[i] - item_bias[j]
-            for a in range(f):
-                x += U[u, a] * (V[i, a] - V[j, a])
-            z = 1.0 / (1.0 + np.exp(x))
-            if x > 0.0:
-                correct[s] += 1
-            item_bias[i] += lr * (z - reg * item_bias[i])
-            item_bias[j] += lr * (-z - reg * item_bias[j])
-            for a in range(f):
-                uf = U[u, a]
-                vi = V[i, a]
-                vj = V[j, a]
-                U[u, a] += lr * (z * (vi - vj) - reg * uf)
-                V[i, a] += lr * (z * uf - reg * vi)
-                V[j, a] += lr * (-z * uf - reg * vj)
-    return int(skipped.sum()), float(correct.sum() / max(1, n_streams * per))
-
-
 @njit(cache=True, fastmath=True)
 def biased_mf_epoch(users: np.ndarray, items: np.ndarray, ratings: np.ndarray, order: np.ndarray,
                     mu: float, bu: np.ndarray, bi: np.ndarray, P: np.ndarray, Q: np.ndarray, lr: float,
@@ -296,14 +252,19 @@ def item_knn(item_indptr: np.ndarray, item_users: np.ndarray, item_vals: np.ndar
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def bpr_context_epoch(ev_users: np.ndarray, ev_items: np.ndarray, ev_ctx: np.ndarray, indptr: np.ndarray,
-                      indices: np.ndarray, U: np.ndarray, V: np.ndarray, item_bias: np.ndarray, W: np.ndarray,
-                      B: np.ndarray, lr: float, reg: float, reg_ctx: float, shared: float, n_streams: int,
-                      seed: np.uint64) -> tuple[int, float]:
-    """One epoch of context BPR: x_uij(c) = (U_u + W_c)·(V_i − V_j) + b_i − b_j + B_ci − B_cj, over as many
-    samples as events (u, i, c), Hogwild across streams as :func:`bpr_epoch`. Context 0 is "none": W_0 and
-    B_0 stay zero. A share ``shared`` of the samples drops its context (uses 0), so that the shared part
-    alone ranks well for requests without a context or in one never seen in training."""
+def bpr_epoch(ev_users: np.ndarray, ev_items: np.ndarray, ev_ctx: np.ndarray, indptr: np.ndarray,
+              indices: np.ndarray, U: np.ndarray, V: np.ndarray, item_bias: np.ndarray, W: np.ndarray,
+              B: np.ndarray, lr: float, reg: float, reg_ctx: float, shared: float, n_streams: int,
+              seed: np.uint64) -> tuple[int, float]:
+    """One epoch of BPR-Opt SGD, with contexts: x_uij(c) = (U_u + W_c)·(V_i − V_j) + b_i − b_j + B_ci − B_cj,
+    over as many (u, i, c) samples as events, split over ``n_streams`` streams, each with its own seeded
+    xorshift generator, updating lock-free (Hogwild). Context 0 is "none": W_0 and B_0 stay zero, so plain
+    BPR is every event in context 0 (W and B of one row). Negatives j that the user has seen (``indptr`` /
+    ``indices``: the user's items) are resampled up to 10 times, then the sample is skipped. A share
+    ``shared`` of the samples drops its context (uses 0), so that the shared part alone ranks well for
+    requests without a context or in one never seen in training. Returns (skipped samples, share of samples
+    already ranked right before their update), a cheap progress signal (a log-likelihood would cost two
+    more transcendental calls per sample)."""
     n_ev = len(ev_users)
     n_items = V.shape[0]
     f = U.shape[1]

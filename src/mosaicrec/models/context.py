@@ -108,7 +108,7 @@ class ScenarioBPR(BPR):
         users, items = train.users.astype(np.int32), train.items.astype(np.int32)
         for it in range(cfg.iterations):
             t0 = time.perf_counter()
-            skipped, correct = _kernels.bpr_context_epoch(
+            skipped, correct = _kernels.bpr_epoch(
                 users, items, codes, X.indptr, X.indices, self.U_, self.V_, self.item_bias_, self.W_, self.B_,
                 cfg.learning_rate, cfg.regularization, cfg.context_regularization, cfg.shared_share, threads,
                 np.uint64(cfg.seed * 1_000_003 + it))

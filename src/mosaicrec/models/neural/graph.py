@@ -15,14 +15,28 @@ class GraphConfig(NeuralConfig):
     layers: int = Field(2, ge=0, description="LightGCN layers over the user–item graph")
     item_layers: int = Field(1, ge=0, description="propagation steps over the item–item content graph")
     knn: int = Field(10, ge=1, description="content neighbours per item in the item–item graph")
+    batch_size: int = Field(8192, ge=1, description="every step propagates over the whole graph, whatever "
+                            "the batch, so larger batches mean fewer propagations per epoch")
 
 
-def _sparse(m: sp.spmatrix):
+def _propagator(m: sp.spmatrix):
+    """``E ↦ m·E`` as a differentiable torch op computed by scipy: its CSR product is about 3× faster on CPU
+    than ``torch.sparse.mm`` (measured at 1.6M edges × 64 dims: 0.05 s against 0.14 s, forward or
+    backward), and propagation over the whole graph on every batch is the graph model's main cost."""
     torch = _torch()
-    m = m.tocoo()
-    idx = torch.from_numpy(np.vstack([m.row, m.col]).astype(np.int64))
-    return torch.sparse_coo_tensor(idx, torch.from_numpy(m.data.astype(np.float32)), m.shape,
-                                   check_invariants=False).coalesce()
+    fwd = sp.csr_matrix(m, dtype=np.float32)
+    bwd = fwd.T.tocsr()
+
+    class Propagate(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, e):
+            return torch.from_numpy(np.asarray(fwd @ e.detach().numpy(), dtype=np.float32))
+
+        @staticmethod
+        def backward(ctx, grad):
+            return torch.from_numpy(np.asarray(bwd @ grad.contiguous().numpy(), dtype=np.float32))
+
+    return Propagate.apply
 
 
 def _sym_normalise(a: sp.spmatrix) -> sp.csr_matrix:
@@ -48,9 +62,9 @@ class GraphModel(_NeuralModel):
         d, nu, ni = cfg.dim, train.n_users, train.n_items
         X = train.binary.astype(np.float32)
         A = sp.bmat([[None, X], [X.T, None]])
-        A_hat = _sparse(_sym_normalise(A))
+        A_hat = _propagator(_sym_normalise(A))
         S = sum(knn_graph(feats[m], cfg.knn, valid=masks[m]) for m in feats) / len(feats)
-        S_hat = _sparse(_sym_normalise(S.maximum(S.T)))
+        S_hat = _propagator(_sym_normalise(S.maximum(S.T)))
         self.item_graph_edges_ = int(S.nnz)
 
         class GraphNet(_net_base()):
@@ -60,22 +74,31 @@ class GraphModel(_NeuralModel):
                 self.node_mask = torch.cat([torch.ones(nu), self.warm])[:, None]
                 self._cache = None
 
+            cf_width = d
+
+            def start_from(self, U, V, b):
+                self.emb.weight.copy_(torch.cat([U, V]))
+                self.fusion.zero_output()
+                return [self.emb.weight]
+
             def propagate(self):
                 e = self.emb.weight * self.node_mask
                 layers = [e]
                 for _ in range(cfg.layers):
-                    layers.append(torch.sparse.mm(A_hat, layers[-1]))
+                    layers.append(A_hat(layers[-1]))
                 out = torch.stack(layers).mean(0)
                 h = e[nu:]
                 for _ in range(cfg.item_layers):
-                    h = torch.sparse.mm(S_hat, h)
+                    h = S_hat(h)
                 return out[:nu], out[nu:] + h
 
             def batch(self, u, i, j):
                 U, V = self.propagate()
                 su = U[u]
-                ci, cj = self.content(i), self.content(j)
-                vi, vj = V[i] + ci, V[j] + cj
+                need, inv = torch.unique(torch.cat([i, j]), return_inverse=True)
+                c = self.content(need)
+                ci = c[inv[:len(i)]]
+                vi, vj = V[i] + ci, V[j] + c[inv[len(i):]]
                 norms = (self.emb.weight[u].square().sum(1) + self.emb.weight[nu + i].square().sum(1)
                          + self.emb.weight[nu + j].square().sum(1)).mean()
                 return (su * vi).sum(1), (su * vj).sum(1), norms, self.align(ci, V[i], i)

@@ -32,6 +32,15 @@ class Hybrid(_NeuralModel):
                 self.profiles = None if profiles is None else torch.from_numpy(_normalise(profiles))
                 self.profile = None if profiles is None else nn.Linear(profiles.shape[1], d, bias=False)
 
+            cf_width = d
+
+            def start_from(self, U, V, b):
+                self.user.weight.copy_(U)
+                self.item.weight.copy_(V)
+                self.bias.weight.copy_(b[:, None])
+                self.fusion.zero_output()
+                return [self.user.weight, self.item.weight, self.bias.weight]
+
             def users(self, u):
                 x = self.user(u)
                 return x if self.profile is None else x + self.profile(self.profiles[u])

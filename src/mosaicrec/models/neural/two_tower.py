@@ -15,6 +15,9 @@ class TwoTowerConfig(NeuralConfig):
     history: int = Field(20, ge=1, description="history items sampled per user for the user tower")
     id_dropout: float = Field(0.5, ge=0, le=1, description="share of examples trained without the user id, "
                               "so the history/profile path works alone for new users")
+    item_ids: bool = Field(True, description="items with training events also get an id vector and bias "
+                           "added to the tower's (as YouTube's two-tower takes item ids); new items are the "
+                           "content tower alone. Off: every item is its content only")
 
 
 @register("two-tower")
@@ -46,13 +49,34 @@ class TwoTower(_NeuralModel):
                 self.profiles = None if profiles is None else torch.from_numpy(_normalise(profiles))
                 self.w_prof = None if profiles is None else nn.Linear(profiles.shape[1], d, bias=False)
                 self.hist = None
+                self.item = nn.Embedding(train.n_items, d) if cfg.item_ids else None
+                self.item_bias = nn.Embedding(train.n_items, 1) if cfg.item_ids else None
+                if cfg.item_ids:
+                    nn.init.zeros_(self.item.weight)
+                    nn.init.zeros_(self.item_bias.weight)
+                self.cf_width = d if cfg.item_ids else None
+
+            def start_from(self, U, V, b):
+                """BPR's vectors as the id parts, the towers' outputs at zero: the start scores as BPR."""
+                self.user.weight.copy_(U)
+                self.item.weight.copy_(V)
+                self.item_bias.weight.copy_(b[:, None])
+                for layer in (self.tower[-1], self.bias_from_content, self.w_hist):
+                    layer.weight.zero_()
+                    if layer.bias is not None:
+                        layer.bias.zero_()
+                return [self.user.weight, self.item.weight, self.item_bias.weight]
 
             def new_epoch(self, rng):
                 self.hist, self.hist_mask = _sample_history(X, cfg.history, rng)
 
             def items(self, i):
                 c = self.content(i)
-                return self.tower(c), self.bias_from_content(c)[:, 0]
+                v, b = self.tower(c), self.bias_from_content(c)[:, 0]
+                if self.item is not None:
+                    w = self.warm[i]
+                    v, b = v + self.item(i) * w[:, None], b + self.item_bias(i)[:, 0] * w
+                return v, b
 
             def users(self, u, vec_of, hist, hmask, target=None, keep_id=None):
                 h = vec_of(hist)  # (b, L, d)

@@ -26,6 +26,15 @@ class VBPR(_NeuralModel):
                 nn.init.zeros_(self.bias.weight)
                 self.beta = nn.Linear(half, 1, bias=False)
 
+            cf_width = half
+
+            def start_from(self, U, V, b):
+                self.gamma_u.weight.copy_(U)
+                self.gamma_i.weight.copy_(V)
+                self.bias.weight.copy_(b[:, None])
+                self.fusion.zero_output()
+                return [self.gamma_u.weight, self.gamma_i.weight, self.bias.weight]
+
             def users(self, u):
                 return torch.cat([self.gamma_u(u), self.theta_u(u)], dim=1)
 

@@ -1,0 +1,142 @@
+"""Benchmark: the neural content models at scale, against BPR and EASE in the same run (issue 14).
+
+No shipped dataset has a million events with item content, so the catalog is generated
+(:func:`mosaicrec.data.synthetic.synthetic_catalog`: power-law popularity, log-normal user activity, events
+drawn from a low-rank taste model, a 384-d "text" and a 256-d "image" view of each item's tastes with noise,
+5% of items missing each view). Sizes grow from 100k to 1M events, with ~170 events per user and the
+catalog growing as the square root of the events (3,600 items at 1M, as MovieLens-1M).
+
+For each size and seed: a random 80/20 split, every model fitted on the training part and scored by full
+ranking on the test part, through the same path as ``mosaicrec evaluate`` (``run_experiment``). Each
+neural model stops early on a validation part of its training events (Recall@20, patience 3) and starts
+from a BPR fit (``init = "bpr"``); ``--trials N`` also tunes the learning rate and L2 by Optuna on a
+validation split (N trials per model, seed and size). Paired per-user comparisons against BPR.
+
+Writes benchmarks/results/scale.json and scale.md.
+Usage: python benchmarks/scale.py [--sizes 100000 300000 1000000] [--seeds 0 1 2] [--trials 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from mosaicrec.data.splits import SplitConfig
+from mosaicrec.data.synthetic import synthetic_catalog
+from mosaicrec.evaluation.protocol import EvaluationConfig
+from mosaicrec.evaluation.runner import environment, run_experiment
+from mosaicrec.evaluation.stats import fmt, paired
+from mosaicrec.evaluation.tuning import TuningConfig
+from mosaicrec.models.base import ModelSpec
+
+RESULTS = Path(__file__).parent / "results"
+NEURAL = {"epochs": 30, "early_stopping": 3, "batch_size": 8192, "lr": 3e-3, "reg": 1e-2}
+SPACE = {"lr": {"low": 1e-3, "high": 1e-2, "log": True}, "reg": {"low": 1e-3, "high": 3e-2, "log": True}}
+MODELS = [("bpr", "BPR", {}), ("ease", "EASE", {}), ("hybrid", "hybrid", NEURAL), ("vbpr", "VBPR", NEURAL),
+          ("graph", "graph", NEURAL), ("two-tower", "two-tower", NEURAL)]
+
+
+def catalog_size(events: int) -> tuple[int, int]:
+    """(users, items) for a target number of events: ~170 events per user, items ∝ √events."""
+    return max(200, events // 170), max(300, int(3600 * (events / 1e6) ** 0.5))
+
+
+def run_size(events: int, args, console: Console) -> dict[str, Any]:
+    n_users, n_items = catalog_size(events)
+    dataset, content = synthetic_catalog(n_users, n_items, events, seed=0)
+    specs = [ModelSpec(name=n, label=label, params=p) for n, label, p in MODELS if label in args.models]
+    tuning = None
+    if args.trials:
+        neural = [label for n, label, _ in MODELS if label in args.models and n not in ("bpr", "ease")]
+        tuning = TuningConfig(trials=args.trials, metric="recall@10", models=neural,
+                              space={label: SPACE for label in neural})
+    t0 = time.perf_counter()
+    result = run_experiment(dataset, SplitConfig(kind="random", test_fraction=0.2), specs,
+                            EvaluationConfig(ks=[10, 20], metrics=["ndcg", "recall"]), name=f"scale-{events}",
+                            console=console, content=content, seeds=args.seeds, tuning=tuning,
+                            baseline="BPR" if "BPR" in args.models else None)
+    rows = []
+    by_label = {r.label: r for r in result.rows}
+    for r in result.rows:
+        fits = [run["fit_seconds"] for run in r.runs if run["scenario"] == "warm"]
+        row = {"events": dataset.interactions.n_events, "users": n_users, "items": n_items, "model": r.label,
+               "recall@10": (r.metrics["recall@10"], r.std.get("recall@10", 0.0)),
+               "ndcg@10": (r.metrics["ndcg@10"], r.std.get("ndcg@10", 0.0)),
+               "fit_s": (float(np.mean(fits)), float(np.std(fits))), "vs_bpr": None}
+        base = by_label.get("BPR")
+        if base is not None and r.label != "BPR":
+            a, b = r.per_user.get(("warm", "recall@10")), base.per_user.get(("warm", "recall@10"))
+            if a is not None and b is not None:
+                d = paired(a, b)
+                mean_b = float(np.mean(np.concatenate(b)))
+                row["vs_bpr"] = {"relative": d["diff"] / mean_b if mean_b else None, **d}
+        rows.append(row)
+    return {"events": events, "seconds": round(time.perf_counter() - t0, 1), "rows": rows,
+            "chosen": [{"model": r.label, **{k: v for k, v in run.items() if k != "metrics"}}
+                       for r in result.rows for run in r.runs if "chosen" in run]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--trials", type=int, default=0, help="Optuna trials of lr and reg per neural model")
+    ap.add_argument("--models", nargs="+", default=[label for _, label, _ in MODELS])
+    args = ap.parse_args()
+    console = Console()
+    t0 = time.perf_counter()
+    sizes = [run_size(n, args, console) for n in args.sizes]
+    write(sizes, args, time.perf_counter() - t0, console)
+
+
+def write(sizes: list[dict], args, seconds: float, console: Console) -> None:
+    table = Table(title=f"neural models at scale (synthetic), seeds {args.seeds}: mean ± std")
+    cols = ["events", "model", "Recall@10", "NDCG@10", "fit s", "Recall@10 vs BPR (p)"]
+    for c in cols:
+        table.add_column(c, justify="left" if c == "model" else "right")
+    lines = []
+    for size in sizes:
+        for r in size["rows"]:
+            vs = r["vs_bpr"]
+            rel = "—" if vs is None or vs["relative"] is None else f"{100 * vs['relative']:+.1f}% ({vs['p_ttest']:.2g})"
+            cells = [f"{r['events']:,}", r["model"], fmt(*r["recall@10"]), fmt(*r["ndcg@10"]),
+                     fmt(*r["fit_s"], digits=1), rel]
+            table.add_row(*cells)
+            lines.append("| " + " | ".join(cells) + " |")
+    console.print(table)
+    growth = []
+    models = [r["model"] for r in sizes[0]["rows"]]
+    if len(sizes) > 1:
+        for m in models:
+            fit = [next(r["fit_s"][0] for r in s["rows"] if r["model"] == m) for s in sizes]
+            ev = [s["rows"][0]["events"] for s in sizes]
+            slope = float(np.polyfit(np.log(ev), np.log(np.maximum(fit, 1e-3)), 1)[0])
+            growth.append({"model": m, "fit_s": fit, "exponent": slope})
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"meta": {"seeds": args.seeds, "trials": args.trials, "neural_params": NEURAL,
+                        "environment": environment(), "seconds": round(seconds, 1)},
+               "sizes": sizes, "growth": growth}
+    (RESULTS / "scale.json").write_text(json.dumps(payload, indent=2, default=str))
+    how = f"lr and L2 tuned on validation ({args.trials} Optuna trials)" if args.trials else \
+        "fixed lr/L2, epochs chosen by early stopping on validation"
+    md = [f"# Neural models at scale (synthetic catalog; seeds {', '.join(map(str, args.seeds))}; {how}; "
+          f"{seconds / 60:.0f} min on {environment().get('cpus', '?')} CPUs)", "",
+          "| " + " | ".join(cols) + " |", "|---:|---|---:|---:|---:|---:|", *lines]
+    if growth:
+        md += ["", "## Fit time growth", "", "| model | " + " | ".join(f"{s['rows'][0]['events']:,}" for s in sizes)
+               + " | exponent (fit ∝ events^x) |", "|---|" + "---:|" * (len(sizes) + 1)]
+        md += [f"| {g['model']} | " + " | ".join(f"{v:.1f} s" for v in g["fit_s"]) + f" | {g['exponent']:.2f} |"
+               for g in growth]
+    (RESULTS / "scale.md").write_text("\n".join(md) + "\n")
+    console.print(f"wrote {RESULTS / 'scale.json'} and .md")
+
+
+if __name__ == "__main__":
+    main()

@@ -275,6 +275,16 @@ def _net_base():
     return Net
 
 
+def _copy_start(pairs, fusion=None) -> list:
+    """A BPR start: copy each ``(parameter, value)`` pair, zero the fusion's output (so the start scores as
+    the copied vectors do), and return the parameters (they train at ``init_lr_scale`` of the rate)."""
+    for param, value in pairs:
+        param.copy_(value)
+    if fusion is not None:
+        fusion.zero_output()
+    return [param for param, _ in pairs]
+
+
 def _init(emb, std: float = 0.1):
     _torch().nn.init.normal_(emb.weight, std=std)
     return emb

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from mosaicrec.models.base import register
-from mosaicrec.models.neural.base import NeuralConfig, _NeuralModel, _init, _net_base, _torch
+from mosaicrec.models.neural.base import NeuralConfig, _copy_start, _init, _net_base, _NeuralModel, _torch
 from mosaicrec.models.content import knn_graph
 
 
@@ -61,8 +61,14 @@ class GraphModel(_NeuralModel):
         cfg = self.config
         d, nu, ni = cfg.dim, train.n_users, train.n_items
         X = train.binary.astype(np.float32)
-        A = sp.bmat([[None, X], [X.T, None]])
-        A_hat = _propagator(_sym_normalise(A))
+        A_norm = _sym_normalise(sp.bmat([[None, X], [X.T, None]])).astype(np.float32)
+        A_hat = _propagator(A_norm)
+
+        def layer_mean(e: np.ndarray) -> np.ndarray:
+            layers = [e]
+            for _ in range(cfg.layers):
+                layers.append(A_norm @ layers[-1])
+            return np.mean(layers, axis=0)
         S = sum(knn_graph(feats[m], cfg.knn, valid=masks[m]) for m in feats) / len(feats)
         S_hat = _propagator(_sym_normalise(S.maximum(S.T)))
         self.item_graph_edges_ = int(S.nnz)
@@ -71,15 +77,25 @@ class GraphModel(_NeuralModel):
             def __init__(self):
                 super().__init__(feats, masks, warm, d, cfg, train.n_users)
                 self.emb = _init(nn.Embedding(nu + ni, d))
+                self.bias = nn.Embedding(ni, 1)
+                nn.init.zeros_(self.bias.weight)
+                # weight of the content-graph term: 1 as FREEDOM, 0 at a BPR start (it trains from there)
+                self.item_graph = nn.Parameter(torch.ones(()))
                 self.node_mask = torch.cat([torch.ones(nu), self.warm])[:, None]
-                self._cache = None
 
             cf_width = d
 
             def start_from(self, U, V, b):
-                self.emb.weight.copy_(torch.cat([U, V]))
-                self.fusion.zero_output()
-                return [self.emb.weight]
+                """Ego vectors whose propagated mean of layers is BPR's [U; V], so the start scores as BPR:
+                M = (I + Â + … + Â^L)/(L+1) has its spectrum in [1/4, 1] for L = 2 (Â's in [-1, 1]), so
+                Richardson steps E ← E + (B − M·E) converge (by 0.75 per step; 60 steps: ~1e-7)."""
+                target = torch.cat([U, V]).numpy().astype(np.float32)
+                e = target.copy()
+                for _ in range(60):
+                    e += target - layer_mean(e)
+                self.item_graph.fill_(0.0)
+                return _copy_start([(self.emb.weight, torch.from_numpy(e)), (self.bias.weight, b[:, None])],
+                                   self.fusion)
 
             def propagate(self):
                 e = self.emb.weight * self.node_mask
@@ -90,7 +106,7 @@ class GraphModel(_NeuralModel):
                 h = e[nu:]
                 for _ in range(cfg.item_layers):
                     h = S_hat(h)
-                return out[:nu], out[nu:] + h
+                return out[:nu], out[nu:] + self.item_graph * h
 
             def batch(self, u, i, j):
                 U, V = self.propagate()
@@ -99,13 +115,14 @@ class GraphModel(_NeuralModel):
                 c = self.content(need)
                 ci = c[inv[:len(i)]]
                 vi, vj = V[i] + ci, V[j] + c[inv[len(i):]]
+                bi, bj = self.bias(i)[:, 0] * self.warm[i], self.bias(j)[:, 0] * self.warm[j]
                 norms = (self.emb.weight[u].square().sum(1) + self.emb.weight[nu + i].square().sum(1)
                          + self.emb.weight[nu + j].square().sum(1)).mean()
-                return (su * vi).sum(1), (su * vj).sum(1), norms, self.align(ci, V[i], i)
+                return (su * vi).sum(1) + bi, (su * vj).sum(1) + bj, norms, self.align(ci, V[i], i)
 
             def export(self):
                 U, V = self.propagate()
                 V = V + self.all_items(self.content)
-                return {"U": U.numpy(), "V": V.numpy(), "b": np.zeros(ni, np.float32)}
+                return {"U": U.numpy(), "V": V.numpy(), "b": (self.bias.weight[:, 0] * self.warm).numpy()}
 
         return GraphNet()

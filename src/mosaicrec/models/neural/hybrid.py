@@ -6,7 +6,7 @@ import numpy as np
 
 from mosaicrec.models.base import register
 from mosaicrec.models.query import Query
-from mosaicrec.models.neural.base import _NeuralModel, _init, _net_base, _normalise, _torch
+from mosaicrec.models.neural.base import _copy_start, _init, _net_base, _NeuralModel, _normalise, _torch
 from mosaicrec.models.mf import fold_in
 
 
@@ -35,11 +35,8 @@ class Hybrid(_NeuralModel):
             cf_width = d
 
             def start_from(self, U, V, b):
-                self.user.weight.copy_(U)
-                self.item.weight.copy_(V)
-                self.bias.weight.copy_(b[:, None])
-                self.fusion.zero_output()
-                return [self.user.weight, self.item.weight, self.bias.weight]
+                return _copy_start([(self.user.weight, U), (self.item.weight, V), (self.bias.weight, b[:, None])],
+                                   self.fusion)
 
             def users(self, u):
                 x = self.user(u)

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from mosaicrec.models.base import register
 from mosaicrec.models.query import Query
-from mosaicrec.models.neural.base import NeuralConfig, _NeuralModel, _init, _net_base, _normalise, _torch
+from mosaicrec.models.neural.base import NeuralConfig, _copy_start, _init, _net_base, _NeuralModel, _normalise, _torch
 
 
 class TwoTowerConfig(NeuralConfig):
@@ -58,14 +58,12 @@ class TwoTower(_NeuralModel):
 
             def start_from(self, U, V, b):
                 """BPR's vectors as the id parts, the towers' outputs at zero: the start scores as BPR."""
-                self.user.weight.copy_(U)
-                self.item.weight.copy_(V)
-                self.item_bias.weight.copy_(b[:, None])
                 for layer in (self.tower[-1], self.bias_from_content, self.w_hist):
                     layer.weight.zero_()
                     if layer.bias is not None:
                         layer.bias.zero_()
-                return [self.user.weight, self.item.weight, self.item_bias.weight]
+                return _copy_start([(self.user.weight, U), (self.item.weight, V),
+                                    (self.item_bias.weight, b[:, None])])
 
             def new_epoch(self, rng):
                 self.hist, self.hist_mask = _sample_history(X, cfg.history, rng)

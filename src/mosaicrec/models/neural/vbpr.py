@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mosaicrec.models.base import register
-from mosaicrec.models.neural.base import _NeuralModel, _init, _net_base, _torch
+from mosaicrec.models.neural.base import _copy_start, _init, _net_base, _NeuralModel, _torch
 
 
 @register("vbpr")
@@ -29,11 +29,8 @@ class VBPR(_NeuralModel):
             cf_width = half
 
             def start_from(self, U, V, b):
-                self.gamma_u.weight.copy_(U)
-                self.gamma_i.weight.copy_(V)
-                self.bias.weight.copy_(b[:, None])
-                self.fusion.zero_output()
-                return [self.gamma_u.weight, self.gamma_i.weight, self.bias.weight]
+                return _copy_start([(self.gamma_u.weight, U), (self.gamma_i.weight, V),
+                                    (self.bias.weight, b[:, None])], self.fusion)
 
             def users(self, u):
                 return torch.cat([self.gamma_u(u), self.theta_u(u)], dim=1)

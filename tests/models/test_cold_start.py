@@ -163,3 +163,18 @@ def test_graph_propagation_by_scipy_has_the_gradient_of_the_sparse_product():
     ((dense @ e2) * w).sum().backward()
     np.testing.assert_allclose(_propagator(m)(e).detach().numpy(), (dense @ e2).detach().numpy(), rtol=1e-5)
     np.testing.assert_allclose(e.grad.numpy(), e2.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_objectives_match_their_definitions():
+    import torch
+
+    from mosaicrec.models.neural import objectives
+
+    pos, neg = torch.tensor([2.0, 0.0]), torch.tensor([0.0, 1.0])
+    expect = -np.mean(np.log(1 / (1 + np.exp(-np.array([2.0, -1.0])))))
+    assert abs(float(objectives.bpr(pos, neg)) - expect) < 1e-6
+    assert abs(float(objectives.l2(torch.ones(2, 3), torch.zeros(2, 3))) - 3.0) < 1e-6
+    logits, labels = torch.tensor([0.0, 3.0]), torch.tensor([1, 0])
+    assert abs(float(objectives.bce(logits, labels)) - np.mean([np.log(2), np.log(1 + np.exp(3))])) < 1e-5
+    w = torch.tensor([1.0, 0.0])
+    assert float(objectives.mse(torch.tensor([1.0, 5.0]), torch.tensor([0.0, 0.0]), w)) == 1.0

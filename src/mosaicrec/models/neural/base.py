@@ -102,6 +102,7 @@ class _NeuralModel(FactorScoring, BaseRecommender):
         """Build the network on ``part`` and train it up to ``epochs`` epochs (early stopping on ``val``)."""
         torch = _torch()
         from mosaicrec.fusion.learned import pretrain_alignment
+        from mosaicrec.models.neural import objectives
 
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
@@ -159,7 +160,7 @@ class _NeuralModel(FactorScoring, BaseRecommender):
                 i = torch.from_numpy(items[b])
                 j = torch.from_numpy(warm_items[rng.integers(len(warm_items), size=len(b))])
                 pos, neg, norms, aux = net.batch(u, i, j)
-                loss = -torch.nn.functional.logsigmoid(pos - neg).mean() + cfg.reg * norms
+                loss = objectives.bpr(pos, neg) + cfg.reg * norms
                 if cfg.align_weight > 0:
                     loss = loss + cfg.align_weight * aux
                 opt.zero_grad()
@@ -210,7 +211,8 @@ def _net_base():
     torch = _torch()
     from torch import nn
 
-    from mosaicrec.fusion.learned import ModalityFusion, info_nce
+    from mosaicrec.fusion.learned import ModalityFusion
+    from mosaicrec.models.neural.objectives import info_nce, l2
 
     class Net(nn.Module):
         def __init__(self, feats, masks, warm, dim, cfg, n_users):
@@ -259,7 +261,7 @@ def _net_base():
             v, b, c = self.items(need)
             ii, jj = inv[:len(i)], inv[len(i):]
             vi, vj = v[ii], v[jj]
-            norms = (su.square().sum(1) + vi.square().sum(1) + vj.square().sum(1)).mean()
+            norms = l2(su, vi, vj)
             return ((su * vi).sum(1) + b[ii], (su * vj).sum(1) + b[jj], norms,
                     self.align(c[ii], self.collaborative(i), i))
 

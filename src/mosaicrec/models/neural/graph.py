@@ -58,6 +58,9 @@ class GraphModel(_NeuralModel):
     def _build(self, train, feats, masks, warm):
         torch = _torch()
         from torch import nn
+
+        from mosaicrec.models.neural.objectives import l2
+
         cfg = self.config
         d, nu, ni = cfg.dim, train.n_users, train.n_items
         X = train.binary.astype(np.float32)
@@ -116,8 +119,8 @@ class GraphModel(_NeuralModel):
                 ci = c[inv[:len(i)]]
                 vi, vj = V[i] + ci, V[j] + c[inv[len(i):]]
                 bi, bj = self.bias(i)[:, 0] * self.warm[i], self.bias(j)[:, 0] * self.warm[j]
-                norms = (self.emb.weight[u].square().sum(1) + self.emb.weight[nu + i].square().sum(1)
-                         + self.emb.weight[nu + j].square().sum(1)).mean()
+                w = self.emb.weight
+                norms = l2(w[u], w[nu + i], w[nu + j])
                 return (su * vi).sum(1) + bi, (su * vj).sum(1) + bj, norms, self.align(ci, V[i], i)
 
             def export(self):

@@ -34,6 +34,9 @@ class TwoTower(_NeuralModel):
     def _build(self, train, feats, masks, warm):
         torch = _torch()
         from torch import nn
+
+        from mosaicrec.models.neural.objectives import l2
+
         cfg = self.config
         d, profiles = cfg.dim, self.user_profiles_
         X = train.binary
@@ -98,7 +101,7 @@ class TwoTower(_NeuralModel):
                 su = self.users(u, lambda h: V[inv[:nh].view(h.shape)], hist, hmask, i, keep)
                 ii, jj = inv[nh:nh + len(i)], inv[nh + len(i):]
                 vi, vj = V[ii], V[jj]
-                norms = (su.square().sum(1) + vi.square().sum(1) + vj.square().sum(1)).mean()
+                norms = l2(su, vi, vj)
                 return (su * vi).sum(1) + B[ii], (su * vj).sum(1) + B[jj], norms, torch.zeros(())
 
             def export(self):

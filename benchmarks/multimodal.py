@@ -66,6 +66,9 @@ CF_SPACE = {"factors": [16, 32, 64], "regularization": {"low": 0.1, "high": 100.
 MAP_SPACE = {**CF_SPACE, "warm_content": {"low": 0.0, "high": 30.0}}
 WEIGHTS = {f"fusion.weights.{m}": {"low": 0.0, "high": 1.0} for m in ("crew", "meta", "image")}
 NEURAL_SPACE = {"lr": {"low": 2e-3, "high": 2e-2, **LOG}}
+#: the new-user popularity prior: its weight and the window its popularity is counted over (0: all time)
+PRIOR = {"history_popularity": {"low": 0.0, "high": 4.0},
+         "popularity_window_days": [0.0, 14.0, 30.0, 60.0, 120.0, 240.0]}
 
 
 class CornacVBPRConfig(ModelConfig):
@@ -128,12 +131,10 @@ def content_specs() -> tuple[list[ModelSpec], dict[str, dict]]:
         s("content-map", "content-map (all, weights tuned)", fusion={"modalities": ALL}),
     ]
     spaces = {
-        "ItemKNN": {"neighbors": {"low": 20, "high": 800, "integer": True, **LOG},
-                    "history_popularity": {"low": 0.0, "high": 4.0}},
-        "EASE": {"reg": {"low": 50.0, "high": 50000.0, **LOG}, "history_popularity": {"low": 0.0, "high": 4.0}},
+        "ItemKNN": {"neighbors": {"low": 20, "high": 800, "integer": True, **LOG}, **PRIOR},
+        "EASE": {"reg": {"low": 50.0, "high": 50000.0, **LOG}, **PRIOR},
         "content-EASE (text+crew+meta)": {"reg": {"low": 50.0, "high": 50000.0, **LOG},
-                                          "content_weight": {"low": 1.0, "high": 1000.0, **LOG},
-                                          "history_popularity": {"low": 0.0, "high": 4.0}},
+                                          "content_weight": {"low": 1.0, "high": 1000.0, **LOG}, **PRIOR},
         "ALS": {k: v for k, v in CF_SPACE.items() if k != "map_reg"},
         "content-map (text)": MAP_SPACE,
         "content-map (text+crew+meta)": {**MAP_SPACE, **{k: v for k, v in WEIGHTS.items() if "image" not in k}},

@@ -51,6 +51,35 @@ def test_popularity_prior_moves_new_users_toward_popular_items():
     assert np.mean([np.corrcoef(p, q)[0, 1] for p, q in zip(small, a)]) > 0.99  # a small β barely moves it
 
 
+def test_time_window_prior_counts_what_was_popular_when_the_user_arrived(tmp_path):
+    """Item 0 is the most popular over all time but only early on; item 1 is popular in the last weeks.
+    A new user arriving at day 111 gets item 1 first with a 20-day window, item 0 without one; only
+    events before the user's own count, and a query without times falls back to all-time popularity."""
+    from mosaicrec.data.schema import Interactions
+    from mosaicrec.models.query import Query
+
+    day = 86_400
+    users = list(range(60)) + list(range(60, 90)) + list(range(90))
+    items = [0] * 60 + [1] * 30 + [2 + u % 6 for u in range(90)]
+    times = [d * day for d in range(60)] + [(100 + d % 10) * day for d in range(30)] + [5 * day] * 90
+    train = Interactions.from_arrays(np.array(users), np.array(items), timestamps=np.array(times), n_items=10)
+    support = Interactions.from_arrays(np.array([0]), np.array([9]), timestamps=np.array([111 * day]),
+                                       n_users=1, n_items=10)
+    query = Query.of_events(support)
+    params = {"neighbors": 5, "history_popularity": 50.0}
+    plain = create("itemknn", params).fit(train)
+    windowed = create("itemknn", {**params, "popularity_window_days": 20}).fit(train)
+    assert np.argmax(plain.score_query(query)[0]) == 0
+    assert np.argmax(windowed.score_query(query)[0]) == 1
+    assert np.argmax(windowed.score_histories(query.history)[0]) == 0  # no times: all-time popularity
+    windowed.save(tmp_path / "m")
+    again = create("itemknn").load(tmp_path / "m")
+    np.testing.assert_array_equal(again.score_query(query), windowed.score_query(query))
+    early = Query.of_events(Interactions.from_arrays(np.array([0]), np.array([9]), timestamps=np.array([50 * day]),
+                                                     n_users=1, n_items=10))
+    assert np.argmax(windowed.score_query(early)[0]) == 0  # at day 50 item 1 had no events yet
+
+
 def test_hybrid_fold_in_uses_the_profile_it_learned():
     x = planted(per_user=12)
     content = planted_content(x)

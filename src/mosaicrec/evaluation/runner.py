@@ -361,11 +361,12 @@ def _score(model: BaseRecommender, task: Task, cfg: EvaluationConfig, popularity
     """Ranking metrics of a fitted model on a task; ``None`` where the model cannot score it."""
     score_fn = None
     if task.support is not None:
-        history = task.support.binary
+        shown = Query.of_events(task.support)  # their events with times (a time-aware prior reads them)
         prof = task.profiles("support") if model.uses_profiles else None
 
         def fold_in(users: np.ndarray) -> np.ndarray:
-            return model.score_query(Query(history=history[users], profiles=None if prof is None else prof[users]))
+            return model.score_query(Query(history=shown.history[users], timestamps=shown.timestamps[users],
+                                           profiles=None if prof is None else prof[users]))
         score_fn = fold_in
     try:
         return evaluate_ranking(model, task.test, exclude=task.exclude, config=cfg, item_popularity=popularity,

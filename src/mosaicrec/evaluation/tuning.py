@@ -71,7 +71,8 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
 
 #: added to a model's space in one scenario when its config has the parameter (it only acts there)
 SCENARIO_SPACES: dict[str, dict[str, Any]] = {
-    "new users": {"history_popularity": {"low": 0.0, "high": 3.0}},
+    "new users": {"history_popularity": {"low": 0.0, "high": 3.0},
+                  "popularity_window_days": [0.0, 14.0, 30.0, 60.0, 120.0, 240.0]},
 }
 
 

@@ -31,6 +31,7 @@ class EASE(PopularityPrior, BaseRecommender):
     Config = EASEConfig
 
     def _fit(self, train: Interactions) -> None:
+        self._keep_event_times(train)
         X = train.matrix
         n = X.shape[1]
         if n > self.config.max_items:
@@ -57,15 +58,16 @@ class EASE(PopularityPrior, BaseRecommender):
 
     def _scores(self, query: Query) -> np.ndarray:
         if query.new_users:
-            return self._prior(query.history @ self.B_)
+            return self._prior(query.history @ self.B_, query)
         return np.asarray(self._X[query.users] @ self.B_, dtype=np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"B": self.B_, **csr_state("X", self._X)}
+        return {"B": self.B_, **csr_state("X", self._X), **self._prior_state()}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         self.B_ = state["B"]
         self._X = csr_from_state("X", state)
+        self._set_prior_state(state)
 
 
 class ContentEASEConfig(EASEConfig):

@@ -29,6 +29,7 @@ class ItemKNN(PopularityPrior, BaseRecommender):
     Config = ItemKNNConfig
 
     def _fit(self, train: Interactions) -> None:
+        self._keep_event_times(train)
         X = train.matrix
         n = X.shape[1]
         # column norms and scaling straight on the CSR arrays (no sparse products)
@@ -49,7 +50,7 @@ class ItemKNN(PopularityPrior, BaseRecommender):
 
     def _scores(self, query: Query) -> np.ndarray:
         if query.new_users:
-            return self._prior((query.history @ self.similarity_).toarray())
+            return self._prior((query.history @ self.similarity_).toarray(), query)
         return np.asarray((self._X[query.users] @ self.similarity_).toarray(), dtype=np.float32)
 
     def similar_items(self, item: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -59,8 +60,9 @@ class ItemKNN(PopularityPrior, BaseRecommender):
         return row.indices[order], row.data[order]
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {**csr_state("S", self.similarity_), **csr_state("X", self._X)}
+        return {**csr_state("S", self.similarity_), **csr_state("X", self._X), **self._prior_state()}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         self.similarity_ = csr_from_state("S", state)
         self._X = csr_from_state("X", state)
+        self._set_prior_state(state)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from mosaicrec.data.schema import Interactions
 from mosaicrec.errors import MosaicError
 
 
@@ -83,6 +84,20 @@ class Query:
         history = sp.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=shape)
         ts = None if timestamps is None else sp.csr_matrix((np.asarray(times), (rows, cols)), shape=shape)
         return cls(history=history, timestamps=ts, **fields)
+
+    @classmethod
+    def of_events(cls, events: Interactions, **fields: Any) -> Query:
+        """A query for the users of ``events`` (every user index of its id map, one row each) as new
+        users: their events as the history (binary) and each event's latest time as ``timestamps``."""
+        shape = (events.n_users, events.n_items)
+        order = np.argsort(events.timestamps, kind="stable")
+        key = events.users[order].astype(np.int64) * events.n_items + events.items[order]
+        _, first_from_end = np.unique(key[::-1], return_index=True)
+        last = order[len(key) - 1 - first_from_end]  # each (user, item)'s latest event
+        rows, cols = events.users[last], events.items[last]
+        history = sp.csr_matrix((np.ones(len(last), np.float32), (rows, cols)), shape=shape)
+        times = sp.csr_matrix((events.timestamps[last].astype(np.float64), (rows, cols)), shape=shape)
+        return cls(history=history, timestamps=times, **fields)
 
     def rows(self, start: int, stop: int) -> Query:
         """The query restricted to rows ``start:stop`` (batching)."""

@@ -13,7 +13,7 @@ from a BPR fit (``init = "bpr"``); ``--trials N`` also tunes the learning rate a
 validation split (N trials per model, seed and size). Paired per-user comparisons against BPR.
 
 Writes benchmarks/results/scale.json and scale.md.
-Usage: python benchmarks/scale.py [--sizes 100000 300000 1000000] [--seeds 0 1 2] [--trials 0]
+Usage: python benchmarks/scale.py [--sizes 100000 300000 1000000] [--seeds 0 1 2] [--trials 0] [--out scale]
 """
 
 from __future__ import annotations
@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--trials", type=int, default=0, help="Optuna trials of lr and reg per neural model")
     ap.add_argument("--models", nargs="+", default=[label for _, label, _ in MODELS])
+    ap.add_argument("--out", default="scale", help="results file name (benchmarks/results/OUT.json and .md)")
     args = ap.parse_args()
     console = Console()
     warm_up(args.models)
@@ -138,7 +139,7 @@ def write(sizes: list[dict], args, seconds: float, console: Console) -> None:
     payload = {"meta": {"seeds": args.seeds, "trials": args.trials, "neural_params": NEURAL,
                         "environment": environment(), "seconds": round(seconds, 1)},
                "sizes": sizes, "growth": growth}
-    (RESULTS / "scale.json").write_text(json.dumps(payload, indent=2, default=str))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(payload, indent=2, default=str))
     how = f"lr and L2 tuned on validation ({args.trials} Optuna trials)" if args.trials else \
         "fixed lr/L2, epochs chosen by early stopping on validation"
     md = [f"# Neural models at scale (synthetic catalog; seeds {', '.join(map(str, args.seeds))}; {how}; "
@@ -149,8 +150,14 @@ def write(sizes: list[dict], args, seconds: float, console: Console) -> None:
                + " | exponent (fit ∝ events^x) |", "|---|" + "---:|" * (len(sizes) + 1)]
         md += [f"| {g['model']} | " + " | ".join(f"{v:.1f} s" for v in g["fit_s"]) + f" | {g['exponent']:.2f} |"
                for g in growth]
-    (RESULTS / "scale.md").write_text("\n".join(md) + "\n")
-    console.print(f"wrote {RESULTS / 'scale.json'} and .md")
+    chosen = [(size["rows"][0]["events"], c) for size in sizes for c in size["chosen"]]
+    if chosen:
+        md += ["", "## Chosen on validation", "", "| events | model | seed | chosen | validation |", "|---:|---|---:|---|---:|"]
+        md += [f"| {ev:,} | {c['model']} | {c['seed']} | "
+               + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in c["chosen"].items())
+               + f" | {c['validation']:.4f} |" for ev, c in chosen]
+    (RESULTS / f"{args.out}.md").write_text("\n".join(md) + "\n")
+    console.print(f"wrote {RESULTS / args.out}.json and .md")
 
 
 if __name__ == "__main__":

@@ -245,3 +245,23 @@ def test_a_dislike_of_an_item_never_liked_only_takes_it_out(tmp_path):
     service.add_events(ev("3", before[1], 5.0, 10_001))
     assert "3" in service.live.changed
     service.close()
+
+
+def test_a_new_users_time_window_prior_counts_popularity_at_their_own_time(tmp_path):
+    """Served, a new user's live events carry their times: with popularity_window_days the prior ranks
+    what was popular in the weeks before them (item 1), not over the whole log (item 0)."""
+    from mosaicrec.data.schema import Interactions
+
+    day = 86_400
+    users = list(range(60)) + list(range(60, 90)) + list(range(90))
+    items = [0] * 60 + [1] * 30 + [2 + u % 6 for u in range(90)]
+    times = [d * day for d in range(60)] + [(100 + d % 10) * day for d in range(30)] + [5 * day] * 90
+    x = Interactions.from_arrays(np.array(users), np.array(items), timestamps=np.array(times), n_items=10)
+    store = _write(tmp_path, x)
+    model = create("itemknn", {"neighbors": 5, "history_popularity": 50.0, "popularity_window_days": 20}).fit(x)
+    service = Service(model, store, info=TrainingInfo(threshold=4.0))
+    service.add_events(ev("late", "9", 5.0, 111 * day))
+    service.add_events(ev("early", "9", 5.0, 50 * day))
+    assert ids(service.recommend("late", 3))[0] == "1"
+    assert ids(service.recommend("early", 3))[0] == "0"
+    service.close()

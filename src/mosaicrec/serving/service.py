@@ -282,8 +282,9 @@ class Service:
                     if factors:
                         q = model.query_factors(Query(history=x, context=scenario))[0]
                         how = "query", np.append(q, np.float32(1.0)).astype(np.float32)
-                    else:
-                        how = "scores", model.score_histories(x, context=scenario)[0]
+                    else:  # with the events' times, so a time-window popularity prior counts "now"
+                        times = _time_row(x, ev, snap.catalog.index)
+                        how = "scores", model.score_query(Query(history=x, timestamps=times, context=scenario))[0]
                     if len(self._folded) >= self.FOLD_CACHE:
                         self._folded.clear()
                     self._folded[user_id] = (key, how, ev)
@@ -772,6 +773,13 @@ def _history_row(hist: np.ndarray, n_model: int) -> sp.csr_matrix:
     """A user's live likes as one row over the model's items (items added since training dropped)."""
     row = np.unique(hist[hist < n_model])
     return sp.csr_matrix((np.ones(len(row), np.float32), (np.zeros(len(row), int), row)), shape=(1, n_model))
+
+
+def _time_row(x: sp.csr_matrix, ev: UserEvents, index: dict[str, int]) -> sp.csr_matrix:
+    """The times of a history row's events (the same pattern as ``x``), from the user's latest events."""
+    when = {index[item]: t for item, t, _ in ev.last if item in index}
+    data = np.array([when.get(int(i), 0) for i in x.indices], np.float64)
+    return sp.csr_matrix((data, x.indices.copy(), x.indptr.copy()), shape=x.shape)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

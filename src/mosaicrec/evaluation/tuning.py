@@ -62,10 +62,10 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
     "content-map": {"map_reg": {"low": 0.01, "high": 100.0, "log": True},
                     "regularization": {"low": 0.01, "high": 50.0, "log": True},
                     "alpha": {"low": 0.5, "high": 40.0, "log": True}},
-    "hybrid": {"lr": {"low": 1e-3, "high": 2e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
-    "vbpr": {"lr": {"low": 1e-3, "high": 2e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
-    "graph": {"lr": {"low": 1e-3, "high": 2e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
-    "two-tower": {"lr": {"low": 1e-3, "high": 2e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
+    "hybrid": {"lr": {"low": 2e-4, "high": 1e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
+    "vbpr": {"lr": {"low": 2e-4, "high": 1e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
+    "graph": {"lr": {"low": 2e-4, "high": 1e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
+    "two-tower": {"lr": {"low": 2e-4, "high": 1e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
 }
 
 

@@ -19,7 +19,8 @@ from mosaicrec.models.trainer import recall_at, train_epochs
 class NeuralConfig(ModelConfig):
     dim: int = Field(64, ge=2, description="width of user and item vectors")
     epochs: int = Field(30, ge=1)
-    lr: float = Field(5e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, description="Adam's rate for the content and other new parts (the BPR-started "
+                      "ids take init_lr_scale of it): a fine-tuning rate, since the start already ranks well")
     reg: float = Field(1e-4, ge=0, description="L2 weight on the batch's user and item vectors")
     batch_size: int = Field(2048, ge=1)
     seed: int = 42

@@ -51,7 +51,8 @@ class GraphModel(_NeuralModel):
     """FREEDOM-style multimodal graph model. The item–item graph is the mean of per-modality cosine kNN
     graphs, built once from content and kept frozen (as FREEDOM does), so propagation is two sparse
     products per step. An item without events is reached only through content edges: its vector is the
-    propagated id embeddings of its content neighbours plus its projected content."""
+    propagated id embeddings of its content neighbours plus its projected content. Items have a bias, and the
+    content-graph term a learned weight (FREEDOM fixes it at 1)."""
 
     Config = GraphConfig
 

@@ -71,6 +71,8 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
 
 #: added to a model's space in one scenario when its config has the parameter (it only acts there)
 SCENARIO_SPACES: dict[str, dict[str, Any]] = {
+    # the BPR start trains the content part less: new items may be better served from scratch
+    "new items": {"init": ["bpr", "random"]},
     "new users": {"history_popularity": {"low": 0.0, "high": 3.0},
                   "popularity_window_days": [0.0, 14.0, 30.0, 60.0, 120.0, 240.0]},
 }

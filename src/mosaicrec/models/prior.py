@@ -66,7 +66,7 @@ class PopularityPrior:
         t0, span = (int(v) for v in self.event_span_)
         n_items = self._seen.shape[1]
         base = np.arange(n_items, dtype=np.int64) * span
-        window = int(float(self.config.popularity_window_days) * DAY)
+        window = int(min(float(self.config.popularity_window_days) * DAY, span + 1))  # beyond the log: all of it
         out = np.empty((len(latest), n_items), np.float32)
         for r, t in enumerate(latest):
             hi = np.clip(int(t) - t0, -1, span - 1)

@@ -29,7 +29,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/cf_peers.py
 	$(PY) benchmarks/encode_throughput.py
 	$(PY) benchmarks/multimodal.py
-	$(PY) benchmarks/multimodal.py --part neural --epochs 10
+	$(PY) benchmarks/multimodal.py --part neural
+	$(PY) benchmarks/scale.py --sizes 100000 1000000 --seeds 0 1
 	$(PY) benchmarks/audio.py
 	$(PY) benchmarks/serving.py
 	$(PY) benchmarks/serving.py --model scenario-bpr

@@ -67,12 +67,6 @@ class GraphModel(_NeuralModel):
         X = train.binary.astype(np.float32)
         A_norm = _sym_normalise(sp.bmat([[None, X], [X.T, None]])).astype(np.float32)
         A_hat = _propagator(A_norm)
-
-        def layer_mean(e: np.ndarray) -> np.ndarray:
-            layers = [e]
-            for _ in range(cfg.layers):
-                layers.append(A_norm @ layers[-1])
-            return np.mean(layers, axis=0)
         S = sum(knn_graph(feats[m], cfg.knn, valid=masks[m]) for m in feats) / len(feats)
         S_hat = _propagator(_sym_normalise(S.maximum(S.T)))
         self.item_graph_edges_ = int(S.nnz)
@@ -93,20 +87,23 @@ class GraphModel(_NeuralModel):
                 """Ego vectors whose propagated mean of layers is BPR's [U; V], so the start scores as BPR:
                 M = (I + Â + … + Â^L)/(L+1) has its spectrum in [1/4, 1] for L = 2 (Â's in [-1, 1]), so
                 Richardson steps E ← E + (B − M·E) converge (by 0.75 per step; 60 steps: ~1e-7)."""
-                target = torch.cat([U, V]).numpy().astype(np.float32)
-                e = target.copy()
+                target = torch.cat([U, V]).float()
+                e = target.clone()
                 for _ in range(60):
-                    e += target - layer_mean(e)
+                    e += target - self.layer_mean(e)
                 self.item_graph.fill_(0.0)
-                return _copy_start([(self.emb.weight, torch.from_numpy(e)), (self.bias.weight, b[:, None])],
-                                   self.fusion)
+                return _copy_start([(self.emb.weight, e), (self.bias.weight, b[:, None])], self.fusion)
 
-            def propagate(self):
-                e = self.emb.weight * self.node_mask
+            def layer_mean(self, e):
+                """LightGCN's output: the mean of ``e`` and its ``layers`` propagations over the graph."""
                 layers = [e]
                 for _ in range(cfg.layers):
                     layers.append(A_hat(layers[-1]))
-                out = torch.stack(layers).mean(0)
+                return torch.stack(layers).mean(0)
+
+            def propagate(self):
+                e = self.emb.weight * self.node_mask
+                out = self.layer_mean(e)
                 h = e[nu:]
                 for _ in range(cfg.item_layers):
                     h = S_hat(h)

@@ -66,9 +66,11 @@ CF_SPACE = {"factors": [16, 32, 64], "regularization": {"low": 0.1, "high": 100.
 MAP_SPACE = {**CF_SPACE, "warm_content": {"low": 0.0, "high": 30.0}}
 WEIGHTS = {f"fusion.weights.{m}": {"low": 0.0, "high": 1.0} for m in ("crew", "meta", "image")}
 NEURAL_SPACE = {"lr": {"low": 2e-3, "high": 2e-2, **LOG}}
-#: the new-user popularity prior: its weight and the window its popularity is counted over (0: all time)
+#: the new-user prior: the popularity weight, the window it is counted over (0: all time), and the onboarding map
 PRIOR = {"history_popularity": {"low": 0.0, "high": 4.0},
-         "popularity_window_days": [0.0, 14.0, 30.0, 60.0, 120.0, 240.0]}
+         "popularity_window_days": [0.0, 14.0, 30.0, 60.0, 120.0, 240.0],
+         "onboarding_weight": {"low": 0.0, "high": 3.0}, "onboarding_reg": {"low": 10.0, "high": 3000.0, **LOG},
+         "onboarding_events": [3, 5, 10]}
 
 
 class CornacVBPRConfig(ModelConfig):

@@ -80,13 +80,49 @@ def test_time_window_prior_counts_what_was_popular_when_the_user_arrived(tmp_pat
     assert np.argmax(windowed.score_query(early)[0]) == 0  # at day 50 item 1 had no events yet
 
 
+def test_onboarding_map_learns_what_users_who_started_alike_went_on_to(tmp_path):
+    """Users who start with item 0 go on to items 10-14; a larger group consumes item 0 *late*, after
+    items 15-19. Co-occurrence ties item 0 to 15-19; the onboarding map, learned from first events to
+    the rest, sends a new user who starts with item 0 to 10-14. Saved and loaded, it scores the same;
+    over its size limit it is refused with the reason."""
+    import pytest
+
+    from mosaicrec.data.schema import Interactions
+    from mosaicrec.errors import MosaicError
+    from mosaicrec.models.query import Query
+
+    users, items, times = [], [], []
+    for u in range(20):  # started with 0, then 10-14
+        for t, i in enumerate([0, *range(10, 15)]):
+            users.append(u), items.append(i), times.append(t)
+    for u in range(20, 80):  # 15-19 first, 0 last
+        for t, i in enumerate([*range(15, 20), 0]):
+            users.append(u), items.append(i), times.append(t)
+    train = Interactions.from_arrays(np.array(users), np.array(items), timestamps=np.array(times), n_items=20)
+    query = Query.from_events([[0]], 20)
+    plain = create("itemknn", {"neighbors": 10}).fit(train)
+    onboarded = create("itemknn", {"neighbors": 10, "onboarding_weight": 20.0, "onboarding_events": 1,
+                                   "onboarding_reg": 1.0}).fit(train)
+    top = lambda m: set(np.argsort(-m.score_query(query)[0], kind="stable")[:5].tolist())
+    assert top(plain) == set(range(15, 20))
+    assert top(onboarded) == set(range(10, 15))
+    trained = onboarded.recommend(np.arange(3), k=5)[0]  # trained users are not touched by the prior
+    np.testing.assert_array_equal(trained, plain.recommend(np.arange(3), k=5)[0])
+    onboarded.save(tmp_path / "m")
+    np.testing.assert_array_equal(create("itemknn").load(tmp_path / "m").score_query(query),
+                                  onboarded.score_query(query))
+    with pytest.raises(MosaicError, match="onboarding map over 20 items"):
+        create("ease", {"onboarding_weight": 1.0, "onboarding_max_items": 10}).fit(train)
+
+
 def test_hybrid_fold_in_uses_the_profile_it_learned():
     x = planted(per_user=12)
     content = planted_content(x)
     train, support, test = cold_user_split(x, 0.25, support=3, seed=2)
     group = np.arange(x.n_users) % 4
     profiles = np.eye(4, dtype=np.float32)[group] + 0.05
-    model = create("hybrid", NEURAL).fit(train, content=content, user_profiles=profiles)
+    # every epoch trains (early stopping could keep the BPR start, which has no profile part)
+    model = create("hybrid", {**NEURAL, "early_stopping": 0}).fit(train, content=content, user_profiles=profiles)
     held = np.unique(test.users)
     h = support.binary[held]
     with_profile = model.score_histories(h, profiles[held])
@@ -160,6 +196,25 @@ def test_early_stopping_keeps_the_best_epoch_on_held_out_events():
                           validate=lambda: [0.1, 0.5, 0.3, 0.2, 0.9][min(state["w"], 4)] if state["w"] < 4 else 0.0,
                           patience=2, checkpoint=lambda: dict(state), restore=lambda s: state.update(s))
     assert result.best_epoch == 1 and result.epochs_run == 4 and state["w"] == 1 and len(seen) == 4
+    # with the start validated too, a start no epoch beats is kept (epoch -1)
+    state, seen = {"w": -1}, []
+    result = train_epochs(10, lambda e: state.update(w=e) or {"epoch": e}, seen.append,
+                          validate=lambda: 1.0 if state["w"] < 0 else 0.5, patience=2,
+                          checkpoint=lambda: dict(state), restore=lambda s: state.update(s), validate_start=True)
+    assert result.best_epoch == -1 and state["w"] == -1 and [r["epoch"] for r in seen] == [-1, 0, 1]
+
+
+def test_a_bpr_start_no_epoch_improves_is_kept():
+    """A learning rate too small for any epoch to improve: validation keeps the BPR start (best epoch -1),
+    and the refit trains no epoch, so the model scores as BPR fitted on all events with the same seed."""
+    x = planted(per_user=12)
+    bpr = create("bpr", {"factors": NEURAL["dim"], "iterations": 20, "seed": 42, "num_threads": 1}).fit(x)
+    model = create("hybrid", {**NEURAL, "lr": 1e-12, "init": "bpr", "init_iterations": 20,
+                              "epochs": 6}).fit(x, content=planted_content(x))
+    assert model.best_epoch_ == -1
+    assert not any(r.get("refit") for r in model.history_)
+    users = np.arange(x.n_users)
+    np.testing.assert_allclose(model.score(users), bpr.score(users), atol=1e-4)
 
 
 def test_bpr_start_scores_as_bpr_before_training_moves_it():
@@ -173,7 +228,8 @@ def test_bpr_start_scores_as_bpr_before_training_moves_it():
         model = create(name, params).fit(x, content=planted_content(x))
         np.testing.assert_allclose(model.score(users), bpr.score(users), atol=1e-4)
     # and with real training the content part moves away from zero
-    trained = create("hybrid", {**NEURAL, "init": "bpr", "init_iterations": 20}).fit(x, content=planted_content(x))
+    trained = create("hybrid", {**NEURAL, "init": "bpr", "init_iterations": 20, "early_stopping": 0}
+                     ).fit(x, content=planted_content(x))
     assert np.abs(trained.score(users) - bpr.score(users)).max() > 1e-2
 
 

@@ -143,6 +143,17 @@ class Interactions:
         m.data[:] = 1.0
         return m
 
+    @cached_property
+    def positions(self) -> np.ndarray:
+        """Each event's position among its user's events in time order (0: the user's first; ties keep
+        the log's order)."""
+        order = np.lexsort((np.arange(self.n_events), self.timestamps, self.users))
+        users = self.users[order]
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if self.n_events else np.zeros(0, int)
+        out = np.empty(self.n_events, np.int64)
+        out[order] = np.arange(self.n_events) - np.repeat(starts, np.diff(np.r_[starts, self.n_events]))
+        return out
+
     def subset(self, mask: np.ndarray) -> Interactions:
         """The events selected by a boolean mask or index array, with the same id maps."""
         return replace(

@@ -100,11 +100,7 @@ def cold_user_split(x: Interactions, test_fraction: float = 0.2, support: int = 
         raise ConfigError(f"cold-user split of {len(eligible)} users at {test_fraction} leaves an empty side")
     cold = np.zeros(x.n_users, bool)
     cold[rng.choice(eligible, n_cold, replace=False)] = True
-    order = np.lexsort((np.arange(x.n_events), x.timestamps, x.users))
-    users_sorted = x.users[order]
-    starts = np.flatnonzero(np.r_[True, users_sorted[1:] != users_sorted[:-1]])
-    rank = np.empty(x.n_events, np.int64)
-    rank[order] = np.arange(x.n_events) - np.repeat(starts, np.diff(np.r_[starts, x.n_events]))
+    rank = x.positions
     held = cold[x.users]
     return x.subset(~held), x.subset(held & (rank < support)), x.subset(held & (rank >= support))
 

@@ -74,7 +74,10 @@ SCENARIO_SPACES: dict[str, dict[str, Any]] = {
     # the BPR start trains the content part less: new items may be better served from scratch
     "new items": {"init": ["bpr", "random"]},
     "new users": {"history_popularity": {"low": 0.0, "high": 3.0},
-                  "popularity_window_days": [0.0, 14.0, 30.0, 60.0, 120.0, 240.0]},
+                  "popularity_window_days": [0.0, 14.0, 30.0, 60.0, 120.0, 240.0],
+                  "onboarding_weight": {"low": 0.0, "high": 3.0},
+                  "onboarding_reg": {"low": 10.0, "high": 3000.0, "log": True},
+                  "onboarding_events": [3, 5, 10]},
 }
 
 

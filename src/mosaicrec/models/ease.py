@@ -10,7 +10,7 @@ from pydantic import Field
 from mosaicrec.data.schema import Interactions
 from mosaicrec.errors import MosaicError
 from mosaicrec.fusion import FusionConfig, concat_features, select_modalities
-from mosaicrec.models.prior import PopularityPrior, PriorConfig
+from mosaicrec.models.prior import NewUserPrior, PriorConfig
 from mosaicrec.models.query import Query
 from mosaicrec.models.base import BaseRecommender, ModelConfig, csr_from_state, csr_state, register
 
@@ -21,7 +21,7 @@ class EASEConfig(PriorConfig, ModelConfig):
 
 
 @register("ease")
-class EASE(PopularityPrior, BaseRecommender):
+class EASE(NewUserPrior, BaseRecommender):
     """B = I − P·diag(1/diag(P)), P = (XᵀX + λI)⁻¹; scores = X_u B.
 
     The inverse uses a Cholesky factorisation (LAPACK potrf/potri), about twice as fast as a general
@@ -31,7 +31,7 @@ class EASE(PopularityPrior, BaseRecommender):
     Config = EASEConfig
 
     def _fit(self, train: Interactions) -> None:
-        self._keep_event_times(train)
+        self._fit_prior(train)
         X = train.matrix
         n = X.shape[1]
         if n > self.config.max_items:

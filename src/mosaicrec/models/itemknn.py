@@ -8,7 +8,7 @@ from pydantic import Field
 
 from mosaicrec.data.schema import Interactions
 from mosaicrec.models import _kernels
-from mosaicrec.models.prior import PopularityPrior, PriorConfig
+from mosaicrec.models.prior import NewUserPrior, PriorConfig
 from mosaicrec.models.query import Query
 from mosaicrec.models.base import BaseRecommender, ModelConfig, csr_from_state, csr_state, register
 
@@ -19,7 +19,7 @@ class ItemKNNConfig(PriorConfig, ModelConfig):
 
 
 @register("itemknn")
-class ItemKNN(PopularityPrior, BaseRecommender):
+class ItemKNN(NewUserPrior, BaseRecommender):
     """score(u, j) = Σ_i x_ui · sim(i, j) over the ``neighbors`` most similar items i of each item.
 
     A numba kernel walks the co-occurrences item by item in parallel (never forming the dense n×n
@@ -29,7 +29,7 @@ class ItemKNN(PopularityPrior, BaseRecommender):
     Config = ItemKNNConfig
 
     def _fit(self, train: Interactions) -> None:
-        self._keep_event_times(train)
+        self._fit_prior(train)
         X = train.matrix
         n = X.shape[1]
         # column norms and scaling straight on the CSR arrays (no sparse products)

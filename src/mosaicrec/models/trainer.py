@@ -26,12 +26,18 @@ class TrainResult:
 
 def train_epochs(epochs: int, run_epoch: Callable[[int], dict[str, Any]], on_record: Callable[[dict], None], *,
                  validate: Callable[[], float] | None = None, patience: int = 0,
-                 checkpoint: Callable[[], Any] | None = None, restore: Callable[[Any], None] | None = None
-                 ) -> TrainResult:
+                 checkpoint: Callable[[], Any] | None = None, restore: Callable[[Any], None] | None = None,
+                 validate_start: bool = False) -> TrainResult:
     """Run up to ``epochs`` epochs. With ``validate``, each epoch's record gets its ``validation`` score;
     training stops after ``patience`` epochs without a better one, and the best epoch's checkpoint is
-    restored (neural models peak early, then overfit: a fixed epoch count is either too short or too long)."""
+    restored (neural models peak early, then overfit: a fixed epoch count is either too short or too long).
+    ``validate_start`` scores the state before any epoch too, as epoch ``-1``: a model started from a
+    fitted solution keeps it when no epoch improves on it (``best_epoch == -1``)."""
     best, best_epoch, best_state, stale = -np.inf, None, None, 0
+    if validate is not None and validate_start:
+        best, best_epoch = float(validate()), -1
+        best_state = checkpoint() if checkpoint is not None else None
+        on_record({"epoch": -1, "validation": best, "start": True})
     epoch = -1
     for epoch in range(epochs):
         record = run_epoch(epoch)

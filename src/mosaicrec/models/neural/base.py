@@ -32,8 +32,10 @@ class NeuralConfig(ModelConfig):
     temperature: float = Field(0.2, gt=0)
     early_stopping: int = Field(3, ge=0, description="patience in epochs: hold out validation_share of each "
                                 "user's training events, stop when their Recall@20 has not improved for this "
-                                "many epochs and keep the best epoch; with refit, train that many epochs "
-                                "again on all events (0: train all epochs on everything)")
+                                "many epochs and keep the best epoch (with the BPR start, the start itself is "
+                                "a candidate: no epoch better than BPR on validation keeps BPR's vectors); "
+                                "with refit, train that many epochs again on all events (0: train all "
+                                "epochs on everything)")
     validation_share: float = Field(0.1, gt=0, lt=1, description="with early_stopping: events held out")
     init: Literal["bpr", "random"] = Field("bpr", description="'bpr': start the collaborative (id) vectors "
                                            "from a BPR fit on the same events (seconds, by the numba kernel) "
@@ -180,7 +182,8 @@ class _NeuralModel(FactorScoring, BaseRecommender):
         result = train_epochs(epochs, run_epoch, self._epoch_done,
                               validate=validate if val is not None else None, patience=cfg.early_stopping,
                               checkpoint=lambda: {k: v.detach().clone() for k, v in net.state_dict().items()},
-                              restore=net.load_state_dict)
+                              restore=net.load_state_dict,
+                              validate_start=bool(started) and net.start_is_a_model)
         return net, result
 
     def _fold_options(self) -> dict[str, float]:
@@ -233,6 +236,8 @@ def _net_base():
 
         #: width of the collaborative id vectors a BPR start fills (None: the net has none)
         cf_width: int | None = None
+        #: whether the BPR start is a whole model (serves new users too), so early stopping may keep it
+        start_is_a_model: bool = True
 
         def new_epoch(self, rng) -> None:
             pass

@@ -59,6 +59,8 @@ class TwoTower(_NeuralModel):
                     nn.init.zeros_(self.item.weight)
                     nn.init.zeros_(self.item_bias.weight)
                 self.cf_width = d if cfg.item_ids else None
+                # its user tower starts at zero: the start alone cannot place a new user
+                self.start_is_a_model = False
 
             def start_from(self, U, V, b):
                 """BPR's vectors as the id parts, the towers' outputs at zero: the start scores as BPR."""

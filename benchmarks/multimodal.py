@@ -21,8 +21,9 @@ Two parts, run apart because of their cost on 2 cores:
 - ``--part neural``: the BPR-trained neural models (hybrid with each fusion, with and without InfoNCE
   alignment, VBPR, graph, two-tower) and the peer, Cornac's VBPR, on the same warm splits with the same
   features (ratio ours / Cornac). Their fits take 10-60 s each on 2 cores, so by default they run with
-  fixed settings (lr 5e-3, 15 epochs; ``--trials N`` tunes the learning rate with N Optuna trials per
-  seed and scenario, about N+1 times longer).
+  their default settings (15 epochs at most); ``--trials N`` tunes them on validation with N Optuna trials
+  per seed and scenario over the built-in spaces (lr, L2, and on new items the BPR or random start), about
+  N+1 times longer.
 
 Paired comparisons (per user, pooled over seeds; t-test and sign test) answer the issue's questions:
 content vs the best interaction-only model (warm, sparse), new-user models vs MostPopular, fusion vs text
@@ -65,7 +66,6 @@ CF_SPACE = {"factors": [16, 32, 64], "regularization": {"low": 0.1, "high": 100.
             "alpha": {"low": 0.5, "high": 40.0, **LOG}, "map_reg": {"low": 1.0, "high": 300.0, **LOG}}
 MAP_SPACE = {**CF_SPACE, "warm_content": {"low": 0.0, "high": 30.0}}
 WEIGHTS = {f"fusion.weights.{m}": {"low": 0.0, "high": 1.0} for m in ("crew", "meta", "image")}
-NEURAL_SPACE = {"lr": {"low": 2e-3, "high": 2e-2, **LOG}}
 #: the new-user prior: the popularity weight, the window it is counted over (0: all time), and the onboarding map
 PRIOR = {"history_popularity": {"low": 0.0, "high": 4.0},
          "popularity_window_days": [0.0, 14.0, 30.0, 60.0, 120.0, 240.0],
@@ -163,7 +163,9 @@ def neural_specs(epochs: int) -> tuple[list[ModelSpec], dict[str, dict]]:
         s("graph", "graph (all)", **n, fusion={"modalities": ALL}),
         s("two-tower", "two-tower (all, +profile)", **n, fusion={"modalities": ALL}),
     ]
-    spaces = {m.display: NEURAL_SPACE for m in specs if m.name not in ("ease", "bpr")}
+    # the neural models take the built-in spaces (lr and L2; on new items also the start, BPR or random,
+    # since the BPR start trains the content part less; the two-tower's user-id dropout)
+    spaces = {}
     spaces["EASE"] = {"reg": {"low": 50.0, "high": 50000.0, **LOG}}
     spaces["BPR"] = {"learning_rate": {"low": 0.005, "high": 0.1, **LOG}}
     return specs, spaces

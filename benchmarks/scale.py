@@ -9,7 +9,9 @@ catalog growing as the square root of the events (3,600 items at 1M, as MovieLen
 For each size and seed: a random 80/20 split, every model fitted on the training part and scored by full
 ranking on the test part, through the same path as ``mosaicrec evaluate`` (``run_experiment``). Each
 neural model stops early on a validation part of its training events (Recall@20, patience 3) and starts
-from a BPR fit (``init = "bpr"``); ``--trials N`` also tunes the learning rate and L2 by Optuna on a
+from a BPR fit (``init = "bpr"``); the start is a candidate of early stopping too, kept when no epoch
+beats it on validation (the "epoch kept" column: -1; not for the two-tower, whose user tower starts at
+zero and could not serve new users from the start alone); ``--trials N`` also tunes the learning rate and L2 by Optuna on a
 validation split (N trials per model, seed and size). Paired per-user comparisons against BPR.
 
 Writes benchmarks/results/scale.json and scale.md.
@@ -69,7 +71,9 @@ def run_size(events: int, args, console: Console) -> dict[str, Any]:
         row = {"events": dataset.interactions.n_events, "users": n_users, "items": n_items, "model": r.label,
                "recall@10": (r.metrics["recall@10"], r.std.get("recall@10", 0.0)),
                "ndcg@10": (r.metrics["ndcg@10"], r.std.get("ndcg@10", 0.0)),
-               "fit_s": (float(np.mean(fits)), float(np.std(fits))), "vs_bpr": None}
+               "fit_s": (float(np.mean(fits)), float(np.std(fits))), "vs_bpr": None,
+               # per seed: the epoch early stopping kept (-1: no epoch beat the BPR start on validation)
+               "best_epoch": [run.get("best_epoch") for run in r.runs if run["scenario"] == "warm"]}
         base = by_label.get("BPR")
         if base is not None and r.label != "BPR":
             a, b = r.per_user.get(("warm", "ndcg@10")), base.per_user.get(("warm", "ndcg@10"))
@@ -114,7 +118,7 @@ def main() -> None:
 
 def write(sizes: list[dict], args, seconds: float, console: Console) -> None:
     table = Table(title=f"neural models at scale (synthetic), seeds {args.seeds}: mean ± std")
-    cols = ["events", "model", "Recall@10", "NDCG@10", "fit s", "NDCG@10 vs BPR (p)"]
+    cols = ["events", "model", "Recall@10", "NDCG@10", "fit s", "NDCG@10 vs BPR (p)", "epoch kept"]
     for c in cols:
         table.add_column(c, justify="left" if c == "model" else "right")
     lines = []
@@ -123,7 +127,8 @@ def write(sizes: list[dict], args, seconds: float, console: Console) -> None:
             vs = r["vs_bpr"]
             rel = "—" if vs is None or vs["relative"] is None else f"{100 * vs['relative']:+.1f}% ({vs['p_ttest']:.2g})"
             cells = [f"{r['events']:,}", r["model"], fmt(*r["recall@10"]), fmt(*r["ndcg@10"]),
-                     fmt(*r["fit_s"], digits=1), rel]
+                     fmt(*r["fit_s"], digits=1), rel,
+                     ", ".join("—" if e is None else str(e) for e in r.get("best_epoch", [])) or "—"]
             table.add_row(*cells)
             lines.append("| " + " | ".join(cells) + " |")
     console.print(table)
@@ -144,7 +149,7 @@ def write(sizes: list[dict], args, seconds: float, console: Console) -> None:
         "fixed lr/L2, epochs chosen by early stopping on validation"
     md = [f"# Neural models at scale (synthetic catalog; seeds {', '.join(map(str, args.seeds))}; {how}; "
           f"{seconds / 60:.0f} min on {environment().get('cpus', '?')} CPUs)", "",
-          "| " + " | ".join(cols) + " |", "|---:|---|---:|---:|---:|---:|", *lines]
+          "| " + " | ".join(cols) + " |", "|---:|---|---:|---:|---:|---:|---:|", *lines]
     if growth:
         md += ["", "## Fit time growth", "", "| model | " + " | ".join(f"{s['rows'][0]['events']:,}" for s in sizes)
                + " | exponent (fit ∝ events^x) |", "|---|" + "---:|" * (len(sizes) + 1)]

@@ -215,6 +215,16 @@ def test_a_bpr_start_no_epoch_improves_is_kept():
     assert not any(r.get("refit") for r in model.history_)
     users = np.arange(x.n_users)
     np.testing.assert_allclose(model.score(users), bpr.score(users), atol=1e-4)
+    # the two-tower's start is a whole model too: its user tower starts as the ridge map from a user's
+    # history to their BPR vector, so the kept start places users it never trained on in their group
+    train, support, test = cold_user_split(x, 0.25, support=3, seed=2)
+    held = np.unique(test.users)
+    tower = create("two-tower", {**NEURAL, "lr": 1e-12, "init": "bpr", "init_iterations": 200, "epochs": 6}
+                   ).fit(train, content=planted_content(x))
+    assert tower.best_epoch_ == -1
+    scores = tower.score_histories(support.binary[held])
+    scores[support.binary[held].toarray() > 0] = -np.inf
+    assert _in_group(np.argsort(-scores, axis=1, kind="stable")[:, :5], held) > 0.8
 
 
 def test_bpr_start_scores_as_bpr_before_training_moves_it():

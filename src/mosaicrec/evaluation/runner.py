@@ -222,6 +222,8 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
                     record: dict[str, Any] = {"seed": seed, "scenario": task.name,
                                               "metrics": {} if result is None else dict(result.metrics),
                                               "fit_seconds": round(fit_s, 3)}
+                    if getattr(model, "best_epoch_", None) is not None:  # -1: the start was kept
+                        record["best_epoch"] = int(model.best_epoch_)
                     if tuned is not None:
                         record.update(chosen=tuned.best_params, validation=tuned.best_value,
                                       trials=len(tuned.trials), tuning_seconds=round(tune_s, 2),

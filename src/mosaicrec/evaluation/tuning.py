@@ -65,7 +65,8 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
     "hybrid": {"lr": {"low": 2e-4, "high": 1e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
     "vbpr": {"lr": {"low": 2e-4, "high": 1e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
     "graph": {"lr": {"low": 2e-4, "high": 1e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
-    "two-tower": {"lr": {"low": 2e-4, "high": 1e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
+    "two-tower": {"lr": {"low": 2e-4, "high": 1e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True},
+                  "id_dropout": [0.0, 0.1, 0.3]},
 }
 
 

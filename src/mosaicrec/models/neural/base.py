@@ -183,7 +183,7 @@ class _NeuralModel(FactorScoring, BaseRecommender):
                               validate=validate if val is not None else None, patience=cfg.early_stopping,
                               checkpoint=lambda: {k: v.detach().clone() for k, v in net.state_dict().items()},
                               restore=net.load_state_dict,
-                              validate_start=bool(started) and net.start_is_a_model)
+                              validate_start=bool(started))
         return net, result
 
     def _fold_options(self) -> dict[str, float]:
@@ -236,8 +236,6 @@ def _net_base():
 
         #: width of the collaborative id vectors a BPR start fills (None: the net has none)
         cf_width: int | None = None
-        #: whether the BPR start is a whole model (serves new users too), so early stopping may keep it
-        start_is_a_model: bool = True
 
         def new_epoch(self, rng) -> None:
             pass

@@ -36,17 +36,17 @@ DAY = 86_400
 
 
 class PriorConfig(BaseModel):
-    history_popularity: float = Field(0.0, ge=0.0, description="new users: weight β of a popularity prior "
+    history_popularity: float = Field(0.0, ge=0.0, le=1e6, description="new users: weight β of a popularity prior "
                                       "blended into the scores of their few events (0: none)")
     popularity_window_days: float = Field(0.0, ge=0.0, description="new users whose events carry timestamps: "
                                           "count the prior's popularity over this many days before their "
                                           "latest event (0: over all training events)")
-    onboarding_weight: float = Field(0.0, ge=0.0, description="new users: weight γ of the onboarding map "
+    onboarding_weight: float = Field(0.0, ge=0.0, le=1e6, description="new users: weight γ of the onboarding map "
                                      "(what training users went on to consume after the items they started "
                                      "with) blended into their scores (0: none)")
     onboarding_events: int = Field(3, ge=1, le=1000, description="the map learns from each training user's "
                                    "first this many events (by time) to the rest of theirs")
-    onboarding_reg: float = Field(100.0, gt=0.0, description="the map's ridge weight λ")
+    onboarding_reg: float = Field(100.0, gt=0.0, le=1e12, description="the map's ridge weight λ")
     onboarding_max_items: int = Field(40_000, ge=1, description="refuse a map over more items (dense n×n)")
 
 
@@ -80,6 +80,8 @@ class NewUserPrior:
         rest = X - first.multiply(X)
         # the users a new one resembles: those with events beyond their first ones
         users = np.flatnonzero(np.diff(rest.indptr) > 0)
+        if not len(users):  # nobody went on past their first events: nothing to learn, no term
+            return
         A, Y = first[users], rest[users]
         mean = np.asarray(Y.mean(axis=0), np.float32).ravel()
         G = (A.T @ A).toarray().astype(np.float32)

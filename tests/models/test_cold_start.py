@@ -237,6 +237,13 @@ def test_bpr_start_scores_as_bpr_before_training_moves_it():
     for name in ("hybrid", "two-tower", "graph"):
         model = create(name, params).fit(x, content=planted_content(x))
         np.testing.assert_allclose(model.score(users), bpr.score(users), atol=1e-4)
+    # the start takes BPR's settings (a tuned BPR's learning rate and L2)
+    tuned = create("bpr", {"factors": NEURAL["dim"], "iterations": 20, "seed": 42, "num_threads": 1,
+                           "learning_rate": 0.05, "regularization": 0.001}).fit(x)
+    model = create("hybrid", {**params, "init_learning_rate": 0.05, "init_regularization": 0.001}
+                   ).fit(x, content=planted_content(x))
+    np.testing.assert_allclose(model.score(users), tuned.score(users), atol=1e-4)
+    assert np.abs(tuned.score(users) - bpr.score(users)).max() > 1e-2
     # and with real training the content part moves away from zero
     trained = create("hybrid", {**NEURAL, "init": "bpr", "init_iterations": 20, "early_stopping": 0}
                      ).fit(x, content=planted_content(x))

@@ -43,6 +43,10 @@ class NeuralConfig(ModelConfig):
                                            "(the content part still trains: new items need it). 'random': "
                                            "from scratch")
     init_iterations: int = Field(100, ge=1, description="BPR epochs of the 'bpr' start (BPR's default)")
+    init_learning_rate: float = Field(0.01, gt=0, le=10, description="SGD rate of the 'bpr' start (BPR's "
+                                      "default; set it to a tuned BPR's, since the start is what a model "
+                                      "keeps when no epoch beats it)")
+    init_regularization: float = Field(0.01, ge=0, le=100, description="L2 of the 'bpr' start (BPR's default)")
     init_lr_scale: float = Field(0.1, gt=0, le=1, description="learning rate of the started (id) vectors, "
                                  "as a share of lr")
     refit: bool = Field(True, description="with early_stopping: train the chosen number of epochs again on "
@@ -120,8 +124,8 @@ class _NeuralModel(FactorScoring, BaseRecommender):
             from mosaicrec.models.mf import BPR
 
             # one thread: Hogwild's update order varies with more, and a seed must give one model
-            start = BPR(factors=net.cf_width, iterations=cfg.init_iterations, seed=cfg.seed,
-                        num_threads=1).fit(part)
+            start = BPR(factors=net.cf_width, iterations=cfg.init_iterations, seed=cfg.seed, num_threads=1,
+                        learning_rate=cfg.init_learning_rate, regularization=cfg.init_regularization).fit(part)
             with torch.no_grad():
                 started = net.start_from(torch.from_numpy(start.U_), torch.from_numpy(start.V_),
                                          torch.from_numpy(start.item_bias_))

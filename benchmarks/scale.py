@@ -10,9 +10,8 @@ For each size and seed: a random 80/20 split, every model fitted on the training
 ranking on the test part, through the same path as ``mosaicrec evaluate`` (``run_experiment``). Each
 neural model stops early on a validation part of its training events (Recall@20, patience 3) and starts
 from a BPR fit (``init = "bpr"``); the start is a candidate of early stopping too, kept when no epoch
-beats it on validation (the "epoch kept" column: -1; not for the two-tower, whose user tower starts at
-zero and could not serve new users from the start alone); ``--trials N`` also tunes the learning rate and L2 by Optuna on a
-validation split (N trials per model, seed and size). Paired per-user comparisons against BPR.
+beats it on validation (the "epoch kept" column: -1); ``--trials N`` also tunes the learning rate and
+L2 by Optuna on a validation split (N trials per model, seed and size). Paired per-user comparisons against BPR.
 
 Writes benchmarks/results/scale.json and scale.md.
 Usage: python benchmarks/scale.py [--sizes 100000 300000 1000000] [--seeds 0 1 2] [--trials 0] [--out scale]

@@ -57,7 +57,8 @@ def _z(x: np.ndarray) -> np.ndarray:
 
 class NewUserPrior:
     """Mixin for models with a ``_seen`` matrix whose config extends :class:`PriorConfig`. A model calls
-    :meth:`_keep_event_times` in ``_fit`` and saves :meth:`_prior_state` with its state."""
+    :meth:`_fit_prior` in ``_fit``, :meth:`_prior` on new users' scores, and saves :meth:`_prior_state` with
+    its state."""
 
     def _fit_prior(self, train: Interactions) -> None:
         """Keep what the prior needs from the training events: their times (with a window) and the
@@ -77,7 +78,7 @@ class NewUserPrior:
                               "onboarding_weight = 0")
         X = train.binary
         first = train.subset(train.positions < cfg.onboarding_events).binary
-        rest = X - first.multiply(X)
+        rest = X - first  # first ⊆ X: the rest of each user's events (scipy drops the zeros)
         # the users a new one resembles: those with events beyond their first ones
         users = np.flatnonzero(np.diff(rest.indptr) > 0)
         if not len(users):  # nobody went on past their first events: nothing to learn, no term

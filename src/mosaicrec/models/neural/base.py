@@ -12,8 +12,11 @@ from pydantic import Field
 from mosaicrec.data.schema import Interactions
 from mosaicrec.fusion import FusionConfig, modality_matrix, select_modalities
 from mosaicrec.models.base import BaseRecommender, ModelConfig
-from mosaicrec.models.mf import FactorScoring
+from mosaicrec.models.mf import BPRConfig, FactorScoring
 from mosaicrec.models.trainer import recall_at, train_epochs
+
+
+_BPR = BPRConfig.model_fields  # the 'bpr' start's defaults are BPR's own
 
 
 class NeuralConfig(ModelConfig):
@@ -42,11 +45,13 @@ class NeuralConfig(ModelConfig):
                                            "so training refines a strong solution and content adds to it "
                                            "(the content part still trains: new items need it). 'random': "
                                            "from scratch")
-    init_iterations: int = Field(100, ge=1, description="BPR epochs of the 'bpr' start (BPR's default)")
-    init_learning_rate: float = Field(0.01, gt=0, le=10, description="SGD rate of the 'bpr' start (BPR's "
-                                      "default; set it to a tuned BPR's, since the start is what a model "
-                                      "keeps when no epoch beats it)")
-    init_regularization: float = Field(0.01, ge=0, le=100, description="L2 of the 'bpr' start (BPR's default)")
+    init_iterations: int = Field(_BPR["iterations"].default, ge=1,
+                                 description="BPR epochs of the 'bpr' start (BPR's default)")
+    init_learning_rate: float = Field(_BPR["learning_rate"].default, gt=0, le=10, description="SGD rate of "
+                                      "the 'bpr' start (BPR's default; set it to a tuned BPR's, since the start "
+                                      "is what a model keeps when no epoch beats it)")
+    init_regularization: float = Field(_BPR["regularization"].default, ge=0, le=100,
+                                       description="L2 of the 'bpr' start (BPR's default)")
     init_lr_scale: float = Field(0.1, gt=0, le=1, description="learning rate of the started (id) vectors, "
                                  "as a share of lr")
     refit: bool = Field(True, description="with early_stopping: train the chosen number of epochs again on "

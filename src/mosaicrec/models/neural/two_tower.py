@@ -81,8 +81,7 @@ class TwoTower(_NeuralModel):
                     layer.bias.zero_()
                 V = V * self.warm[:, None]  # as exported: items without events have no id vector
                 hist, hmask = self.export_history()
-                w = hmask.float()
-                feats = [(V[hist] * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1.0)]
+                feats = [_history_mean(V[hist], hmask)]
                 if self.w_prof is not None:
                     feats.append(self.profiles)
                 F = torch.cat(feats, dim=1).double()
@@ -111,9 +110,7 @@ class TwoTower(_NeuralModel):
                 h = vec_of(hist)  # (b, L, d)
                 if target is not None:  # a user's own target never explains itself
                     hmask = hmask & (hist != target[:, None])
-                w = hmask.float()
-                mean = (h * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1.0)
-                x = self.w_hist(mean)
+                x = self.w_hist(_history_mean(h, hmask))
                 idv = self.user(u) if keep_id is None else self.user(u) * keep_id[:, None]
                 x = x + idv
                 if self.w_prof is not None:
@@ -158,6 +155,12 @@ class TwoTower(_NeuralModel):
         if getattr(self, "W_prof_", None) is not None and profiles is not None:
             u = u + _normalise(profiles) @ self.W_prof_
         return u.astype(np.float32)
+
+
+def _history_mean(vectors, mask):
+    """Mean of each row's history vectors (``b × L × d``) over its unmasked slots (0 for an empty row)."""
+    w = mask.float()
+    return (vectors * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1.0)
 
 
 def _sample_history(X: sp.csr_matrix, length: int, rng: np.random.Generator):

@@ -21,9 +21,10 @@ Two parts, run apart because of their cost on 2 cores:
 - ``--part neural``: the BPR-trained neural models (hybrid with each fusion, with and without InfoNCE
   alignment, VBPR, graph, two-tower) and the peer, Cornac's VBPR, on the same warm splits with the same
   features (ratio ours / Cornac). Their fits take 10-60 s each on 2 cores, so by default they run with
-  their default settings (15 epochs at most); ``--trials N`` tunes them on validation with N Optuna trials
-  per seed and scenario over the built-in spaces (lr, L2, and on new items the BPR or random start), about
-  N+1 times longer.
+  their default settings (15 epochs at most); ``--trials N`` tunes them and BPR on validation with N
+  Optuna trials per seed and scenario over the built-in spaces (lr, L2, and on new items the BPR or random
+  start), about N+1 times longer. Each neural model's BPR start takes the run's BPR settings in the same
+  seed and scenario (``start_from``), tuned ones with ``--trials``.
 
 Paired comparisons (per user, pooled over seeds; t-test and sign test) answer the issue's questions:
 content vs the best interaction-only model (warm, sparse), new-user models vs MostPopular, fusion vs text
@@ -114,8 +115,8 @@ class CornacVBPR(BaseRecommender):
         return out
 
 
-def s(name: str, label: str, **params: Any) -> ModelSpec:
-    return ModelSpec(name=name, label=label, params=params)
+def s(name: str, label: str, start_from: str | None = None, **params: Any) -> ModelSpec:
+    return ModelSpec(name=name, label=label, params=params, start_from=start_from)
 
 
 def content_specs() -> tuple[list[ModelSpec], dict[str, dict]]:
@@ -149,7 +150,7 @@ def content_specs() -> tuple[list[ModelSpec], dict[str, dict]]:
 
 
 def neural_specs(epochs: int) -> tuple[list[ModelSpec], dict[str, dict]]:
-    n = {"epochs": epochs}
+    n = {"epochs": epochs, "start_from": "BPR"}  # each BPR start is the BPR tuned in the same seed and scenario
     specs = [
         s("ease", "EASE"),
         s("bpr", "BPR", factors=64, iterations=100),
@@ -163,11 +164,10 @@ def neural_specs(epochs: int) -> tuple[list[ModelSpec], dict[str, dict]]:
         s("graph", "graph (all)", **n, fusion={"modalities": ALL}),
         s("two-tower", "two-tower (all, +profile)", **n, fusion={"modalities": ALL}),
     ]
-    # the neural models take the built-in spaces (lr and L2; on new items also the start, BPR or random,
-    # since the BPR start trains the content part less; the two-tower's user-id dropout)
-    spaces = {}
-    spaces["EASE"] = {"reg": {"low": 50.0, "high": 50000.0, **LOG}}
-    spaces["BPR"] = {"learning_rate": {"low": 0.005, "high": 0.1, **LOG}}
+    # BPR and the neural models take the built-in spaces (BPR: learning rate and L2; neural: lr and L2; on
+    # new items also the start, BPR or random, since the BPR start trains the content part less; the
+    # two-tower's user-id dropout)
+    spaces = {"EASE": {"reg": {"low": 50.0, "high": 50000.0, **LOG}}}
     return specs, spaces
 
 

@@ -9,12 +9,15 @@ catalog growing as the square root of the events (3,600 items at 1M, as MovieLen
 For each size and seed: a random 80/20 split, every model fitted on the training part and scored by full
 ranking on the test part, through the same path as ``mosaicrec evaluate`` (``run_experiment``). Each
 neural model stops early on a validation part of its training events (Recall@20, patience 3) and starts
-from a BPR fit (``init = "bpr"``); the start is a candidate of early stopping too, kept when no epoch
-beats it on validation (the "epoch kept" column: -1); ``--trials N`` also tunes the learning rate and
-L2 by Optuna on a validation split (N trials per model, seed and size). Paired per-user comparisons against BPR.
+from a BPR fit (``init = "bpr"``) with the settings of the run's BPR (``start_from``); the start is a
+candidate of early stopping too, kept when no epoch beats it on validation (the "epoch kept" column: -1).
+``--trials N`` tunes BPR and EASE by Optuna on a validation split (N trials per model, seed and size; the
+neural starts then follow the tuned BPR), and with ``--tune-neural`` the neural models' learning rate and
+L2 too. Paired per-user comparisons against BPR.
 
 Writes benchmarks/results/scale.json and scale.md.
-Usage: python benchmarks/scale.py [--sizes 100000 300000 1000000] [--seeds 0 1 2] [--trials 0] [--out scale]
+Usage: python benchmarks/scale.py [--sizes 100000 300000 1000000] [--seeds 0 1 2] [--trials 0] [--tune-neural]
+       [--out scale]
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ NEURAL = {"epochs": 30, "early_stopping": 3, "batch_size": 8192, "lr": 3e-3, "re
 SPACE = {"lr": {"low": 1e-3, "high": 1e-2, "log": True}, "reg": {"low": 1e-3, "high": 3e-2, "log": True}}
 MODELS = [("bpr", "BPR", {}), ("ease", "EASE", {}), ("hybrid", "hybrid", NEURAL), ("vbpr", "VBPR", NEURAL),
           ("graph", "graph", NEURAL), ("two-tower", "two-tower", NEURAL)]
+BASELINES = ("BPR", "EASE")
 
 
 def catalog_size(events: int) -> tuple[int, int]:
@@ -52,12 +56,15 @@ def catalog_size(events: int) -> tuple[int, int]:
 def run_size(events: int, args, console: Console) -> dict[str, Any]:
     n_users, n_items = catalog_size(events)
     dataset, content = synthetic_catalog(n_users, n_items, events, seed=0)
-    specs = [ModelSpec(name=n, label=label, params=p) for n, label, p in MODELS if label in args.models]
+    # every neural model's BPR start is the run's BPR as fitted (and tuned) in the same seed
+    start = "BPR" if "BPR" in args.models else None
+    specs = [ModelSpec(name=n, label=label, params=p, start_from=None if label in BASELINES else start)
+             for n, label, p in MODELS if label in args.models]
     tuning = None
     if args.trials:
-        neural = [label for n, label, _ in MODELS if label in args.models and n not in ("bpr", "ease")]
-        tuning = TuningConfig(trials=args.trials, metric="recall@10", models=neural,
-                              space={label: SPACE for label in neural})
+        neural = [label for label in args.models if label not in BASELINES] if args.tune_neural else []
+        tuning = TuningConfig(trials=args.trials, metric="recall@10", space={label: SPACE for label in neural},
+                              models=[label for label in args.models if label in BASELINES] + neural)
     t0 = time.perf_counter()
     result = run_experiment(dataset, SplitConfig(kind="random", test_fraction=0.2), specs,
                             EvaluationConfig(ks=[10, 20], metrics=["ndcg", "recall"]), name=f"scale-{events}",
@@ -102,7 +109,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--trials", type=int, default=0, help="Optuna trials of lr and reg per neural model")
+    ap.add_argument("--trials", type=int, default=0, help="Optuna trials per model, seed and size: BPR's and "
+                    "EASE's built-in spaces (the neural starts follow the tuned BPR)")
+    ap.add_argument("--tune-neural", action="store_true", help="with --trials: also tune the neural models' "
+                    "lr and L2 (3-7 min per trial at 1M events)")
     ap.add_argument("--models", nargs="+", default=[label for _, label, _ in MODELS])
     ap.add_argument("--out", default="scale", help="results file name (benchmarks/results/OUT.json and .md)")
     args = ap.parse_args()
@@ -140,12 +150,15 @@ def write(sizes: list[dict], args, seconds: float, console: Console) -> None:
             slope = float(np.polyfit(np.log(ev), np.log(np.maximum(fit, 1e-3)), 1)[0])
             growth.append({"model": m, "fit_s": fit, "exponent": slope})
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"meta": {"seeds": args.seeds, "trials": args.trials, "neural_params": NEURAL,
+    payload = {"meta": {"seeds": args.seeds, "trials": args.trials, "tune_neural": args.tune_neural,
+                        "neural_params": NEURAL,
                         "environment": environment(), "seconds": round(seconds, 1)},
                "sizes": sizes, "growth": growth}
     (RESULTS / f"{args.out}.json").write_text(json.dumps(payload, indent=2, default=str))
-    how = f"lr and L2 tuned on validation ({args.trials} Optuna trials)" if args.trials else \
-        "fixed lr/L2, epochs chosen by early stopping on validation"
+    how = "neural: fixed lr/L2, epochs chosen by early stopping on validation, BPR start as BPR's"
+    if args.trials:
+        how = (f"BPR and EASE{' and the neural lr/L2' if args.tune_neural else ''} tuned on validation "
+               f"({args.trials} Optuna trials); {how if not args.tune_neural else 'neural BPR start as BPR'}")
     md = [f"# Neural models at scale (synthetic catalog; seeds {', '.join(map(str, args.seeds))}; {how}; "
           f"{seconds / 60:.0f} min on {environment().get('cpus', '?')} CPUs)", "",
           "| " + " | ".join(cols) + " |", "|---:|---|---:|---:|---:|---:|---:|", *lines]

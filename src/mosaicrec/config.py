@@ -31,7 +31,7 @@ from mosaicrec.encoders.stage import ContentConfig
 from mosaicrec.evaluation.protocol import EvaluationConfig
 from mosaicrec.evaluation.runner import ColdStartConfig
 from mosaicrec.evaluation.tuning import TuningConfig
-from mosaicrec.models.base import MODELS, ModelSpec
+from mosaicrec.models.base import MODELS, ModelSpec, check_starts
 
 
 class DatasetConfig(BaseModel):
@@ -86,6 +86,10 @@ class ExperimentConfig(BaseModel):
         labels = [m.display for m in self.models]
         if len(set(labels)) != len(labels):
             raise ValueError("two models share a label: give each a distinct label")
+        try:
+            check_starts(self.models)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
         if self.baseline is not None and self.baseline not in labels:
             raise ValueError(f"baseline {self.baseline!r} is not a model label ({', '.join(labels)})")
         if self.tuning is not None:

@@ -163,6 +163,15 @@ def test_config_takes_seeds_tuning_and_baseline_and_refuses_bad_ones():
         parse_config({**base, "seeds": []})
 
 
+def test_new_user_prior_settings_are_tuned_in_the_new_user_scenario_only():
+    """They never act on trained users: tuning them in the warm or new-item runs spends trials for nothing."""
+    cfg = TuningConfig(space={"EASE": {"reg": [10, 100], "history_popularity": [0.0, 1.0],
+                                       "onboarding_events": [3, 5]}})
+    assert set(cfg.space_for("EASE", "ease", "warm")) == {"reg"}
+    assert set(cfg.space_for("EASE", "ease", "new items")) == {"reg"}
+    assert set(cfg.space_for("EASE", "ease", "new users")) == {"reg", "history_popularity", "onboarding_events"}
+
+
 def test_sparse_slices_are_the_rows_and_items_with_few_training_events():
     from mosaicrec.evaluation.protocol import EvaluationConfig, evaluate_ranking
 
@@ -186,3 +195,45 @@ def test_sparse_slices_are_the_rows_and_items_with_few_training_events():
     sliced = evaluate_ranking(model, rare, exclude=train.binary, config=cfg,
                               candidates=np.flatnonzero(counts <= 12))
     assert row.cold["items ≤12"]["recall@20"] == pytest.approx(sliced.metrics["recall@20"])
+
+
+def test_start_from_gives_each_neural_start_the_bpr_chosen_in_the_same_seed():
+    """A neural model's BPR start follows the BPR tuned on validation in the same seed and scenario: the
+    start it keeps when no epoch beats it is then the tuned BPR, not BPR at its defaults."""
+    x = planted(per_user=12)
+    content = planted_content(x)
+    neural = {"dim": 8, "epochs": 1, "batch_size": 256, "early_stopping": 0}
+    specs = [ModelSpec(name="bpr", label="BPR", params={"factors": 8, "iterations": 5}),
+             ModelSpec(name="hybrid", params=neural, start_from="BPR"),
+             ModelSpec(name="vbpr", params={**neural, "init_iterations": 5})]
+    tuning = TuningConfig(method="grid", models=["BPR"],
+                          space={"BPR": {"learning_rate": [0.003, 0.07], "regularization": [0.2, 0.0001]}})
+    result = run_experiment(_dataset(x), SplitConfig(), specs, content=content, tuning=tuning,
+                            keep_models=True)
+    bpr, hybrid, vbpr = result.rows
+    chosen = bpr.runs[0]["chosen"]
+    assert chosen != {"learning_rate": 0.01, "regularization": 0.01}  # the grid holds no default
+    assert hybrid.fitted.config.init_learning_rate == chosen["learning_rate"]
+    assert hybrid.fitted.config.init_regularization == chosen["regularization"]
+    assert hybrid.fitted.config.init_iterations == 5  # untuned settings follow too
+    assert vbpr.fitted.config.init_learning_rate == 0.01  # without start_from: BPR's defaults
+
+
+def test_start_from_is_refused_unless_it_names_an_earlier_bpr():
+    from mosaicrec.config import parse_config
+
+    data = {"dataset": {"name": "movielens-100k"}, "content": {"encoders": {"text": "minilm"}}}
+    ok = parse_config({**data, "models": [{"name": "bpr"}, {"name": "hybrid", "start_from": "bpr"}]})
+    assert ok.models[1].start_from == "bpr"
+    for models, match in [
+        ([{"name": "hybrid", "start_from": "bpr"}, {"name": "bpr"}], "listed before it"),
+        ([{"name": "ease"}, {"name": "hybrid", "start_from": "ease"}], "'bpr' model"),
+        ([{"name": "bpr"}, {"name": "hybrid", "start_from": "nosuch"}], "'nosuch'"),
+        ([{"name": "bpr"}, {"name": "ease", "start_from": "bpr"}], "no BPR start"),
+        ([{"name": "bpr"}, {"name": "hybrid", "start_from": "bpr", "params": {"init_learning_rate": 0.05}}],
+         "either start_from or"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            parse_config({**data, "models": models})
+    with pytest.raises(ConfigError, match="listed before it"):
+        run_experiment(_dataset(planted()), SplitConfig(), [ModelSpec(name="hybrid", start_from="BPR")])

@@ -71,6 +71,14 @@ class UserSchema(_Schema):
     attributes: list[str] = Field(default_factory=list)
 
 
+def binary_rows(m: sp.spmatrix) -> sp.csr_matrix:
+    """A float32 CSR copy of ``m`` with 1.0 at every stored entry: which items each row holds, not how
+    often or how strongly."""
+    out = sp.csr_matrix(m, dtype=np.float32, copy=True)
+    out.data[:] = 1.0
+    return out
+
+
 @dataclass(frozen=True)
 class Interactions:
     """Events as index arrays into fixed user/item id maps.
@@ -139,9 +147,7 @@ class Interactions:
     @cached_property
     def binary(self) -> sp.csr_matrix:
         """User×item CSR with 1.0 wherever any event exists."""
-        m = self.matrix.copy()
-        m.data[:] = 1.0
-        return m
+        return binary_rows(self.matrix)
 
     @cached_property
     def positions(self) -> np.ndarray:

@@ -24,6 +24,7 @@ import platform
 import time
 import tracemalloc
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,7 @@ from mosaicrec.evaluation.protocol import (EvaluationConfig, diversity_tradeoff,
                                            item_popularity)
 from mosaicrec.evaluation.stats import mean_std, paired
 from mosaicrec.evaluation.tuning import TuningConfig, apply, tune
-from mosaicrec.models.base import MODELS, BaseRecommender, ModelSpec, create
+from mosaicrec.models.base import MODELS, BaseRecommender, ModelSpec, check_starts, create, start_params
 from mosaicrec.models.query import Query
 
 
@@ -80,6 +81,12 @@ class Task:
     #: encoding every user's profile text costs seconds and most models never read it
     profile_fn: Any = None
     _profiles: dict[str, np.ndarray | None] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def shown(self) -> Query:
+        """New users: the support events as a query of every user, with times (a time-aware prior reads
+        them); built once per task, not once per model."""
+        return Query.of_events(self.support)
 
     def profiles(self, part: str) -> np.ndarray | None:
         """Profile embeddings of every user from the ``"train"`` or ``"support"`` events."""
@@ -167,6 +174,7 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
     labels = [m.display for m in models]
     if baseline is not None and baseline not in labels:
         raise ConfigError(f"baseline {baseline!r} is not one of the models ({', '.join(labels)})")
+    check_starts(models)
     if tuning is not None:
         try:
             tuning.check_metric(eval_config.metrics, eval_config.ks)
@@ -190,11 +198,13 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
             if s_i == 0:
                 split_info = _split_info(sc_cfg, tasks, item_vectors, has_genres)
             validations: dict[str, Task] = {}
+            fitted: dict[tuple[str, str], dict[str, Any]] = {}  # (label, scenario) → params fitted this seed
             for spec in models:
                 row = rows[spec.display]
                 for task in tasks:
                     progress.update(bar, description=f"seed {seed}: {spec.display}, {task.name}")
-                    params, tuned = dict(spec.params), None
+                    params = start_params(spec, fitted.get((spec.start_from, task.name), {}))
+                    tuned = None
                     if "seed" in MODELS[spec.name].Config.model_fields and "seed" not in params:
                         params["seed"] = seed
                     space = (tuning.space_for(spec.display, spec.name, task.name, MODELS[spec.name].Config.model_fields)
@@ -213,6 +223,7 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
                     t0 = time.perf_counter()
                     model = _fit(spec.name, params, task, content)
                     fit_s = time.perf_counter() - t0
+                    fitted[(spec.display, task.name)] = model.config.model_dump()
                     peak = tracemalloc.get_traced_memory()[1] / 2**20
                     tracemalloc.stop()
                     t0 = time.perf_counter()
@@ -363,7 +374,7 @@ def _score(model: BaseRecommender, task: Task, cfg: EvaluationConfig, popularity
     """Ranking metrics of a fitted model on a task; ``None`` where the model cannot score it."""
     score_fn = None
     if task.support is not None:
-        shown = Query.of_events(task.support)  # their events with times (a time-aware prior reads them)
+        shown = task.shown
         prof = task.profiles("support") if model.uses_profiles else None
 
         def fold_in(users: np.ndarray) -> np.ndarray:

@@ -82,6 +82,11 @@ SCENARIO_SPACES: dict[str, dict[str, Any]] = {
 }
 
 
+#: parameters that act in one scenario only, so they are tuned there only, even where a space names them
+#: for every scenario: the new-user prior reads only the histories of users the model was not trained on
+SCENARIO_ONLY: dict[str, frozenset[str]] = {"new users": frozenset(SCENARIO_SPACES["new users"])}
+
+
 class TuningConfig(BaseModel):
     """The ``[tuning]`` section: how hyper-parameters are chosen on validation."""
 
@@ -116,6 +121,9 @@ class TuningConfig(BaseModel):
         raw = dict(given if given is not None else DEFAULT_SPACES.get(name, {}))
         if given is None:
             raw.update({k: v for k, v in SCENARIO_SPACES.get(scenario or "", {}).items() if k in fields})
+        if scenario is not None:  # a parameter that acts in one scenario only costs trials elsewhere
+            raw = {k: v for k, v in raw.items()
+                   if all(k not in only or sc == scenario for sc, only in SCENARIO_ONLY.items())}
         if not raw:
             return None
         return {k: v if isinstance(v, (list, ParamRange)) else ParamRange(**v) if isinstance(v, dict) else [v]

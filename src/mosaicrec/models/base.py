@@ -78,6 +78,11 @@ def register(name: str) -> Callable[[type[BaseRecommender]], type[BaseRecommende
     return deco
 
 
+#: a BPR's setting → the parameter of a model's BPR start that takes it (see ``ModelSpec.start_from``)
+START_PARAMS = {"learning_rate": "init_learning_rate", "regularization": "init_regularization",
+                "iterations": "init_iterations"}
+
+
 class ModelSpec(BaseModel):
     """One model to train: a registered ``name``, its ``params``, and an optional ``label`` for tables."""
 
@@ -86,11 +91,22 @@ class ModelSpec(BaseModel):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
     label: str | None = None
+    start_from: str | None = Field(None, description="label of a 'bpr' model listed earlier: this model's BPR "
+                                   "start takes that model's settings as fitted in the same seed and scenario "
+                                   "(tuned on validation where it is tuned), so the start it may keep is the "
+                                   "tuned BPR and not BPR at its defaults; the start keeps this model's width")
 
     @model_validator(mode="after")
     def _known(self) -> ModelSpec:
         if self.name not in MODELS:
             raise ValueError(f"unknown model {self.name!r}; available: {', '.join(sorted(MODELS))}")
+        if self.start_from is not None:
+            fields = MODELS[self.name].Config.model_fields
+            if "init_learning_rate" not in fields:
+                raise ValueError(f"start_from: model {self.name!r} has no BPR start")
+            clash = sorted(set(START_PARAMS.values()) & set(self.params))
+            if clash:
+                raise ValueError(f"start_from sets {', '.join(clash)}: give either start_from or the values")
         try:
             create(self.name, self.params)  # validates the hyper-parameters now, before any training
         except ConfigError as e:
@@ -100,6 +116,23 @@ class ModelSpec(BaseModel):
     @property
     def display(self) -> str:
         return self.label or self.name
+
+
+def check_starts(specs: Sequence[ModelSpec]) -> None:
+    """Refuse a ``start_from`` that names no 'bpr' model listed before the model (it is fitted first)."""
+    before: dict[str, str] = {}
+    for spec in specs:
+        if spec.start_from is not None and before.get(spec.start_from) != "bpr":
+            raise ConfigError(f"model {spec.display!r}: start_from {spec.start_from!r} must be the label of a "
+                              f"'bpr' model listed before it")
+        before[spec.display] = spec.name
+
+
+def start_params(spec: ModelSpec, fitted: dict[str, Any]) -> dict[str, Any]:
+    """``spec``'s params with its BPR start set from the params ``fitted`` of the model it starts from."""
+    if spec.start_from is None:
+        return dict(spec.params)
+    return {**spec.params, **{ours: fitted[theirs] for theirs, ours in START_PARAMS.items() if theirs in fitted}}
 
 
 def create(name: str, params: dict[str, Any] | None = None) -> BaseRecommender:

@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
-import scipy.sparse as sp
 from pydantic import BaseModel, Field
 
-from mosaicrec.data.schema import Interactions
+from mosaicrec.data.schema import Interactions, binary_rows
 from mosaicrec.errors import MosaicError
 from mosaicrec.models.query import Query
 
@@ -142,8 +141,7 @@ class NewUserPrior:
         if beta > 0:
             out += np.float32(beta) * self._popularity_term(query, len(scores))
         if gamma > 0 and query is not None and len(getattr(self, "onboard_map_", ())):
-            started = sp.csr_matrix(query.history, dtype=np.float32, copy=True)
-            started.data[:] = 1.0  # the map learned from which items users started with, not how often
+            started = binary_rows(query.history)  # the map learned which items users started with
             out += np.float32(gamma) * _z(np.asarray(started @ self.onboard_map_) + self.onboard_mean_)
         return out.astype(np.float32)
 

@@ -6,6 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
+from mosaicrec.data.schema import binary_rows
 from mosaicrec.models.base import register
 from mosaicrec.models.query import Query
 from mosaicrec.models.neural.base import NeuralConfig, _copy_start, _init, _net_base, _NeuralModel, _normalise, _torch
@@ -150,8 +151,7 @@ class TwoTower(_NeuralModel):
             return super().query_factors(query)
         history, profiles = query.history, query.profiles
         counts = np.maximum(np.diff(history.indptr), 1)[:, None]
-        binary = sp.csr_matrix((np.ones_like(history.data), history.indices, history.indptr), history.shape)
-        u = np.asarray(binary @ self.V_) / counts @ self.W_hist_
+        u = np.asarray(binary_rows(history) @ self.V_) / counts @ self.W_hist_
         if getattr(self, "W_prof_", None) is not None and profiles is not None:
             u = u + _normalise(profiles) @ self.W_prof_
         return u.astype(np.float32)

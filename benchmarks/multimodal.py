@@ -29,7 +29,7 @@ Two parts, run apart because of their cost on 2 cores:
 Paired comparisons (per user, pooled over seeds; t-test and sign test) answer the issue's questions:
 content vs the best interaction-only model (warm, sparse), new-user models vs MostPopular, fusion vs text
 alone. Writes benchmarks/results/multimodal[-neural].json and .md.
-Usage: python benchmarks/multimodal.py [--part content|neural] [--seeds 0 1 2] [--trials 20]
+Usage: python benchmarks/multimodal.py [--part content|neural] [--seeds 0 1 2] [--trials 20] [--tune LABEL ...]
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from mosaicrec.evaluation.stats import fmt, paired
 from mosaicrec.evaluation.tuning import TuningConfig
 from mosaicrec.fusion import concat_features
 from mosaicrec.models.base import BaseRecommender, ModelConfig, ModelSpec, register
+from scale import warm_up  # benchmarks/ is on the path of a script run from it
 
 RESULTS = Path(__file__).parent / "results"
 CONTENT = ContentConfig(
@@ -200,6 +201,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--trials", type=int, default=None, help="optuna trials per model, scenario and seed; "
                     "0: no tuning [default: 20 content, 0 neural]")
+    ap.add_argument("--tune", nargs="*", help="with trials: labels to tune (default: every model with a space); "
+                    "e.g. --tune BPR EASE tunes the baselines and keeps the neural models at their defaults, "
+                    "their BPR starts following the tuned BPR")
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--only", nargs="*", help="labels to run (default: all)")
     args = ap.parse_args()
@@ -209,11 +213,13 @@ def main() -> None:
     specs, spaces = content_specs() if args.part == "content" else neural_specs(args.epochs)
     specs = [m for m in specs if not args.only or m.display in args.only]
     trials = args.trials if args.trials is not None else (20 if args.part == "content" else 0)
-    tuning = TuningConfig(method="optuna", trials=trials, space=spaces, prune=True) if trials else None
+    tuning = TuningConfig(method="optuna", trials=trials, space=spaces, prune=True,
+                          models=args.tune or None) if trials else None
     evaluation = EvaluationConfig(ks=[10, 20], metrics=["ndcg", "recall", "precision", "hitrate", "coverage"],
                                   sparse_users=20, sparse_items=10)
     split = SplitConfig(kind="random", test_fraction=0.2, rating_threshold=4, validation_fraction=0.2)
     cold = ColdStartConfig(items=0.2, users=0.2, support=3, profile_encoder="minilm")
+    warm_up(specs)
     t0 = time.perf_counter()
     result = run_experiment(data, split, specs, evaluation, name=f"multimodal-{args.part}", console=console,
                             content=content, cold_start=cold, seeds=args.seeds, tuning=tuning)
@@ -239,6 +245,9 @@ def write(result, args, seconds: float, console: Console) -> None:
                 row[f"{sc} {k}"] = (m[k], sd.get(k, 0.0)) if k in m else None
         warm_fits = [run["fit_seconds"] for run in r.runs if run["scenario"] == "warm"]
         row["fit_s"] = round(float(np.mean(warm_fits)), 2) if warm_fits else None
+        # per seed, the warm epoch early stopping kept (-1: no epoch beat the BPR start on validation)
+        kept = [run["best_epoch"] for run in r.runs if run["scenario"] == "warm" and "best_epoch" in run]
+        row["epoch kept"] = ", ".join(map(str, kept)) if kept else None
         table_rows.append(row)
     cols = [c for c in table_rows[0] if any(t[c] is not None for t in table_rows)]
     compared = []
@@ -274,7 +283,9 @@ def write(result, args, seconds: float, console: Console) -> None:
                "rows": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for r in table_rows],
                "paired": compared, "chosen": chosen}
     (RESULTS / f"multimodal{suffix}.json").write_text(json.dumps(payload, indent=2, default=str))
-    how = "tuned on validation" if chosen else "fixed settings, not tuned"
+    tuned = sorted({c["model"] for c in chosen})
+    how = "fixed settings, not tuned" if not tuned else "tuned on validation" if len(tuned) == len(rows) \
+        else f"tuned on validation: {', '.join(tuned)}; the others at fixed settings"
     md = [f"# Multimodal {args.part} (ml100k-multimodal; seeds {', '.join(map(str, args.seeds))}; "
           f"{how}; {seconds / 60:.0f} min)", "",
           "Mean ± std over seeds. Slices of the warm split: `users ≤20` (users with at most 20 training "

@@ -93,16 +93,18 @@ def run_size(events: int, args, console: Console) -> dict[str, Any]:
                        for r in result.rows for run in r.runs if "chosen" in run]}
 
 
-def warm_up(labels: list[str]) -> None:
-    """Fit each model once on a tiny catalog, so numba compilation and torch's first import are not
-    counted in the first timed fit."""
-    from mosaicrec.models import create
+def warm_up(specs: list[ModelSpec]) -> None:
+    """Fit each kind of model once on a tiny catalog, so numba compilation and torch's first import (with
+    its optimiser's) are not counted in the first timed fit (the runner times fits under tracemalloc, which
+    makes an import several times slower)."""
+    from mosaicrec.models import MODELS, create
 
     dataset, content = synthetic_catalog(100, 60, 1500, seed=99)
-    for name, label, params in MODELS:
-        if label in labels:
-            create(name, {**params, "epochs": 1} if "epochs" in params else params).fit(
-                dataset.interactions, content=content)
+    for name in dict.fromkeys(spec.name for spec in specs):
+        fields = MODELS[name].Config.model_fields
+        params = {k: 1 for k in ("epochs", "iterations") if k in fields}
+        if params and MODELS[name].__module__.startswith("mosaicrec."):  # trained ones (numba or torch)
+            create(name, params).fit(dataset.interactions, content=content)
 
 
 def main() -> None:
@@ -117,7 +119,7 @@ def main() -> None:
     ap.add_argument("--out", default="scale", help="results file name (benchmarks/results/OUT.json and .md)")
     args = ap.parse_args()
     console = Console()
-    warm_up(args.models)
+    warm_up([ModelSpec(name=n, label=label) for n, label, _ in MODELS if label in args.models])
     t0 = time.perf_counter()
     sizes = []
     for n in args.sizes:  # written after every size: the 1M runs take most of the time

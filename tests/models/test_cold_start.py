@@ -234,7 +234,7 @@ def test_bpr_start_scores_as_bpr_before_training_moves_it():
     params = {**NEURAL, "epochs": 1, "lr": 1e-12, "init": "bpr", "init_iterations": 20}
     bpr = create("bpr", {"factors": NEURAL["dim"], "iterations": 20, "seed": 42, "num_threads": 1}).fit(x)
     users = np.arange(x.n_users)
-    for name in ("hybrid", "two-tower", "graph"):
+    for name in ("hybrid", "two-tower", "graph", "vbpr"):  # VBPR's γ has the full width: its start is this BPR
         model = create(name, params).fit(x, content=planted_content(x))
         np.testing.assert_allclose(model.score(users), bpr.score(users), atol=1e-4)
     # the start takes BPR's settings (a tuned BPR's learning rate and L2)

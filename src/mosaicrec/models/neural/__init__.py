@@ -21,6 +21,6 @@ from mosaicrec.models.neural.base import NeuralConfig
 from mosaicrec.models.neural.graph import GraphConfig, GraphModel
 from mosaicrec.models.neural.hybrid import Hybrid
 from mosaicrec.models.neural.two_tower import TwoTower, TwoTowerConfig
-from mosaicrec.models.neural.vbpr import VBPR
+from mosaicrec.models.neural.vbpr import VBPR, VBPRConfig
 
-__all__ = ["GraphConfig", "GraphModel", "Hybrid", "NeuralConfig", "TwoTower", "TwoTowerConfig", "VBPR"]
+__all__ = ["GraphConfig", "GraphModel", "Hybrid", "NeuralConfig", "TwoTower", "TwoTowerConfig", "VBPR", "VBPRConfig"]

@@ -2,31 +2,43 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from mosaicrec.models.base import register
-from mosaicrec.models.neural.base import _copy_start, _init, _net_base, _NeuralModel, _torch
+from mosaicrec.models.neural.base import NeuralConfig, _copy_start, _init, _net_base, _NeuralModel, _torch
+
+
+class VBPRConfig(NeuralConfig):
+    content_dim: int = Field(32, ge=1, description="width of the visual/content part (θ_u and E f_i); the "
+                             "collaborative part (γ) has dim, the width of the BPR start")
 
 
 @register("vbpr")
 class VBPR(_NeuralModel):
-    """VBPR: half the width is collaborative (γ), half visual/content (θ_u · E f_i), plus item bias and a
-    content bias β'·f_i. The content is any fused set of modalities, not only images."""
+    """VBPR: a collaborative part (γ, ``dim`` wide) beside a visual/content part (θ_u · E f_i,
+    ``content_dim`` wide), plus item bias and a content bias β'·f_i. The content is any fused set of
+    modalities, not only images. γ has the full width so that its BPR start is the BPR of that width:
+    with half of it (the paper's split of one width) the start was a 32-factor BPR, and at 1M events VBPR
+    was 1.0% below the run's tuned 64-factor BPR, the one neural model below it."""
+
+    Config = VBPRConfig
 
     def _build(self, train, feats, masks, warm):
         torch = _torch()
         from torch import nn
-        half = self.config.dim // 2
+        cf, k = self.config.dim, self.config.content_dim
 
         class VBPRNet(_net_base()):
             def __init__(self, cfg):
-                super().__init__(feats, masks, warm, half, cfg, train.n_users)
-                self.gamma_u = _init(nn.Embedding(train.n_users, half))
-                self.theta_u = _init(nn.Embedding(train.n_users, half))
-                self.gamma_i = _init(nn.Embedding(train.n_items, half))
+                super().__init__(feats, masks, warm, k, cfg, train.n_users)
+                self.gamma_u = _init(nn.Embedding(train.n_users, cf))
+                self.theta_u = _init(nn.Embedding(train.n_users, k))
+                self.gamma_i = _init(nn.Embedding(train.n_items, cf))
                 self.bias = nn.Embedding(train.n_items, 1)
                 nn.init.zeros_(self.bias.weight)
-                self.beta = nn.Linear(half, 1, bias=False)
+                self.beta = nn.Linear(k, 1, bias=False)
 
-            cf_width = half
+            cf_width = cf
 
             def start_from(self, U, V, b):
                 return _copy_start([(self.gamma_u.weight, U), (self.gamma_i.weight, V),

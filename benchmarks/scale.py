@@ -97,13 +97,13 @@ def warm_up(specs: list[ModelSpec]) -> None:
     """Fit each kind of model once on a tiny catalog, so numba compilation and torch's first import (with
     its optimiser's) are not counted in the first timed fit (the runner times fits under tracemalloc, which
     makes an import several times slower)."""
-    from mosaicrec.models import MODELS, create
+    from mosaicrec.models import MODELS as REGISTRY, create  # this module's MODELS is the benchmark's list
 
     dataset, content = synthetic_catalog(100, 60, 1500, seed=99)
     for name in dict.fromkeys(spec.name for spec in specs):
-        fields = MODELS[name].Config.model_fields
-        params = {k: 1 for k in ("epochs", "iterations") if k in fields}
-        if params and MODELS[name].__module__.startswith("mosaicrec."):  # trained ones (numba or torch)
+        cls = REGISTRY[name]
+        params = {k: 1 for k in ("epochs", "iterations") if k in cls.Config.model_fields}
+        if params and cls.__module__.startswith("mosaicrec."):  # trained ones (numba or torch)
             create(name, params).fit(dataset.interactions, content=content)
 
 

@@ -300,6 +300,9 @@ _EMOTIFY_EMOTIONS = ["amazement", "solemnity", "tenderness", "nostalgia", "calmn
 
 #: KuaiRand feedback, strongest first: an impression's event is its strongest signal, its weight the level
 _KUAIRAND_LEVELS = (("like", "is_like", 3.0), ("long_view", "long_view", 2.0), ("click", "is_click", 1.0))
+#: the per-impression outcome columns kept in each event's context (0/1, and play time in seconds)
+KUAIRAND_SIGNALS = ("click", "long_view", "like", "play_s")
+_KUAIRAND_VERSION = 2  # bump when the prepared files change, so an older cache is rebuilt
 
 
 @register_dataset("kuairand", "KuaiRand-Pure slice: 228k short-video impressions by 25k users on 6.4k videos "
@@ -308,7 +311,10 @@ _KUAIRAND_LEVELS = (("like", "is_like", 3.0), ("long_view", "long_view", 2.0), (
 def kuairand(data_root: Path, cache: Path) -> DatasetSource:
     """One event per impression: ``event_type`` is its strongest signal (``like`` > ``long_view`` >
     ``click`` > ``impression``) and ``weight`` its level (3, 2, 1, 0), so ``rating_threshold = 1`` keeps the
-    engaged impressions as positives. Context: ``scenario`` (the app tab) and ``hour``.
+    engaged impressions as positives. Context: ``scenario`` (the app tab), ``hour`` and ``weekday``, and
+    the impression's own outcomes ``click``, ``long_view``, ``like`` (0/1) and ``play_s`` (seconds played),
+    which the multi-task models learn from and the impression metrics score against (context models read
+    only their own context column).
 
     The source log repeats 5,885 rows with the same (user, video, time_ms): a repeat is the same impression
     logged twice, so they are **merged** (any signal in either copy counts) and the count is written to
@@ -320,13 +326,16 @@ def kuairand(data_root: Path, cache: Path) -> DatasetSource:
     out = cache / "kuairand"
     files = {k: out / f"{k}.parquet" for k in ("events", "items", "users")}
     newest = max(p.stat().st_mtime for p in root.iterdir())
-    if not all(f.exists() and f.stat().st_mtime >= newest for f in files.values()):
+    facts_file = out / "prepared.json"
+    current = facts_file.exists() and json.loads(facts_file.read_text()).get("version") == _KUAIRAND_VERSION
+    if not current or not all(f.exists() and f.stat().st_mtime >= newest for f in files.values()):
         out.mkdir(parents=True, exist_ok=True)
         raw = pd.read_parquet(root / "events.parquet")
         key = ["user_id", "video_id", "time_ms"]
         signals = [col for _, col, _ in _KUAIRAND_LEVELS]
-        merged = raw.groupby(key, sort=False).agg({**{s: "max" for s in signals}, "tab": "first",
-                                                   "hourmin": "first"}).reset_index()
+        merged = raw.groupby(key, sort=False).agg({**{s: "max" for s in signals}, "play_time_ms": "max",
+                                                   "tab": "first", "hourmin": "first",
+                                                   "date": "first"}).reset_index()
         level = np.zeros(len(merged))
         kind = np.full(len(merged), "impression", dtype=object)
         for name, col, w in reversed(_KUAIRAND_LEVELS):  # weakest first, so the strongest signal wins
@@ -334,7 +343,13 @@ def kuairand(data_root: Path, cache: Path) -> DatasetSource:
             level[on], kind[on] = w, name
         ev = pd.DataFrame({"user_id": merged["user_id"], "item_id": merged["video_id"],
                            "timestamp": merged["time_ms"], "event_type": kind, "weight": level,
-                           "scenario": merged["tab"].astype(str), "hour": (merged["hourmin"] // 100).astype(str)})
+                           "scenario": merged["tab"].astype(str), "hour": (merged["hourmin"] // 100).astype(str),
+                           "weekday": pd.to_datetime(merged["date"].astype(str), format="%Y%m%d").dt.dayofweek
+                                        .astype(str),
+                           # each impression's own outcomes, one column per signal: the multi-task models
+                           # learn from them and the impression metrics (AUC, GAUC) score against them
+                           **{name: merged[col].astype(int).astype(str) for name, col, _ in _KUAIRAND_LEVELS},
+                           "play_s": (merged["play_time_ms"] / 1000.0).round(3).astype(str)})
         vid = pd.read_csv(root / "videos.csv", dtype=str, keep_default_na=False)
         items = pd.DataFrame({
             "item_id": vid["video_id"], "author": vid["author_id"], "video_type": vid["video_type"],
@@ -345,7 +360,7 @@ def kuairand(data_root: Path, cache: Path) -> DatasetSource:
                               .clip(upper=10).astype("Int64").astype(str).replace("<NA>", ""),
         })
         users = pd.read_csv(root / "users.csv", dtype=str, keep_default_na=False)
-        facts = {"events_in_source": int(len(raw)), "repeated_rows_merged": int(len(raw) - len(merged)),
+        facts = {"version": _KUAIRAND_VERSION, "events_in_source": int(len(raw)), "repeated_rows_merged": int(len(raw) - len(merged)),
                  "impressions": int(len(merged)),
                  "event_types": {str(k): int(v) for k, v in ev["event_type"].value_counts().items()}}
         for k, frame in (("events", ev), ("items", items), ("users", users)):
@@ -356,7 +371,8 @@ def kuairand(data_root: Path, cache: Path) -> DatasetSource:
     return DatasetSource(
         name="kuairand",
         events=str(files["events"]),
-        event_schema=EventSchema(timestamp_unit="ms", context=["scenario", "hour"]),
+        event_schema=EventSchema(timestamp_unit="ms", context=["scenario", "hour", "weekday",
+                                                               *KUAIRAND_SIGNALS]),
         items=str(files["items"]),
         item_schema=ItemSchema(title=None, attributes=["author", "video_type", "upload_type", "music_type",
                                                        "tag", "duration_min"]),

@@ -79,6 +79,16 @@ def binary_rows(m: sp.spmatrix) -> sp.csr_matrix:
     return out
 
 
+def context_floats(events: "Interactions", column: str) -> np.ndarray:
+    """A numeric column of the events' context (e.g. an impression's label or play time) as float64; an
+    empty value is 0."""
+    raw = np.asarray(events.context[column]).astype(str)
+    try:
+        return np.where(raw == "", "0", raw).astype(np.float64)
+    except ValueError:
+        raise ValueError(f"event column {column!r} holds values that are no numbers") from None
+
+
 @dataclass(frozen=True)
 class Interactions:
     """Events as index arrays into fixed user/item id maps.

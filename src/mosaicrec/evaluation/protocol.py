@@ -38,6 +38,11 @@ class EvaluationConfig(BaseModel):
                                 "(user, value) with that value as the request's context, score the list "
                                 "against the user's test items in that context, and report each value apart")
 
+    labels: list[str] = Field(default_factory=list, max_length=16, description="impression labels: event "
+                              "columns (e.g. click, long_view, like) of the test impressions, each scored by AUC, "
+                              "GAUC and NDCG@10 over the user's impressed items (per context value too, with "
+                              "context); the test part then keeps its non-engaged impressions")
+
     def model_post_init(self, __context: object) -> None:
         unknown = [m for m in self.metrics if m not in M.ACCURACY_METRICS and m not in BEYOND_ACCURACY]
         if unknown:

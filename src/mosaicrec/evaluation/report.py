@@ -32,8 +32,16 @@ def _cell(r, c: str, seeds: int) -> str:
     return fmt(v, _flat_std(r).get(c) if seeds > 1 else None)
 
 
+def _labels(result: ExperimentResult) -> list[str]:
+    return list(result.config.get("evaluation", {}).get("labels", []))
+
+
 def _columns(result: ExperimentResult) -> list[str]:
     present = {k for r in result.rows for k in _flat(r)}
+    labels = _labels(result)
+    if labels:  # impression experiments: the labels' AUC / GAUC, then the full-catalogue ranking
+        return [c for c in [*(f"{lb} {m}" for lb in labels for m in ("auc", "gauc")), "ndcg@10", "recall@10"]
+                if c in present]
     scenarios = sorted({sc for r in result.rows for sc in r.cold})
     if scenarios:
         return [c for c in [*COLD_HEADLINE, *(f"{sc}: {k}" for sc in scenarios for k in COLD_HEADLINE)]
@@ -91,6 +99,7 @@ def markdown(result: ExperimentResult) -> str:
     for r in result.rows:
         vals = " | ".join(_cell(r, c, n_seeds) for c in cols)
         lines.append(f"| {r.label} | {vals} | {r.fit_seconds:.2f} | {r.peak_memory_mb:.0f} |")
+    lines += _impressions_section(result)
     lines += _context_section(result)
     lines += _paired_section(result)
     lines += _tuning_section(result)
@@ -98,6 +107,36 @@ def markdown(result: ExperimentResult) -> str:
               f"Diversity is measured over {result.split.get('diversity_vectors')}. Environment: "
               + ", ".join(f"{k} {v}" for k, v in result.environment.items()), ""]
     return "\n".join(lines)
+
+
+def _impressions_section(result: ExperimentResult, most: int = 8) -> list[str]:
+    """Per label: AUC, GAUC and NDCG@10 over the impressed items, overall and per context value."""
+    labels = _labels(result)
+    if not labels:
+        return []
+    n_seeds = len(result.seeds) or 1
+    lines = ["", "## Impressions: each feedback label", "",
+             "AUC over all test impressions of users with a training event; GAUC: per-user AUC weighted by "
+             "impressions; iNDCG@10: each user's impressed items (per context value) re-ranked by the model, "
+             "the label as gain. A multi-task model answers each label with its own head.", "",
+             "| model | " + " | ".join(f"{lb} {m}" for lb in labels for m in ("auc", "gauc", "indcg@10")) + " |",
+             "|---|" + "---:|" * (3 * len(labels))]
+    for r in result.rows:
+        lines.append(f"| {r.label} | " + " | ".join(_cell(r, f"{lb} {m}", n_seeds) for lb in labels
+                                                   for m in ("auc", "gauc", "indcg@10")) + " |")
+    rows = [r for r in result.rows if r.impressions]
+    if rows:
+        values = sorted(rows[0].impressions, key=lambda v: -rows[0].impressions[v].get("impressions", 0))[:most]
+        context = result.config.get("evaluation", {}).get("context", "context")
+        for lb in labels:
+            lines += ["", f"{lb} GAUC by {context} (values with ≥ 200 scored test impressions):", "",
+                      "| model | " + " | ".join(f"{v} ({rows[0].impressions[v]['impressions']:.0f})" for v in values)
+                      + " |", "|---|" + "---:|" * len(values)]
+            for r in rows:
+                cells = [fmt(r.impressions[v][f"{lb} gauc"], r.impressions_std[v].get(f"{lb} gauc")
+                             if n_seeds > 1 else None) if v in r.impressions else "—" for v in values]
+                lines.append(f"| {r.label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _paired_section(result: ExperimentResult) -> list[str]:

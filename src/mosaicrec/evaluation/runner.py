@@ -42,6 +42,7 @@ from mosaicrec.errors import ConfigError, NotSupportedError
 from mosaicrec.fusion import concat_features
 from mosaicrec.evaluation.protocol import (EvaluationConfig, diversity_tradeoff, evaluate_ranking, evaluate_ratings,
                                            item_popularity)
+from mosaicrec.evaluation.impressions import impression_metrics
 from mosaicrec.evaluation.stats import mean_std, paired
 from mosaicrec.evaluation.tuning import TuningConfig, apply, tune
 from mosaicrec.models.base import MODELS, BaseRecommender, ModelSpec, check_starts, create, start_params
@@ -122,6 +123,9 @@ class ModelResult:
     #: scenario → metric → paired comparison with the baseline (see :func:`~.stats.paired`)
     paired: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     per_user: dict[tuple[str, str], list[np.ndarray]] = field(default_factory=dict, repr=False)
+    #: with ``[evaluation] labels`` and ``context``: impression metrics per context value (mean, std over seeds)
+    impressions: dict[str, dict[str, float]] = field(default_factory=dict)
+    impressions_std: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -239,6 +243,11 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
                         record.update(chosen=tuned.best_params, validation=tuned.best_value,
                                       trials=len(tuned.trials), tuning_seconds=round(tune_s, 2),
                                       pruned=sum(t["state"] == "pruned" for t in tuned.trials))
+                    if task.name == WARM and eval_config.labels:
+                        overall, by_value = impression_metrics(model, task.train_explicit, task.test_explicit,
+                                                               eval_config.labels, eval_config.context)
+                        record["metrics"].update(overall)
+                        record["impressions_by_context"] = by_value
                     if result is not None:
                         if task.name == WARM:
                             if model.predicts_ratings and dataset.rating_scale is not None:
@@ -289,6 +298,12 @@ def _aggregate(row: ModelResult) -> None:
     by_task: dict[str, list[dict[str, float]]] = {}
     for r in row.runs:
         by_task.setdefault(r["scenario"], []).append(r["metrics"])
+    by_value: dict[str, list[dict[str, float]]] = {}
+    for r in row.runs:
+        for value, metrics in r.get("impressions_by_context", {}).items():
+            by_value.setdefault(value, []).append(metrics)
+    for value, runs in by_value.items():
+        row.impressions[value], row.impressions_std[value] = mean_std(runs)
     for task_name, runs in by_task.items():
         mean, std = mean_std([r for r in runs if r])
         if task_name == WARM:
@@ -364,7 +379,8 @@ def _validation_task(task: Task, split_config: SplitConfig, cold: ColdStartConfi
 
 def _fit(name: str, params: dict[str, Any], task: Task, content: ItemContent | None) -> BaseRecommender:
     model = create(name, params)
-    explicit = model.predicts_ratings and task.train_explicit is not None and task.name == WARM
+    explicit = ((model.predicts_ratings or model.trains_on_impressions) and task.train_explicit is not None
+                and task.name == WARM)
     return model.fit(task.train_explicit if explicit else task.train, content=content,
                      user_profiles=task.profiles("train") if model.uses_profiles else None)
 

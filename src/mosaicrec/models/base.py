@@ -162,6 +162,9 @@ class BaseRecommender:
     #: ``True`` for models that read user profiles (``user_profiles`` at fit, ``profiles`` at fold-in);
     #: callers need not embed profiles for the others.
     uses_profiles: ClassVar[bool] = False
+    #: ``True`` for models that learn from every logged impression (engaged or not) and its outcome
+    #: columns, so an experiment fits them on the explicit events, not only the positives.
+    trains_on_impressions: ClassVar[bool] = False
     #: ``True`` for context models R(u, i, c): their config names the event-context column (``context``)
     #: their scores depend on, and ``contexts_`` lists the values seen in training.
     uses_context: ClassVar[bool] = False
@@ -292,6 +295,23 @@ class BaseRecommender:
         if context is not None and not isinstance(context, str):
             context = list(context)
         return self.score_query(Query(history=history, profiles=profiles, context=context))
+
+    def score_events(self, events: Interactions, batch_size: int = 1024) -> dict[str, np.ndarray]:
+        """Each event's score (its user and item, in the event's own context for context models) as
+        ``{"score": …}``; a multi-task model adds one entry per head. What impression metrics read."""
+        key = self.context_key
+        values = (np.asarray(events.context[key]).astype(str) if key is not None and key in events.context
+                  else np.full(events.n_events, "", object))
+        out = np.zeros(events.n_events, np.float32)
+        for value in np.unique(values):
+            rows = np.flatnonzero(values == value)
+            users, inverse = np.unique(events.users[rows], return_inverse=True)
+            for s in range(0, len(users), batch_size):
+                part = users[s:s + batch_size]
+                scores = self.score(part, context=value or None)
+                hit = (inverse >= s) & (inverse < s + len(part))
+                out[rows[hit]] = scores[inverse[hit] - s, events.items[rows[hit]]]
+        return {"score": out}
 
     # -- factor view (what maximum-inner-product retrieval indexes) -----------------------------------
     def item_factors(self) -> tuple[np.ndarray, np.ndarray | None] | None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.stats import rankdata
 
 from mosaicrec.models.base import top_k
 
@@ -75,3 +76,13 @@ def recall_at(U: np.ndarray, V: np.ndarray, b: np.ndarray | None, seen: sp.csr_m
     rel = relevant[users].toarray() > 0
     hits = np.take_along_axis(rel, top, axis=1).sum(axis=1)
     return float(np.mean(hits / rel.sum(axis=1)))
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The probability that a positive outscores a negative (ties count half); NaN without both classes."""
+    labels = np.asarray(labels) > 0
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if not n_pos or not n_neg:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

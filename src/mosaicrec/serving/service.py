@@ -279,11 +279,13 @@ class Service:
             if fold and len(model_hist):
                 try:
                     x = _history_row(model_hist, view.n_items)
+                    # with the events' times: a sequential model reads them as the order of the history,
+                    # a time-window popularity prior counts "now" from them
+                    times = _time_row(x, ev, snap.catalog.index)
                     if factors:
-                        q = model.query_factors(Query(history=x, context=scenario))[0]
+                        q = model.query_factors(Query(history=x, timestamps=times, context=scenario))[0]
                         how = "query", np.append(q, np.float32(1.0)).astype(np.float32)
-                    else:  # with the events' times, so a time-window popularity prior counts "now"
-                        times = _time_row(x, ev, snap.catalog.index)
+                    else:
                         how = "scores", model.score_query(Query(history=x, timestamps=times, context=scenario))[0]
                     if len(self._folded) >= self.FOLD_CACHE:
                         self._folded.clear()

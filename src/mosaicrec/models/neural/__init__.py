@@ -4,6 +4,10 @@
 * ``vbpr`` — VBPR (He & McAuley 2016): [γ_u; θ_u]·[γ_i; E f_i] + b_i + β'·f_i;
 * ``graph`` — FREEDOM-style (Zhou & Shen 2023): LightGCN over the user–item graph, plus item id embeddings
   propagated over a frozen item–item kNN graph built from content, plus projected content;
+* ``sasrec`` — a causal transformer over the user's ordered history, items as ids, content or both
+  (:mod:`.sequential`; trained with next-item cross-entropy, scored with torch);
+* ``multitask`` — shared-bottom / MMoE / PLE / STAR over logged impressions, one head per feedback signal
+  (:mod:`.multitask`; scored with torch, ranked by a blend of the heads);
 * ``two-tower`` — items from content only (any item with content scores), users from their id, the mean of
   their history's item vectors and an optional profile embedding.
 
@@ -20,7 +24,9 @@ the two-tower model uses its user tower instead.
 from mosaicrec.models.neural.base import NeuralConfig
 from mosaicrec.models.neural.graph import GraphConfig, GraphModel
 from mosaicrec.models.neural.hybrid import Hybrid
+from mosaicrec.models.neural.multitask import MultiTask, MultiTaskConfig
+from mosaicrec.models.neural.sequential import SASRec, SASRecConfig
 from mosaicrec.models.neural.two_tower import TwoTower, TwoTowerConfig
 from mosaicrec.models.neural.vbpr import VBPR, VBPRConfig
 
-__all__ = ["GraphConfig", "GraphModel", "Hybrid", "NeuralConfig", "TwoTower", "TwoTowerConfig", "VBPR", "VBPRConfig"]
+__all__ = ["GraphConfig", "GraphModel", "Hybrid", "MultiTask", "MultiTaskConfig", "NeuralConfig", "SASRec", "SASRecConfig", "TwoTower", "TwoTowerConfig", "VBPR", "VBPRConfig"]

@@ -1,0 +1,464 @@
+"""``multitask``: one network over logged impressions that predicts several feedback signals at once (click,
+long view, like as binary tasks, play time as a regression), in the impression's context.
+
+Input of an impression: user and item embeddings, their element-wise product (the interaction a plain MLP
+finds hard to learn), and an embedding per context feature (``features``: scenario, hour, weekday …; a value
+seen fewer than ``min_events`` times, or a share ``context_dropout`` of training values, is "unknown", so
+the model also scores requests whose context is partly unknown). The shared part is chosen by
+``architecture``:
+
+* ``shared-bottom``: one MLP feeds every task's tower (Caruana 1997);
+* ``mmoe``: ``experts`` MLP experts mixed by a softmax gate per task (Ma et al. 2018);
+* ``ple``: ``experts`` shared plus ``task_experts`` experts per task, each task's gate mixing the shared
+  ones and its own (one CGC extraction layer of PLE, Tang et al. 2020);
+* ``star``: scenario-aware: each layer's weights are a shared matrix times (element-wise) the scenario's own
+  matrix, and its bias their sum (STAR, Sheng et al. 2021), so small scenarios start from the shared
+  network and keep a part of their own; one tower per task on top.
+
+Loss: the tasks' losses (BCE, or MSE on the standardised log1p target) summed with fixed ``weight`` s, or
+with learned uncertainty weights (``loss_weighting = "uncertainty"``: Σ e^(−s_t)·L_t + s_t, Kendall et al.
+2018). With ``attribute``, an auxiliary task asks the item embedding to predict the item's attributes (the
+non-zero entries of that content feature, e.g. a multi-hot of its tags): item-feature generation, which
+gives items with few impressions an embedding shaped by what they are.
+
+Ranking score: a blend of the heads, Σ_t ``blend[t]``·p_t, where p_t is a binary head's probability or a
+regression head's standardised prediction through a sigmoid (so every head is on (0, 1)). The heads
+themselves are returned by :meth:`MultiTask.score_events` (what the impression metrics read).
+
+Early stopping holds out the latest ``validation_share`` of the training impressions (a temporal cut, the
+same kind as the test split), stops on the mean AUC of the binary tasks there and, with ``refit``, trains
+the chosen number of epochs again on everything.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from scipy.special import expit
+
+from mosaicrec.data.schema import Interactions, context_floats
+from mosaicrec.errors import ConfigError
+from mosaicrec.models.base import BaseRecommender, ModelConfig, register
+from mosaicrec.models.query import Query
+from mosaicrec.models.trainer import auc, train_epochs
+
+
+class TaskSpec(BaseModel):
+    """One prediction task: a label column of the events' context."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
+    column: str | None = Field(None, description="the events' context column holding the label (default: name)")
+    kind: Literal["binary", "regression"] = "binary"
+    weight: float = Field(1.0, ge=0, le=1000, description="fixed loss weight")
+    log: bool = Field(False, description="regression: learn log(1 + target)")
+
+    @property
+    def label(self) -> str:
+        return self.column or self.name
+
+
+DEFAULT_TASKS = [TaskSpec(name="click"), TaskSpec(name="long_view"), TaskSpec(name="like"),
+                 TaskSpec(name="play_time", column="play_s", kind="regression", log=True)]
+
+
+class MultiTaskConfig(ModelConfig):
+    tasks: list[TaskSpec] = Field(default_factory=lambda: [t.model_copy() for t in DEFAULT_TASKS],
+                                  min_length=1, max_length=16)
+    architecture: Literal["shared-bottom", "mmoe", "ple", "star"] = "mmoe"
+    context: str = Field("scenario", description="the request's context column (and STAR's scenario)")
+    features: list[str] = Field(default_factory=lambda: ["scenario", "hour", "weekday"], max_length=16,
+                                description="context columns used as categorical input features")
+    min_events: int = Field(5, ge=1, description="feature values seen fewer times are 'unknown'")
+    context_dropout: float = Field(0.1, ge=0, lt=1, description="share of training feature values replaced "
+                                   "by 'unknown', so requests with an unknown context are scored well")
+    dim: int = Field(32, ge=2, le=512, description="embedding width of users, items and each feature")
+    expert_dim: int = Field(64, ge=2, le=2048)
+    experts: int = Field(4, ge=1, le=32, description="mmoe: experts; ple: shared experts")
+    task_experts: int = Field(1, ge=1, le=8, description="ple: experts of each task")
+    tower_dim: int = Field(32, ge=2, le=1024)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    loss_weighting: Literal["fixed", "uncertainty"] = "fixed"
+    attribute: str | None = Field(None, description="content feature whose non-zero entries the item "
+                                  "embedding learns to predict (auxiliary task); None: no such task")
+    attribute_weight: float = Field(0.1, ge=0, le=100)
+    blend: dict[str, float] = Field(default_factory=lambda: {"click": 1.0, "long_view": 1.0, "like": 1.0},
+                                    description="ranking score: weight of each head (by task name)")
+    epochs: int = Field(20, ge=1, le=1000)
+    lr: float = Field(2e-3, gt=0, le=1)
+    weight_decay: float = Field(1e-6, ge=0, le=1, description="L2 on every parameter (Adam)")
+    batch_size: int = Field(1024, ge=1, le=1_000_000)
+    early_stopping: int = Field(2, ge=0, le=100, description="patience in epochs on the held-out latest "
+                                "impressions (mean AUC of the binary tasks); 0: train all epochs")
+    validation_share: float = Field(0.1, gt=0, lt=1)
+    refit: bool = True
+    seed: int = 42
+    threads: int = Field(0, ge=0, le=256)
+
+    @model_validator(mode="after")
+    def _check(self) -> MultiTaskConfig:
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError("task names must be distinct")
+        unknown = sorted(set(self.blend) - set(names))
+        if unknown:
+            raise ValueError(f"blend names {', '.join(unknown)}, which are no tasks ({', '.join(names)})")
+        if not any(w > 0 for w in self.blend.values()):
+            raise ValueError("blend needs a positive weight on at least one task")
+        if self.architecture == "star" and self.context not in self.features:
+            raise ValueError(f"architecture 'star' reads the scenario from features; add {self.context!r}")
+        return self
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def _network(n_users: int, n_items: int, vocab: list[int], n_scenarios: int, n_attr: int, cfg: MultiTaskConfig):
+    torch = _torch()
+    nn = torch.nn
+
+    def mlp(n_in: int, n_out: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(n_in, n_out), nn.ReLU(), nn.Dropout(cfg.dropout))
+
+    class StarLayer(nn.Module):
+        """A linear layer whose weight is shared ⊙ the scenario's own, bias shared + the scenario's."""
+
+        def __init__(self, n_in: int, n_out: int) -> None:
+            super().__init__()
+            self.shared = nn.Linear(n_in, n_out)
+            self.w = nn.Parameter(torch.ones(n_scenarios + 1, n_in, n_out))
+            self.b = nn.Parameter(torch.zeros(n_scenarios + 1, n_out))
+
+        def forward(self, x, scen):
+            w = self.shared.weight.T.unsqueeze(0) * self.w[scen]
+            return torch.relu(torch.bmm(x.unsqueeze(1), w).squeeze(1) + self.shared.bias + self.b[scen])
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.users = nn.Embedding(n_users, cfg.dim)
+            self.items = nn.Embedding(n_items, cfg.dim)
+            for e in (self.users, self.items):
+                nn.init.normal_(e.weight, std=0.05)
+            self.feats = nn.ModuleList(nn.Embedding(v + 1, cfg.dim) for v in vocab)
+            n_in = cfg.dim * (3 + len(vocab))
+            n_tasks = len(cfg.tasks)
+            arch = cfg.architecture
+            if arch == "shared-bottom":
+                self.bottom = nn.Sequential(mlp(n_in, cfg.expert_dim), mlp(cfg.expert_dim, cfg.expert_dim))
+            elif arch == "star":
+                self.star = nn.ModuleList([StarLayer(n_in, cfg.expert_dim), StarLayer(cfg.expert_dim, cfg.expert_dim)])
+            else:
+                n_experts = cfg.experts + (n_tasks * cfg.task_experts if arch == "ple" else 0)
+                self.experts = nn.ModuleList(mlp(n_in, cfg.expert_dim) for _ in range(n_experts))
+                per_gate = cfg.experts + (cfg.task_experts if arch == "ple" else 0)
+                self.gates = nn.ModuleList(nn.Linear(n_in, per_gate) for _ in range(n_tasks))
+            self.towers = nn.ModuleList(nn.Sequential(mlp(cfg.expert_dim, cfg.tower_dim), nn.Linear(cfg.tower_dim, 1))
+                                        for _ in range(n_tasks))
+            self.log_vars = nn.Parameter(torch.zeros(n_tasks))
+            self.attr = nn.Linear(cfg.dim, n_attr) if n_attr else None
+
+        def forward(self, u, i, f, scen):
+            """One output (logit or standardised regression value) per task: ``batch × n_tasks``."""
+            eu, ei = self.users(u), self.items(i)
+            x = torch.cat([eu, ei, eu * ei, *[emb(f[:, k]) for k, emb in enumerate(self.feats)]], dim=1)
+            arch = cfg.architecture
+            if arch == "shared-bottom":
+                shared = self.bottom(x)
+                inputs = [shared] * len(self.towers)
+            elif arch == "star":
+                h = x
+                for layer in self.star:
+                    h = layer(h, scen)
+                inputs = [h] * len(self.towers)
+            else:
+                outs = torch.stack([e(x) for e in self.experts], dim=1)  # batch × experts × d
+                inputs = []
+                for t, gate in enumerate(self.gates):
+                    if arch == "ple":
+                        own = cfg.experts + t * cfg.task_experts
+                        idx = list(range(cfg.experts)) + list(range(own, own + cfg.task_experts))
+                        mine = outs[:, idx]
+                    else:
+                        mine = outs
+                    w = torch.softmax(gate(x), dim=1).unsqueeze(-1)
+                    inputs.append((w * mine).sum(1))
+            return torch.cat([tower(h) for tower, h in zip(self.towers, inputs)], dim=1)
+
+    return Net()
+
+
+@register("multitask")
+class MultiTask(BaseRecommender):
+    """Shared-bottom / MMoE / PLE / STAR over impressions with several feedback tasks (see the module)."""
+
+    Config = MultiTaskConfig
+    uses_context = True
+    trains_on_impressions = True
+
+    # -- features ---------------------------------------------------------------------------------------
+    def _codes(self, events: Interactions) -> np.ndarray:
+        """``n_events × n_features`` codes (0: unknown) of the events' context features."""
+        out = np.zeros((events.n_events, len(self.config.features)), np.int64)
+        for k, f in enumerate(self.config.features):
+            if f in events.context:
+                table = self._lookup(k)
+                out[:, k] = [table.get(v, 0) for v in np.asarray(events.context[f]).astype(str)]
+        return out
+
+    def _lookup(self, k: int) -> dict[str, int]:
+        cache = self.__dict__.setdefault("_lookups", {})
+        if k not in cache:
+            cache[k] = {str(v): n + 1 for n, v in enumerate(self.vocab_[k])}
+        return cache[k]
+
+    def _scenario(self, codes: np.ndarray) -> np.ndarray:
+        if self.config.context in self.config.features:
+            return codes[:, self.config.features.index(self.config.context)]
+        return np.zeros(len(codes), np.int64)
+
+    def _fit(self, train: Interactions) -> None:
+        cfg = self.config
+        for t in cfg.tasks:
+            if t.label not in train.context:
+                have = ", ".join(sorted(train.context)) or "none"
+                raise ConfigError(f"multitask: task {t.name!r} reads the event column {t.label!r}, which these "
+                                  f"events lack (their context columns: {have})")
+        missing = [f for f in cfg.features if f not in train.context]
+        if missing:
+            raise ConfigError(f"multitask: feature {missing[0]!r} is no context column of these events")
+        self.vocab_ = []
+        for f in cfg.features:
+            values, counts = np.unique(np.asarray(train.context[f]).astype(str), return_counts=True)
+            self.vocab_.append(values[(counts >= cfg.min_events) & (values != "")])
+        self.__dict__.pop("_lookups", None)
+        self.contexts_ = (self.vocab_[cfg.features.index(cfg.context)] if cfg.context in cfg.features
+                          else np.array([], dtype=object)).astype(object)
+        self.attr_targets_ = None
+        if cfg.attribute is not None:
+            if self.content_ is None or cfg.attribute not in self.content_.features:
+                raise ConfigError(f"multitask: attribute {cfg.attribute!r} names no content feature "
+                                  "(add it to the [content] section)")
+            a = self.content_.features[cfg.attribute] != 0
+            a = a[:, a.any(axis=0)]
+            self.attr_targets_ = a.astype(np.float32)
+        self.reg_stats_ = np.tile(np.array([0.0, 1.0], np.float32), (len(cfg.tasks), 1))
+        raw = self._raw_targets(train)
+        for k, t in enumerate(cfg.tasks):
+            if t.kind == "regression":  # standardised, so one learning rate suits every task
+                self.reg_stats_[k] = [raw[:, k].mean(), max(float(raw[:, k].std()), 1e-6)]
+        self.history_ = []
+        self._schedule(train)
+
+    def _schedule(self, train: Interactions, start: dict[str, np.ndarray] | None = None) -> None:
+        """Train (from ``start`` weights, if given) with early stopping on the latest impressions, refit,
+        and keep the weights."""
+        torch = _torch()
+        cfg = self.config
+        old = torch.get_num_threads()
+        torch.set_num_threads(cfg.threads or old)
+        try:
+            torch.manual_seed(cfg.seed)
+            if cfg.early_stopping:
+                from mosaicrec.data.splits import temporal_split
+
+                fit_part, val = temporal_split(train, cfg.validation_share)
+                net, result = self._train(fit_part, val, cfg.epochs, train.n_users, train.n_items, start)
+                self.best_epoch_ = result.best_epoch
+                if cfg.refit:
+                    torch.manual_seed(cfg.seed)
+                    net, _ = self._train(train, None, result.best_epoch + 1, train.n_users, train.n_items, start)
+            else:
+                net, _ = self._train(train, None, cfg.epochs, train.n_users, train.n_items, start)
+        finally:
+            torch.set_num_threads(old)
+        net.eval()
+        self._net = net
+        self.weights_ = {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
+
+    def fine_tune(self, train: Interactions, **changes: Any) -> MultiTask:
+        """A new model that starts from this fitted one and trains on ``train`` (same id maps), e.g. a
+        small scenario's impressions: transfer from what this model was fitted on. The vocabularies and
+        target scaling stay this model's; ``changes`` override config values (e.g. ``epochs``, ``lr``).
+        Early stopping also scores the start, so a fine-tuning that only hurts keeps the start."""
+        self._require_fitted()
+        if train.n_users != self.weights_["users.weight"].shape[0] or \
+                train.n_items != self.weights_["items.weight"].shape[0]:
+            raise ConfigError("fine_tune: the events must share the id maps of the fitted model")
+        new = type(self)(self.config.model_copy(update=changes))
+        for key in ("vocab_", "contexts_", "reg_stats_", "user_ids", "item_ids"):
+            setattr(new, key, getattr(self, key))
+        new.attr_targets_ = None
+        new._seen = train.binary
+        new.history_ = []
+        new._schedule(train, start=self.weights_)
+        return new
+
+    def _train(self, part: Interactions, val: Interactions | None, epochs: int, n_users: int, n_items: int,
+               start: dict[str, np.ndarray] | None = None):
+        torch = _torch()
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed)
+        n_attr = 0 if self.attr_targets_ is None else self.attr_targets_.shape[1]
+        net = _network(n_users, n_items, [len(v) for v in self.vocab_], len(self.contexts_), n_attr, cfg)
+        if start is not None:
+            net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in start.items() if not k.startswith("attr.")},
+                                strict=False)
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        u_all = torch.from_numpy(part.users.astype(np.int64))
+        i_all = torch.from_numpy(part.items.astype(np.int64))
+        f_all = self._codes(part)
+        y_all = torch.from_numpy(self._targets(part))
+        binary = torch.tensor([t.kind == "binary" for t in cfg.tasks])
+        fixed = torch.tensor([t.weight for t in cfg.tasks], dtype=torch.float32)
+        attr = None if self.attr_targets_ is None else torch.from_numpy(self.attr_targets_)
+        attr_items = None if attr is None else np.flatnonzero(self.attr_targets_.any(axis=1))
+
+        def run_epoch(epoch: int) -> dict[str, Any]:
+            net.train()
+            t0, total = time.perf_counter(), 0.0
+            perm = rng.permutation(len(u_all))
+            f = f_all.copy()
+            if cfg.context_dropout:
+                f[rng.random(f.shape) < cfg.context_dropout] = 0
+            f = torch.from_numpy(f)
+            scen = torch.from_numpy(self._scenario(f.numpy()))
+            per_task = torch.zeros(len(cfg.tasks))
+            for s in range(0, len(perm), cfg.batch_size):
+                b = torch.from_numpy(perm[s:s + cfg.batch_size])
+                out = net(u_all[b], i_all[b], f[b], scen[b])
+                y = y_all[b]
+                bce = torch.nn.functional.binary_cross_entropy_with_logits(out, y, reduction="none").mean(0)
+                mse = (out - y).square().mean(0)
+                losses = torch.where(binary, bce, mse)
+                if cfg.loss_weighting == "uncertainty":
+                    loss = (torch.exp(-net.log_vars) * losses + net.log_vars).sum()
+                else:
+                    loss = (fixed * losses).sum()
+                if attr is not None and cfg.attribute_weight > 0:
+                    items = torch.from_numpy(rng.choice(attr_items, min(len(attr_items), cfg.batch_size)))
+                    logits = net.attr(net.items(items))
+                    loss = loss + cfg.attribute_weight * torch.nn.functional.binary_cross_entropy_with_logits(
+                        logits, attr[items])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(b)
+                per_task += losses.detach() * len(b)
+            record = {"epoch": epoch, "loss": total / len(perm), "seconds": time.perf_counter() - t0,
+                      "refit": val is None and cfg.early_stopping > 0}
+            record.update({f"loss {t.name}": float(v) / len(perm) for t, v in zip(cfg.tasks, per_task)})
+            return record
+
+        def validate() -> float:
+            net.eval()
+            out = self._forward(net, val)
+            y = self._targets(val)
+            aucs = [auc(y[:, k], out[:, k]) for k, t in enumerate(cfg.tasks) if t.kind == "binary"]
+            aucs = [a for a in aucs if np.isfinite(a)]
+            return float(np.mean(aucs)) if aucs else -float((out - y).__pow__(2).mean())
+
+        result = train_epochs(epochs, run_epoch, self._epoch_done,
+                              validate=validate if val is not None else None, patience=cfg.early_stopping,
+                              checkpoint=lambda: {k: v.detach().clone() for k, v in net.state_dict().items()},
+                              restore=net.load_state_dict, validate_start=start is not None)
+        return net, result
+
+    def _raw_targets(self, events: Interactions) -> np.ndarray:
+        """``n_events × n_tasks``: binary labels as 0/1, regression targets (log1p where asked)."""
+        cols = []
+        for t in self.config.tasks:
+            y = context_floats(events, t.label)
+            if t.kind == "binary":
+                y = (y > 0).astype(np.float64)
+            elif t.log:
+                y = np.log1p(np.maximum(y, 0.0))
+            cols.append(y)
+        return np.stack(cols, axis=1)
+
+    def _targets(self, events: Interactions) -> np.ndarray:
+        """The training targets: :meth:`_raw_targets` with regression ones standardised."""
+        return ((self._raw_targets(events) - self.reg_stats_[:, 0]) / self.reg_stats_[:, 1]).astype(np.float32)
+
+    # -- scoring ----------------------------------------------------------------------------------------
+    def _network_now(self):
+        torch = _torch()
+        net = self.__dict__.get("_net")
+        if net is None:
+            n_attr = self.weights_["attr.weight"].shape[0] if "attr.weight" in self.weights_ else 0
+            net = _network(self.weights_["users.weight"].shape[0], self.weights_["items.weight"].shape[0],
+                           [len(v) for v in self.vocab_], len(self.contexts_), n_attr, self.config)
+            net.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights_.items()})
+            net.eval()
+            self._net = net
+        return net
+
+    def _run(self, users: np.ndarray, items: np.ndarray, codes: np.ndarray, net=None) -> np.ndarray:
+        """Raw outputs (logits / standardised values), ``n × n_tasks``, in batches."""
+        torch = _torch()
+        net = net if net is not None else self._network_now()
+        out = np.zeros((len(users), len(self.config.tasks)), np.float32)
+        scen = self._scenario(codes)
+        with torch.no_grad():
+            for s in range(0, len(users), 65_536):
+                sl = slice(s, s + 65_536)
+                out[sl] = net(torch.from_numpy(users[sl].astype(np.int64)), torch.from_numpy(items[sl].astype(np.int64)),
+                              torch.from_numpy(codes[sl]), torch.from_numpy(scen[sl])).numpy()
+        return out
+
+    def _forward(self, net, events: Interactions) -> np.ndarray:
+        return self._run(events.users, events.items, self._codes(events), net)
+
+    def heads(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        """Each task's output on (0, 1) (a probability, or a regression's standardised value through a
+        sigmoid) and ``"score"``: their blend."""
+        out = {t.name: expit(raw[:, k]) for k, t in enumerate(self.config.tasks)}
+        blend = sum(w * out[name] for name, w in self.config.blend.items())
+        return {**{k: v.astype(np.float32) for k, v in out.items()}, "score": np.asarray(blend, np.float32)}
+
+    def score_events(self, events: Interactions, batch_size: int = 1024) -> dict[str, np.ndarray]:
+        """Every head's output and the blend for each event (its user, item and context), for the
+        impression metrics. Regression heads: the standardised prediction (an order, not seconds)."""
+        raw = self._run(events.users, events.items, self._codes(events))
+        out = self.heads(raw)
+        for k, t in enumerate(self.config.tasks):
+            if t.kind == "regression":
+                out[t.name] = raw[:, k]
+        return out
+
+    def _scores(self, query: Query) -> np.ndarray:
+        if query.new_users:
+            raise self._no_fold_in()
+        users = self._check_users(query.users)
+        n_items = self.weights_["items.weight"].shape[0]
+        codes = np.zeros((len(users), len(self.config.features)), np.int64)
+        if self.config.context in self.config.features:
+            codes[:, self.config.features.index(self.config.context)] = self.query_codes(query)
+        out = np.empty((len(users), n_items), np.float32)
+        step = max(1, 65_536 // n_items)  # rows of (user, item) pairs per forward pass
+        for s in range(0, len(users), step):
+            n = len(users[s:s + step])
+            raw = self._run(np.repeat(users[s:s + step], n_items), np.tile(np.arange(n_items), n),
+                            np.repeat(codes[s:s + step], n_items, axis=0))
+            out[s:s + n] = self.heads(raw)["score"].reshape(n, n_items)
+        return out
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"reg_stats": self.reg_stats_, "contexts": self.contexts_.astype(str),
+                **{f"vocab.{k}": np.asarray(v).astype(str) for k, v in enumerate(self.vocab_)},
+                **{f"net.{k}": v for k, v in self.weights_.items()}}
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.reg_stats_ = state["reg_stats"]
+        self.contexts_ = state["contexts"].astype(object)
+        self.vocab_ = [state[f"vocab.{k}"].astype(object) for k in range(len(self.config.features))]
+        self.weights_ = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+        self._net = None
+        self.__dict__.pop("_lookups", None)

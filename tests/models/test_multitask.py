@@ -1,0 +1,163 @@
+"""The multi-task model over impressions: generated logs where each signal follows from a hidden taste."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from mosaicrec.data import Interactions
+from mosaicrec.data.content import ItemContent
+from mosaicrec.data.splits import temporal_split
+from mosaicrec.errors import ConfigError
+from mosaicrec.evaluation.impressions import auc
+from mosaicrec.models import create, load_model
+
+FAST = {"epochs": 20, "early_stopping": 0, "dim": 8, "expert_dim": 16, "tower_dim": 8, "experts": 2,
+        "batch_size": 256, "threads": 1, "lr": 1e-2, "min_events": 1}
+
+
+def impressions(n_users: int = 150, n_items: int = 30, per_user: int = 60, seed: int = 0) -> Interactions:
+    """Each user sees random items in two scenarios. Clicks follow taste (user · item), flipped for the odd
+    items in scenario "b"; a long view needs a click and a strong taste; a like is a rare long view;
+    play time grows with taste."""
+    rng = np.random.default_rng(seed)
+    U, V = rng.standard_normal((n_users, 4)), rng.standard_normal((n_items, 4))
+    users = np.repeat(np.arange(n_users), per_user)
+    items = rng.integers(0, n_items, len(users))
+    scen = rng.choice(np.array(["a", "b"], dtype=object), len(users))
+    taste = np.einsum("ij,ij->i", U[users], V[items])
+    taste = np.where((scen == "b") & (items % 2 == 1), -taste, taste)
+    click = rng.random(len(users)) < 1 / (1 + np.exp(-4 * taste))
+    long_view = click & (taste + 0.3 * rng.standard_normal(len(users)) > 0.5)
+    like = long_view & (rng.random(len(users)) < 0.3)
+    play = np.where(click, np.exp(1 + 0.5 * taste), 0.5)
+    x = Interactions.from_arrays(users, items, weights=click.astype(np.float32),
+                                 timestamps=rng.permutation(len(users)), n_users=n_users, n_items=n_items)
+    as_str = lambda a: np.asarray(a).astype(int).astype(str).astype(object)  # noqa: E731
+    return replace(x, context={"scenario": scen, "hour": as_str(rng.integers(0, 24, len(users))),
+                               "weekday": as_str(rng.integers(0, 7, len(users))), "click": as_str(click),
+                               "long_view": as_str(long_view), "like": as_str(like),
+                               "play_s": np.round(play, 3).astype(str).astype(object)})
+
+
+@pytest.fixture(scope="module")
+def log():
+    return temporal_split(impressions(), 0.25)
+
+
+@pytest.mark.parametrize("architecture", ["shared-bottom", "mmoe", "ple", "star"])
+def test_every_architecture_learns_each_signal(log, architecture):
+    train, test = log
+    model = create("multitask", {**FAST, "architecture": architecture}).fit(train)
+    heads = model.score_events(test)
+    for task in ("click", "long_view", "like"):
+        y = test.context[task].astype(int)
+        assert auc(y, heads[task]) > 0.7, f"{architecture}: {task} AUC {auc(y, heads[task]):.3f}"
+    play = test.context["play_s"].astype(float)
+    assert np.corrcoef(heads["play_time"], np.log1p(play))[0, 1] > 0.4
+
+
+def test_the_scenario_feature_carries_the_flip(log):
+    train, test = log
+    model = create("multitask", {**FAST, "architecture": "mmoe"}).fit(train)
+    odd = test.subset(test.items % 2 == 1)
+    flipped = replace(odd, context={**odd.context, "scenario": np.where(odd.context["scenario"] == "a", "b", "a")
+                                    .astype(object)})
+    y = odd.context["click"].astype(int)
+    # scored in the wrong scenario, the odd items' clicks are predicted worse
+    assert auc(y, model.score_events(odd)["click"]) > auc(y, model.score_events(flipped)["click"]) + 0.1
+
+
+def test_the_ranking_score_is_the_configured_blend_of_heads(log):
+    train, _ = log
+    clicks = create("multitask", {**FAST, "blend": {"click": 1.0}}).fit(train)
+    likes = create("multitask", {**FAST, "blend": {"like": 1.0}}).fit(train)
+    both = create("multitask", {**FAST, "blend": {"click": 2.0, "like": 0.5}}).fit(train)
+    events = train.subset(np.arange(200))
+    h = both.score_events(events)
+    np.testing.assert_allclose(h["score"], 2.0 * h["click"] + 0.5 * h["like"], rtol=1e-5)
+    users = np.arange(10)
+    s_click, s_like = clicks.score(users, context="a"), likes.score(users, context="a")
+    row = clicks.score_events(replace(events.subset(np.zeros(train.n_items, int)),
+                                      items=np.arange(train.n_items).astype(np.int32)))
+    assert s_click.shape == (10, train.n_items)
+    assert not np.array_equal(np.argsort(-s_click, axis=1)[:, :5], np.argsort(-s_like, axis=1)[:, :5])
+    assert row["score"].shape == (train.n_items,)
+
+
+def test_uncertainty_weighting_learns_a_weight_per_task(log):
+    train, _ = log
+    model = create("multitask", {**FAST, "loss_weighting": "uncertainty"}).fit(train)
+    log_vars = model.weights_["log_vars"]
+    assert np.abs(log_vars).max() > 0.01 and len(np.unique(np.round(log_vars, 4))) == len(log_vars)
+
+
+def test_save_and_load_keep_every_head(log, tmp_path):
+    train, test = log
+    model = create("multitask", {**FAST, "architecture": "ple"}).fit(train)
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    for k, v in model.score_events(test).items():
+        np.testing.assert_allclose(again.score_events(test)[k], v, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(again.score(np.arange(5), context="b"), model.score(np.arange(5), context="b"),
+                               rtol=1e-5)
+
+
+def test_the_attribute_task_teaches_items_their_tags(log):
+    train, _ = log
+    rng = np.random.default_rng(1)
+    tags = (rng.random((train.n_items, 6)) < 0.3).astype(np.float32)
+    content = ItemContent(train.item_ids, {"tags": tags}, {"tags": np.ones(train.n_items, bool)})
+    model = create("multitask", {**FAST, "attribute": "tags", "attribute_weight": 5.0, "epochs": 15}).fit(
+        train, content=content)
+    import torch
+
+    net = model._network_now()
+    with torch.no_grad():
+        pred = net.attr(net.items.weight).numpy()
+    assert auc(tags.ravel(), pred.ravel()) > 0.8
+
+
+def test_bad_settings_and_missing_columns_are_refused(log):
+    train, _ = log
+    with pytest.raises(ConfigError, match="blend"):
+        create("multitask", {"blend": {"dwell": 1.0}})
+    with pytest.raises(ConfigError, match="'shares'"):
+        create("multitask", {**FAST, "tasks": [{"name": "shares"}], "blend": {"shares": 1.0}}).fit(train)
+    with pytest.raises(ConfigError, match="attribute"):
+        create("multitask", {**FAST, "attribute": "tags"}).fit(train)
+    with pytest.raises(ConfigError, match="star"):
+        create("multitask", {"architecture": "star", "features": ["hour"]})
+
+
+def test_one_model_per_scenario_routes_each_request_and_event(log, tmp_path):
+    train, test = log
+    per = create("per-context", {"base": "multitask", "params": FAST, "min_events": 100}).fit(train)
+    assert sorted(per.contexts_) == ["a", "b"]
+    only_b = create("multitask", FAST).fit(train.subset(train.context["scenario"] == "b"))
+    in_b = test.subset(test.context["scenario"] == "b")
+    np.testing.assert_allclose(per.score_events(in_b)["click"], only_b.score_events(in_b)["click"], rtol=1e-5)
+    np.testing.assert_allclose(per.score(np.arange(4), context="b"), only_b.score(np.arange(4), context="b"),
+                               rtol=1e-5)
+    # an unknown scenario goes to the pooled model
+    np.testing.assert_allclose(per.score(np.arange(4), context="z"), per.pooled_.score(np.arange(4), context="z"),
+                               rtol=1e-5)
+    per.save(tmp_path / "m")
+    np.testing.assert_allclose(load_model(tmp_path / "m").score_events(test)["score"], per.score_events(test)["score"],
+                               rtol=1e-5)
+    with pytest.raises(ConfigError, match="base"):
+        create("per-context", {"base": "per-context"})
+
+
+def test_fine_tuning_starts_from_the_pretrained_model_and_learns_the_new_scenario(log):
+    train, test = log
+    in_a, in_b = (train.subset(train.context["scenario"] == v) for v in ("a", "b"))
+    test_b = test.subset((test.context["scenario"] == "b") & (test.items % 2 == 1))  # where b differs from a
+    pre = create("multitask", {**FAST, "features": ["hour"]}).fit(in_a)
+    frozen = pre.fine_tune(in_b, lr=1e-9, epochs=1, early_stopping=0)
+    np.testing.assert_allclose(frozen.score_events(test_b)["click"], pre.score_events(test_b)["click"], atol=1e-4)
+    tuned = pre.fine_tune(in_b, early_stopping=0)
+    y = test_b.context["click"].astype(int)
+    assert auc(y, tuned.score_events(test_b)["click"]) > auc(y, pre.score_events(test_b)["click"]) + 0.2

@@ -35,6 +35,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/serving.py
 	$(PY) benchmarks/serving.py --model scenario-bpr
 	$(PY) benchmarks/new_items.py
+	$(PY) benchmarks/transfer.py
+	$(PY) benchmarks/sequence_transfer.py
 
 clean:
 	rm -rf $(VENV) .mosaicrec runs benchmarks/results .pytest_cache

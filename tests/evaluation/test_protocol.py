@@ -162,3 +162,15 @@ def test_scenario_models_win_the_kuairand_scenario_experiment(tmp_path):
     assert small["ndcg@10"] > result.rows[2].by_context["4"]["ndcg@10"]
     write_reports(result, tmp_path)
     assert "ndcg@10 by scenario" in (tmp_path / "report.md").read_text()
+
+
+def test_a_sample_of_lists_is_the_same_for_every_model_and_its_metrics_are_theirs():
+    x = planted()
+    train, test = random_holdout(x, 0.2, seed=0)
+    full = evaluate_ranking(create("mostpop").fit(train), test, exclude=train.binary)
+    cfg = EvaluationConfig(sample_lists=30)
+    a = evaluate_ranking(create("mostpop").fit(train), test, exclude=train.binary, config=cfg)
+    b = evaluate_ranking(create("itemknn").fit(train), test, exclude=train.binary, config=cfg)
+    assert len(a.users) == 30 and np.array_equal(a.users, b.users)
+    rows = np.searchsorted(full.users, a.users)
+    assert a.metrics["ndcg@10"] == pytest.approx(full.per_user["ndcg@10"][rows].mean())

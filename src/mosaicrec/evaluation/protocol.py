@@ -38,6 +38,9 @@ class EvaluationConfig(BaseModel):
                                 "(user, value) with that value as the request's context, score the list "
                                 "against the user's test items in that context, and report each value apart")
 
+    sample_lists: int = Field(0, ge=0, description="rank only a seeded sample of this many lists (users, or "
+                              "user × context) of the full-catalogue ranking, the same for every model: for "
+                              "models that score each (user, item) pair with a network; 0: every list")
     labels: list[str] = Field(default_factory=list, max_length=16, description="impression labels: event "
                               "columns (e.g. click, long_view, like) of the test impressions, each scored by AUC, "
                               "GAUC and NDCG@10 over the user's impressed items (per context value too, with "
@@ -104,6 +107,12 @@ def evaluate_ranking(model: BaseRecommender, test: Interactions, *, exclude: sp.
         relevant = test.binary
         users = _default_users(relevant, exclude) if users is None else np.asarray(users, dtype=np.int64)
         user_of = users
+    if cfg.sample_lists and len(users) > cfg.sample_lists:
+        # the same seeded sample of rows for every model, so comparisons stay paired
+        keep = np.sort(np.random.default_rng(0).choice(len(users), cfg.sample_lists, replace=False))
+        users, user_of = users[keep], user_of[keep]
+        if list_values is not None:
+            list_values = list_values[keep]
     n_rel_all = np.diff(relevant.indptr)
     kmax = max(cfg.ks)
     score_fn = score_fn or model.score

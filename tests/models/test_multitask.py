@@ -161,3 +161,13 @@ def test_fine_tuning_starts_from_the_pretrained_model_and_learns_the_new_scenari
     tuned = pre.fine_tune(in_b, early_stopping=0)
     y = test_b.context["click"].astype(int)
     assert auc(y, tuned.score_events(test_b)["click"]) > auc(y, pre.score_events(test_b)["click"]) + 0.2
+
+
+def test_training_on_a_dataset_keeps_every_impression_not_only_the_clicks():
+    from mosaicrec.models.training import fit_on_dataset
+    from tests.evaluation.test_impressions import _dataset
+
+    x = impressions(n_users=40, per_user=20)
+    model = fit_on_dataset(_dataset(x), "multitask", {**FAST, "epochs": 1})
+    assert model._seen.nnz == x.binary.nnz  # the unclicked impressions were trained on too
+    assert model._seen.nnz > x.subset(x.weights > 0).binary.nnz

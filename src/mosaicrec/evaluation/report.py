@@ -98,7 +98,8 @@ def markdown(result: ExperimentResult) -> str:
              "|---|" + "---:|" * (len(cols) + 2)]
     for r in result.rows:
         vals = " | ".join(_cell(r, c, n_seeds) for c in cols)
-        lines.append(f"| {r.label} | {vals} | {r.fit_seconds:.2f} | {r.peak_memory_mb:.0f} |")
+        peak = "—" if r.peak_memory_mb != r.peak_memory_mb else f"{r.peak_memory_mb:.0f}"  # nan: not traced
+        lines.append(f"| {r.label} | {vals} | {r.fit_seconds:.2f} | {peak} |")
     lines += _impressions_section(result)
     lines += _context_section(result)
     lines += _paired_section(result)

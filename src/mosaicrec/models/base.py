@@ -165,6 +165,8 @@ class BaseRecommender:
     #: ``True`` for models that learn from every logged impression (engaged or not) and its outcome
     #: columns, so an experiment fits them on the explicit events, not only the positives.
     trains_on_impressions: ClassVar[bool] = False
+    #: ``True`` for models trained (and, for some, scored) with torch.
+    uses_torch: ClassVar[bool] = False
     #: ``True`` for context models R(u, i, c): their config names the event-context column (``context``)
     #: their scores depend on, and ``contexts_`` lists the values seen in training.
     uses_context: ClassVar[bool] = False
@@ -218,6 +220,11 @@ class BaseRecommender:
                 raise MosaicError(f"{self.name}: training diverged ({key} holds NaN or inf values); lower the "
                                   "learning rate or check the event weights")
         return self
+
+    @classmethod
+    def runs_torch(cls, params: dict[str, Any]) -> bool:
+        """Whether this model with these parameters trains with torch."""
+        return cls.uses_torch
 
     def _epoch_done(self, record: dict[str, Any]) -> None:
         """Keep an epoch's record in ``history_`` and tell :attr:`on_epoch`."""

@@ -41,6 +41,11 @@ class PerContext(BaseRecommender):
             raise ConfigError(f"per-context: base {self.config.base!r} is no model to fit per context")
         create(self.config.base, self.config.params)  # the base's parameters are checked now
 
+    @classmethod
+    def runs_torch(cls, params: dict[str, Any]) -> bool:
+        base = MODELS.get(params.get("base", cls.Config.model_fields["base"].default))
+        return base is not None and base.runs_torch(params.get("params", {}))
+
     @property
     def trains_on_impressions(self) -> bool:  # type: ignore[override]
         return MODELS[self.config.base].trains_on_impressions

@@ -69,6 +69,7 @@ class _NeuralModel(FactorScoring, BaseRecommender):
 
     Config = NeuralConfig
     needs_content = True
+    uses_torch = True
     _state_keys: tuple[str, ...] = ("U", "V", "b")
 
     def _fit(self, train: Interactions) -> None:

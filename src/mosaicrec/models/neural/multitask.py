@@ -200,6 +200,7 @@ class MultiTask(BaseRecommender):
     """Shared-bottom / MMoE / PLE / STAR over impressions with several feedback tasks (see the module)."""
 
     Config = MultiTaskConfig
+    uses_torch = True
     uses_context = True
     trains_on_impressions = True
 

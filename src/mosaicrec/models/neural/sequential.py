@@ -178,6 +178,7 @@ class SASRec(BaseRecommender):
     """Next-item prediction by a causal transformer over the user's ordered history (see the module)."""
 
     Config = SASRecConfig
+    uses_torch = True
 
     def _fit(self, train: Interactions) -> None:
         torch = _torch()

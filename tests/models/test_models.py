@@ -9,13 +9,19 @@ from mosaicrec.models import _kernels
 from tests.conftest import planted
 
 NEURAL = {"epochs": 15, "dim": 16, "batch_size": 256, "threads": 1, "lr": 0.02}
+MULTITASK = {"tasks": [{"name": "taken", "column": "weight"}], "blend": {"taken": 1.0},
+             "features": ["scenario"], "epochs": 2, "early_stopping": 0, "threads": 1, "dim": 8, "min_events": 1}
 FAST = {"bpr": {"iterations": 30, "num_threads": 1, "factors": 16, "learning_rate": 0.05},
         "als": {"iterations": 5, "factors": 8}, "biasedmf": {"epochs": 10, "factors": 8},
         "ease": {"reg": 10.0}, "itemknn": {"neighbors": 10}, "content-ease": {"reg": 100.0},
         "content-map": {"iterations": 5, "factors": 8},
         "content-knn": {"neighbors": 10}, "hybrid": NEURAL, "vbpr": NEURAL, "graph": NEURAL,
         "two-tower": NEURAL,
-        "scenario-bpr": {"iterations": 30, "num_threads": 1, "factors": 16, "learning_rate": 0.05, "min_events": 1}}
+        "scenario-bpr": {"iterations": 30, "num_threads": 1, "factors": 16, "learning_rate": 0.05, "min_events": 1},
+        "sasrec": {"dim": 8, "max_len": 6, "layers": 1, "epochs": 2, "early_stopping": 0, "threads": 1},
+        # planted events carry no outcome columns: one task on the event's weight, the scenario as feature
+        "multitask": MULTITASK,
+        "per-context": {"base": "multitask", "params": MULTITASK, "min_events": 1}}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -52,7 +52,8 @@ class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
-    column: str | None = Field(None, description="the events' context column holding the label (default: name)")
+    column: str | None = Field(None, description="the events' column holding the label (default: name); "
+                               "'weight' is the event's weight where no such column exists")
     kind: Literal["binary", "regression"] = "binary"
     weight: float = Field(1.0, ge=0, le=1000, description="fixed loss weight")
     log: bool = Field(False, description="regression: learn log(1 + target)")
@@ -228,7 +229,7 @@ class MultiTask(BaseRecommender):
     def _fit(self, train: Interactions) -> None:
         cfg = self.config
         for t in cfg.tasks:
-            if t.label not in train.context:
+            if t.label not in train.context and t.label != "weight":
                 have = ", ".join(sorted(train.context)) or "none"
                 raise ConfigError(f"multitask: task {t.name!r} reads the event column {t.label!r}, which these "
                                   f"events lack (their context columns: {have})")
@@ -376,7 +377,8 @@ class MultiTask(BaseRecommender):
         """``n_events × n_tasks``: binary labels as 0/1, regression targets (log1p where asked)."""
         cols = []
         for t in self.config.tasks:
-            y = context_floats(events, t.label)
+            y = (events.weights.astype(np.float64) if t.label == "weight" and "weight" not in events.context
+                 else context_floats(events, t.label))
             if t.kind == "binary":
                 y = (y > 0).astype(np.float64)
             elif t.log:

@@ -31,18 +31,14 @@ from rich.console import Console
 
 from mosaicrec.data import load_dataset
 from mosaicrec.data.splits import leave_last_out
-from mosaicrec.encoders import ContentConfig, encode_content
+from mosaicrec.encoders import encode_content
 from mosaicrec.evaluation.protocol import EvaluationConfig, evaluate_ranking
 from mosaicrec.evaluation.stats import fmt
 from mosaicrec.models import create
 from mosaicrec.models.query import Query
+from multimodal import CONTENT  # the same content as the multimodal benchmark (benchmarks/ on the path)
 
 RESULTS = Path(__file__).parent / "results"
-CONTENT = ContentConfig(
-    encoders={"text": "minilm", "crew": "tfidf", "meta": "tfidf", "image": "efficientnet-lite0"},
-    text_fields=["title", "description"],
-    fields={"crew": ["director", "writer", "cast", "genres"], "meta": ["genres", "year", "age_rating"]},
-    params={"crew": {"ngrams": 2, "dim": 256}, "meta": {"dim": 64, "min_df": 1}})
 EVAL = EvaluationConfig(ks=[10, 20], metrics=["ndcg", "recall"])
 
 

@@ -258,6 +258,7 @@ class MultiTask(BaseRecommender):
                 self.reg_stats_[k] = [raw[:, k].mean(), max(float(raw[:, k].std()), 1e-6)]
         self.history_ = []
         self._schedule(train)
+        self.attr_targets_ = None  # a training input (items × attributes), not part of the fitted model
 
     def _schedule(self, train: Interactions, start: dict[str, np.ndarray] | None = None) -> None:
         """Train (from ``start`` weights, if given) with early stopping on the latest impressions, refit,
@@ -365,7 +366,7 @@ class MultiTask(BaseRecommender):
             y = self._targets(val)
             aucs = [auc(y[:, k], out[:, k]) for k, t in enumerate(cfg.tasks) if t.kind == "binary"]
             aucs = [a for a in aucs if np.isfinite(a)]
-            return float(np.mean(aucs)) if aucs else -float((out - y).__pow__(2).mean())
+            return float(np.mean(aucs)) if aucs else -float(np.square(out - y).mean())
 
         result = train_epochs(epochs, run_epoch, self._epoch_done,
                               validate=validate if val is not None else None, patience=cfg.early_stopping,

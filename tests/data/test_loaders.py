@@ -170,3 +170,17 @@ def test_the_many_bad_rows_hint_names_the_cli_flag_too(tmp_path):
     path = write(tmp_path, "events.csv", EVENTS_CSV)
     with pytest.raises(ValidationError, match="--on-error reject"):
         load_events(path, SCHEMA)
+
+
+def test_a_numeric_event_column_refuses_text_and_non_finite_values_naming_the_event():
+    from dataclasses import replace
+
+    from mosaicrec.data.schema import Interactions, context_floats
+
+    x = Interactions.from_arrays(np.array([0, 0, 1]), np.array([0, 1, 1]), n_users=2, n_items=2)
+    good = replace(x, context={"play_s": np.array(["1.5", "", "3"], dtype=object)})
+    np.testing.assert_array_equal(context_floats(good, "play_s"), [1.5, 0.0, 3.0])
+    for bad, shown in (["1", "lots", "2"], "event 1: 'lots'"), (["1", "2", "nan"], "event 2: 'nan'"), \
+            (["inf", "2", "3"], "event 0: 'inf'"):
+        with pytest.raises(ValueError, match=shown):
+            context_floats(replace(x, context={"play_s": np.array(bad, dtype=object)}), "play_s")

@@ -10,7 +10,7 @@ import pytest
 
 from mosaicrec.data.schema import Dataset
 from mosaicrec.data.splits import SplitConfig
-from mosaicrec.evaluation.impressions import auc, gauc, impression_metrics, list_ndcg
+from mosaicrec.evaluation.impressions import auc, gauc, gspearman, impression_metrics, list_ndcg, spearman
 from mosaicrec.evaluation.protocol import EvaluationConfig
 from mosaicrec.evaluation.runner import run_experiment
 from mosaicrec.models import create
@@ -40,6 +40,33 @@ def test_list_ndcg_reranks_each_users_impressions():
     gains = np.array([0, 1, 0, 0, 0])
     assert list_ndcg(groups, gains, np.array([0.1, 0.9, 0.5, 0.3, 0.2]), k=10) == pytest.approx(1.0)
     assert list_ndcg(groups, gains, np.array([0.9, 0.1, 0.5, 0.3, 0.2]), k=10) == pytest.approx(1 / np.log2(4))
+
+
+def test_spearman_ranks_with_ties_and_gspearman_weights_users():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(1)
+    y, s = np.round(rng.random(200), 1), rng.random(200)
+    assert spearman(y, s) == pytest.approx(spearmanr(y, s).statistic)
+    assert np.isnan(spearman(np.ones(4), np.arange(4)))
+    groups = np.array([0, 0, 0, 1, 1, 2, 2])
+    y = np.array([1.0, 2.0, 3.0, 5.0, 1.0, 4.0, 4.0])
+    s = np.array([0.1, 0.2, 0.3, 0.1, 0.1, 0.5, 0.1])
+    # user 0: perfectly ordered (1) over 3; user 1: scores all equal, orders nothing (0) over 2;
+    # user 2: constant label, skipped
+    assert gspearman(groups, y, s) == pytest.approx(3 / 5)
+
+
+def test_a_graded_label_is_scored_by_rank_correlation_and_a_multitask_model_answers_with_its_head():
+    x = impressions()
+    model = create("multitask", {**FAST, "epochs": 6}).fit(x)
+    overall, by_value = impression_metrics(model, x, x, ["click", "play_s"], "scenario", min_impressions=10)
+    assert {"play_s corr", "play_s gcorr", "play_s indcg@10"} <= set(overall)
+    assert "play_s auc" not in overall and "click auc" in overall
+    assert overall["play_s corr"] > 0.3  # play time grows with taste, which the head learns
+    heads = model.score_events(x)
+    assert overall["play_s corr"] == pytest.approx(spearman(x.context["play_s"].astype(float), heads["play_time"]))
+    assert set(by_value) == {"a", "b"} and "play_s gcorr" in by_value["a"]
 
 
 def test_a_context_model_is_scored_in_each_impressions_own_context():

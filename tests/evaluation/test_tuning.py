@@ -237,3 +237,16 @@ def test_start_from_is_refused_unless_it_names_an_earlier_bpr():
             parse_config({**data, "models": models})
     with pytest.raises(ConfigError, match="listed before it"):
         run_experiment(_dataset(planted()), SplitConfig(), [ModelSpec(name="hybrid", start_from="BPR")])
+
+
+def test_every_built_in_space_names_parameters_its_model_has_within_their_bounds():
+    from mosaicrec.evaluation.tuning import DEFAULT_SPACES, ParamRange, TuningConfig
+    from mosaicrec.models import create
+    from mosaicrec.models.base import MODELS
+
+    for name in DEFAULT_SPACES:
+        space = TuningConfig(method="grid").space_for(name, name)
+        assert set(space) <= set(MODELS[name].Config.model_fields), name
+        for param, values in space.items():  # each end of a range, each choice, is a valid setting
+            for v in ([values.low, values.high] if isinstance(values, ParamRange) else values):
+                create(name, {param: int(v) if isinstance(values, ParamRange) and values.integer else v})

@@ -81,12 +81,27 @@ def binary_rows(m: sp.spmatrix) -> sp.csr_matrix:
 
 def context_floats(events: "Interactions", column: str) -> np.ndarray:
     """A numeric column of the events' context (e.g. an impression's label or play time) as float64; an
-    empty value is 0."""
+    empty value is 0. A value that is no finite number is refused, naming the column and the first event."""
     raw = np.asarray(events.context[column]).astype(str)
     try:
-        return np.where(raw == "", "0", raw).astype(np.float64)
+        out = np.where(raw == "", "0", raw).astype(np.float64)
     except ValueError:
-        raise ValueError(f"event column {column!r} holds values that are no numbers") from None
+        bad = next(k for k, v in enumerate(raw) if not _is_float(v))
+        raise ValueError(f"event column {column!r} holds values that are no numbers (event {bad}: "
+                         f"{str(raw[bad])[:40]!r})") from None
+    if not np.isfinite(out).all():
+        bad = int(np.flatnonzero(~np.isfinite(out))[0])
+        raise ValueError(f"event column {column!r} holds a value that is not finite (event {bad}: "
+                         f"{str(raw[bad])!r})")
+    return out
+
+
+def _is_float(v: str) -> bool:
+    try:
+        float(v or "0")
+        return True
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ model's score separates the impressions that got it from those that did not.
 * NDCG@k over each user's impressed items (in each scenario, where a context is named): the list a user was
   shown, re-ranked by the model, with the label as the gain.
 
+A graded label (any value other than 0 and 1, e.g. play time in seconds) has no classes: it is scored by
+Spearman's rank correlation over all impressions (``corr``) and within each user (``gcorr``, weighted by
+impressions like GAUC, users whose label is constant skipped), and by NDCG@k with ``log(1 + value)`` as gain.
+
 Every model is scored the same way: a multi-task model answers with the head trained for the label (and
 its blend elsewhere); any other model with its one score of (user, item) in the impression's context.
 Only impressions of users with a training event are scored (the others have no row to score from).
@@ -22,7 +26,7 @@ from mosaicrec.data.schema import Interactions, context_floats
 from mosaicrec.models.base import BaseRecommender
 from mosaicrec.models.trainer import auc
 
-__all__ = ["auc", "gauc", "impression_metrics", "list_ndcg"]
+__all__ = ["auc", "gauc", "gspearman", "impression_metrics", "is_binary", "list_ndcg", "spearman"]
 
 
 def _groups(keys: np.ndarray) -> list[np.ndarray]:
@@ -44,6 +48,36 @@ def gauc(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
     return total / weight if weight else float("nan")
 
 
+def spearman(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Spearman's rank correlation (ties at their mean rank); NaN where either side is constant."""
+    from scipy.stats import rankdata
+
+    a, b = rankdata(labels), rankdata(scores)
+    if a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def gspearman(groups: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
+    """Impression-weighted mean of the per-group Spearman correlation over groups whose label varies
+    (NaN if none). A group whose scores are all equal counts as 0: the model orders nothing there."""
+    labels = np.asarray(labels, np.float64)
+    total = weight = 0.0
+    for idx in _groups(np.asarray(groups)):
+        y = labels[idx]
+        if len(idx) < 2 or (y == y[0]).all():
+            continue
+        r = spearman(y, scores[idx])
+        total += (0.0 if np.isnan(r) else r) * len(idx)
+        weight += len(idx)
+    return total / weight if weight else float("nan")
+
+
+def is_binary(values: np.ndarray) -> bool:
+    """Whether a label column holds only 0 and 1 (a class), not a graded value such as seconds."""
+    return bool(np.isin(np.asarray(values), (0.0, 1.0)).all())
+
+
 def list_ndcg(groups: np.ndarray, gains: np.ndarray, scores: np.ndarray, k: int = 10) -> float:
     """Mean NDCG@k of each group's items ranked by score (gain: the label), over groups with a gain."""
     gains = np.asarray(gains, np.float64)
@@ -63,8 +97,9 @@ def impression_metrics(model: BaseRecommender, train: Interactions, test: Intera
                        context: str | None = None, k: int = 10, min_impressions: int = 200
                        ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """(overall, per context value) metrics ``"<label> auc"``, ``"<label> gauc"`` and ``"<label>
-    indcg@k"`` of ``model`` over ``test``'s impressions by users with a ``train`` event. Per value: values
-    with at least ``min_impressions`` scored impressions. Lists for NDCG are one user in one context."""
+    indcg@k"`` of ``model`` over ``test``'s impressions by users with a ``train`` event (a graded label:
+    ``"<label> corr"``, ``"<label> gcorr"`` and ``indcg@k`` on ``log1p``). Per value: values with at least
+    ``min_impressions`` scored impressions. Lists for NDCG are one user in one context."""
     warm = np.zeros(test.n_users, bool)
     warm[np.unique(train.users)] = True
     test = test.subset(warm[test.users])
@@ -76,14 +111,22 @@ def impression_metrics(model: BaseRecommender, train: Interactions, test: Intera
     lists = test.users.astype(np.int64) if ctx is None else \
         test.users.astype(np.int64) * 1000 + np.unique(ctx, return_inverse=True)[1]
 
+    values = {label: context_floats(test, label) for label in labels}
+    binary = {label: is_binary(v) for label, v in values.items()}
+
     def measure(rows: np.ndarray) -> dict[str, float]:
         out: dict[str, Any] = {"impressions": float(len(rows))}
         for label in labels:
-            y = context_floats(test, label)[rows]
+            y = values[label][rows]
             s = scores.get(label, scores["score"])[rows]
-            out[f"{label} auc"] = auc(y, s)
-            out[f"{label} gauc"] = gauc(test.users[rows], y, s)
-            out[f"{label} indcg@{k}"] = list_ndcg(lists[rows], y, s, k)
+            if binary[label]:
+                out[f"{label} auc"] = auc(y, s)
+                out[f"{label} gauc"] = gauc(test.users[rows], y, s)
+                out[f"{label} indcg@{k}"] = list_ndcg(lists[rows], y, s, k)
+            else:
+                out[f"{label} corr"] = spearman(y, s)
+                out[f"{label} gcorr"] = gspearman(test.users[rows], y, s)
+                out[f"{label} indcg@{k}"] = list_ndcg(lists[rows], np.log1p(np.maximum(y, 0.0)), s, k)
         return out
 
     overall = measure(np.arange(test.n_events))

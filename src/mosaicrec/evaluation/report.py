@@ -40,8 +40,8 @@ def _columns(result: ExperimentResult) -> list[str]:
     present = {k for r in result.rows for k in _flat(r)}
     labels = _labels(result)
     if labels:  # impression experiments: the labels' AUC / GAUC, then the full-catalogue ranking
-        return [c for c in [*(f"{lb} {m}" for lb in labels for m in ("auc", "gauc")), "ndcg@10", "recall@10"]
-                if c in present]
+        return [c for c in [*(f"{lb} {m}" for lb in labels for m in ("auc", "gauc", "corr", "gcorr")), "ndcg@10",
+                            "recall@10"] if c in present]
     scenarios = sorted({sc for r in result.rows for sc in r.cold})
     if scenarios:
         return [c for c in [*COLD_HEADLINE, *(f"{sc}: {k}" for sc in scenarios for k in COLD_HEADLINE)]
@@ -111,31 +111,39 @@ def markdown(result: ExperimentResult) -> str:
 
 
 def _impressions_section(result: ExperimentResult, most: int = 8) -> list[str]:
-    """Per label: AUC, GAUC and NDCG@10 over the impressed items, overall and per context value."""
+    """Per label: AUC, GAUC (a graded label: Spearman overall and per user) and NDCG@10 over the impressed
+    items, overall and per context value."""
     labels = _labels(result)
     if not labels:
         return []
     n_seeds = len(result.seeds) or 1
+    present = {k for r in result.rows for k in _flat(r)}
+    cols = [f"{lb} {m}" for lb in labels for m in ("auc", "gauc", "corr", "gcorr", "indcg@10")
+            if f"{lb} {m}" in present]
     lines = ["", "## Impressions: each feedback label", "",
              "AUC over all test impressions of users with a training event; GAUC: per-user AUC weighted by "
              "impressions; iNDCG@10: each user's impressed items (per context value) re-ranked by the model, "
-             "the label as gain. A multi-task model answers each label with its own head.", "",
-             "| model | " + " | ".join(f"{lb} {m}" for lb in labels for m in ("auc", "gauc", "indcg@10")) + " |",
-             "|---|" + "---:|" * (3 * len(labels))]
+             "the label as gain. A graded label (e.g. play time) has Spearman's correlation instead of AUC, "
+             "overall (corr) and per user (gcorr), and log(1 + value) as gain. A multi-task model answers "
+             "each label with its own head.", "",
+             "| model | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for r in result.rows:
-        lines.append(f"| {r.label} | " + " | ".join(_cell(r, f"{lb} {m}", n_seeds) for lb in labels
-                                                   for m in ("auc", "gauc", "indcg@10")) + " |")
+        lines.append(f"| {r.label} | " + " | ".join(_cell(r, c, n_seeds) for c in cols) + " |")
     rows = [r for r in result.rows if r.impressions]
     if rows:
         values = sorted(rows[0].impressions, key=lambda v: -rows[0].impressions[v].get("impressions", 0))[:most]
         context = result.config.get("evaluation", {}).get("context", "context")
         for lb in labels:
-            lines += ["", f"{lb} GAUC by {context} (values with ≥ 200 scored test impressions):", "",
-                      "| model | " + " | ".join(f"{v} ({rows[0].impressions[v]['impressions']:.0f})" for v in values)
-                      + " |", "|---|" + "---:|" * len(values)]
+            per_user = next((m for m in ("gauc", "gcorr") if f"{lb} {m}" in present), None)
+            if per_user is None:
+                continue
+            key = f"{lb} {per_user}"
+            lines += ["", f"{lb} {per_user.upper()} by {context} (values with ≥ 200 scored test impressions):",
+                      "", "| model | " + " | ".join(f"{v} ({rows[0].impressions[v]['impressions']:.0f})"
+                                                  for v in values) + " |", "|---|" + "---:|" * len(values)]
             for r in rows:
-                cells = [fmt(r.impressions[v][f"{lb} gauc"], r.impressions_std[v].get(f"{lb} gauc")
-                             if n_seeds > 1 else None) if v in r.impressions else "—" for v in values]
+                cells = [fmt(r.impressions[v][key], r.impressions_std[v].get(key) if n_seeds > 1 else None)
+                         if v in r.impressions and key in r.impressions[v] else "—" for v in values]
                 lines.append(f"| {r.label} | " + " | ".join(cells) + " |")
     return lines
 

@@ -205,6 +205,7 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
             fitted: dict[tuple[str, str], dict[str, Any]] = {}  # (label, scenario) → params fitted this seed
             for spec in models:
                 row = rows[spec.display]
+                t_spec = time.perf_counter()
                 for task in tasks:
                     progress.update(bar, description=f"seed {seed}: {spec.display}, {task.name}")
                     params = start_params(spec, fitted.get((spec.start_from, task.name), {}))
@@ -283,6 +284,9 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
                         if eval_config.mmr_lambdas and content is not None:
                             row.tradeoff = _tradeoff(model, task, content, eval_config, item_vectors)
                 progress.advance(bar)
+                if not console.is_terminal:  # a log (CI, nohup): one line per model instead of a redrawn bar
+                    console.print(f"seed {seed}: {spec.display} done in {time.perf_counter() - t_spec:.0f} s "
+                                  f"({int(progress.tasks[0].completed)}/{len(models) * len(seeds)})")
     for row in rows.values():
         _aggregate(row)
     if baseline is not None:

@@ -67,6 +67,10 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
     "graph": {"lr": {"low": 2e-4, "high": 1e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
     "two-tower": {"lr": {"low": 2e-4, "high": 1e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True},
                   "id_dropout": [0.0, 0.1, 0.3]},
+    # the networks' epochs are chosen by their own early stopping on the same validation part
+    "sasrec": {"lr": {"low": 3e-4, "high": 5e-3, "log": True}, "dropout": [0.1, 0.2, 0.4], "dim": [32, 64, 128]},
+    "multitask": {"lr": {"low": 3e-4, "high": 1e-2, "log": True}, "dropout": [0.0, 0.1, 0.3], "dim": [16, 32, 64],
+                  "weight_decay": {"low": 1e-8, "high": 1e-4, "log": True}},
 }
 
 

@@ -435,6 +435,8 @@ class MultiTask(BaseRecommender):
         for k, t in enumerate(self.config.tasks):
             if t.kind == "regression":
                 out[t.name] = raw[:, k]
+        for t in self.config.tasks:  # the impression metrics ask by the label column (e.g. play_s)
+            out.setdefault(t.label, out[t.name])
         return out
 
     def _scores(self, query: Query) -> np.ndarray:

@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/new_items.py
 	$(PY) benchmarks/transfer.py
 	$(PY) benchmarks/sequence_transfer.py
+	$(PY) benchmarks/peer_sasrec.py
 
 clean:
 	rm -rf $(VENV) .mosaicrec runs benchmarks/results .pytest_cache

@@ -82,7 +82,7 @@ def main() -> None:
 
     rows: list[dict] = []
     for seed in args.seeds:
-        sas = {"seed": seed, "epochs": args.epochs}
+        sas = {"seed": seed, "epochs": args.epochs, "refit": False}  # epochs chosen on each user's last event
         runs = {
             "sasrec (content), trained on A": lambda: zero_shot(
                 create("sasrec", {**sas, "items": "content"}).fit(on_a, content=content)),

@@ -70,6 +70,18 @@ def test_the_scenario_feature_carries_the_flip(log):
     assert auc(y, model.score_events(odd)["click"]) > auc(y, model.score_events(flipped)["click"]) + 0.1
 
 
+def test_star_scores_each_impression_with_its_own_scenarios_weights_in_a_mixed_batch(log):
+    train, test = log
+    model = create("multitask", {**FAST, "architecture": "star", "epochs": 3}).fit(train)
+    mixed = model.score_events(test)["click"]
+    scen = test.context["scenario"]
+    for value in ("a", "b"):  # the same impressions scored in a batch of their scenario alone
+        alone = model.score_events(test.subset(scen == value))["click"]
+        np.testing.assert_allclose(mixed[scen == value], alone, rtol=1e-5, atol=1e-6)
+    net_b = model.score_events(replace(test, context={**test.context, "scenario": np.full(len(scen), "b", object)}))
+    assert not np.allclose(net_b["click"][scen == "a"], mixed[scen == "a"])  # scenario weights matter
+
+
 def test_the_ranking_score_is_the_configured_blend_of_heads(log):
     train, _ = log
     clicks = create("multitask", {**FAST, "blend": {"click": 1.0}}).fit(train)

@@ -163,6 +163,17 @@ def test_one_model_per_scenario_routes_each_request_and_event(log, tmp_path):
         create("per-context", {"base": "per-context"})
 
 
+def test_a_runs_seed_reaches_every_per_scenario_model(log):
+    train, _ = log
+    fit = lambda seed: create("per-context", {"base": "multitask", "params": {**FAST, "epochs": 2},  # noqa: E731
+                                              "min_events": 100, "seed": seed}).fit(train)
+    a, b = fit(0), fit(1)
+    assert a.pooled_.config.seed == 0 and all(m.config.seed == 0 for m in a.models_)
+    assert not np.allclose(a.models_[0].weights_["items.weight"], b.models_[0].weights_["items.weight"])
+    pinned = create("per-context", {"base": "multitask", "params": {**FAST, "seed": 7}, "seed": 1})
+    assert pinned._base_params()["seed"] == 7  # a seed the base's own params name wins
+
+
 def test_fine_tuning_starts_from_the_pretrained_model_and_learns_the_new_scenario(log):
     train, test = log
     in_a, in_b = (train.subset(train.context["scenario"] == v) for v in ("a", "b"))

@@ -26,6 +26,7 @@ class PerContextConfig(ModelConfig):
     context: str = Field("scenario", description="the event-context column that picks the model")
     min_events: int = Field(5000, ge=1, description="a value with fewer training events is served by the "
                             "pooled model")
+    seed: int = Field(42, description="passed to the base model where it takes one and params do not set it")
 
 
 @register("per-context")
@@ -50,15 +51,21 @@ class PerContext(BaseRecommender):
     def trains_on_impressions(self) -> bool:  # type: ignore[override]
         return MODELS[self.config.base].trains_on_impressions
 
+    def _base_params(self) -> dict[str, Any]:
+        """The base's parameters, with this model's seed unless they name one (a run's seeds must reach it)."""
+        seeded = "seed" in MODELS[self.config.base].Config.model_fields
+        return {**({"seed": self.config.seed} if seeded else {}), **self.config.params}
+
     def _fit(self, train: Interactions) -> None:
         cfg = self.config
         content = self.content_
-        self.pooled_ = create(cfg.base, cfg.params).fit(train, content=content)
+        params = self._base_params()
+        self.pooled_ = create(cfg.base, params).fit(train, content=content)
         values, counts = np.unique(np.asarray(train.context[cfg.context]).astype(str), return_counts=True)
         keep = (counts >= cfg.min_events) & (values != "")
         self.contexts_ = values[keep].astype(object)
         raw = np.asarray(train.context[cfg.context]).astype(str)
-        self.models_ = [create(cfg.base, cfg.params).fit(train.subset(raw == v), content=content)
+        self.models_ = [create(cfg.base, params).fit(train.subset(raw == v), content=content)
                         for v in self.contexts_]
 
     def _route(self, values: np.ndarray) -> list[tuple[BaseRecommender, np.ndarray, str | None]]:
@@ -109,7 +116,7 @@ class PerContext(BaseRecommender):
         self.contexts_ = state["contexts"].astype(object)
         models = []
         for n in range(len(self.contexts_) + 1):
-            model = create(self.config.base, self.config.params)
+            model = create(self.config.base, self._base_params())
             model._seen, model.user_ids, model.item_ids = self._seen, self.user_ids, self.item_ids
             prefix = f"{n}/"
             model._set_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})

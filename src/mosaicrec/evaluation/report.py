@@ -36,8 +36,13 @@ def _labels(result: ExperimentResult) -> list[str]:
     return list(result.config.get("evaluation", {}).get("labels", []))
 
 
+def _present(result: ExperimentResult) -> set[str]:
+    """Every metric some row of the result has."""
+    return {k for r in result.rows for k in _flat(r)}
+
+
 def _columns(result: ExperimentResult) -> list[str]:
-    present = {k for r in result.rows for k in _flat(r)}
+    present = _present(result)
     labels = _labels(result)
     if labels:  # impression experiments: the labels' AUC / GAUC, then the full-catalogue ranking
         return [c for c in [*(f"{lb} {m}" for lb in labels for m in ("auc", "gauc", "corr", "gcorr")), "ndcg@10",
@@ -117,7 +122,7 @@ def _impressions_section(result: ExperimentResult, most: int = 8) -> list[str]:
     if not labels:
         return []
     n_seeds = len(result.seeds) or 1
-    present = {k for r in result.rows for k in _flat(r)}
+    present = _present(result)
     cols = [f"{lb} {m}" for lb in labels for m in ("auc", "gauc", "corr", "gcorr", "indcg@10")
             if f"{lb} {m}" in present]
     lines = ["", "## Impressions: each feedback label", "",

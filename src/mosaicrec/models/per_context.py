@@ -61,10 +61,10 @@ class PerContext(BaseRecommender):
         content = self.content_
         params = self._base_params()
         self.pooled_ = create(cfg.base, params).fit(train, content=content)
-        values, counts = np.unique(np.asarray(train.context[cfg.context]).astype(str), return_counts=True)
+        raw = np.asarray(train.context[cfg.context]).astype(str)
+        values, counts = np.unique(raw, return_counts=True)
         keep = (counts >= cfg.min_events) & (values != "")
         self.contexts_ = values[keep].astype(object)
-        raw = np.asarray(train.context[cfg.context]).astype(str)
         self.models_ = [create(cfg.base, params).fit(train.subset(raw == v), content=content)
                         for v in self.contexts_]
 

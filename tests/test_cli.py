@@ -122,6 +122,10 @@ name = "ease"
     report = (files / "report" / "report.md").read_text()
     assert "## Against mostpop" in report and "## Hyper-parameters chosen on validation" in report
     assert " ± " in report
+    # each (seed, model) record was also logged as it finished, the same as in results.json
+    lines = [json.loads(x) for x in (files / "report" / "runs.jsonl").read_text().splitlines()]
+    assert [(r["label"], r["seed"]) for r in lines] == [(m, s) for s in (0, 1, 2) for m in ("mostpop", "ease")]
+    assert [r["metrics"] for r in lines if r["label"] == "ease"] == [r["metrics"] for r in ease["runs"]]
 
 
 def test_version_prints_without_a_command(tmp_path):

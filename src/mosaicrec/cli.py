@@ -817,12 +817,20 @@ def _run(cfg, output: Path | None, keep_models: bool = False, use_store: bool = 
         for rep in encoded.reports:
             err.print("  " + rep.describe(), soft_wrap=True, highlight=False)
         content = encoded.content
-    result = run_experiment(data, cfg.split, cfg.models, cfg.evaluation, name=cfg.name,
-                            config=cfg.model_dump(mode="json"), console=err, keep_models=keep_models,
-                            content=content, cold_start=cfg.cold_start, seeds=cfg.seeds, tuning=cfg.tuning,
-                            baseline=cfg.baseline)
+    folder = Path(output or Path(cfg.output_dir) / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    folder.mkdir(parents=True, exist_ok=True)
+    # every finished (seed, model) record as a JSON line at once: an hour-long run stopped at 50 min keeps
+    # its first 50 min (results.json is written at the end, from all seeds)
+    with open(folder / "runs.jsonl", "w") as log:
+        def on_run(label: str, record: dict) -> None:
+            log.write(json.dumps({"label": label, **record}, default=str) + "\n")
+            log.flush()
+
+        result = run_experiment(data, cfg.split, cfg.models, cfg.evaluation, name=cfg.name,
+                                config=cfg.model_dump(mode="json"), console=err, keep_models=keep_models,
+                                content=content, cold_start=cfg.cold_start, seeds=cfg.seeds, tuning=cfg.tuning,
+                                baseline=cfg.baseline, on_run=on_run)
     out.print(results_table(result))
-    folder = output or Path(cfg.output_dir) / f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     write_reports(result, folder)
     (Path(folder) / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
     out.print(f"report: {folder}/report.md  results: {folder}/results.json  plot: {folder}/plot.png")

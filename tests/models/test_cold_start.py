@@ -202,6 +202,15 @@ def test_early_stopping_keeps_the_best_epoch_on_held_out_events():
                           validate=lambda: 1.0 if state["w"] < 0 else 0.5, patience=2,
                           checkpoint=lambda: dict(state), restore=lambda s: state.update(s), validate_start=True)
     assert result.best_epoch == -1 and state["w"] == -1 and [r["epoch"] for r in seen] == [-1, 0, 1]
+    # one value per objective: each keeps its own best epoch and checkpoint; the loop runs while any improves
+    curves = np.array([[0.1, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0], [0.1, 0.2, 0.3, 0.6, 0.5, 0.4, 0.3]])
+    state, seen = {"w": 0}, []
+    result = train_epochs(10, lambda e: state.update(w=e) or {"epoch": e}, seen.append,
+                          validate=lambda: curves[:, min(state["w"], 6)], patience=2,
+                          checkpoint=lambda: dict(state), restore=lambda s: state.update(s))
+    assert result.best_epochs == [1, 3] and [s["w"] for s in result.best_states] == [1, 3]
+    assert result.epochs_run == 6 and result.best_epoch == 3 and state["w"] == 3  # the best mean is restored
+    assert seen[1]["validation parts"] == [0.5, 0.2]
 
 
 def test_a_bpr_start_no_epoch_improves_is_kept():

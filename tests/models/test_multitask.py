@@ -59,9 +59,10 @@ def test_every_architecture_learns_each_signal(log, architecture):
     assert np.corrcoef(heads["play_time"], np.log1p(play))[0, 1] > 0.4
 
 
-def test_the_scenario_feature_carries_the_flip(log):
+@pytest.mark.parametrize("params", [{"architecture": "mmoe"}, {"architecture": "mmoe", "scenario_experts": 1}])
+def test_the_scenario_feature_carries_the_flip(log, params):
     train, test = log
-    model = create("multitask", {**FAST, "architecture": "mmoe"}).fit(train)
+    model = create("multitask", {**FAST, **params}).fit(train)
     odd = test.subset(test.items % 2 == 1)
     flipped = replace(odd, context={**odd.context, "scenario": np.where(odd.context["scenario"] == "a", "b", "a")
                                     .astype(object)})
@@ -70,9 +71,10 @@ def test_the_scenario_feature_carries_the_flip(log):
     assert auc(y, model.score_events(odd)["click"]) > auc(y, model.score_events(flipped)["click"]) + 0.1
 
 
-def test_star_scores_each_impression_with_its_own_scenarios_weights_in_a_mixed_batch(log):
+@pytest.mark.parametrize("params", [{"architecture": "star"}, {"architecture": "ple", "scenario_experts": 1}])
+def test_scenario_parts_score_each_impression_with_its_own_scenarios_weights_in_a_mixed_batch(log, params):
     train, test = log
-    model = create("multitask", {**FAST, "architecture": "star", "epochs": 3}).fit(train)
+    model = create("multitask", {**FAST, **params, "epochs": 3}).fit(train)
     mixed = model.score_events(test)["click"]
     scen = test.context["scenario"]
     for value in ("a", "b"):  # the same impressions scored in a batch of their scenario alone
@@ -117,6 +119,31 @@ def test_save_and_load_keep_every_head(log, tmp_path):
                                rtol=1e-5)
 
 
+def test_per_task_checkpoints_read_each_head_from_its_own_best_epoch(log, tmp_path):
+    """Tasks peak at different epochs here; each head must be the network after its task's best epoch,
+    trained again on every event: the same as a model trained that many epochs (same seed)."""
+    train, test = log
+    fast = {**FAST, "lr": 0.03}
+    model = create("multitask", {**fast, "epochs": 30, "early_stopping": 2, "checkpoints": "per-task"}).fit(train)
+    parts = np.array([r["validation parts"] for r in model.history_ if not r["refit"]])
+    assert model.task_epochs_ == [int(np.argmax(parts[:, k])) for k in range(parts.shape[1])]
+    assert len(set(model.task_epochs_)) > 1 and len(model.head_weights_) == len(set(model.task_epochs_))
+    heads = model.score_events(test)
+    names = [t.name for t in model.config.tasks]
+    for k in {int(np.argmin(model.task_epochs_)), int(np.argmax(model.task_epochs_))}:
+        ref = create("multitask", {**fast, "epochs": model.task_epochs_[k] + 1, "early_stopping": 0}).fit(train)
+        np.testing.assert_allclose(heads[names[k]], ref.score_events(test)[names[k]], rtol=1e-5, atol=1e-6)
+    blend = sum(w * heads[n] for n, w in model.config.blend.items())
+    np.testing.assert_allclose(heads["score"], blend, rtol=1e-5)
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert again.task_epochs_ == model.task_epochs_
+    for k, v in heads.items():
+        np.testing.assert_allclose(again.score_events(test)[k], v, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(again.score(np.arange(5), context="a"), model.score(np.arange(5), context="a"),
+                               rtol=1e-5)
+
+
 def test_the_attribute_task_teaches_items_their_tags(log):
     train, _ = log
     rng = np.random.default_rng(1)
@@ -142,6 +169,10 @@ def test_bad_settings_and_missing_columns_are_refused(log):
         create("multitask", {**FAST, "attribute": "tags"}).fit(train)
     with pytest.raises(ConfigError, match="star"):
         create("multitask", {"architecture": "star", "features": ["hour"]})
+    with pytest.raises(ConfigError, match="scenario_experts"):
+        create("multitask", {"architecture": "shared-bottom", "scenario_experts": 1})
+    with pytest.raises(ConfigError, match="scenario_experts"):
+        create("multitask", {"architecture": "mmoe", "scenario_experts": 1, "features": ["hour"]})
 
 
 def test_one_model_per_scenario_routes_each_request_and_event(log, tmp_path):

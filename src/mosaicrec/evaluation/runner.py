@@ -23,6 +23,7 @@ import os
 import platform
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -165,13 +166,15 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
                    config: dict[str, Any] | None = None, console: Console | None = None,
                    keep_models: bool = False, content: ItemContent | None = None,
                    cold_start: ColdStartConfig | None = None, seeds: list[int] | None = None,
-                   tuning: TuningConfig | None = None, baseline: str | None = None) -> ExperimentResult:
+                   tuning: TuningConfig | None = None, baseline: str | None = None,
+                   on_run: Callable[[str, dict[str, Any]], None] | None = None) -> ExperimentResult:
     """Run one experiment and return its results (reports are written by :mod:`.report`).
 
     ``content`` goes to every model's ``fit`` (content models need it); ``cold_start`` adds the new-item
     and new-user scenarios; ``seeds`` repeats everything (split, tuning, training) once per seed (default:
     the split's seed); ``tuning`` chooses hyper-parameters on validation; ``baseline`` (a model label)
-    gets every other model a paired comparison."""
+    gets every other model a paired comparison; ``on_run(label, record)`` hears each (seed, model, scenario)
+    record as it is made, so a long run that is stopped keeps what it finished."""
     eval_config = eval_config or EvaluationConfig()
     console = console or Console(stderr=True)
     seeds = list(seeds) if seeds else [split_config.seed]
@@ -267,10 +270,14 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
                             if m in result.per_user:
                                 row.per_user.setdefault((task.name, m), []).append(result.per_user[m])
                     row.runs.append(record)
+                    if on_run is not None:
+                        on_run(spec.display, record)
                     if task.name == WARM and result is not None:
                         for slice_name, sliced in _slices(model, task, eval_config, popularity, item_vectors,
                                                           result):
                             row.runs.append({"seed": seed, "scenario": slice_name, "metrics": sliced[0]})
+                            if on_run is not None:
+                                on_run(spec.display, row.runs[-1])
                             for m in PAIRED_METRICS:
                                 if m in sliced[1]:
                                     row.per_user.setdefault((slice_name, m), []).append(sliced[1][m])

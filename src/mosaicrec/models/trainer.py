@@ -7,7 +7,7 @@ record: loss, seconds, …), score the validation part, and save / restore its s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,39 +23,68 @@ class TrainResult:
     epochs_run: int
     best_epoch: int | None = None
     best_validation: float | None = None
+    # with a validation vector (one value per objective): each objective's best epoch and its checkpoint
+    best_epochs: list[int] | None = None
+    best_states: list[Any] | None = None
 
 
 def train_epochs(epochs: int, run_epoch: Callable[[int], dict[str, Any]], on_record: Callable[[dict], None], *,
-                 validate: Callable[[], float] | None = None, patience: int = 0,
+                 validate: Callable[[], float | Sequence[float]] | None = None, patience: int = 0,
                  checkpoint: Callable[[], Any] | None = None, restore: Callable[[Any], None] | None = None,
                  validate_start: bool = False) -> TrainResult:
     """Run up to ``epochs`` epochs. With ``validate``, each epoch's record gets its ``validation`` score;
     training stops after ``patience`` epochs without a better one, and the best epoch's checkpoint is
     restored (neural models peak early, then overfit: a fixed epoch count is either too short or too long).
     ``validate_start`` scores the state before any epoch too, as epoch ``-1``: a model started from a
-    fitted solution keeps it when no epoch improves on it (``best_epoch == -1``)."""
+    fitted solution keeps it when no epoch improves on it (``best_epoch == -1``).
+
+    ``validate`` may return one value per objective (e.g. per task of a multi-task model), which peak at
+    different epochs: an epoch improves when any objective does, each objective's best epoch and checkpoint
+    come back in ``best_epochs`` / ``best_states``, and the epoch of the best mean is the one restored."""
     best, best_epoch, best_state, stale = -np.inf, None, None, 0
+    parts: np.ndarray | None = None  # each objective's best value so far
+    part_epochs: list[int] = []
+    part_states: list[Any] = []
+
+    def score(epoch: int, record: dict[str, Any]) -> bool:
+        nonlocal best, best_epoch, best_state, parts
+        raw = validate()
+        vec = np.atleast_1d(np.asarray(raw, dtype=np.float64))
+        value = float(vec.mean())
+        record["validation"] = value
+        if vec.size > 1:
+            record["validation parts"] = [float(v) for v in vec]
+        if parts is None:
+            parts = np.full(vec.size, -np.inf)
+            part_epochs.extend([epoch] * vec.size)
+            part_states.extend([None] * vec.size)
+        better = vec > parts + 1e-9
+        improved = value > best + 1e-9
+        state = checkpoint() if checkpoint is not None and (improved or (vec.size > 1 and better.any())) else None
+        if improved:
+            best, best_epoch, best_state = value, epoch, state
+        if vec.size > 1:
+            for k in np.flatnonzero(better):
+                parts[k], part_epochs[k], part_states[k] = vec[k], epoch, state
+        return improved or (vec.size > 1 and bool(better.any()))
+
     if validate is not None and validate_start:
-        best, best_epoch = float(validate()), -1
-        best_state = checkpoint() if checkpoint is not None else None
-        on_record({"epoch": -1, "validation": best, "start": True})
+        record = {"epoch": -1, "start": True}
+        score(-1, record)
+        on_record(record)
     epoch = -1
     for epoch in range(epochs):
         record = run_epoch(epoch)
         if validate is not None:
-            value = float(validate())
-            record["validation"] = value
-            if value > best + 1e-9:
-                best, best_epoch, stale = value, epoch, 0
-                best_state = checkpoint() if checkpoint is not None else None
-            else:
-                stale += 1
+            stale = 0 if score(epoch, record) else stale + 1
         on_record(record)
         if validate is not None and patience and stale >= patience:
             break
     if best_state is not None and restore is not None and best_epoch != epoch:
         restore(best_state)
-    return TrainResult(epoch + 1, best_epoch, None if best_epoch is None else best)
+    multi = parts is not None and parts.size > 1
+    return TrainResult(epoch + 1, best_epoch, None if best_epoch is None else best,
+                       part_epochs if multi else None, part_states if multi else None)
 
 
 def recall_at(U: np.ndarray, V: np.ndarray, b: np.ndarray | None, seen: sp.csr_matrix, relevant: sp.csr_matrix,

@@ -15,6 +15,11 @@ the model also scores requests whose context is partly unknown). The shared part
   matrix, and its bias their sum (STAR, Sheng et al. 2021), so small scenarios start from the shared
   network and keep a part of their own; one tower per task on top.
 
+``scenario_experts`` (with ``mmoe`` or ``ple``) adds experts of each scenario: an impression meets its own
+scenario's experts beside the shared ones, and each task's gate (which sees the scenario too) decides how
+much to take from them, so a scenario with little data can lean on the shared experts (PLE's task-specific
+experts, applied to scenarios as in multi-scenario extensions of it).
+
 Loss: the tasks' losses (BCE, or MSE on the standardised log1p target) summed with fixed ``weight`` s, or
 with learned uncertainty weights (``loss_weighting = "uncertainty"``: Σ e^(−s_t)·L_t + s_t, Kendall et al.
 2018). With ``attribute``, an auxiliary task asks the item embedding to predict the item's attributes (the
@@ -27,7 +32,11 @@ themselves are returned by :meth:`MultiTask.score_events` (what the impression m
 
 Early stopping holds out the latest ``validation_share`` of the training impressions (a temporal cut, the
 same kind as the test split), stops on the mean AUC of the binary tasks there and, with ``refit``, trains
-the chosen number of epochs again on everything.
+the chosen number of epochs again on everything. With ``checkpoints = "per-task"`` each task is scored on
+its own there (a binary task by its AUC, a regression task by Spearman's correlation), training goes on
+while any task still improves, and each head is read from the epoch best for its task: tasks peak at
+different epochs (like, a rare label, overfits first), and one epoch chosen on their mean trains some past
+their best and stops others short. Scoring then runs one network per distinct chosen epoch.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.special import expit
+from scipy.stats import spearmanr
 
 from mosaicrec.data.schema import Interactions, context_floats
 from mosaicrec.errors import ConfigError
@@ -81,6 +91,9 @@ class MultiTaskConfig(ModelConfig):
     expert_dim: int = Field(64, ge=2, le=2048)
     experts: int = Field(4, ge=1, le=32, description="mmoe: experts; ple: shared experts")
     task_experts: int = Field(1, ge=1, le=8, description="ple: experts of each task")
+    scenario_experts: int = Field(0, ge=0, le=8, description="mmoe / ple: experts of each scenario (the "
+                                  "`context` feature's values), which every task's gate sees beside the "
+                                  "shared ones; 0: none")
     tower_dim: int = Field(32, ge=2, le=1024)
     dropout: float = Field(0.1, ge=0, lt=1)
     loss_weighting: Literal["fixed", "uncertainty"] = "fixed"
@@ -96,6 +109,9 @@ class MultiTaskConfig(ModelConfig):
     early_stopping: int = Field(2, ge=0, le=100, description="patience in epochs on the held-out latest "
                                 "impressions (mean AUC of the binary tasks); 0: train all epochs")
     validation_share: float = Field(0.1, gt=0, lt=1)
+    checkpoints: Literal["shared", "per-task"] = Field(
+        "shared", description="shared: every head from the one epoch best on the mean validation AUC; "
+        "per-task: each head from the epoch best for its own task (see the module)")
     refit: bool = True
     seed: int = 42
     threads: int = Field(0, ge=0, le=256)
@@ -112,6 +128,11 @@ class MultiTaskConfig(ModelConfig):
             raise ValueError("blend needs a positive weight on at least one task")
         if self.architecture == "star" and self.context not in self.features:
             raise ValueError(f"architecture 'star' reads the scenario from features; add {self.context!r}")
+        if self.scenario_experts:
+            if self.architecture not in ("mmoe", "ple"):
+                raise ValueError("scenario_experts needs architecture 'mmoe' or 'ple' (their gates weigh them)")
+            if self.context not in self.features:
+                raise ValueError(f"scenario_experts read the scenario from features; add {self.context!r}")
         return self
 
 
@@ -164,8 +185,11 @@ def _network(n_users: int, n_items: int, vocab: list[int], n_scenarios: int, n_a
             else:
                 n_experts = cfg.experts + (n_tasks * cfg.task_experts if arch == "ple" else 0)
                 self.experts = nn.ModuleList(mlp(n_in, cfg.expert_dim) for _ in range(n_experts))
-                per_gate = cfg.experts + (cfg.task_experts if arch == "ple" else 0)
+                per_gate = cfg.experts + (cfg.task_experts if arch == "ple" else 0) + cfg.scenario_experts
                 self.gates = nn.ModuleList(nn.Linear(n_in, per_gate) for _ in range(n_tasks))
+                # one group per scenario code (0: unknown); a row meets its own scenario's group only
+                self.scenario_experts = nn.ModuleList(mlp(n_in, cfg.expert_dim) for _ in
+                                                      range((n_scenarios + 1) * cfg.scenario_experts))
             self.towers = nn.ModuleList(nn.Sequential(mlp(cfg.expert_dim, cfg.tower_dim), nn.Linear(cfg.tower_dim, 1))
                                         for _ in range(n_tasks))
             self.log_vars = nn.Parameter(torch.zeros(n_tasks))
@@ -186,6 +210,7 @@ def _network(n_users: int, n_items: int, vocab: list[int], n_scenarios: int, n_a
                 inputs = [h] * len(self.towers)
             else:
                 outs = torch.stack([e(x) for e in self.experts], dim=1)  # batch × experts × d
+                own_scenario = self._scenario_experts(x, scen) if cfg.scenario_experts else None
                 inputs = []
                 for t, gate in enumerate(self.gates):
                     if arch == "ple":
@@ -194,11 +219,31 @@ def _network(n_users: int, n_items: int, vocab: list[int], n_scenarios: int, n_a
                         mine = outs[:, idx]
                     else:
                         mine = outs
+                    if own_scenario is not None:
+                        mine = torch.cat([mine, own_scenario], dim=1)
                     w = torch.softmax(gate(x), dim=1).unsqueeze(-1)
                     inputs.append((w * mine).sum(1))
             return torch.cat([tower(h) for tower, h in zip(self.towers, inputs)], dim=1)
 
+        def _scenario_experts(self, x, scen):
+            """``batch × scenario_experts × d``: each row through its own scenario's experts, one pass per
+            scenario present (as in the STAR layer)."""
+            k = cfg.scenario_experts
+            out = x.new_empty(x.shape[0], k, cfg.expert_dim)
+            for s in torch.unique(scen):
+                rows = torch.nonzero(scen == s).squeeze(1)
+                out[rows] = torch.stack([self.scenario_experts[int(s) * k + e](x[rows]) for e in range(k)], dim=1)
+            return out
+
     return Net()
+
+
+def _numpy(state: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {k: v.detach().numpy().copy() for k, v in state.items()}
+
+
+def _finite(x: float) -> float:
+    return float(x) if np.isfinite(x) else 0.0
 
 
 @register("multitask")
@@ -274,22 +319,49 @@ class MultiTask(BaseRecommender):
         torch.set_num_threads(cfg.threads or old)
         try:
             torch.manual_seed(cfg.seed)
+            task_epochs, task_states = None, None
             if cfg.early_stopping:
                 from mosaicrec.data.splits import temporal_split
 
                 fit_part, val = temporal_split(train, cfg.validation_share)
-                net, result = self._train(fit_part, val, cfg.epochs, train.n_users, train.n_items, start)
+                net, result, _ = self._train(fit_part, val, cfg.epochs, train.n_users, train.n_items, start)
                 self.best_epoch_ = result.best_epoch
+                if result.best_epochs is not None:
+                    task_epochs, task_states = list(result.best_epochs), list(result.best_states)
                 if cfg.refit:
                     torch.manual_seed(cfg.seed)
-                    net, _ = self._train(train, None, result.best_epoch + 1, train.n_users, train.n_items, start)
+                    last = max(task_epochs) if task_epochs is not None else result.best_epoch
+                    net, _, kept = self._train(train, None, last + 1, train.n_users, train.n_items, start,
+                                               capture=set(task_epochs or ()))
+                    if task_epochs is not None:
+                        task_states = [kept[e] for e in task_epochs]
             else:
-                net, _ = self._train(train, None, cfg.epochs, train.n_users, train.n_items, start)
+                net, _, _ = self._train(train, None, cfg.epochs, train.n_users, train.n_items, start)
         finally:
             torch.set_num_threads(old)
         net.eval()
         self._net = net
-        self.weights_ = {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
+        self.weights_ = _numpy(net.state_dict())
+        self._keep_heads(task_epochs, task_states)
+
+    def _keep_heads(self, task_epochs: list[int] | None, task_states: list[Any] | None) -> None:
+        """Per-task checkpoints: the distinct states (several tasks may share an epoch) and, per task, which
+        one its head is read from."""
+        self.task_epochs_ = task_epochs
+        self.head_weights_, self.head_index_ = None, None
+        self.__dict__.pop("_head_nets", None)
+        if task_states is None:
+            return
+        distinct: list[Any] = []
+        index = []
+        for state in task_states:
+            j = next((n for n, d in enumerate(distinct) if d is state), None)
+            if j is None:
+                distinct.append(state)
+                j = len(distinct) - 1
+            index.append(j)
+        self.head_weights_ = [_numpy(d) for d in distinct]
+        self.head_index_ = np.asarray(index, np.int64)
 
     def fine_tune(self, train: Interactions, **changes: Any) -> MultiTask:
         """A new model that starts from this fitted one and trains on ``train`` (same id maps), e.g. a
@@ -310,7 +382,9 @@ class MultiTask(BaseRecommender):
         return new
 
     def _train(self, part: Interactions, val: Interactions | None, epochs: int, n_users: int, n_items: int,
-               start: dict[str, np.ndarray] | None = None):
+               start: dict[str, np.ndarray] | None = None, capture: set[int] = frozenset()):
+        """Train one network; returns it, the loop's result and the states after each epoch in
+        ``capture`` (-1: the start)."""
         torch = _torch()
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
@@ -319,6 +393,11 @@ class MultiTask(BaseRecommender):
         if start is not None:
             net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in start.items() if not k.startswith("attr.")},
                                 strict=False)
+
+        def snapshot() -> dict[str, Any]:
+            return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+        kept = {-1: snapshot()} if -1 in capture else {}
         opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         u_all = torch.from_numpy(part.users.astype(np.int64))
         i_all = torch.from_numpy(part.items.astype(np.int64))
@@ -363,21 +442,27 @@ class MultiTask(BaseRecommender):
             record = {"epoch": epoch, "loss": total / len(perm), "seconds": time.perf_counter() - t0,
                       "refit": val is None and cfg.early_stopping > 0}
             record.update({f"loss {t.name}": float(v) / len(perm) for t, v in zip(cfg.tasks, per_task)})
+            if epoch in capture:
+                kept[epoch] = snapshot()
             return record
 
-        def validate() -> float:
+        def validate() -> float | list[float]:
             net.eval()
             out = self._forward(net, val)
             y = self._targets(val)
+            if cfg.checkpoints == "per-task":
+                # a task without both classes (or a constant target) in the held-out part scores 0: it
+                # then never improves, and its head comes from the first epoch
+                return [_finite(auc(y[:, k], out[:, k]) if t.kind == "binary" else spearmanr(y[:, k], out[:, k]).statistic)
+                        for k, t in enumerate(cfg.tasks)]
             aucs = [auc(y[:, k], out[:, k]) for k, t in enumerate(cfg.tasks) if t.kind == "binary"]
             aucs = [a for a in aucs if np.isfinite(a)]
             return float(np.mean(aucs)) if aucs else -float(np.square(out - y).mean())
 
         result = train_epochs(epochs, run_epoch, self._epoch_done,
                               validate=validate if val is not None else None, patience=cfg.early_stopping,
-                              checkpoint=lambda: {k: v.detach().clone() for k, v in net.state_dict().items()},
-                              restore=net.load_state_dict, validate_start=start is not None)
-        return net, result
+                              checkpoint=snapshot, restore=net.load_state_dict, validate_start=start is not None)
+        return net, result, kept
 
     def _raw_targets(self, events: Interactions) -> np.ndarray:
         """``n_events × n_tasks``: binary labels as 0/1, regression targets (log1p where asked)."""
@@ -397,21 +482,34 @@ class MultiTask(BaseRecommender):
         return ((self._raw_targets(events) - self.reg_stats_[:, 0]) / self.reg_stats_[:, 1]).astype(np.float32)
 
     # -- scoring ----------------------------------------------------------------------------------------
-    def _network_now(self):
+    def _build(self, weights: dict[str, np.ndarray]):
         torch = _torch()
+        n_attr = weights["attr.weight"].shape[0] if "attr.weight" in weights else 0
+        net = _network(weights["users.weight"].shape[0], weights["items.weight"].shape[0],
+                       [len(v) for v in self.vocab_], len(self.contexts_), n_attr, self.config)
+        net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        net.eval()
+        return net
+
+    def _network_now(self):
         net = self.__dict__.get("_net")
         if net is None:
-            n_attr = self.weights_["attr.weight"].shape[0] if "attr.weight" in self.weights_ else 0
-            net = _network(self.weights_["users.weight"].shape[0], self.weights_["items.weight"].shape[0],
-                           [len(v) for v in self.vocab_], len(self.contexts_), n_attr, self.config)
-            net.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights_.items()})
-            net.eval()
-            self._net = net
+            net = self._net = self._build(self.weights_)
         return net
 
     def _run(self, users: np.ndarray, items: np.ndarray, codes: np.ndarray, net=None) -> np.ndarray:
-        """Raw outputs (logits / standardised values), ``n × n_tasks``, in batches."""
+        """Raw outputs (logits / standardised values), ``n × n_tasks``, in batches; with per-task
+        checkpoints (and no ``net`` given), each task's column from its own checkpoint."""
         torch = _torch()
+        if net is None and getattr(self, "head_index_", None) is not None:
+            nets = self.__dict__.get("_head_nets")
+            if nets is None:
+                nets = self._head_nets = [self._build(w) for w in self.head_weights_]
+            out = np.zeros((len(users), len(self.config.tasks)), np.float32)
+            for j, head_net in enumerate(nets):
+                cols = np.flatnonzero(self.head_index_ == j)
+                out[:, cols] = self._run(users, items, codes, head_net)[:, cols]
+            return out
         net = net if net is not None else self._network_now()
         out = np.zeros((len(users), len(self.config.tasks)), np.float32)
         scen = self._scenario(codes)
@@ -462,9 +560,13 @@ class MultiTask(BaseRecommender):
         return out
 
     def _state(self) -> dict[str, np.ndarray]:
+        heads = {}
+        if getattr(self, "head_index_", None) is not None:
+            heads = {"head_index": self.head_index_, "task_epochs": np.asarray(self.task_epochs_, np.int64),
+                     **{f"head{j}.{k}": v for j, w in enumerate(self.head_weights_) for k, v in w.items()}}
         return {"reg_stats": self.reg_stats_, "contexts": self.contexts_.astype(str),
                 **{f"vocab.{k}": np.asarray(v).astype(str) for k, v in enumerate(self.vocab_)},
-                **{f"net.{k}": v for k, v in self.weights_.items()}}
+                **{f"net.{k}": v for k, v in self.weights_.items()}, **heads}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         self.reg_stats_ = state["reg_stats"]
@@ -473,3 +575,10 @@ class MultiTask(BaseRecommender):
         self.weights_ = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
         self._net = None
         self.__dict__.pop("_lookups", None)
+        self.__dict__.pop("_head_nets", None)
+        self.head_weights_, self.head_index_, self.task_epochs_ = None, None, None
+        if "head_index" in state:
+            self.head_index_ = state["head_index"].astype(np.int64)
+            self.task_epochs_ = [int(e) for e in state["task_epochs"]]
+            self.head_weights_ = [{k[len(f"head{j}."):]: v for k, v in state.items() if k.startswith(f"head{j}.")}
+                                  for j in range(int(self.head_index_.max()) + 1)]

@@ -298,6 +298,19 @@ def test_serve_starts_at_once_and_encodes_content_in_the_background(files):
     assert started < 60, started
 
 
+def test_serve_refuses_an_unknown_bandit_and_a_bandit_without_content(files):
+    (files / "keys.txt").write_text(KEYS)
+    cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", "s.duckdb", cwd=files)
+    cli("train", "--model", "mostpop", "--out", "m", "--store", "s.duckdb", cwd=files)
+    base = ("serve", "--model", "m", "--store", "s.duckdb", "--api-key-file", "keys.txt")
+    bad = cli(*base, "--bandit", "magic", cwd=files, check=False)
+    assert bad.returncode == 1 and "--bandit must be linucb, thompson or epsilon-greedy" in bad.stderr
+    bad = cli(*base, "--bandit", "linucb", "--no-content", cwd=files, check=False)
+    assert bad.returncode == 1 and "--no-content" in bad.stderr
+    bad = cli(*base, "--bandit", "linucb", "--bandit-share", "2", cwd=files, check=False)
+    assert bad.returncode == 2 and "bandit-share" in bad.stderr
+
+
 def test_train_shows_epochs_and_records_how_it_trained(files):
     cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", "s.duckdb", cwd=files)
     proc = cli("train", "--model", "bpr", "--param", "iterations=3", "--out", "m", "--store", "s.duckdb", cwd=files)

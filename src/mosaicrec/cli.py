@@ -491,6 +491,13 @@ def serve(
              "[default: the --model folder's parent]")] = None,
     max_media_mb: Annotated[float, typer.Option(min=0.01, help="largest media file accepted, MB")] = 25.0,
     public_docs: Annotated[bool, typer.Option(help="serve /docs and /openapi.json without a key")] = False,
+    bandit: Annotated[Optional[str], typer.Option(
+        help="let a contextual bandit (linucb | thompson | epsilon-greedy) pick lists from the model's "
+             "candidates and learn from rewards: events whose context has the list's request_id")] = None,
+    bandit_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="share of requests the bandit "
+                                                "serves")] = 1.0,
+    bandit_scenario: Annotated[Optional[list[str]], typer.Option(
+        help="only these scenarios get the bandit (repeatable) [default: all]")] = None,
 ) -> None:
     """Serve recommendations, similar items, search, new items, events and erasure over HTTP. Starts at
     once from the model and the store; content the model did not bring is encoded in the background."""
@@ -524,7 +531,20 @@ def serve(
             _check_sources(content, specs)
     media = MediaPolicy(media_root or Path(default_store_path()).parent / "media", int(max_media_mb * 1e6))
     root = (model_root or model_dir.resolve().parent)
-    service = Service(fitted, store_path, content, info=info, retrieval=retrieval, media=media, model_root=root)
+    bandit_cfg = None
+    if bandit is not None:
+        from pydantic import ValidationError
+
+        from mosaicrec.serving.bandit import BanditServing
+
+        try:
+            bandit_cfg = BanditServing(policy={"policy": bandit}, share=bandit_share, scenarios=bandit_scenario)
+        except ValidationError:
+            raise MosaicError(f"--bandit must be linucb, thompson or epsilon-greedy, not {bandit!r}") from None
+        if no_content:
+            raise MosaicError("--bandit scores items by their content; it cannot run with --no-content")
+    service = Service(fitted, store_path, content, info=info, retrieval=retrieval, media=media, model_root=root,
+                      bandit=bandit_cfg)
     missing = [] if no_content else _missing_content(service, data.items, content)
     if missing:
         service.content_status = "encoding"

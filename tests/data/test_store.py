@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -97,3 +98,17 @@ def test_ingest_flags_which_event_rows_were_new(tmp_path):
         result = store.ingest(events=frame([("a", "x", 1), ("a", "y", 2), ("a", "y", 2), ("b", "x", 1)]))
         assert result.events_new.tolist() == [False, True, False, True] and result.events_added == 2
         assert store.counts()["events"] == 3
+
+
+def test_a_components_state_is_kept_replaced_and_survives_reopening(tmp_path):
+    path = tmp_path / "s.duckdb"
+    with Store(path) as st:
+        assert st.load_state("bandit") is None
+        st.save_state("bandit", {"A": np.eye(3), "config": np.array('{"policy": "linucb"}')})
+        st.save_state("bandit", {"A": 2 * np.eye(3), "config": np.array('{"policy": "thompson"}')})
+        st.save_state("other", {"x": np.arange(4)})
+    with Store(path) as st:
+        got = st.load_state("bandit")
+        np.testing.assert_array_equal(got["A"], 2 * np.eye(3))
+        assert str(got["config"]) == '{"policy": "thompson"}'
+        np.testing.assert_array_equal(st.load_state("other")["x"], np.arange(4))

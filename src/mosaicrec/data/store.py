@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS impressions (
     position INTEGER NOT NULL, score DOUBLE, propensity DOUBLE NOT NULL, scenario VARCHAR, model VARCHAR,
     policy VARCHAR
 );
+CREATE TABLE IF NOT EXISTS states (name VARCHAR PRIMARY KEY, state BLOB NOT NULL, updated DOUBLE NOT NULL);
 """
 TABLES = ("items", "users", "events", "meta", "erasures", "impressions")
 LOCKED_HINT = ("the store is in use by another process (a running `mosaicrec serve`?). Retrain through the "
@@ -266,6 +267,27 @@ class Store:
         """The impression log (one row per shown item), oldest first; one user's rows with ``user_id``."""
         where, params = ("WHERE user_id = ?", [user_id]) if user_id is not None else ("", [])
         return self._df(f"SELECT * FROM impressions {where} ORDER BY served_at, request_id, position", params)
+
+    def save_state(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        """Keep a named component's state (e.g. an online policy's statistics) as arrays, replacing the
+        last one: what it needs to carry on after a restart. Stored as ``.npz`` bytes, read back without
+        pickle."""
+        import io
+        import time
+
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        self._sql("INSERT OR REPLACE INTO states VALUES (?, ?, ?)", [name, buf.getvalue(), time.time()])
+
+    def load_state(self, name: str) -> dict[str, np.ndarray] | None:
+        """The arrays last saved under ``name``, or None."""
+        import io
+
+        rows = self._sql("SELECT state FROM states WHERE name = ?", [name])
+        if not rows:
+            return None
+        with np.load(io.BytesIO(rows[0][0]), allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
 
     # -- reading ----------------------------------------------------------------------------------------
     def _count(self, table: str) -> int:

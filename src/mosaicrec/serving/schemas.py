@@ -101,7 +101,8 @@ class RecommendationsOut(BaseModel):
     user_id: str
     request_id: str = Field(description="names this list in the impression log")
     model: str
-    policy: str = Field(description="how the list was chosen: greedy, greedy+mmr(...), popular")
+    policy: str = Field(description="how the list was chosen: greedy, greedy+mmr(...), popular, bandit:<policy> "
+                        "(post a reward per shown item as an event with context {\"request_id\": ...})")
     cold_start: bool = Field(description="true when the user has no likes to go on: the popular items")
     scenario: str | None = None
     scenario_known: bool | None = Field(None, description="false: the model never saw this scenario and "
@@ -180,6 +181,7 @@ class StatusOut(BaseModel):
     content_status: str
     threshold: float | None
     uptime_s: float
+    bandit: dict[str, Any] | None = None
 
 
 class ErrorOut(BaseModel):

@@ -22,6 +22,7 @@ another; reads never wait for a write.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import threading
 import time
@@ -44,6 +45,8 @@ from mosaicrec.models.training import TrainingInfo
 from mosaicrec.ranking.rerank import explain
 from mosaicrec.ranking.retrieval import top_allowed, top_k
 from mosaicrec.ranking.selection import Selection, greedy, mmr_select
+from mosaicrec.serving.bandit import STATE_NAME as BANDIT_STATE
+from mosaicrec.serving.bandit import BanditRuntime, BanditServing
 from mosaicrec.serving.impressions import ImpressionLog
 from mosaicrec.serving.live import LiveState, UserEvents, history_indices
 from mosaicrec.serving.media import MediaPolicy, MediaRejected
@@ -155,12 +158,15 @@ class Service:
                  info: TrainingInfo | None = None, positive_threshold: float | None = None,
                  retrieval: str = "auto", ann_min_items: int = 50_000, exact_below: int = 20_000,
                  media: MediaPolicy | None = None, model_root: str | Path | None = None,
-                 read_only: bool = False, log_impressions: bool = True) -> None:
+                 read_only: bool = False, log_impressions: bool = True,
+                 bandit: BanditServing | None = None) -> None:
         """``retrieval``: ``exact`` scores every item; ``ann`` uses HNSW indexes over the model's item
         vectors (factor and neural models) and over the fused content (similar items); ``auto`` picks ANN
         from ``ann_min_items`` items on. ``info`` is the model's training record (threshold, encoders,
         when its data was read); ``positive_threshold`` overrides its threshold. ``read_only`` serves
-        from a store opened for reading (the CLI's lists; writes are refused)."""
+        from a store opened for reading (the CLI's lists; writes are refused). ``bandit`` lets a contextual
+        bandit pick the lists of some requests from the model's candidates and learn from posted rewards
+        (:mod:`mosaicrec.serving.bandit`)."""
         if retrieval not in ("auto", "exact", "ann"):
             raise MosaicError(f"retrieval must be auto, exact or ann, not {retrieval!r}")
         self.info = info or TrainingInfo()
@@ -201,6 +207,11 @@ class Service:
         self._blocked = self.live.blocked_rows(self.info.data_as_of)
         self.live.refresh_changed(view.users, view.item_index, model._require_fitted())
         self.impressions = None if read_only or not log_impressions else ImpressionLog(self._write_impressions)
+        self.bandit = None
+        if bandit is not None:
+            if read_only:
+                raise MosaicError("a bandit learns from rewards; it needs a writable store")
+            self.bandit = BanditRuntime(bandit, self.store.load_state(BANDIT_STATE))
         gc.freeze()  # see _install
 
     # -- snapshot building ------------------------------------------------------------------------------
@@ -363,6 +374,11 @@ class Service:
         hist = history_indices(ev.positives, cat.index)
         diverse = bool(diversity) and snap.content is not None
         n = max(5 * k, 50) if diverse else k
+        rid = request_id or uuid.uuid4().hex
+        explore = (self.bandit is not None and snap.content is not None and not diverse
+                   and self.bandit.serves(rid, scenario))
+        if explore:
+            n = max(n, self.bandit.config.candidates)
         how = self._personal(snap, user_id, ev, hist, scenario)
         if how is None:
             ids, scores = top_allowed(snap.popularity, n, allowed)
@@ -370,12 +386,16 @@ class Service:
         else:
             ids, scores = self._candidates(snap, how, n, allowed)
             policy = "greedy"
-        sel = mmr_select(ids, scores, snap.content.vectors, k, 1.0 - diversity) if diverse else \
-            greedy(ids, scores, k, policy)
-        if diverse:
+        if explore and len(ids):
+            vecs = snap.content.vectors
+            profile = vecs[hist[-200:]].mean(axis=0) if len(hist) else None
+            sel = self.bandit.choose(rid, ids, scores, vecs[ids], profile, k)
+        elif diverse:
+            sel = mmr_select(ids, scores, snap.content.vectors, k, 1.0 - diversity)
             sel = Selection(sel.items, sel.scores, sel.propensities, f"{policy}+{sel.policy}")
+        else:
+            sel = greedy(ids, scores, k, policy)
         items = self._describe(snap, sel.items, sel.scores, hist)
-        rid = request_id or uuid.uuid4().hex
         if self.impressions is not None and len(items):
             self.impressions.log(rid, user_id, sel.items, cat.arrow_ids, sel.scores, sel.propensities, scenario,
                                  snap.view.model.name, sel.policy)
@@ -537,7 +557,33 @@ class Service:
                 user = str(events.loc[stale.idxmax(), "user_id"])
                 raise Conflict(f"user {user!r} was erased; events dated at or before the erasure are refused "
                                "(a later event starts a new history)")
-        return self._events.submit(events)
+        added = self._events.submit(events)
+        if self.bandit is not None:
+            self._learn(events)
+        return added
+
+    def _learn(self, events: pd.DataFrame) -> None:
+        """Rewards for lists the bandit chose: events whose context names the list's ``request_id``."""
+        ctx = events["context"].astype(str)
+        marked = ctx.str.contains("request_id", regex=False)
+        if not marked.any():
+            return
+        threshold = self.info.threshold
+        index = self._snap.catalog.index
+        rewards = []
+        for c, item, weight in zip(ctx[marked], events.loc[marked, "item_id"].astype(str),
+                                   events.loc[marked, "weight"].astype(float)):
+            try:
+                rid = json.loads(c).get("request_id")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(rid, str) and item in index:
+                liked = weight >= threshold if threshold is not None else weight > 0
+                rewards.append((rid, index[item], 1.0 if liked else 0.0))
+        if rewards and self.bandit.reward(rewards):
+            state = self.bandit.state()
+            with self._store_lock:
+                self.store.save_state(BANDIT_STATE, state)
 
     def _write_events(self, events: pd.DataFrame) -> np.ndarray:
         """One transaction for a group of calls' events; then the live state. Per row: new or not."""
@@ -739,7 +785,11 @@ class Service:
                 "users": len(snap.view.users), "live_users": len(self.live.users),
                 "content": snap.content.content.modalities if snap.content is not None else [],
                 "content_status": self.content_status, "threshold": self.info.threshold,
-                "uptime_s": round(time.time() - self.started, 1)}
+                "uptime_s": round(time.time() - self.started, 1),
+                "bandit": None if self.bandit is None else {
+                    "policy": self.bandit.name, "share": self.bandit.config.share, "restored": self.bandit.restored,
+                    "rewards": self.bandit.rewards, "unmatched": self.bandit.unmatched,
+                    "updates": self.bandit.bandit.n_updates}}
 
 
 def _patched(stored: pd.DataFrame, patch: pd.DataFrame) -> pd.DataFrame:

@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/transfer.py
 	$(PY) benchmarks/sequence_transfer.py
 	$(PY) benchmarks/peer_sasrec.py
+	$(PY) benchmarks/ope_simulation.py
 
 clean:
 	rm -rf $(VENV) .mosaicrec runs benchmarks/results .pytest_cache

@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/sequence_transfer.py
 	$(PY) benchmarks/peer_sasrec.py
 	$(PY) benchmarks/ope_simulation.py
+	$(PY) benchmarks/ope_emotify.py
 
 clean:
 	rm -rf $(VENV) .mosaicrec runs benchmarks/results .pytest_cache

@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/peer_sasrec.py
 	$(PY) benchmarks/ope_simulation.py
 	$(PY) benchmarks/ope_emotify.py
+	$(PY) benchmarks/bandit_emotify.py
 
 clean:
 	rm -rf $(VENV) .mosaicrec runs benchmarks/results .pytest_cache

@@ -684,6 +684,20 @@ def evaluate(
 
 
 @app.command()
+def bandits(
+    rounds: Annotated[int, typer.Option(min=100, max=1_000_000, help="rounds per seed")] = 5000,
+    seed: Annotated[Optional[list[int]], typer.Option(help="seeds (repeatable) [default: 0 1 2]")] = None,
+    output: Annotated[Path, typer.Option("--out", help="report folder")] = Path("runs/bandits"),
+) -> None:
+    """Play the bandit policies (random, greedy, ε-greedy, LinUCB, Thompson) on the Emotify simulator:
+    cumulative-reward table, JSON and plot."""
+    from mosaicrec.evaluation.bandit_sim import run_emotify
+
+    out.print(run_emotify(seed or [0, 1, 2], rounds, output, "bandits", err))
+    out.print(f"report: {output}/bandits.md  plot: {output}/bandits.png")
+
+
+@app.command()
 def demo(
     dataset: Annotated[Optional[str], typer.Option(help="built-in dataset [default: ml100k-multimodal "
                                                    "when ../shared is there, else movielens-100k]")] = None,

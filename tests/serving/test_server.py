@@ -98,6 +98,12 @@ def test_recommendations_follow_taste_with_explanations(server):
     first = r.json()["items"][0]
     assert first["because"].startswith("space") and first["modality"] == "text"
     assert first["explanation"].startswith("similar to ")
+    # reasons by the model: a like of u0 (a space item) that the model's own score rests on
+    by_model = get(client, "/users/u0/recommendations", k=2, reasons="model").json()["items"]
+    assert [i["item_id"] for i in by_model] == [i["item_id"] for i in r.json()["items"]]
+    assert all(i["because"].startswith("space") and i["explanation"].startswith("because you liked ")
+               for i in by_model)
+    assert get(client, "/users/u0/recommendations", reasons="vibes").status_code in (400, 422)
 
 
 def test_keys_are_required_and_read_keys_cannot_write(server):

@@ -374,3 +374,40 @@ def test_scenario_is_served_by_context_models_of_any_kind(tmp_path):
     with pytest.raises(MosaicError, match="scenario-bpr"):
         plain.recommend("3", 10, scenario="long")
     service.close(), plain.close()
+
+
+def test_model_reasons_cite_the_like_whose_removal_lowers_the_score(tmp_path):
+    import pytest
+    import scipy.sparse as sp
+
+    from mosaicrec.errors import MosaicError
+    from mosaicrec.models.query import Query
+
+    x = planted(n_users=60, n_items=40, n_groups=4, per_user=8)
+    store = _store(tmp_path, x)
+    feats = np.random.default_rng(0).standard_normal((40, 5)).astype(np.float32)
+    content = ItemContent(x.item_ids, {"text": feats}, {"text": np.ones(40, bool)})
+    model = create("ease", {"reg": 5.0}).fit(x)
+    service = Service(model, store, content)
+    res = service.recommend("2", 5, reasons="model")
+    likes = [str(x.item_ids[i]) for i in x.items[x.users == 2]]
+    index = {str(i): n for n, i in enumerate(x.item_ids)}
+    hist = np.array([index[i] for i in likes])
+
+    def score(items_, item):
+        row = sp.csr_matrix((np.ones(len(items_)), (np.zeros(len(items_)), items_)), shape=(1, 40))
+        return model.score_query(Query(history=row, exclude_seen=False))[0, index[item]]
+
+    cited = [r for r in res.items if r.explanation and r.explanation.startswith("because you liked ")]
+    assert len(cited) >= 2 and all(r.modality == "text" for r in cited)  # the 2 unseen items of its block
+    for r in cited:
+        assert r.because in likes
+        assert score(hist[hist != index[r.because]], r.item_id) < score(hist, r.item_id)
+    for r in res.items:  # the content reason only where no like carries the item's score
+        if r not in cited:
+            assert all(score(hist[hist != h], r.item_id) >= score(hist, r.item_id) - 1e-6 for h in hist)
+    # the content reason for the same list is another rule: the closest like in content
+    assert all(r.explanation.startswith("similar to ") for r in service.recommend("2", 5).items if r.because)
+    with pytest.raises(MosaicError, match="reasons must be"):
+        service.recommend("2", 5, reasons="vibes")
+    service.close()

@@ -356,12 +356,18 @@ class Service:
     def recommend(self, user_id: str, k: int = 10, *, exclude: list[str] | None = None,
                   diversity: float | None = None, filters: dict[str, Any] | None = None,
                   exclude_seen: bool = True, scenario: str | None = None,
-                  request_id: str | None = None) -> RecommendResult:
+                  request_id: str | None = None, reasons: str = "content") -> RecommendResult:
         """Top-``k`` for a user. Filters (``attribute: value``, matching a value or a member of a list
         attribute) and exclusions are applied before the top-k, so ``k`` items come back whenever ``k``
         items pass. Items the user disliked never come back (``include_seen`` or not). ``diversity`` in
         (0, 1] re-ranks with MMR at λ = 1 − diversity. ``scenario`` is the request's value of a context
-        model's context column. A user with nothing to go on gets the popular items (``cold_start``)."""
+        model's context column. A user with nothing to go on gets the popular items (``cold_start``).
+        ``reasons``: ``content`` cites the liked item closest in content; ``model`` the liked item whose
+        removal lowers the item's score most, by the model's own fold-in (:mod:`mosaicrec.ranking.reasons`;
+        about |history| + 1 fold-ins more per request), falling back to content where the model cannot
+        tell (an item it never trained on, a model without fold-in)."""
+        if reasons not in ("content", "model"):
+            raise MosaicError(f"reasons must be content or model, not {reasons!r}")
         snap = self._snap
         known = self.check_scenario(scenario, snap.view.model)
         ev = self.live.get(user_id)
@@ -395,28 +401,55 @@ class Service:
             sel = Selection(sel.items, sel.scores, sel.propensities, f"{policy}+{sel.policy}")
         else:
             sel = greedy(ids, scores, k, policy)
-        items = self._describe(snap, sel.items, sel.scores, hist)
+        items = self._describe(snap, sel.items, sel.scores, hist, reasons == "model")
         if self.impressions is not None and len(items):
             self.impressions.log(rid, user_id, sel.items, cat.arrow_ids, sel.scores, sel.propensities, scenario,
                                  snap.view.model.name, sel.policy)
         return RecommendResult(user_id, rid, items, how is None, sel.policy, snap.view.model.name, scenario, known)
 
-    def _describe(self, snap: Snapshot, items: np.ndarray, scores: np.ndarray, hist: np.ndarray
-                  ) -> list[Recommended]:
-        """Titles, attributes and a "similar to X (closest in <modality>)" explanation per item, citing
-        the user's 200 most recent likes (never a dislike)."""
+    def _describe(self, snap: Snapshot, items: np.ndarray, scores: np.ndarray, hist: np.ndarray,
+                  by_model: bool = False) -> list[Recommended]:
+        """Titles, attributes and an explanation per item, citing the user's recent likes (never a
+        dislike): "similar to X (closest in <modality>)" by content over the last 200, or with
+        ``by_model`` "because you liked X" by the model's own scores over the last 50 (see
+        :meth:`recommend`), with the modality in which X and the item are most alike."""
         cat = snap.catalog
         cv = snap.content
         reasons = explain(items, hist[-200:], cv.modality_vectors, cv.modality_masks) if cv is not None else \
             [(None, None)] * len(items)
+        cited = self._model_reasons(snap, items, hist[-50:]) if by_model and len(hist) else {}
         out = []
         for i, score, (h, modality) in zip(items.tolist(), scores.tolist(), reasons):
             rec = Recommended(cat.ids[i], cat.titles[i], float(score), attributes=cat.attributes[i])
-            if h is not None:
+            if i in cited:
+                h = cited[i]
+                modality = (explain(np.array([i]), np.array([h]), cv.modality_vectors, cv.modality_masks)[0][1]
+                            if cv is not None else None)
+                rec.because, rec.modality = cat.ids[h], modality
+                rec.explanation = f"because you liked {cat.titles[h]}" + (f" (alike in {modality})" if modality else "")
+            elif h is not None:
                 rec.because, rec.modality = cat.ids[h], modality
                 rec.explanation = f"similar to {cat.titles[h]} (closest in {modality})"
             out.append(rec)
         return out
+
+    def _model_reasons(self, snap: Snapshot, items: np.ndarray, hist: np.ndarray) -> dict[int, int]:
+        """Catalog item → the liked catalog item contributing most to its score (leave-one-out through the
+        model's fold-in). Items and likes outside the model's catalog have no model reason."""
+        from mosaicrec.ranking.reasons import cite_by_model, leave_one_out_scores
+
+        n_model = snap.n_model
+        mine = hist[hist < n_model]
+        inside = items[items < n_model]
+        if len(mine) < 1 or not len(inside):
+            return {}
+        try:
+            with self.model_lock:
+                loo = leave_one_out_scores(snap.view.model, mine, n_model)
+        except (NotSupportedError, MosaicError):
+            return {}
+        best = cite_by_model(loo, inside)
+        return {int(i): int(mine[b]) for i, b in zip(inside.tolist(), best.tolist()) if b >= 0}
 
     def _require_content(self, snap: Snapshot, what: str) -> ContentView:
         if snap.content is None:

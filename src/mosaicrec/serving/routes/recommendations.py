@@ -20,7 +20,10 @@ DOC = query_doc(
     ("include_seen", "query", {"type": "boolean", "default": False}, "also items the user liked (never disliked ones)"),
     ("scenario", "query", {"type": "string", "maxLength": 256},
      "the request's context (e.g. the app surface) for a context model; a value the model never saw gets its "
-     "shared scores (scenario_known: false)"))
+     "shared scores (scenario_known: false)"),
+    ("reasons", "query", {"type": "string", "enum": ["content", "model"], "default": "content"},
+     "content: cite the liked item closest in content; model: the liked item whose removal lowers the item's "
+     "score most, by the model itself"))
 
 
 @router.get("/users/{user_id}/recommendations", response_model=RecommendationsOut, openapi_extra=DOC,
@@ -40,5 +43,5 @@ async def recommendations(request: Request) -> Response:
         filters[key] = value
     result = service(request).recommend(user_id, k, exclude=exclude.split(",") if exclude else None,
                                         diversity=diversity, filters=filters, exclude_seen=not p.bool("include_seen"),
-                                        scenario=p.str("scenario", 256))
+                                        scenario=p.str("scenario", 256), reasons=p.str("reasons", 16) or "content")
     return json_response(result)

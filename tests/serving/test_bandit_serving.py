@@ -96,6 +96,13 @@ def test_what_the_bandit_learnt_survives_a_restart(tmp_path):
     fresh = Service(model, store, content, bandit=CONFIG.model_copy(update={"dims": 3}))
     assert not fresh.health()["bandit"]["restored"] and fresh.health()["bandit"]["updates"] == 0
     fresh.close()
+    from mosaicrec.data.store import Store
+
+    with Store(store) as st:  # a damaged state (not finite): served afresh, not refused
+        st.save_state("bandit", {**st.load_state("bandit"), "A": np.full((56, 56), np.nan)})
+    damaged = Service(model, store, content, bandit=CONFIG)
+    assert not damaged.health()["bandit"]["restored"]
+    damaged.close()
 
 
 def test_share_and_scenarios_choose_which_requests_explore(tmp_path):

@@ -53,9 +53,12 @@ class BanditRuntime:
         self.bandit = LinearBandit(dim, config.policy, seed=config.seed)
         self.restored = False
         if state is not None:
-            restored = LinearBandit.from_state(state, seed=config.seed)
+            try:
+                restored = LinearBandit.from_state(state, seed=config.seed)
+            except (ValueError, KeyError):  # a damaged saved state: start afresh rather than refuse to serve
+                restored = None
             # a state saved under other settings does not fit these features: start afresh rather than guess
-            if restored.dim == dim and restored.config == config.policy:
+            if restored is not None and restored.dim == dim and restored.config == config.policy:
                 self.bandit, self.restored = restored, True
         self._proj: dict[int, np.ndarray] = {}
         self._pending: OrderedDict[str, dict[int, np.ndarray]] = OrderedDict()

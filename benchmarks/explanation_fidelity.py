@@ -13,7 +13,7 @@ Fidelity: the share of reasons whose removal from the history lowers the item's 
 which the item moves down the list. Mean ± std over seeds.
 
 Writes benchmarks/results/explanation_fidelity.json and .md.
-Usage: python benchmarks/explanation_fidelity.py [--seeds 0 1 2] [--users 150]
+Usage: python benchmarks/explanation_fidelity.py [--seeds 0 1 2] [--users 300]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ MODELS = {"ease": {"reg": 250.0}, "itemknn": {"neighbors": 100}, "als": {"factor
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--users", type=int, default=150)
+    ap.add_argument("--users", type=int, default=300)
     args = ap.parse_args()
     console = Console()
     t0 = time.perf_counter()

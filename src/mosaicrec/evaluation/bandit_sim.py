@@ -100,12 +100,12 @@ def emotify_environment(responses, item_vectors: np.ndarray, item_ids: np.ndarra
     arms = [genre_items[g] for g in pool["genre"]]
     truth = truth_t[[tongues.index(t) for t in pool["tongue"]]]
     # contexts are drawn in proportion to how often they occur in the log
-    weights = r.groupby(ctx_cols).size().reindex(pd_index(pool, ctx_cols)).to_numpy()
+    weights = r.groupby(ctx_cols).size().reindex(_multi_index(pool, ctx_cols)).to_numpy()
     rows = np.repeat(np.arange(len(pool)), weights)
     return BanditEnvironment(vecs, contexts[rows], [arms[i] for i in rows], truth[rows])
 
 
-def pd_index(frame, cols):
+def _multi_index(frame, cols):
     import pandas as pd
 
     return pd.MultiIndex.from_frame(frame[cols])

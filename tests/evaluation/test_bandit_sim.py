@@ -75,3 +75,31 @@ def test_the_emotify_simulator_follows_the_logged_like_rates():
     assert len(env.contexts) == n and abs(english.mean() - (tongue == "English").mean()) < 1e-9
     with pytest.raises(ValueError, match="without a vector"):
         emotify_environment(responses.assign(item_id="nope"), rng.standard_normal((20, 12)), items)
+
+
+def test_bandit_run_config_is_the_shipped_file_and_refuses_bad_settings(tmp_path):
+    from importlib.resources import files
+
+    from mosaicrec.errors import ConfigError
+    from mosaicrec.evaluation.bandit_sim import BanditRunConfig, load_bandit_config, run_seeds
+
+    shipped = load_bandit_config(files("mosaicrec") / "configs" / "bandits.toml")
+    assert shipped.policies == DEFAULT_POLICIES == BanditRunConfig().policies
+    assert shipped.rounds == 5000 and shipped.seeds == [0, 1, 2]
+    # a config's own policies are what run_seeds plays
+    (tmp_path / "b.toml").write_text('rounds = 300\nseeds = [4]\n[policies]\nrandom = "random"\n'
+                                     'wide = { policy = "linucb", alpha = 2.0 }\n')
+    cfg = load_bandit_config(tmp_path / "b.toml")
+    curves = run_seeds(linear_world(), cfg.seeds, cfg.rounds, cfg.policies)
+    assert set(curves) == {"random", "wide"} and len(curves["wide"][0]["reward"]) == 300
+    for text, where in (('[policies]\nx = { policy = "softmax" }', "policies.x"), ("rounds = 5", "rounds"),
+                        ('name = "../../etc/x"', "name"), ("colour = 1", "colour"),
+                        ('environment = "kuairand"', "environment")):
+        (tmp_path / "bad.toml").write_text(text + "\n")
+        with pytest.raises(ConfigError, match=rf"bad\.toml: {where}"):
+            load_bandit_config(tmp_path / "bad.toml")
+    (tmp_path / "bad.toml").write_text("rounds = = 3\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_bandit_config(tmp_path / "bad.toml")
+    with pytest.raises(ConfigError, match="no bandit config"):
+        load_bandit_config(tmp_path / "none.toml")

@@ -43,7 +43,13 @@ def test_reasons_cited_by_the_model_are_true_more_often_than_random_ones():
     citers = {"model": lambda h, items, loo: cite_by_model(loo, items),
               "random": lambda h, items, loo: rng.integers(0, len(h), len(items))}
     for name, params in (("ease", {"reg": 5.0}), ("als", {"factors": 8, "iterations": 10})):
-        got = fidelity(create(name, params).fit(x), histories, x.n_items, 5, citers)
+        seen: list[tuple[str, np.ndarray, np.ndarray]] = []
+        got = fidelity(create(name, params).fit(x), histories, x.n_items, 5, citers,
+                       on_cited=lambda how, items, cited: seen.append((how, items, cited)))
+        model_pairs = [(i, c) for how, items, cited in seen if how == "model" for i, c in zip(items, cited)]
+        assert len(model_pairs) == round(got["model"]["cited"] * got["model"]["pairs"])
+        # the model's reason for an item is, nearly always, a like of the item's own group
+        assert np.mean([(i // 20) == (c // 20) for i, c in model_pairs]) > 0.9
         assert got["model"]["score"] == 1.0 and got["model"]["cited"] > 0.9, (name, got)
         assert got["random"]["score"] < 0.9 and got["model"]["rank"] > got["random"]["rank"], (name, got)
         assert got["model"]["pairs"] == 30 * 5

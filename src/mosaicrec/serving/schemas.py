@@ -95,6 +95,8 @@ class ItemOut(BaseModel):
     because: str | None = Field(None, description="the liked item the explanation cites")
     modality: str | None = Field(None, description="the modality in which it is closest")
     attributes: dict[str, Any] = Field(default_factory=dict)
+    kg_path: str | None = Field(None, description="how the item and the cited one are linked in the knowledge "
+                                "graph (served with --kg), e.g. \"you liked X; both are directed by Y\"")
 
 
 class RecommendationsOut(BaseModel):

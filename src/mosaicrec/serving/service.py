@@ -36,6 +36,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from mosaicrec.data.content import ItemContent
+from mosaicrec.data.kg import KnowledgeGraph
 from mosaicrec.data.store import Store
 from mosaicrec.errors import MosaicError, NotSupportedError, UnknownItemError, UnknownUserError
 from mosaicrec.fusion import cross_modal_map
@@ -77,6 +78,7 @@ class Recommended:
     because: str | None = None
     modality: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    kg_path: str | None = None
 
 
 @dataclass
@@ -159,14 +161,16 @@ class Service:
                  retrieval: str = "auto", ann_min_items: int = 50_000, exact_below: int = 20_000,
                  media: MediaPolicy | None = None, model_root: str | Path | None = None,
                  read_only: bool = False, log_impressions: bool = True,
-                 bandit: BanditServing | None = None) -> None:
+                 bandit: BanditServing | None = None, kg: KnowledgeGraph | None = None) -> None:
         """``retrieval``: ``exact`` scores every item; ``ann`` uses HNSW indexes over the model's item
         vectors (factor and neural models) and over the fused content (similar items); ``auto`` picks ANN
         from ``ann_min_items`` items on. ``info`` is the model's training record (threshold, encoders,
         when its data was read); ``positive_threshold`` overrides its threshold. ``read_only`` serves
         from a store opened for reading (the CLI's lists; writes are refused). ``bandit`` lets a contextual
         bandit pick the lists of some requests from the model's candidates and learn from posted rewards
-        (:mod:`mosaicrec.serving.bandit`)."""
+        (:mod:`mosaicrec.serving.bandit`). ``kg``, an item knowledge graph over the catalog
+        (:func:`mosaicrec.data.kg.load_item_kg`), adds to each explanation the path joining the recommended
+        item to the liked item it cites ("you liked X; both are directed by Y")."""
         if retrieval not in ("auto", "exact", "ann"):
             raise MosaicError(f"retrieval must be auto, exact or ann, not {retrieval!r}")
         self.info = info or TrainingInfo()
@@ -212,6 +216,7 @@ class Service:
             if read_only:
                 raise MosaicError("a bandit learns from rewards; it needs a writable store")
             self.bandit = BanditRuntime(bandit, self.store.load_state(BANDIT_STATE))
+        self.kg = _KGIndex(kg) if kg is not None else None
         gc.freeze()  # see _install
 
     # -- snapshot building ------------------------------------------------------------------------------
@@ -430,6 +435,8 @@ class Service:
             elif h is not None:
                 rec.because, rec.modality = cat.ids[h], modality
                 rec.explanation = f"similar to {cat.titles[h]} (closest in {modality})"
+            if self.kg is not None and rec.because is not None:
+                rec.kg_path = self.kg.path(cat.ids[i], rec.because, cat.titles[h])
             out.append(rec)
         return out
 
@@ -823,6 +830,25 @@ class Service:
                     "policy": self.bandit.name, "share": self.bandit.config.share, "restored": self.bandit.restored,
                     "rewards": self.bandit.rewards, "unmatched": self.bandit.unmatched,
                     "updates": self.bandit.bandit.n_updates}}
+
+
+class _KGIndex:
+    """The item KG by item id, with each item's facts and the entity degrees computed once."""
+
+    def __init__(self, kg: KnowledgeGraph) -> None:
+        self.kg = kg
+        self.row = {str(i): k for k, i in enumerate(kg.item_ids)}
+        self.facts = kg.item_facts()
+        self.degree = kg.degree()
+
+    def path(self, item: str, liked: str, liked_title: str) -> str | None:
+        """``"you liked <title>; both star Y"``, or None when the two share nothing (or one is not in the
+        graph, e.g. an item added after the service started)."""
+        a, b = self.row.get(item), self.row.get(liked)
+        if a is None or b is None:
+            return None
+        found = self.kg.path(a, b, self.facts, self.degree)
+        return found.sentence(liked_title) if found is not None else None
 
 
 def _patched(stored: pd.DataFrame, patch: pd.DataFrame) -> pd.DataFrame:

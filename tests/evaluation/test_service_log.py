@@ -1,0 +1,135 @@
+"""Off-policy evaluation on the service's own impression log: an exploring bandit serves, users reward a
+hidden set of items more often than the rest (0.8 against 0.2), and the estimates of three other models'
+values are checked against their true values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mosaicrec.data.schema import Interactions
+from mosaicrec.data.store import Store
+from mosaicrec.evaluation.service_log import evaluate_on_log, read_impressions
+from mosaicrec.models import create
+from mosaicrec.serving.bandit import BanditServing
+from mosaicrec.serving.service import Service
+from tests.serving.test_bandit_serving import N_ITEMS, _rewards, _setup
+
+
+def _popular(good_first: bool, good: set[str], item_ids: np.ndarray) -> Interactions:
+    """A popularity model's training data: users 0-59 with one event each (on item 0: what each excludes),
+    then users 60+ who make the good (or the other) items the most popular."""
+    favour = [k for k, i in enumerate(item_ids) if (str(i) in good) == good_first]
+    users = list(range(60)) + [60 + j for j in range(len(favour)) for _ in range(len(favour) - j)]
+    items = [0] * 60 + [favour[j] for j in range(len(favour)) for _ in range(len(favour) - j)]
+    return Interactions.from_arrays(np.array(users), np.array(items), n_users=max(users) + 1, n_items=N_ITEMS)
+
+
+P_GOOD, P_OTHER = 0.8, 0.2
+
+
+def _truth(model, users: np.ndarray, good: set[str], k: int) -> float:
+    """The expected reward per slot of the model's top-k lists for these (logged) users."""
+    top, _ = model.recommend(np.array(sorted(set(users))), k=k)
+    per_user = {u: np.mean([P_GOOD if str(model.item_ids[i]) in good else P_OTHER for i in row])
+                for u, row in zip(sorted(set(users)), top)}
+    return float(np.mean([per_user[u] for u in users]))
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    x, store, content, good = _setup(tmp_path_factory.mktemp("log"))
+    logger = BanditServing(policy={"policy": "epsilon-greedy", "epsilon": 0.5}, candidates=N_ITEMS, dims=6)
+    service = Service(create("mostpop").fit(x), store, content, bandit=logger)
+    users, rng = [], np.random.default_rng(0)
+    for step in range(300):
+        res = service.recommend(str(step % 60), 5, exclude_seen=False)
+        users.append(step % 60)
+        rows = _rewards(res, good)
+        p = np.where(rows["weight"] == 1.0, P_GOOD, P_OTHER)
+        rows["weight"] = (rng.random(len(rows)) < p).astype(float)
+        rows["timestamp"] += 10 * step  # one user's events of different lists never share a key
+        service.add_events(rows)
+    service.impressions.flush()
+    service.close()
+    return x, store, good, np.array(users)
+
+
+def test_rewards_are_joined_to_the_lists_that_showed_them(served):
+    x, store, good, users = served
+    with Store(store, read_only=True) as st:
+        log = read_impressions(st, threshold=1.0)
+    assert len(log) == 1500 and log["request_id"].nunique() == 300
+    assert set(log["policy"]) == {"bandit:epsilon-greedy"}
+    liked = log["item_id"].astype(str).isin(good)
+    # rewards follow the hidden rates: 0.8 on the good items, 0.2 on the rest
+    assert abs(log.loc[liked, "reward"].mean() - P_GOOD) < 0.06 and abs(log.loc[~liked, "reward"].mean() - P_OTHER) < 0.08
+    with Store(store, read_only=True) as st:  # each reward is the event that names the list and the item
+        ev = st.con.execute("SELECT count(*) FROM events WHERE weight >= 1 AND context LIKE '%request_id%'").fetchone()[0]
+    assert ev == log["reward"].sum()
+    assert (log["propensity"] < 1).mean() > 0.5
+
+
+def test_estimates_find_each_targets_true_value(served):
+    x, store, good, users = served
+    with Store(store, read_only=True) as st:
+        log = read_impressions(st, threshold=1.0)
+    rounds_users = np.array([int(u) for u in log.drop_duplicates("request_id")["user_id"]])
+    results = {}
+    targets = {"good first": create("mostpop").fit(_popular(True, good, x.item_ids)),
+               "others first": create("mostpop").fit(_popular(False, good, x.item_ids)),
+               "ease": create("ease", {"reg": 5.0}).fit(x)}
+    for name, model in targets.items():
+        truth = _truth(model, rounds_users, good, 5)
+        ev = evaluate_on_log(log, model, name, n_boot=200, seed=0)
+        results[name] = (truth, ev)
+        assert ev.target == name and ev.rounds == 300 and ev.rows == 1500 and ev.skipped_rounds == 0
+        assert 0.03 < ev.overlap < 0.9  # ε = 0.5 over 40 items: the lists of 5 show some of any target's items
+        for est_name in ("ips", "snips", "dr"):  # IPS is the noisiest (weights up to 16): its interval says so
+            est = ev.estimates[est_name]
+            assert est.low - 0.03 <= truth <= est.high + 0.03, (name, est_name, est, truth)
+            if est_name != "ips":
+                assert abs(est.value - truth) < 0.1, (name, est_name, est, truth)
+    (t_good, e_good), (t_bad, e_bad) = results["good first"], results["others first"]
+    assert t_good > 0.7 and t_bad < 0.3
+    assert e_good.estimates["snips"].low > e_bad.estimates["snips"].high
+
+
+def test_unknown_users_are_left_out_and_counted(served):
+    x, store, good, users = served
+    with Store(store, read_only=True) as st:
+        log = read_impressions(st, threshold=1.0)
+    few = Interactions.from_arrays(np.array([0, 1]), np.array([0, 1]), n_users=2, n_items=N_ITEMS)
+    ev = evaluate_on_log(log, create("mostpop").fit(few))
+    assert ev.rounds == 10 and ev.skipped_rounds == 290  # users 0 and 1 asked 5 times each
+    nobody = Interactions.from_arrays(np.array([0]), np.array([0]), n_users=1, n_items=N_ITEMS)
+    with pytest.raises(ValueError, match="knows none"):
+        evaluate_on_log(log[log["user_id"] != "0"], create("mostpop").fit(nobody))
+    with pytest.raises(ValueError, match="empty"):
+        evaluate_on_log(log.iloc[:0], create("mostpop").fit(few))
+    with Store(store, read_only=True) as st:
+        assert read_impressions(st, policy="greedy").empty
+        assert len(read_impressions(st, since=0.0)) == 1500
+
+
+def test_cli_ope_prints_and_writes_the_estimates(served, tmp_path):
+    import json
+    import shutil
+
+    from tests.test_cli import cli
+
+    x, store, good, users = served
+    copy = tmp_path / "s.duckdb"  # a read of the log must not need the service's store to itself
+    shutil.copy(store, copy)
+    create("mostpop").fit(_popular(True, good, x.item_ids)).save(tmp_path / "good")
+    create("mostpop").fit(_popular(False, good, x.item_ids)).save(tmp_path / "bad")
+    proc = cli("ope", "--model", "good", "--model", "bad", "--store", str(copy), "--threshold", "1",
+               "--out", "ope.json", cwd=tmp_path)
+    assert "300 lists, 1,500 shown items" in proc.stdout and "rows logged with propensity < 1: 100%" in proc.stdout
+    got = json.loads((tmp_path / "ope.json").read_text())
+    by = {t["target"]: t["estimates"]["snips"]["value"] for t in got["targets"]}
+    assert by["good"] > 0.7 > 0.3 > by["bad"]
+    bad = cli("ope", "--model", "good", "--store", str(copy), "--policy", "greedy", cwd=tmp_path, check=False)
+    assert bad.returncode == 1 and "no lists of policy 'greedy'" in bad.stderr
+    missing = cli("ope", "--model", "good", "--store", str(tmp_path / "nope.duckdb"), cwd=tmp_path, check=False)
+    assert missing.returncode == 1 and "no store" in missing.stderr

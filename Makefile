@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/ope_simulation.py
 	$(PY) benchmarks/ope_emotify.py
 	$(PY) benchmarks/bandit_emotify.py
+	$(PY) benchmarks/bandit_tuning.py
 	$(PY) benchmarks/ope_kuairand.py
 	$(PY) benchmarks/explanation_fidelity.py
 	$(VENV)/bin/mosaicrec evaluate src/mosaicrec/configs/kg.toml --out benchmarks/results/kg

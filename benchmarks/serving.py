@@ -289,6 +289,9 @@ def main() -> None:
         # 2,000 users who just posted 5 likes each: folded in from their live events (the cache is cold:
         # each is asked once or twice)
         ("recommendations k=10, live users (fold-in)", lambda rng: recs_live(rng), 0, closed, ten_items),
+        # the model's own reasons: a leave-one-out fold-in over the user's last 50 likes per request (last of
+        # the reads: it allocates ~20 MB a request, which the rows after it would pay for)
+        ("recommendations k=10, reasons=model", lambda rng: recs(rng, "&reasons=model"), 0, closed, ten_items),
         ("events (1 per request)", events(1), 1, closed, counted(1)),
         ("events (100 per request)", events(100), 100, closed, counted(100)),
     ]

@@ -90,6 +90,10 @@ def test_content_config_adds_kg_features_beside_encoders(tmp_path):
                             "bag": {"source": "attributes", "item_vector": "bag", "dim": 8}})
     res = encode_content(items, cfg, progress=False)
     assert set(res.content.features) == {"crew", "graph", "bag"}
+    assert res.reports[1].encoded == len(items) - 1 and res.reports[1].cached == 0
+    again = encode_content(items, cfg, progress=False)  # the second run reads the graph features back
+    assert again.reports[1].cached == len(items) - 1 and again.reports[1].encoded == 0
+    assert "32/33 items have vectors (32 from cache" in again.reports[1].describe()
     assert res.content.masks["graph"].sum() == len(items) - 1
     assert [r.name for r in res.reports] == ["crew", "graph", "bag"]
     assert res.reports[1].absent == 1 and res.content.sources["graph"].startswith("kg-transe@1-")

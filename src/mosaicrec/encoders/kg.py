@@ -150,17 +150,23 @@ def _item_vectors(kg: KnowledgeGraph, config: KGEmbeddingConfig, console: Consol
 
 
 def kg_item_content(kg: KnowledgeGraph, config: KGEmbeddingConfig, *, name: str = "kg", cache=None,
-                    console: Console | None = None, progress: bool = True) -> ItemContent:
+                    console: Console | None = None, progress: bool = True,
+                    stats: dict[str, int] | None = None) -> ItemContent:
     """Each catalog item's entity embedding as the content feature ``name``; items without any edge have
     no vector (mask False). With an :class:`~mosaicrec.encoders.cache.EmbeddingCache`, vectors trained
-    before on the same graph and settings are read back."""
+    before on the same graph and settings are read back. ``stats`` (a dict) receives how many vectors
+    came from the cache (``cached``) and how many were computed (``computed``)."""
     key = config.key(kg)
     ids = [str(i) for i in kg.item_ids]
     got = cache.get(key, ids)[0] if cache is not None else {}
     has_edges = np.zeros(len(ids), bool)
     ent_deg = kg.degree()
     has_edges[:] = ent_deg[kg.item_entity] > 0
-    if all(i in got for i, h in zip(ids, has_edges) if h) and got:
+    from_cache = all(i in got for i, h in zip(ids, has_edges) if h) and bool(got)
+    if stats is not None:
+        n = int(has_edges.sum())
+        stats.update(cached=n if from_cache else 0, computed=0 if from_cache else n)
+    if from_cache:
         width = len(next(iter(got.values())))
         feats = np.stack([got.get(i, np.zeros(width, np.float32)) for i in ids]).astype(np.float32)
     else:

@@ -417,8 +417,11 @@ def encode_content(items: pd.DataFrame, config: ContentConfig, *, console: Conso
             if where not in graphs:  # two features over one graph read it once
                 graphs[where] = load_item_kg(items, kg_cfg.source, kg_cfg.fields,
                                              drop_relations=kg_cfg.drop_relations)
-            got = kg_item_content(graphs[where], kg_cfg, name=name, cache=cache, console=console, progress=progress)
+            stats: dict[str, int] = {}
+            got = kg_item_content(graphs[where], kg_cfg, name=name, cache=cache, console=console, progress=progress,
+                                  stats=stats)
             report = EncodeReport(name, got.sources[name], "graph", len(items))
+            report.cached, report.encoded = stats["cached"], stats["computed"]
             report.absent = int((~got.masks[name]).sum())
             report.seconds = time.perf_counter() - t0
             reports.append(report)

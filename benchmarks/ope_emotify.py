@@ -23,12 +23,11 @@ Usage: python benchmarks/ope_emotify.py [--seeds 0 1 2]
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from rich.console import Console
 
-from mosaicrec.evaluation.ope_tables import emotify_table
+from mosaicrec.evaluation.ope_tables import emotify_table, write_table
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -38,9 +37,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args()
     payload, table = emotify_table(args.seeds, Console())
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ope_emotify.json").write_text(json.dumps(payload, indent=2))
-    (RESULTS / "ope_emotify.md").write_text(table)
+    write_table(RESULTS, "emotify", payload, table)
     print(table)
 
 

@@ -29,12 +29,11 @@ Usage: python benchmarks/ope_kuairand.py [--seeds 0 1 2] [--top 50]
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from rich.console import Console
 
-from mosaicrec.evaluation.ope_tables import kuairand_table
+from mosaicrec.evaluation.ope_tables import kuairand_table, write_table
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -45,9 +44,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=50)
     args = ap.parse_args()
     payload, table = kuairand_table(args.seeds, args.top, Console())
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ope_kuairand.json").write_text(json.dumps(payload, indent=2))
-    (RESULTS / "ope_kuairand.md").write_text(table)
+    write_table(RESULTS, "kuairand", payload, table)
     print(table)
 
 

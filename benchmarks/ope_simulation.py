@@ -15,12 +15,11 @@ Usage: python benchmarks/ope_simulation.py [--replications 200]
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from rich.console import Console
 
-from mosaicrec.evaluation.ope_tables import simulation_table
+from mosaicrec.evaluation.ope_tables import simulation_table, write_table
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -30,9 +29,7 @@ def main() -> None:
     ap.add_argument("--replications", type=int, default=200)
     args = ap.parse_args()
     payload, table = simulation_table(args.replications, Console())
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ope_simulation.json").write_text(json.dumps(payload, indent=2))
-    (RESULTS / "ope_simulation.md").write_text(table)
+    write_table(RESULTS, "simulation", payload, table)
     print(table)
 
 

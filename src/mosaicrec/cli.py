@@ -833,11 +833,9 @@ def ope_table(
     payload, table = (ope_tables.simulation_table(replications, err) if which == "simulation" else
                       ope_tables.emotify_table(seeds, err) if which == "emotify" else
                       ope_tables.kuairand_table(seeds, top, err))
-    output.mkdir(parents=True, exist_ok=True)
-    (output / f"ope_{which}.json").write_text(json.dumps(payload, indent=2))
-    (output / f"ope_{which}.md").write_text(table)
+    report = ope_tables.write_table(output, which, payload, table)
     out.print(table, highlight=False)
-    out.print(f"report: {output}/ope_{which}.md")
+    out.print(f"report: {report}")
 
 
 @app.command()

@@ -27,8 +27,10 @@ effective sample size (Σw)² / Σw², says how many rows an estimate rests on.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -45,6 +47,14 @@ TABLES = ("simulation", "emotify", "kuairand")
 _EMOTIFY_PRIOR = 5.0
 _KUAIRAND_PRIOR = 20.0
 _KUAIRAND_LABELS = ("click", "long_view")
+
+
+def write_table(folder: Path, which: str, payload: dict, table: str) -> Path:
+    """``ope_<which>.json`` (the payload) and ``ope_<which>.md`` (the table) in ``folder``; returns the .md."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"ope_{which}.json").write_text(json.dumps(payload, indent=2))
+    (folder / f"ope_{which}.md").write_text(table)
+    return folder / f"ope_{which}.md"
 
 
 def _say(console: Console | None) -> Callable[[str], None]:

@@ -120,7 +120,10 @@ def evaluate_on_log(log: pd.DataFrame, model: BaseRecommender, name: str | None 
     mean = float(rewards.mean())
     rate = pd.Series(rewards).groupby(item).agg(["sum", "count"])
     q_item = (rate["sum"] + prior * mean) / (rate["count"] + prior)
-    q_of = lambda idx: np.array([q_item.get(i, mean) for i in idx.tolist()], np.float64)  # noqa: E731
+
+    def q_of(idx: np.ndarray) -> np.ndarray:
+        return q_item.reindex(idx).fillna(mean).to_numpy(np.float64)
+
     q_logged = q_of(item)
     # the target's expected reward per slot: mean q̂ over its list for that round
     q_list = np.zeros(len(sizes))

@@ -21,9 +21,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from mosaicrec.data import load_dataset
-from mosaicrec.encoders import ContentConfig, encode_content
-from mosaicrec.evaluation.bandit_sim import emotify_from_dataset, run_seeds, write_report
+from mosaicrec.evaluation.bandit_sim import emotify_simulator, run_seeds, write_report
 from mosaicrec.ranking.bandits import BanditConfig
 
 RESULTS = Path(__file__).parent / "results"
@@ -41,9 +39,7 @@ def main() -> None:
     args = ap.parse_args()
     console = Console()
     t0 = time.perf_counter()
-    data = load_dataset("emotify")
-    content = encode_content(data.items, ContentConfig(encoders={"yamnet": "yamnet"}), console=console).content
-    env = emotify_from_dataset(data, content.align(data.interactions.item_ids).features["yamnet"])
+    env = emotify_simulator(console=console)
     candidates = {f"{fam} {json.dumps(p, sort_keys=True)}": BanditConfig(policy=fam, **p)
                   for fam, grid in GRID.items() for p in grid}
     curves = run_seeds(env, VALIDATION, args.rounds, candidates,

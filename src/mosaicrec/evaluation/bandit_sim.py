@@ -273,6 +273,17 @@ def write_report(curves: dict[str, list[dict[str, np.ndarray]]], folder, stem: s
     return table
 
 
+def emotify_simulator(dims: int = 8, console=None) -> BanditEnvironment:
+    """The Emotify simulator from the built-in dataset, its clips' YAMNet vectors read through the
+    embedding cache (encoded once)."""
+    from mosaicrec.data import load_dataset
+    from mosaicrec.encoders import ContentConfig, encode_content  # evaluation sits above encoders
+
+    data = load_dataset("emotify")
+    content = encode_content(data.items, ContentConfig(encoders={"yamnet": "yamnet"}), console=console).content
+    return emotify_from_dataset(data, content.align(data.interactions.item_ids).features["yamnet"], dims)
+
+
 def run_emotify(seeds: list[int], rounds: int, folder, stem: str = "bandits", console=None,
                 config: BanditRunConfig | None = None) -> str:
     """The whole Emotify simulation: the dataset, its clips' YAMNet vectors (through the embedding cache),
@@ -280,14 +291,9 @@ def run_emotify(seeds: list[int], rounds: int, folder, stem: str = "bandits", co
     policies and the PCA width (default: :data:`DEFAULT_POLICIES`, 8 dims)."""
     import time
 
-    from mosaicrec.data import load_dataset
-    from mosaicrec.encoders import ContentConfig, encode_content  # evaluation sits above encoders
-
     cfg = config or BanditRunConfig(rounds=rounds, seeds=seeds, name=stem)
     t0 = time.perf_counter()
-    data = load_dataset("emotify")
-    content = encode_content(data.items, ContentConfig(encoders={"yamnet": "yamnet"}), console=console).content
-    env = emotify_from_dataset(data, content.align(data.interactions.item_ids).features["yamnet"], cfg.dims)
+    env = emotify_simulator(cfg.dims, console)
 
     def said(seed: int, runs: dict) -> None:
         if console is not None:

@@ -535,6 +535,9 @@ def serve(
     media_root: Annotated[Optional[Path], typer.Option(
         help="folder that item media paths sent to the API must lie in; uploads are kept in its uploads/ "
              "[default: $MOSAICREC_HOME/media]")] = None,
+    media_read_root: Annotated[Optional[list[Path]], typer.Option(
+        help="a further folder whose media may be referenced and served (e.g. a dataset's posters), never "
+             "written (repeatable)")] = None,
     model_root: Annotated[Optional[Path], typer.Option(
         help="folder that POST /admin/reload may load models from and retraining writes to "
              "[default: the --model folder's parent]")] = None,
@@ -550,9 +553,12 @@ def serve(
     kg: Annotated[Optional[str], typer.Option(
         help="an item knowledge graph for explanation paths (\"both are directed by Y\"): recbole-ml100k, "
              "attributes (the items' crew, cast and genres), or a folder with one .kg and one .link file")] = None,
+    report: Annotated[Optional[Path], typer.Option(
+        help="an evaluation's output folder (`mosaicrec evaluate --out`), shown on the web page /ui")] = None,
 ) -> None:
-    """Serve recommendations, similar items, search, new items, events and erasure over HTTP. Starts at
-    once from the model and the store; content the model did not bring is encoded in the background."""
+    """Serve recommendations, similar items, search, new items, events and erasure over HTTP, and a web
+    page to look at them (http://HOST:PORT/ui). Starts at once from the model and the store; content the
+    model did not bring is encoded in the background."""
     import threading
 
     import uvicorn
@@ -567,6 +573,8 @@ def serve(
     if api_key:
         err.print("[yellow]warning:[/yellow] keys given with --api-key are visible to other users in `ps`; "
                   "use --api-key-file or $MOSAICREC_API_KEYS", highlight=False)
+    if report is not None and not report.is_dir():
+        raise MosaicError(f"--report {report}: no such folder (give the --out folder of `mosaicrec evaluate`)")
     keys = load_keys(api_key_file, api_key)
     if not keys:
         raise MosaicError("give API keys: --api-key-file FILE (lines KEY:read, KEY:write or KEY:admin) or "
@@ -581,7 +589,8 @@ def serve(
         content = ItemContent.load(content_file) if content_file else _saved_content(model_dir, store_path)
         if content is not None:
             _check_sources(content, specs)
-    media = MediaPolicy(media_root or Path(default_store_path()).parent / "media", int(max_media_mb * 1e6))
+    media = MediaPolicy(media_root or Path(default_store_path()).parent / "media", int(max_media_mb * 1e6),
+                        tuple(media_read_root or ()))
     root = (model_root or model_dir.resolve().parent)
     bandit_cfg = None
     if bandit is not None:
@@ -616,7 +625,8 @@ def serve(
     app_ = create_app(service, keys, rate_limit=rate_limit, burst=2 * rate_limit,
                       model_dir=str(Path(model_dir).resolve().relative_to(Path(root).resolve()))
                       if Path(model_dir).resolve().is_relative_to(Path(root).resolve()) else None,
-                      jobs=RetrainJobs(service), public_docs=public_docs)
+                      jobs=RetrainJobs(service), public_docs=public_docs,
+                      report_dir=str(report) if report is not None else None)
     uvicorn.run(app_, host=host, port=port, log_level="warning", access_log=False)
 
 

@@ -31,7 +31,7 @@ from fastapi.responses import JSONResponse
 from mosaicrec.errors import MosaicError, NotSupportedError, UnknownItemError, UnknownUserError
 from mosaicrec.serving.auth import KeyKind, KeyRing
 from mosaicrec.serving.media import MediaRejected, MediaTooLarge
-from mosaicrec.serving.routes import admin, events, items, ops, recommendations, users
+from mosaicrec.serving.routes import admin, events, items, ops, recommendations, ui, users
 from mosaicrec.serving.routes.common import READ, ParamError
 from mosaicrec.serving.service import Conflict, ContentNotReady, ModelRejected, Service
 
@@ -57,11 +57,13 @@ def _status_of(exc: MosaicError) -> int:
 
 def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float = 1_000.0,
                burst: float = 2_000.0, max_body_bytes: int = 2_000_000, max_upload_bytes: int | None = None,
-               model_dir: str | None = None, jobs=None, public_docs: bool = False) -> FastAPI:
+               model_dir: str | None = None, jobs=None, public_docs: bool = False,
+               report_dir: str | None = None) -> FastAPI:
     """The API. ``keys`` maps API key → ``read``, ``write`` or ``admin``; it must not be empty.
     ``model_dir`` (relative to the service's model root) is what ``POST /admin/reload`` loads by default;
     ``jobs`` runs retraining (:class:`~mosaicrec.serving.jobs.RetrainJobs`). ``public_docs`` serves
-    ``/docs`` and ``/openapi.json`` without a key."""
+    ``/docs`` and ``/openapi.json`` without a key. ``report_dir``, an evaluation's output folder, is shown
+    on the web page (``/ui``)."""
     from prometheus_client import CollectorRegistry, Counter, Histogram
 
     ring = KeyRing(keys, rate_limit, burst)
@@ -136,6 +138,7 @@ def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float 
             latency.labels(name, scope["method"]).observe(time.perf_counter() - t0)
 
     app.add_middleware(Guard)
+    ui.mount(app, report_dir)
 
     @app.exception_handler(MosaicError)
     async def library_error(request: Request, exc: MosaicError):
@@ -157,7 +160,7 @@ def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float 
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error (logged on the server)"}, 500)
 
-    for module in (recommendations, items, events, users, admin, ops):
+    for module in (recommendations, items, events, users, admin, ops, ui):
         # the routes themselves, not the router: an included router is matched as a nested router on every
         # request in this FastAPI, which cost 0.2 ms per request (doubling /health's cost)
         app.router.routes.extend(module.router.routes)

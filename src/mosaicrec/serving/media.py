@@ -8,8 +8,13 @@ A client never names an arbitrary server path. Media is either
   (FIFOs, devices, folders), or if it is larger than ``max_bytes`` (checked with ``stat`` before a byte is
   read).
 
-URLs are refused: the server fetches nothing. Every refusal is a :class:`MediaRejected` (the API answers
-4xx) whose message names the client's own reference and the rule, never anything about other server files.
+URLs are refused: the server fetches nothing. The other way, the service **serves** an item's stored media
+(``GET /items/{id}/media/{kind}``, the web page's posters and clips) only when its real path lies inside the
+media root, is a regular file within the size limit, and has a known image or audio suffix
+(:meth:`MediaPolicy.servable`): a catalog loaded from elsewhere is not served unless the root holds it.
+
+Every refusal is a :class:`MediaRejected` (the API answers 4xx) whose message names the client's own
+reference and the rule, never anything about other server files.
 """
 
 from __future__ import annotations
@@ -32,18 +37,33 @@ class MediaTooLarge(MediaRejected):
 
 
 _SAFE_SUFFIX = re.compile(r"^\.[a-z0-9]{1,5}$")
+#: the only types media is served as (with ``nosniff``): never HTML or SVG, which a browser would run
+SERVED_TYPES = {
+    "image": {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
+              ".gif": "image/gif", ".bmp": "image/bmp"},
+    "audio": {".mp3": "audio/mpeg", ".wav": "audio/wav", ".ogg": "audio/ogg", ".oga": "audio/ogg",
+              ".flac": "audio/flac", ".m4a": "audio/mp4", ".opus": "audio/ogg"},
+}
 
 
 class MediaPolicy:
     """The media root and size limit that client-given media references are checked against."""
 
-    def __init__(self, root: str | Path | None, max_bytes: int = 25_000_000) -> None:
+    def __init__(self, root: str | Path | None, max_bytes: int = 25_000_000,
+                 read_roots: tuple[str | Path, ...] = ()) -> None:
+        """``root`` keeps uploads and holds media paths; ``read_roots`` are further folders whose files may
+        be referenced and served but never written (a dataset's own posters, on a read-only disk)."""
         self.root = Path(os.path.realpath(root)) if root is not None else None
+        self.roots = ([self.root] if self.root is not None else []) + [Path(os.path.realpath(r)) for r in read_roots]
         self.max_bytes = max_bytes
+
+    def inside(self, real: Path) -> bool:
+        """Whether a resolved path lies in one of the media roots."""
+        return any(real == r or r in real.parents for r in self.roots)
 
     def resolve(self, ref: str, field: str) -> str:
         """The real path of a client's media reference, after every check (see the module docstring)."""
-        if self.root is None:
+        if not self.roots:
             raise MediaRejected(f"{field} {ref!r}: this server accepts no media paths (it was started without "
                                 "--media-root); upload the file instead (POST /items/upload)")
         if "://" in ref or ref.startswith("file:"):
@@ -51,9 +71,9 @@ class MediaPolicy:
                                 "the media root")
         if "\x00" in ref or ".." in Path(ref).parts:
             raise MediaRejected(f"{field} {ref!r}: must be a path inside the media root (no '..')")
-        candidate = Path(ref) if Path(ref).is_absolute() else self.root / ref
+        candidate = Path(ref) if Path(ref).is_absolute() else self.roots[0] / ref
         real = Path(os.path.realpath(candidate))
-        if real != self.root and self.root not in real.parents:
+        if not self.inside(real):
             raise MediaRejected(f"{field} {ref!r}: must be a path inside the media root")
         try:
             st = os.stat(real)  # stat never opens: a FIFO cannot block here, /dev/zero is never read
@@ -64,6 +84,23 @@ class MediaPolicy:
         if st.st_size > self.max_bytes:
             raise MediaTooLarge(f"{field} {ref!r}: {st.st_size:,} bytes, more than the limit of {self.max_bytes:,}")
         return str(real)
+
+    def servable(self, stored: str | None, kind: str) -> tuple[Path, str] | None:
+        """The real path and media type of an item's stored ``kind`` (image or audio) reference when the
+        service may serve it (see the module docstring); ``None`` when it may not or there is none."""
+        if not self.roots or not stored or kind not in SERVED_TYPES or "\x00" in stored:
+            return None
+        real = Path(os.path.realpath(stored))
+        if not self.inside(real) or real in self.roots:
+            return None
+        media_type = SERVED_TYPES[kind].get(real.suffix.lower())
+        try:
+            st = os.stat(real)
+        except OSError:
+            return None
+        if media_type is None or not stat.S_ISREG(st.st_mode) or st.st_size > self.max_bytes:
+            return None
+        return real, media_type
 
     def save_upload(self, data: bytes, filename: str | None, field: str) -> tuple[str, bool]:
         """Store uploaded bytes under ``uploads/`` by content hash; returns (path, whether it is new)."""

@@ -699,11 +699,15 @@ class Service:
 
     def item(self, item_id: str) -> dict[str, Any]:
         """The stored item (canonical fields)."""
-        with self._store_lock:
-            rows = self.store.items([item_id])
+        rows = self.items(item_id)
         if not len(rows):
             raise UnknownItemError(f"unknown item {item_id!r}")
         return rows.iloc[0].to_dict()
+
+    def items(self, *item_ids: str) -> pd.DataFrame:
+        """The stored rows of these items (canonical fields; unknown ids are absent)."""
+        with self._store_lock:
+            return self.store.items(list(item_ids))
 
     def delete_user(self, user_id: str) -> int:
         """Erase the user: every event (any weight), profile and impression in the store, their live state,

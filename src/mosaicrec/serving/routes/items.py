@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -31,6 +31,20 @@ async def similar(request: Request) -> Response:
     item_id = p.id("item_id")
     return json_response({"item_id": item_id,
                           "items": service(request).similar(item_id, p.int("k", 10, 1, 1_000), p.str("modality", 64))})
+
+
+@router.get("/items/{item_id}/media/{kind}", openapi_extra=query_doc(
+    ("item_id", "path", {"type": "string", "minLength": 1, "maxLength": 256}, "external item id"),
+    ("kind", "path", {"type": "string", "enum": ["image", "audio"]}, "which media")),
+    responses={200: {"content": {"image/*": {}, "audio/*": {}}}, 404: {"description": "no servable media"}})
+async def media(request: Request) -> Response:
+    """The item's image or audio file, when it lies in the server's media root (nothing outside it is
+    ever served; types are fixed by suffix, with ``nosniff``). Needs a read key."""
+    authorize(request, "read")
+    p = Params(request)
+    path, media_type = request.app.state.browse.media_file(p.id("item_id"), p.id("kind"))
+    return FileResponse(path, media_type=media_type, headers={"X-Content-Type-Options": "nosniff",
+                                                              "Cache-Control": "private, max-age=3600"})
 
 
 @router.post("/search", response_model=SearchOut, dependencies=[READ])

@@ -75,3 +75,24 @@ def planted_content(x: Interactions, n_groups: int = 4, seed: int = 0, missing_i
 @pytest.fixture
 def content(planted_data):
     return planted_content(planted_data)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster of 2 CPUs for the scale-out paths (tests using it share the xdist group
+    "ray", so one worker starts it once)."""
+    import shutil
+    import tempfile
+
+    ray = pytest.importorskip("ray")
+    # Ray's socket paths must stay under 108 bytes: pytest's (xdist) temp paths are too long.
+    home = Path(tempfile.mkdtemp(prefix="mr-ray-", dir="/tmp"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HOME", str(home))  # ray writes an auth token under $HOME/.ray
+    mp.setenv("RAY_TMPDIR", str(home))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(home / "r"))
+    yield ray
+    ray.shutdown()
+    mp.undo()
+    shutil.rmtree(home, ignore_errors=True)
+

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +11,6 @@ import pytest
 from mosaicrec.encoders import EmbeddingCache, create_encoder, encode_items
 
 pytestmark = pytest.mark.xdist_group("ray")
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    # Ray's socket paths must stay under 108 bytes: pytest's (xdist) temp paths are too long.
-    home = Path(tempfile.mkdtemp(prefix="mr-ray-", dir="/tmp"))
-    mp = pytest.MonkeyPatch()
-    mp.setenv("HOME", str(home))  # ray writes an auth token under $HOME/.ray
-    mp.setenv("RAY_TMPDIR", str(home))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(home / "r"))
-    yield ray
-    ray.shutdown()
-    mp.undo()
-    shutil.rmtree(home, ignore_errors=True)
 
 
 def test_ray_run_matches_the_single_process_run(ray_cluster, media_catalog: pd.DataFrame, tmp_path: Path):

@@ -116,10 +116,16 @@ def test_switches_change_the_list_diversity_filters_and_search(site):
     page.click("button.user[data-user='u01']")  # u01 likes cooking
     plain = wait_cards(page, "recs")
     assert topics_of(page, "recs")[:2] == ["cooking", "cooking"]
+    # the list for the filter's first value is held back until after the list for "music" arrives: the
+    # page must keep the newer list, not the one that answered last
+    page.evaluate("() => { const real = window.fetch; let n = 0; window.fetch = (url, o) => "
+                  "String(url).includes('/recommendations') && n++ === 0 ? "
+                  "new Promise(ok => setTimeout(ok, 800)).then(() => real(url, o)) : real(url, o); }")
     page.select_option("#filter-key", "topic")
     page.select_option("#filter-value", "music")
-    page.wait_for_function("() => { const a = [...document.querySelectorAll('#recs .card .attrs')]; "
-                           "return a.length && a.every(p => p.textContent.includes('topic: music')); }")
+    settle(page)
+    assert all("topic: music" in t for t in page.eval_on_selector_all(
+        "#recs .card .attrs", "ps => ps.map(p => p.textContent)"))
     filtered = card_ids(page, "recs")
     assert len(filtered) == 6  # every music item, and only those
     page.select_option("#filter-key", "")

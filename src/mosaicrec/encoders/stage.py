@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from mosaicrec.data.cluster import ray_session
 from mosaicrec.data.content import ItemContent
 from mosaicrec.data.kg import KnowledgeGraph, load_item_kg
 from mosaicrec.encoders.base import (DEFAULT_ENCODERS, Encoder, MediaError, Modality, create_encoder,
@@ -342,18 +343,7 @@ def _run_ray(encoder: Encoder, batches: list[list[str]], address: str) -> Iterat
     """Batches in order from actors on a Ray cluster (``"local"`` starts one here if none is running)."""
     if encoder.needs_fit:
         raise ConfigError(f"{encoder.name} is fitted on the catalog in this process; run it without --ray")
-    try:
-        import ray
-    except ImportError as e:
-        raise ConfigError("the Ray path needs ray: pip install ray (`make setup` installs it)") from e
-    started = False
-    if not ray.is_initialized():
-        if address == "local":
-            ray.init(include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=address, log_to_driver=False)
-        started = True
-    try:
+    with ray_session(address) as ray:
         n_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         worker = ray.remote(num_cpus=1)(_RayWorker)
         actors = [worker.remote(encoder.spec()) for _ in range(min(n_workers, len(batches)))]
@@ -374,9 +364,6 @@ def _run_ray(encoder: Encoder, batches: list[list[str]], address: str) -> Iterat
             yield result
         for a in actors:
             ray.kill(a)
-    finally:
-        if started:
-            ray.shutdown()
 
 
 class ContentConfig(BaseModel):

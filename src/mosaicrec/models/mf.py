@@ -107,6 +107,10 @@ class ALSConfig(ModelConfig):
     cg_steps: int = Field(3, ge=1, description="conjugate-gradient steps per row and half-iteration")
     seed: int = 42
     num_threads: int = Field(0, ge=0, description="0: all cores")
+    workers: int = Field(0, ge=0, le=4096, description="Ray workers solving shards of the rows (the same "
+                         "model as one process; mosaicrec.models.distributed); 0: this process")
+    ray_address: str | None = Field(None, description="Ray cluster for workers > 0 [default: "
+                                    "$MOSAICREC_RAY_ADDRESS, else a local cluster]")
 
 
 @register("als")
@@ -125,6 +129,13 @@ class ALS(_FactorModel):
         conf_u = (1.0 + cfg.alpha * X.data).astype(np.float32)
         conf_i = (1.0 + cfg.alpha * Xt.data).astype(np.float32)
         eye = np.eye(cfg.factors, dtype=np.float32) * cfg.regularization
+        if cfg.workers:
+            from mosaicrec.models.distributed import fit_als
+
+            self.U_, self.V_ = fit_als(X, self.U_, self.V_, alpha=cfg.alpha, regularization=cfg.regularization,
+                                       iterations=cfg.iterations, cg_steps=cfg.cg_steps, workers=cfg.workers,
+                                       address=cfg.ray_address, on_iteration=self._epoch_done)
+            return
         _kernels.set_threads(cfg.num_threads)
         with threadpool_limits(1):  # the kernel parallelises; nested BLAS threads would oversubscribe
             for it in range(cfg.iterations):
@@ -143,6 +154,11 @@ class BPRConfig(ModelConfig):
     iterations: int = Field(100, ge=1, description="epochs; each draws as many samples as training pairs")
     seed: int = 42
     num_threads: int = Field(0, ge=0, description="0: all cores; 1 makes training bit-for-bit repeatable")
+    workers: int = Field(0, ge=0, le=4096, description="Ray workers, each on a shard of the users, mixing "
+                         "their item updates (mosaicrec.models.distributed); 0: this process")
+    syncs: int = Field(4, ge=1, le=1000, description="with workers: item-side exchanges per epoch")
+    ray_address: str | None = Field(None, description="Ray cluster for workers > 0 [default: "
+                                    "$MOSAICREC_RAY_ADDRESS, else a local cluster]")
 
 
 @register("bpr")
@@ -165,6 +181,14 @@ class BPR(_FactorModel):
         no_context = np.zeros(len(items), np.int32)
         W = np.zeros((1, cfg.factors), np.float32)
         B = np.zeros((1, train.n_items), np.float32)
+        if cfg.workers:
+            from mosaicrec.models.distributed import fit_bpr
+
+            self.U_, self.V_, self.item_bias_ = fit_bpr(
+                X, self.U_, self.V_, self.item_bias_, learning_rate=cfg.learning_rate,
+                regularization=cfg.regularization, iterations=cfg.iterations, seed=cfg.seed, workers=cfg.workers,
+                syncs=cfg.syncs, address=cfg.ray_address, on_iteration=self._epoch_done)
+            return
         threads = _kernels.set_threads(cfg.num_threads)
         for it in range(cfg.iterations):
             t0 = time.perf_counter()

@@ -146,12 +146,19 @@ function listParams() {
   return p;
 }
 
+// Each list load takes a ticket: a reply that arrives after a newer request's is dropped, so quick
+// changes of the controls never leave an older list on screen.
+const tickets = { recs: 0, history: 0, results: 0 };
+const current = (box, t) => tickets[box] === t;
+
 async function loadRecs() {
   if (!state.user) return;
+  const t = ++tickets.recs;
   try {
     const r = await api(`/users/${encodeURIComponent(state.user)}/recommendations?${listParams()}`);
-    state.request = r.request_id;
     const info = await cardsOf(r.items.map((i) => i.item_id));
+    if (!current("recs", t)) return;
+    state.request = r.request_id;
     $("recs-title").textContent = `Recommendations for ${state.user}`;
     $("recs-note").textContent = `${r.model}${r.cold_start ? " · cold start: the popular items" : ""}` +
       `${r.scenario ? ` · scenario ${r.scenario}${r.scenario_known === false ? " (unseen: shared scores)" : ""}` : ""}` +
@@ -162,8 +169,10 @@ async function loadRecs() {
 }
 
 async function loadHistory() {
+  const t = ++tickets.history;
   try {
     const h = await api(`/ui/api/users/${encodeURIComponent(state.user)}/history?k=20`);
+    if (!current("history", t)) return;
     $("history").replaceChildren(...h.events.map((e) => card(e.item, { liked: e.liked })));
   } catch (e) { $("history").replaceChildren(el("p", { className: "note" }, e.message)); }
 }
@@ -188,8 +197,10 @@ async function search(ev) {
   try {
     const body = { query, k: 10 };
     if (state.user) body.user_id = state.user;
+    const t = ++tickets.results;
     const r = await api("/search", { method: "POST", body });
     const info = await cardsOf(r.items.map((i) => i.item_id));
+    if (!current("results", t)) return;
     $("search-box").hidden = false;
     $("results").replaceChildren(...r.items.map((i) => card({ ...i, ...(info[i.item_id] || {}) }, { ...i, feedback: true })));
   } catch (e) { say(e.message, true); }
@@ -216,8 +227,10 @@ async function addItem(ev) {
   try {
     say(`adding ${id} (its content is encoded first)…`);
     await api("/items/upload", { method: "POST", body: form });
+    const t = ++tickets.results;
     const sims = await api(`/items/${encodeURIComponent(id)}/similar?k=6`);
     const info = await cardsOf([id, ...sims.items.map((i) => i.item_id)]);
+    if (!current("results", t)) return;
     $("search-box").hidden = false;
     $("results").replaceChildren(card(info[id] || { item_id: id, title: id }, { explanation: "just added" }),
       ...sims.items.map((i) => card({ ...i, ...(info[i.item_id] || {}) }, { ...i, explanation: `similar to ${id}` })));

@@ -415,3 +415,27 @@ def test_train_records_each_features_own_fields(files):
     bad = cli("train", "--model", "content-map", "--store", store, "--out", "m2", "--encoder", "text=tfidf",
               "--field", "image=title", cwd=files, check=False)
     assert bad.returncode == 1 and "--field names 'image', which no --encoder makes" in bad.stderr
+
+
+@pytest.mark.xdist_group("ray")
+def test_train_and_export_on_a_ray_cluster_given_by_address(files, ray_cluster):
+    """The CLI in its own process joins a running cluster by address (as it would a real one): ALS trained
+    on 2 workers is the single-process model, and the export is written by Ray Data in Parquet parts."""
+    import numpy as np
+    import pandas as pd
+
+    address = ray_cluster.get_runtime_context().gcs_address
+    cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", "s.duckdb", cwd=files)
+    common = ["--model", "als", "--param", "iterations=3", "--param", "factors=8", "--store", "s.duckdb"]
+    cli("train", *common, "--param", "num_threads=1", "--out", "one", cwd=files)
+    cli("train", *common, "--param", "workers=2", "--param", f"ray_address={address}", "--out", "two", cwd=files)
+    one, two = np.load(files / "one" / "state.npz"), np.load(files / "two" / "state.npz")
+    np.testing.assert_allclose(one["state_V"], two["state_V"], atol=1e-5)
+    out = cli("export", "--model", "two", "--out", "top", "-k", "5", "--workers", "2", "--ray-address", address,
+              cwd=files).stdout
+    assert "200 rows for 40 users" in out
+    top = pd.read_parquet(files / "top")
+    assert (top.groupby("user_id").size() == 5).all() and set(top["rank"]) == {1, 2, 3, 4, 5}
+    refused = cli("export", "--model", "two", "--out", "top", "--workers", "2", "--ray-address", address,
+                  cwd=files, check=False)
+    assert refused.returncode != 0 and "not empty" in refused.stderr

@@ -486,12 +486,30 @@ def export(
                                                   "user the model or the store knows]")] = None,
     scenario: Annotated[Optional[str], typer.Option(help="rank in this context (context models)")] = None,
     store: StoreOpt = None,
+    workers: Annotated[int, typer.Option(min=0, max=4096, help=(
+        "rank on this many Ray workers with Ray Data and write --out as a folder of Parquet parts: the "
+        "model's own lists for the users it trained on (no live events folded in) [0: the service's rules, "
+        "in this process]"))] = 0,
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster for --workers [default: "
+                                                       "$MOSAICREC_RAY_ADDRESS, else a local one]")] = None,
 ) -> None:
     """Write every user's top-k (user_id, rank, item_id, score, cold_start) to Parquet or CSV, by the same
-    rules as the API's list."""
+    rules as the API's list; with --workers, the model's lists on a Ray cluster, as sharded Parquet."""
     import pandas as pd
     from rich.progress import track
 
+    if workers:
+        from mosaicrec.models import load_model
+        from mosaicrec.ranking.export import export_top_k
+
+        if users is not None or scenario is not None:
+            raise MosaicError("--workers ranks every user the model trained on, in no scenario: leave out "
+                              "--users and --scenario")
+        with err.status(f"ranking every user on {workers} Ray workers"):
+            summary = export_top_k(load_model(model_dir), output, k, workers=workers, address=ray_address)
+        out.print(f"wrote {summary.rows:,} rows for {summary.users:,} users in {summary.files} Parquet parts "
+                  f"to {summary.folder}")
+        return
     if output.suffix.lower() not in (".parquet", ".csv"):
         raise MosaicError(f"--out must end in .parquet or .csv, got {output.name!r}")
     with _listing(model_dir, store) as service:

@@ -44,3 +44,25 @@ def test_content_predicts_who_likes_an_item():
     assert np.mean(same) > np.mean(rand) + 0.05
     masks = synthetic_catalog(400, 300, 30_000, seed=1, missing=0.3)[1].masks["image"]
     assert 0.6 < masks.mean() < 0.8
+
+
+def test_the_large_log_is_repeatable_long_tailed_and_topical():
+    from mosaicrec.data.synthetic import synthetic_log
+
+    x, vectors = synthetic_log(5_000, 1_000, 200_000, topics=20, seed=4)
+    again, _ = synthetic_log(5_000, 1_000, 200_000, topics=20, seed=4)
+    assert np.array_equal(x.items, again.items) and np.array_equal(x.users, again.users)
+    assert len(x.users) == 200_000 and x.n_users == 5_000 and x.n_items == 1_000
+    pop = np.sort(np.bincount(x.items, minlength=1_000))[::-1]
+    assert pop[:10].sum() > 0.1 * pop.sum() and pop[-100:].sum() < 0.02 * pop.sum()  # a long tail
+    activity = np.bincount(x.users, minlength=5_000)
+    assert activity.max() > 20 * np.median(activity)  # heavy and light users
+    # tastes are topics: items whose vectors are close share users far more than random pairs
+    sims = vectors @ vectors.T
+    close = np.argsort(-sims[0])[1:20]
+    X = x.binary.tocsc()
+    users_of = lambda i: set(X.indices[X.indptr[i]:X.indptr[i + 1]])  # noqa: E731
+    overlap = lambda i, j: len(users_of(i) & users_of(j)) / max(1, len(users_of(i) | users_of(j)))  # noqa: E731
+    near = np.mean([overlap(0, j) for j in close])
+    far = np.mean([overlap(0, j) for j in np.argsort(sims[0])[:20]])
+    assert near > 2 * far, (near, far)

@@ -50,3 +50,10 @@ def shards(n: int, parts: int) -> list[tuple[int, int]]:
     parts = max(1, min(parts, n)) if n else 1
     bounds = [round(n * p / parts) for p in range(parts + 1)]
     return [(bounds[p], bounds[p + 1]) for p in range(parts)]
+
+
+def cpus_each(ray: Any, workers: int) -> float:
+    """One CPU per worker, or an equal share where the cluster has fewer CPUs than workers (else the extra
+    workers would wait for a CPU forever)."""
+    return min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / workers)
+

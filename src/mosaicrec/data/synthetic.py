@@ -89,3 +89,57 @@ def synthetic_catalog(n_users: int = 6000, n_items: int = 3600, n_events: int = 
     dataset = Dataset(name=f"synthetic-{n_events}", interactions=inter, items=items_df[ITEM_COLUMNS],
                       users=users_df[USER_COLUMNS])
     return dataset, content
+
+
+def synthetic_log(n_users: int = 1_000_000, n_items: int = 100_000, n_events: int = 50_000_000, *,
+                  topics: int = 200, topics_per_user: int = 3, in_topic: float = 0.8,
+                  popularity_exponent: float = 1.0, dim: int = 64, content_noise: float = 0.5,
+                  days: int = 90, seed: int = 0, chunk: int = 5_000_000) -> tuple[Interactions, np.ndarray]:
+    """A large event log in seconds, for scale-out measurements: ``(interactions, item content vectors)``.
+
+    :func:`synthetic_catalog` draws each user's events from a dense softmax over the catalog, which at a
+    million users and 100k items is 10¹¹ scores. Here tastes are topics instead: each item has one of
+    ``topics`` topics and a power-law popularity (its rank's ``-popularity_exponent``); each user likes
+    ``topics_per_user`` topics (Zipf-popular topics are liked more) with Dirichlet weights and has a
+    log-normal activity. An event is, with probability ``in_topic``, an item of one of the user's topics
+    drawn by popularity within the topic, else an item drawn by global popularity. Users are ``u<n>`` and
+    items ``i<n>``; repeats of a (user, item) pair are kept (a log has them; the matrix sums them). An item's
+    content vector is its topic's centroid plus noise (``content_noise``), unit length. The same arguments
+    give the same log."""
+    if min(n_users, n_items, n_events, topics, topics_per_user, dim) < 1:
+        raise ValueError("sizes must be positive")
+    rng = np.random.default_rng(seed)
+    topic_of = rng.integers(0, topics, n_items)
+    weight = (1.0 + rng.permutation(n_items)) ** -popularity_exponent  # a random item order of popularity
+    by_topic = np.argsort(topic_of, kind="stable")
+    cum = np.cumsum(weight[by_topic])
+    bounds = np.searchsorted(topic_of[by_topic], np.arange(topics + 1))  # topic t: by_topic[bounds[t]:bounds[t+1]]
+    lo = np.where(bounds[:-1] > 0, cum[np.maximum(bounds[:-1] - 1, 0)], 0.0)
+    hi = np.where(bounds[1:] > 0, cum[np.maximum(bounds[1:] - 1, 0)], 0.0)
+    topic_pop = (1.0 + np.arange(topics)) ** -0.7
+    user_topics = rng.choice(topics, (n_users, topics_per_user), p=topic_pop / topic_pop.sum())
+    user_mix = np.cumsum(rng.dirichlet(np.ones(topics_per_user), n_users), axis=1).astype(np.float32)
+    activity = rng.lognormal(0.0, 1.0, n_users)
+    counts = np.maximum(1, np.floor(activity / activity.sum() * n_events)).astype(np.int64)
+    extra = n_events - int(counts.sum())
+    if extra > 0:  # the rounding's remainder, to the most active users
+        counts[np.argsort(-activity)[:extra % n_users]] += 1
+        counts += extra // n_users
+    users = np.repeat(np.arange(n_users, dtype=np.int32), counts)[:n_events]
+    items = np.empty(len(users), np.int32)
+    for s in range(0, len(users), chunk):
+        u = users[s:s + chunk]
+        pick = (rng.random(len(u), dtype=np.float32)[:, None] > user_mix[u, :-1]).sum(axis=1)
+        t = user_topics[u, pick]
+        own = rng.random(len(u)) < in_topic
+        draw = np.where(own, lo[t] + rng.random(len(u)) * (hi[t] - lo[t]), rng.random(len(u)) * cum[-1])
+        items[s:s + chunk] = by_topic[np.minimum(np.searchsorted(cum, draw, side="right"), n_items - 1)]
+    timestamps = 1_600_000_000 + rng.integers(0, days * 86_400, len(users))
+    inter = Interactions(user_ids=np.char.add("u", np.arange(n_users).astype(str)).astype(object),
+                         item_ids=np.char.add("i", np.arange(n_items).astype(str)).astype(object),
+                         users=users, items=items, weights=np.ones(len(users), np.float32),
+                         timestamps=timestamps.astype(np.int64))
+    centroids = rng.standard_normal((topics, dim)).astype(np.float32)
+    vectors = centroids[topic_of] + content_noise * rng.standard_normal((n_items, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return inter, vectors

@@ -41,6 +41,10 @@ class EvaluationConfig(BaseModel):
     sample_lists: int = Field(0, ge=0, description="rank only a seeded sample of this many lists (users, or "
                               "user × context) of the full-catalogue ranking, the same for every model: for "
                               "models that score each (user, item) pair with a network; 0: every list")
+    workers: int = Field(0, ge=0, le=4096, description="Ray workers ranking shards of the users in parallel "
+                         "(the same lists as one process); 0: this process")
+    ray_address: str | None = Field(None, description="Ray cluster for workers > 0 [default: "
+                                    "$MOSAICREC_RAY_ADDRESS, else a local cluster]")
     labels: list[str] = Field(default_factory=list, max_length=16, description="impression labels: event "
                               "columns (e.g. click, long_view, like) of the test impressions, each scored by AUC, "
                               "GAUC and NDCG@10 over the user's impressed items (per context value too, with "
@@ -120,20 +124,10 @@ def evaluate_ranking(model: BaseRecommender, test: Interactions, *, exclude: sp.
     if candidates is not None:
         blocked = np.ones(relevant.shape[1], bool)
         blocked[np.asarray(candidates)] = False
-    tops, hits_all = [], []
-    for start in range(0, len(users), cfg.batch_size):
-        block = users[start:start + cfg.batch_size]
-        scores = np.array(score_fn(block), dtype=np.float32, copy=True)
-        mask_rows(scores, exclude[block])
-        if blocked is not None:
-            scores[:, blocked] = -np.inf
-        top, top_scores = top_k(scores, kmax)
-        top = np.where(np.isfinite(top_scores), top, -1)
-        hits = _hits(relevant[block], top)
-        tops.append(top)
-        hits_all.append(hits)
-    top = np.concatenate(tops) if tops else np.empty((0, kmax), np.int64)
-    hits = np.concatenate(hits_all) if hits_all else np.empty((0, kmax), bool)
+    if cfg.workers and len(users):
+        top, hits = _rank_on_ray(score_fn, users, exclude, relevant, blocked, kmax, cfg)
+    else:
+        top, hits = _rank(score_fn, users, exclude[users], relevant[users], blocked, kmax, cfg.batch_size)
     n_rel = n_rel_all[users]
 
     out: dict[str, float] = {}
@@ -217,6 +211,49 @@ def _context_lists(test: Interactions, context: str) -> tuple[sp.csr_matrix, np.
                              shape=(len(keys), test.n_items))
     relevant.sum_duplicates()
     return relevant, keys // len(uniques), np.asarray(uniques, dtype=object)[keys % len(uniques)]
+
+
+def _rank(score_fn: Callable[[np.ndarray], np.ndarray], users: np.ndarray, exclude: sp.csr_matrix,
+          relevant: sp.csr_matrix, blocked: np.ndarray | None, kmax: int, batch_size: int
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``kmax`` items and their hits for ``users``, whose exclusion and relevance rows are given in the
+    same order, a batch at a time."""
+    tops, hits_all = [], []
+    for start in range(0, len(users), batch_size):
+        rows = slice(start, start + batch_size)
+        scores = np.array(score_fn(users[rows]), dtype=np.float32, copy=True)
+        mask_rows(scores, exclude[rows])
+        if blocked is not None:
+            scores[:, blocked] = -np.inf
+        top, top_scores = top_k(scores, kmax)
+        top = np.where(np.isfinite(top_scores), top, -1)
+        tops.append(top)
+        hits_all.append(_hits(relevant[rows], top))
+    top = np.concatenate(tops) if tops else np.empty((0, kmax), np.int64)
+    hits = np.concatenate(hits_all) if hits_all else np.empty((0, kmax), bool)
+    return top, hits
+
+
+def _rank_on_ray(score_fn, users: np.ndarray, exclude: sp.csr_matrix, relevant: sp.csr_matrix,
+                 blocked: np.ndarray | None, kmax: int, cfg: EvaluationConfig) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_rank` over contiguous shards of the users on Ray workers; the same lists, in the same order.
+    The scorer (the model) goes to the object store once and every task reads it from there."""
+    from mosaicrec.data.cluster import ray_session, shards
+
+    with ray_session(cfg.ray_address, cfg.workers) as ray:
+        task = ray.remote(num_cpus=1)(_rank_shard)
+        fn = ray.put(score_fn)
+        parts = shards(len(users), cfg.workers * 2)  # two per worker: a slow shard does not hold up the rest
+        out = ray.get([task.remote(fn, users[a:b], exclude[users[a:b]], relevant[users[a:b]], blocked, kmax,
+                                   cfg.batch_size) for a, b in parts])
+    return np.concatenate([t for t, _ in out]), np.concatenate([h for _, h in out])
+
+
+def _rank_shard(score_fn, users, exclude, relevant, blocked, kmax, batch_size):
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # one core per task: the cluster schedules by CPU
+        return _rank(score_fn, users, exclude, relevant, blocked, kmax, batch_size)
 
 
 def _default_users(relevant: sp.csr_matrix, exclude: sp.csr_matrix) -> np.ndarray:

@@ -24,14 +24,8 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from mosaicrec.data.cluster import ray_session, shards
+from mosaicrec.data.cluster import cpus_each, ray_session, shards
 from mosaicrec.models import _kernels
-
-
-def _cpus_each(ray: Any, workers: int) -> float:
-    """One CPU per worker, or an equal share where the cluster has fewer CPUs than workers (else the extra
-    workers would wait for a CPU forever)."""
-    return min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / workers)
 
 
 def _rows(X: sp.csr_matrix, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -67,7 +61,7 @@ def fit_als(X: sp.csr_matrix, U: np.ndarray, V: np.ndarray, *, alpha: float, reg
     eye = np.eye(U.shape[1], dtype=np.float32) * regularization
     user_parts, item_parts = shards(X.shape[0], workers), shards(X.shape[1], workers)
     with ray_session(address, workers) as ray:
-        actor = ray.remote(num_cpus=_cpus_each(ray, workers))(_ALSShard)
+        actor = ray.remote(num_cpus=cpus_each(ray, workers))(_ALSShard)
         pool = [actor.remote(_rows(conf_u, *up), _rows(conf_i, *ip), U[up[0]:up[1]], V[ip[0]:ip[1]], cg_steps)
                 for up, ip in zip(user_parts, item_parts)]
         try:
@@ -127,7 +121,7 @@ def fit_bpr(X: sp.csr_matrix, U: np.ndarray, V: np.ndarray, bias: np.ndarray, *,
     parts = shards(X.shape[0], workers)
     n_events = max(1, X.nnz)
     with ray_session(address, workers) as ray:
-        actor = ray.remote(num_cpus=_cpus_each(ray, workers))(_BPRShard)
+        actor = ray.remote(num_cpus=cpus_each(ray, workers))(_BPRShard)
         pool = []
         for w, (lo, hi) in enumerate(parts):
             indptr, indices, _ = _rows(X, lo, hi)

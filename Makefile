@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bandit_tuning.py
 	$(PY) benchmarks/ope_kuairand.py
 	$(PY) benchmarks/explanation_fidelity.py
+	$(PY) benchmarks/ray_scale.py
 	$(VENV)/bin/mosaicrec evaluate src/mosaicrec/configs/kg.toml --out benchmarks/results/kg
 
 clean:

@@ -102,6 +102,9 @@ def one_run(events: int, workers: int, iterations: int, export_users: int) -> di
     mem = PeakMemory()
     row = {"events": events, "users": users, "items": items, "train_nnz": int(X.nnz), "workers": workers,
            "generate_s": round(gen_s, 1)}
+    # workers -1: one process on one thread, the unit that parallel efficiency is measured against
+    one_thread = workers < 0
+    workers = max(workers, 0)
     ray = None
     if workers:
         import ray as ray_module
@@ -109,10 +112,6 @@ def one_run(events: int, workers: int, iterations: int, export_users: int) -> di
         t = time.perf_counter()
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         row["ray_start_s"] = round(time.perf_counter() - t, 1)
-    # workers -1: one process on one thread, the unit that parallel efficiency is measured against
-    one_thread = workers < 0
-    workers = max(workers, 0)
-    row["workers"] = -1 if one_thread else workers
     params = {"factors": 32, "iterations": iterations, "seed": 0, "workers": workers,
               "num_threads": 1 if one_thread else 0}
     t = time.perf_counter()
@@ -181,7 +180,9 @@ def main() -> None:
               flush=True)
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
-    rows = []
+    # rows of other (size, mode) pairs from an earlier run are kept: a re-run of some modes updates them
+    old = json.loads((RESULTS / "ray_scale.json").read_text()) if (RESULTS / "ray_scale.json").exists() else []
+    rows = [r for r in old if not (r["events"] in args.sizes and r["workers"] in args.modes)]
     for events in args.sizes:
         for workers in args.modes:
             proc = subprocess.run([sys.executable, __file__, "--one", str(events), str(workers), "--iterations",
@@ -193,6 +194,7 @@ def main() -> None:
                 continue
             rows.append(json.loads(found[0][7:]))
             print(json.dumps(rows[-1]), flush=True)
+            rows.sort(key=lambda r: (r["events"], r["workers"]))
             (RESULTS / "ray_scale.json").write_text(json.dumps(rows, indent=2))
     md = table(rows)
     (RESULTS / "ray_scale.md").write_text(md + "\n")

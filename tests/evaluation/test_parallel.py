@@ -26,3 +26,23 @@ def test_parallel_evaluation_gives_the_single_process_metrics(ray_cluster):
     fold = evaluate_ranking(model, test, config=EvaluationConfig(workers=2, ks=[10], metrics=["recall"]),
                             score_fn=lambda rows: model.score(rows) * 2.0, exclude=train.binary)
     assert fold.metrics["recall@10"] == one.metrics["recall@10"]
+
+
+def test_an_experiment_config_runs_on_ray_with_the_same_results(ray_cluster):
+    """The same config, with ``workers`` set for ALS and for the evaluation, gives the same table."""
+    from mosaicrec.config import ExperimentConfig
+    from mosaicrec.evaluation.runner import run_experiment
+
+    from mosaicrec.data.synthetic import synthetic_catalog
+
+    data, _ = synthetic_catalog(n_users=800, n_items=300, n_events=30_000, seed=6)
+    tables = []
+    for workers in (0, 2):
+        cfg = ExperimentConfig.model_validate({
+            "name": "scale", "dataset": {"name": "movielens-100k"},
+            "models": [{"name": "als", "params": {"factors": 8, "iterations": 3, "workers": workers,
+                                                  "num_threads": 1}}],
+            "evaluation": {"ks": [10], "metrics": ["recall", "ndcg"], "workers": workers}})
+        result = run_experiment(data, cfg.split, cfg.models, cfg.evaluation, name=cfg.name)
+        tables.append(result.rows[0].metrics)
+    assert tables[0] == pytest.approx(tables[1], abs=1e-6) and tables[0]["recall@10"] > 0.05

@@ -20,7 +20,7 @@ def model():
 
 def test_ray_export_writes_the_rows_of_the_local_export(ray_cluster, model, tmp_path):
     local = export_top_k(model, tmp_path / "local", k=5, rows_per_file=4_000, batch_size=700)
-    remote = export_top_k(model, tmp_path / "ray", k=5, workers=2, batch_size=700)
+    remote = export_top_k(model, tmp_path / "ray", k=5, workers=2, batch_size=700, rows_per_file=4_000)
     assert local.rows == remote.rows == 5 * 3_000 and local.files == 3 and remote.files >= 2  # parts of ≥ 4,000 rows here; Ray writes a part per task
     a, b = read_export(tmp_path / "local"), read_export(tmp_path / "ray")
     assert a.column_names == b.column_names == ["user_id", "rank", "item_id", "score"]

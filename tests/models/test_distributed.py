@@ -48,3 +48,20 @@ def test_bpr_on_workers_reaches_the_single_process_accuracy(ray_cluster, data):
     got = recall(mixed, train, test)
     assert got > pop * 1.2 and got >= 0.9 * one, (got, one, pop)
     assert mixed.history_[-1]["correct"] > 0.7  # samples ranked right before their update, late in training
+
+
+def test_a_neural_model_on_ray_train_workers_takes_the_one_process_steps(ray_cluster):
+    """VBPR with torch DDP on 2 Ray Train workers: each computes half of every batch and the gradients are
+    averaged, so the weights, the early-stopping choice and the lists are the one-process model's."""
+    dataset, content = synthetic_catalog(n_users=400, n_items=300, n_events=15_000, seed=3)
+    train, test = split(dataset.interactions, SplitConfig(test_fraction=0.2, seed=0))
+    params = {"epochs": 4, "early_stopping": 2, "init_iterations": 20, "threads": 1, "batch_size": 512}
+    one = create("vbpr", params).fit(train, content=content)
+    seen = []
+    two = create("vbpr", {**params, "workers": 2})
+    two.on_epoch = seen.append
+    two.fit(train, content=content)
+    assert two.best_epoch_ == one.best_epoch_
+    np.testing.assert_allclose(two.V_, one.V_, atol=1e-3)
+    assert recall(two, train, test) == pytest.approx(recall(one, train, test), abs=0.005)
+    assert seen and all(r["workers"] == 2 for r in seen) and len(two.history_) == len(one.history_)

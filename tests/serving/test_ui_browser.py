@@ -174,22 +174,27 @@ def test_likes_and_dislikes_change_the_list(site):
 def test_an_item_is_added_by_upload_and_shown_with_its_neighbours(site):
     w, _, _, shots = site
     page, errors = open_page(site, WRITE)
-    from tests.serving.uiworld import poster
+    from tests.serving.uiworld import clip, poster
 
-    image = w.media.parent / "new-poster.png"
+    image, sound = w.media.parent / "new-poster.png", w.media.parent / "new-clip.wav"
     poster(image, (20, 30, 90), 3)
+    clip(sound, 330.0, seconds=0.5)
     page.fill("#add-id", "space-new")
     page.fill("#add-title", "a rocket lands on the moon")
     page.fill("#add-text", "astronauts land a rocket on the moon")
     page.fill("#add-attrs", "topic=space; year=2024")
     page.set_input_files("#add-image", str(image))
+    page.set_input_files("#add-audio", str(sound))
     page.click("#add-form button")
     page.wait_for_selector("#results .card[data-item='space-new']")
+    page.wait_for_function("() => document.querySelector(\"#results .card[data-item='space-new'] audio\")"
+                           "?.src.startsWith('blob:')")
     neighbours = card_ids(page, "results")[1:]
     assert neighbours and all(i.startswith("space") for i in neighbours[:3])
     page.wait_for_function("() => document.querySelector(\"#results .card[data-item='space-new'] img\")?.naturalWidth > 0")
     stored = w.service.item("space-new")
     assert stored["image"].startswith(str(w.media / "uploads")) and stored["attributes"]["topic"] == "space"
+    assert stored["audio"].startswith(str(w.media / "uploads")) and stored["audio"].endswith(".wav")
     page.screenshot(path=str(shots / "4-added-item.png"), full_page=True)
     assert not errors
 

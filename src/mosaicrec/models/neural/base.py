@@ -56,6 +56,11 @@ class NeuralConfig(ModelConfig):
                                  "as a share of lr")
     refit: bool = Field(True, description="with early_stopping: train the chosen number of epochs again on "
                         "all events (validation ones included), as the final model")
+    workers: int = Field(0, ge=0, le=256, description="train data-parallel on this many Ray Train workers "
+                         "(torch DDP, gloo): each takes its share of every batch and gradients are averaged, "
+                         "so a step is the one-process step (mosaicrec.models.neural.distributed); 0: here")
+    ray_address: str | None = Field(None, description="Ray cluster for workers > 0 [default: "
+                                    "$MOSAICREC_RAY_ADDRESS, else a local cluster]")
 
 
 def _torch():
@@ -72,9 +77,23 @@ class _NeuralModel(FactorScoring, BaseRecommender):
     uses_torch = True
     _state_keys: tuple[str, ...] = ("U", "V", "b")
 
+    #: (rank, world size) inside a data-parallel worker (set by mosaicrec.models.neural.distributed)
+    _ddp: tuple[int, int] | None = None
+
     def _fit(self, train: Interactions) -> None:
         torch = _torch()
         cfg = self.config
+        if cfg.workers and self._ddp is None:
+            from mosaicrec.models.neural.distributed import fit_data_parallel
+
+            state, self.history_ = fit_data_parallel(self, train)
+            for k, v in state.items():
+                setattr(self, k + "_", np.ascontiguousarray(v, dtype=np.float32))
+            self._state_keys = tuple(k for k in state if k != "best_epoch")
+            self.__dict__.pop("best_epoch_", None)
+            if "best_epoch" in state:
+                self.best_epoch_ = int(state["best_epoch"][0])
+            return
         torch.manual_seed(cfg.seed)
         old_threads = torch.get_num_threads()
         torch.set_num_threads(cfg.threads or old_threads)
@@ -142,6 +161,12 @@ class _NeuralModel(FactorScoring, BaseRecommender):
         if started:  # a pre-trained start is refined slowly, or the first epochs undo it (measured)
             groups.append({"params": started, "lr": cfg.lr * cfg.init_lr_scale})
         opt = torch.optim.Adam(groups)
+        step_fn, rank, world = net.batch, 0, 1
+        if self._ddp is not None:
+            # every worker holds the same network (same seed, same BPR start) and draws the same batches;
+            # each computes its share of a batch and DDP averages the gradients: the one-process step
+            rank, world = self._ddp
+            step_fn = _ddp_wrap(net)
         users, items = part.users.astype(np.int64), part.items.astype(np.int64)
         warm_items = np.flatnonzero(warm)  # negatives come from the catalog the model has seen
         # On a small, busy machine torch's intra-op threads can be several times slower than one (they
@@ -169,10 +194,15 @@ class _NeuralModel(FactorScoring, BaseRecommender):
                         torch.set_num_threads(trial[step])
                     tb = time.perf_counter()
                 b = perm[s:s + cfg.batch_size]
+                neg_items = warm_items[rng.integers(len(warm_items), size=len(b))]
+                if world > 1:
+                    if len(b) < world:  # the same on every worker: all skip it
+                        continue
+                    b, neg_items = b[rank::world], neg_items[rank::world]
                 u = torch.from_numpy(users[b])
                 i = torch.from_numpy(items[b])
-                j = torch.from_numpy(warm_items[rng.integers(len(warm_items), size=len(b))])
-                pos, neg, norms, aux = net.batch(u, i, j)
+                j = torch.from_numpy(neg_items)
+                pos, neg, norms, aux = step_fn(u, i, j)
                 loss = objectives.bpr(pos, neg) + cfg.reg * norms
                 if cfg.align_weight > 0:
                     loss = loss + cfg.align_weight * aux
@@ -214,6 +244,22 @@ class _NeuralModel(FactorScoring, BaseRecommender):
     def _build(self, train: Interactions, feats: dict[str, np.ndarray], masks: dict[str, np.ndarray],
                warm: np.ndarray):
         raise NotImplementedError
+
+
+def _ddp_wrap(net):
+    """``net.batch`` through torch's DistributedDataParallel (whose gradient averaging runs on ``forward``)."""
+    torch = _torch()
+
+    class Step(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, u, i, j):
+            return self.net.batch(u, i, j)
+
+    # some parts (an alignment head, a fusion branch) may get no gradient in a batch
+    return torch.nn.parallel.DistributedDataParallel(Step(net), find_unused_parameters=True)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

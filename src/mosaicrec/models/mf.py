@@ -124,18 +124,18 @@ class ALS(_FactorModel):
     def _fit(self, train: Interactions) -> None:
         cfg = self.config
         X = train.matrix
-        Xt = X.T.tocsr()
         self._init_factors(train.n_users, train.n_items, cfg.factors, 0.01, cfg.seed)
-        conf_u = (1.0 + cfg.alpha * X.data).astype(np.float32)
-        conf_i = (1.0 + cfg.alpha * Xt.data).astype(np.float32)
-        eye = np.eye(cfg.factors, dtype=np.float32) * cfg.regularization
-        if cfg.workers:
+        if cfg.workers:  # before the transpose and confidences: fit_als makes its own, sliced per worker
             from mosaicrec.models.distributed import fit_als
 
             self.U_, self.V_ = fit_als(X, self.U_, self.V_, alpha=cfg.alpha, regularization=cfg.regularization,
                                        iterations=cfg.iterations, cg_steps=cfg.cg_steps, workers=cfg.workers,
                                        address=cfg.ray_address, on_iteration=self._epoch_done)
             return
+        Xt = X.T.tocsr()
+        conf_u = (1.0 + cfg.alpha * X.data).astype(np.float32)
+        conf_i = (1.0 + cfg.alpha * Xt.data).astype(np.float32)
+        eye = np.eye(cfg.factors, dtype=np.float32) * cfg.regularization
         _kernels.set_threads(cfg.num_threads)
         with threadpool_limits(1):  # the kernel parallelises; nested BLAS threads would oversubscribe
             for it in range(cfg.iterations):
@@ -175,13 +175,7 @@ class BPR(_FactorModel):
         X = train.binary
         self._init_factors(train.n_users, train.n_items, cfg.factors, 0.01, cfg.seed)
         self.item_bias_ = np.zeros(train.n_items, dtype=np.float32)
-        users_of_entry = np.repeat(np.arange(X.shape[0], dtype=np.int32), np.diff(X.indptr))
-        items = X.indices.astype(np.int32)
-        # the context kernel with every event in context 0 (whose shift and biases stay zero)
-        no_context = np.zeros(len(items), np.int32)
-        W = np.zeros((1, cfg.factors), np.float32)
-        B = np.zeros((1, train.n_items), np.float32)
-        if cfg.workers:
+        if cfg.workers:  # each worker builds its own event arrays from its rows
             from mosaicrec.models.distributed import fit_bpr
 
             self.U_, self.V_, self.item_bias_ = fit_bpr(
@@ -189,6 +183,12 @@ class BPR(_FactorModel):
                 regularization=cfg.regularization, iterations=cfg.iterations, seed=cfg.seed, workers=cfg.workers,
                 syncs=cfg.syncs, address=cfg.ray_address, on_iteration=self._epoch_done)
             return
+        users_of_entry = np.repeat(np.arange(X.shape[0], dtype=np.int32), np.diff(X.indptr))
+        items = X.indices.astype(np.int32)
+        # the context kernel with every event in context 0 (whose shift and biases stay zero)
+        no_context = np.zeros(len(items), np.int32)
+        W = np.zeros((1, cfg.factors), np.float32)
+        B = np.zeros((1, train.n_items), np.float32)
         threads = _kernels.set_threads(cfg.num_threads)
         for it in range(cfg.iterations):
             t0 = time.perf_counter()

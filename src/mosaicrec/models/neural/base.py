@@ -87,12 +87,12 @@ class _NeuralModel(FactorScoring, BaseRecommender):
             from mosaicrec.models.neural.distributed import fit_data_parallel
 
             state, self.history_ = fit_data_parallel(self, train)
+            best = state.pop("best_epoch", None)
+            if best is not None:
+                self.best_epoch_ = int(best[0])
             for k, v in state.items():
                 setattr(self, k + "_", np.ascontiguousarray(v, dtype=np.float32))
-            self._state_keys = tuple(k for k in state if k != "best_epoch")
-            self.__dict__.pop("best_epoch_", None)
-            if "best_epoch" in state:
-                self.best_epoch_ = int(state["best_epoch"][0])
+            self._state_keys = tuple(state)
             return
         torch.manual_seed(cfg.seed)
         old_threads = torch.get_num_threads()

@@ -49,6 +49,12 @@ def open_page(site, key):
     return page, errors
 
 
+def pick(page, user):
+    """Find the user by id prefix and open them."""
+    page.fill("#user-q", user)
+    page.click(f"button.user[data-user='{user}']")
+
+
 def card_ids(page, box):
     return page.eval_on_selector_all(f"#{box} .card", "cs => cs.map(c => c.dataset.item)")
 
@@ -99,8 +105,7 @@ def test_a_reader_sees_a_users_history_and_list_with_posters_audio_and_reasons(s
 
 def test_audio_plays_from_the_media_root(site):
     page, errors = open_page(site, READ)
-    page.fill("#user-q", "u02")
-    page.click("button.user[data-user='u02']")  # u02 likes music
+    pick(page, "u02")  # u02 likes music
     wait_cards(page, "recs")
     page.wait_for_function("() => { const a = document.querySelector('#recs audio'); return a && "
                            "a.src.startsWith('blob:'); }")
@@ -112,8 +117,7 @@ def test_audio_plays_from_the_media_root(site):
 
 def test_switches_change_the_list_diversity_filters_and_search(site):
     page, errors = open_page(site, READ)
-    page.fill("#user-q", "u01")
-    page.click("button.user[data-user='u01']")  # u01 likes cooking
+    pick(page, "u01")  # u01 likes cooking
     plain = wait_cards(page, "recs")
     assert topics_of(page, "recs")[:2] == ["cooking", "cooking"]
     # the list for the filter's first value is held back until after the list for "music" arrives: the
@@ -147,8 +151,7 @@ def test_switches_change_the_list_diversity_filters_and_search(site):
 
 def test_likes_and_dislikes_change_the_list(site):
     page, errors = open_page(site, WRITE)
-    page.fill("#user-q", "u04")
-    page.click("button.user[data-user='u04']")  # u04 likes cooking
+    pick(page, "u04")  # u04 likes cooking
     before = wait_cards(page, "recs")
     top = before[0]
     page.click(f"#recs .card[data-item='{top}'] button.dislike")
@@ -204,8 +207,7 @@ def test_an_admin_switches_to_a_scenario_model_and_scenarios_change_the_list(sit
     assert not page.is_disabled("#model")
     page.select_option("#model", "by-scenario")
     page.wait_for_selector("#scenario-box:not([hidden])")
-    page.fill("#user-q", "u03")
-    page.click("button.user[data-user='u03']")  # u03 likes space: every music and cooking item is unseen
+    pick(page, "u03")  # u03 likes space: every music and cooking item is unseen
     wait_cards(page, "recs")
     for scenario, topic in (("tab-music", "music"), ("tab-cooking", "cooking")):
         page.select_option("#scenario", scenario)

@@ -250,3 +250,31 @@ def test_every_built_in_space_names_parameters_its_model_has_within_their_bounds
         for param, values in space.items():  # each end of a range, each choice, is a valid setting
             for v in ([values.low, values.high] if isinstance(values, ParamRange) else values):
                 create(name, {param: int(v) if isinstance(values, ParamRange) and values.integer else v})
+
+
+def test_positives_first_holds_out_each_users_last_positive_and_nothing_after_it():
+    """An impression log's last event is often a skip: leave-last-out after the threshold would hold it out
+    and then drop it, leaving the user untested. With ``positives_first`` the held-out event is the user's
+    last positive, and the training part holds only positives, all earlier than it."""
+    x = planted(per_user=12)
+    rng = np.random.default_rng(0)
+    weights = rng.choice(np.array([0.0, 1.0], np.float32), x.n_events)
+    order = np.lexsort((np.arange(x.n_events), x.timestamps, x.users))
+    last = order[np.r_[x.users[order][1:] != x.users[order][:-1], True]]
+    weights[last] = 0.0  # every user's latest event is a skip
+    data = _dataset(x.with_weights(weights))
+    plain = R._tasks(data, SplitConfig(kind="leave_last_out", rating_threshold=1), ColdStartConfig(), None,
+                     lambda h: None)[0]
+    assert plain.test.n_events == 0  # the old behaviour: every held-out event was a skip
+    cfg = SplitConfig(kind="leave_last_out", rating_threshold=1, positives_first=True)
+    task = R._tasks(data, cfg, ColdStartConfig(), None, lambda h: None)[0]
+    pos = weights >= 1
+    counts = np.bincount(x.users[pos], minlength=x.n_users)
+    assert np.array_equal(np.sort(task.test.users), np.flatnonzero(counts >= 2))  # one test event each
+    assert np.all(task.train_explicit.weights >= 1) and np.all(task.test.weights >= 1)
+    for u, t in zip(task.test.users, task.test.timestamps):
+        user_pos = pos & (x.users == u)
+        assert t == x.timestamps[user_pos].max()
+        assert np.all(task.train.timestamps[task.train.users == u] <= t)
+    with pytest.raises(ValueError, match="positives_first needs a rating_threshold"):
+        SplitConfig(positives_first=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mosaicrec.data.schema import Interactions
 from mosaicrec.errors import ConfigError
@@ -26,9 +26,18 @@ class SplitConfig(BaseModel):
     min_core: int = Field(0, ge=0, description="k-core filter before splitting (0: off)")
     rating_threshold: float | None = Field(
         None, description="explicit→implicit: events with weight ≥ this are positives (None: all are)")
+    positives_first: bool = Field(
+        False, description="apply rating_threshold before splitting, so leave-last-out holds out each user's "
+        "last positive (an impression log's last engaged video) instead of a last event that may be a skip")
     validation_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="share of the training part carved out as validation when "
         "hyper-parameters are tuned (the same kind of split, inside training; the test part is never read)")
+
+    @model_validator(mode="after")
+    def _threshold_for_positives(self) -> SplitConfig:
+        if self.positives_first and self.rating_threshold is None:
+            raise ValueError("positives_first needs a rating_threshold (which events are positives)")
+        return self
 
 
 def random_holdout(x: Interactions, test_fraction: float = 0.2, seed: int = 42

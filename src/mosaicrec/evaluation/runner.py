@@ -371,7 +371,10 @@ def _tasks(dataset: Dataset, split_config: SplitConfig, cold: ColdStartConfig, c
            profiles) -> list[Task]:
     """The warm task and each cold-start scenario of one seed."""
     threshold = split_config.rating_threshold
-    tasks = [_warm_task(*split(dataset.interactions, split_config), threshold, profiles)]
+    events = dataset.interactions
+    if split_config.positives_first:
+        events = to_implicit(events, threshold)
+    tasks = [_warm_task(*split(events, split_config), threshold, profiles)]
     if (cold.items or cold.users) and content is None:
         raise ConfigError("cold-start scenarios need item content: add a [content] section")
     events = k_core(dataset.interactions, split_config.min_core)

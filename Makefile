@@ -37,7 +37,6 @@ bench: $(STAMP)
 	$(PY) benchmarks/serving.py --model scenario-bpr
 	$(PY) benchmarks/new_items.py
 	$(PY) benchmarks/transfer.py
-	$(PY) benchmarks/sequence_transfer.py
 	$(PY) benchmarks/peer_sasrec.py
 	$(PY) benchmarks/ope_simulation.py
 	$(PY) benchmarks/ope_emotify.py

@@ -92,6 +92,47 @@ name = "itemknn"
     assert (files / "report" / "config.json").exists()
 
 
+def test_evaluate_runs_a_catalog_transfer_from_a_config_file(files):
+    """The items' genre cuts the catalog (drama and horror go to A, comedy to B); a [transfer] section makes
+    `evaluate` fit the zero-shot model on catalog A and rank within B."""
+    (files / "genres.csv").write_text("item_id,title,genre\n" + "".join(
+        f"i{i},Film number {i},{'drama' if i < 10 else 'comedy' if i < 20 else 'horror'}\n" for i in range(30)))
+    (files / "exp.toml").write_text(f"""
+name = "moved"
+seeds = [0, 1]
+baseline = "mostpop"
+[dataset.source]
+events = "{files / 'events.csv'}"
+items = "{files / 'genres.csv'}"
+item_schema = {{ attributes = ["genre"] }}
+[split]
+kind = "leave_last_out"
+[evaluation]
+ks = [5]
+metrics = ["ndcg", "recall"]
+[transfer]
+kind = "catalog"
+attribute = "genre"
+zero_shot = ["itemknn"]
+[[models]]
+name = "mostpop"
+[[models]]
+name = "itemknn"
+""")
+    out = cli("evaluate", "exp.toml", "--out", "report", cwd=files).stdout
+    assert "| itemknn | A (zero-shot) |" in out and "ndcg@5 / mostpop on B" in out
+    data = json.loads((files / "report" / "results.json").read_text())
+    assert data["transfer"]["kind"] == "catalog" and data["seeds"] == [0, 1]
+    assert {(r["model"], r["trained_on"]) for r in data["rows"]} == {
+        ("mostpop", "B"), ("itemknn", "A (zero-shot)"), ("itemknn", "B"), ("random", "nothing")}
+    assert len((files / "report" / "runs.jsonl").read_text().splitlines()) == len(data["rows"]) == 8
+    assert (files / "report" / "config.json").exists()
+    bad = files / "bad.toml"
+    bad.write_text((files / "exp.toml").read_text().replace('zero_shot = ["itemknn"]', 'zero_shot = ["als"]'))
+    proc = cli("evaluate", "bad.toml", cwd=files, check=False)
+    assert proc.returncode == 1 and "zero_shot names 'als', which is no model label" in proc.stderr
+
+
 def test_evaluate_over_seeds_with_tuning_and_a_baseline(files):
     (files / "exp.toml").write_text(f"""
 name = "tuned"
@@ -395,12 +436,22 @@ def test_retrain_beside_the_running_service_and_reload(files):
         server.close()
 
 
-@pytest.mark.parametrize("name", ["demo", "multimodal", "kuairand", "tuned"])
+@pytest.mark.parametrize("name", ["demo", "multimodal", "kuairand", "tuned", "kg", "sequential", "kuairand_multitask",
+                                  "kuairand_sequential", "kuairand_transfer", "sequence_transfer"])
 def test_packaged_configs_validate(name):
     from mosaicrec.config import DEMO_CONFIG, load_config
 
     cfg = load_config(DEMO_CONFIG.parent / f"{name}.toml")
-    assert cfg.models and cfg.name.startswith(name)
+    assert cfg.models and cfg.name.replace("-", "_").startswith(name)
+    assert (cfg.transfer is not None) == name.endswith("transfer")
+
+
+def test_every_packaged_experiment_config_is_tested():
+    from mosaicrec.config import DEMO_CONFIG
+
+    shipped = {p.stem for p in DEMO_CONFIG.parent.glob("*.toml")} - {"bandits"}  # bandits: its own schema
+    listed = set(test_packaged_configs_validate.pytestmark[0].args[1])
+    assert shipped == listed
 
 
 def test_train_records_each_features_own_fields(files):

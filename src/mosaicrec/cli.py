@@ -1029,6 +1029,18 @@ def _run(cfg, output: Path | None, keep_models: bool = False, use_store: bool = 
             log.write(json.dumps({"label": label, **record}, default=str) + "\n")
             log.flush()
 
+        if cfg.transfer is not None:
+            from mosaicrec.evaluation.transfer import run_transfer, write_transfer_reports
+
+            transfer = run_transfer(data, cfg.transfer, cfg.split, cfg.models, cfg.evaluation, content=content,
+                                    seeds=cfg.seeds, name=cfg.name, config=cfg.model_dump(mode="json"),
+                                    console=err, on_run=on_run)
+            report = write_transfer_reports(transfer, folder, cfg.baseline)
+            (folder / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+            out.print(report.read_text(), markup=False, highlight=False)
+            extra = f"  plot: {folder}/transfer.png" if (folder / "transfer.png").exists() else ""
+            out.print(f"report: {report}  results: {folder}/results.json{extra}")
+            return transfer, data
         result = run_experiment(data, cfg.split, cfg.models, cfg.evaluation, name=cfg.name,
                                 config=cfg.model_dump(mode="json"), console=err, keep_models=keep_models,
                                 content=content, cold_start=cfg.cold_start, seeds=cfg.seeds, tuning=cfg.tuning,

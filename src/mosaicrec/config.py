@@ -30,6 +30,7 @@ from mosaicrec.errors import ConfigError
 from mosaicrec.encoders.stage import ContentConfig
 from mosaicrec.evaluation.protocol import EvaluationConfig
 from mosaicrec.evaluation.runner import ColdStartConfig
+from mosaicrec.evaluation.transfer import TransferConfig
 from mosaicrec.evaluation.tuning import TuningConfig
 from mosaicrec.models.base import MODELS, ModelSpec, check_starts
 
@@ -73,6 +74,9 @@ class ExperimentConfig(BaseModel):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     content: ContentConfig | None = Field(None, description="item content for content models")
     cold_start: ColdStartConfig = Field(default_factory=ColdStartConfig)
+    transfer: TransferConfig | None = Field(None, description="a transfer experiment instead of the usual one: "
+                                            "pre-train on one scenario and fine-tune on others, or train on one "
+                                            "catalog and score another (mosaicrec.evaluation.transfer)")
     output_dir: str = "runs"
 
     @model_validator(mode="after")
@@ -102,6 +106,11 @@ class ExperimentConfig(BaseModel):
                 raise ValueError(f"model {spec.display!r} reads item content: add a [content] section")
         if (self.cold_start.items or self.cold_start.users) and self.content is None:
             raise ValueError("cold_start needs item content: add a [content] section")
+        if self.transfer is not None:
+            if self.tuning is not None or self.cold_start.items or self.cold_start.users:
+                raise ValueError("a [transfer] experiment takes each model's params as given and has its own "
+                                 "scenarios: drop [tuning] and [cold_start]")
+            self.transfer.check_models(self.models)
         return self
 
 

@@ -47,10 +47,11 @@ def log():
     return temporal_split(impressions(), 0.25)
 
 
-@pytest.mark.parametrize("architecture", ["shared-bottom", "mmoe", "ple", "star"])
-def test_every_architecture_learns_each_signal(log, architecture):
+@pytest.mark.parametrize("architecture, own", [("shared-bottom", 0), ("mmoe", 0), ("ple", 0), ("star", 0),
+                                               ("ple", 4), ("star", 4)])
+def test_every_architecture_learns_each_signal(log, architecture, own):
     train, test = log
-    model = create("multitask", {**FAST, "architecture": architecture}).fit(train)
+    model = create("multitask", {**FAST, "architecture": architecture, "task_embeddings": own}).fit(train)
     heads = model.score_events(test)
     for task in ("click", "long_view", "like"):
         y = test.context[task].astype(int)
@@ -108,9 +109,32 @@ def test_uncertainty_weighting_learns_a_weight_per_task(log):
     assert np.abs(log_vars).max() > 0.01 and len(np.unique(np.round(log_vars, 4))) == len(log_vars)
 
 
-def test_save_and_load_keep_every_head(log, tmp_path):
+def test_a_tasks_own_embeddings_are_trained_by_its_loss_alone(log):
+    """With ``task_embeddings`` each task's tower also reads the product of a user and an item embedding of
+    its own: another task's output has no gradient into them, its own has."""
+    import torch
+
+    train, _ = log
+    model = create("multitask", {**FAST, "architecture": "ple", "task_embeddings": 4, "epochs": 2}).fit(train)
+    net = model._build(model.weights_)
+    n_tasks = len(model.config.tasks)
+    assert len(net.task_users) == len(net.task_items) == n_tasks
+    batch = train.subset(np.arange(64))
+    u, i = (torch.from_numpy(a.astype(np.int64)) for a in (batch.users, batch.items))
+    f, scen = torch.from_numpy(model._codes(batch)), torch.zeros(64, dtype=torch.long)
+    for t in range(n_tasks):
+        net.zero_grad()
+        net(u, i, f, scen)[:, t].sum().backward()
+        for other in range(n_tasks):
+            grads = [e[other].weight.grad for e in (net.task_users, net.task_items)]
+            moved = [g is not None and bool(g.abs().sum() > 0) for g in grads]
+            assert moved == [other == t] * 2, (t, other)
+
+
+@pytest.mark.parametrize("params", [{"architecture": "ple"}, {"architecture": "mmoe", "task_embeddings": 4}])
+def test_save_and_load_keep_every_head(log, tmp_path, params):
     train, test = log
-    model = create("multitask", {**FAST, "architecture": "ple"}).fit(train)
+    model = create("multitask", {**FAST, **params}).fit(train)
     model.save(tmp_path / "m")
     again = load_model(tmp_path / "m")
     for k, v in model.score_events(test).items():

@@ -218,6 +218,31 @@ def test_one_model_per_scenario_routes_each_request_and_event(log, tmp_path):
         create("per-context", {"base": "per-context"})
 
 
+def test_per_scenario_models_can_start_from_the_pooled_one(tmp_path):
+    """start = "pooled": each scenario's model is the pooled one fine-tuned on that scenario's events. With
+    a tenth of the events in "b", that beats a "b" model trained from scratch on "b"'s clicks, and save/load
+    keeps it."""
+    from tests.evaluation.test_transfer import _big_and_small
+
+    x = _big_and_small().interactions
+    train, test = temporal_split(x, 0.25)
+    params = {**FAST, "epochs": 8, "early_stopping": 2, "refit": False, "features": ["hour", "scenario"]}
+    spec = {"base": "multitask", "params": params, "min_events": 300}
+    scratch = create("per-context", spec).fit(train)
+    pooled = create("per-context", {**spec, "start": "pooled"}).fit(train)
+    assert sorted(pooled.contexts_) == ["a", "b"]
+    in_b = test.subset(test.context["scenario"] == "b")
+    y = in_b.context["click"].astype(int)
+    tuned = auc(y, pooled.score_events(in_b)["click"])
+    assert tuned > auc(y, scratch.score_events(in_b)["click"]) + 0.05
+    assert tuned >= auc(y, pooled.pooled_.score_events(in_b)["click"]) - 0.02  # the start is kept if no better
+    pooled.save(tmp_path / "m")
+    np.testing.assert_allclose(load_model(tmp_path / "m").score_events(in_b)["click"],
+                               pooled.score_events(in_b)["click"], rtol=1e-5)
+    with pytest.raises(ConfigError, match="cannot be fine-tuned"):
+        create("per-context", {"base": "ease", "start": "pooled"})
+
+
 def test_a_runs_seed_reaches_every_per_scenario_model(log):
     train, _ = log
     fit = lambda seed: create("per-context", {"base": "multitask", "params": {**FAST, "epochs": 2},  # noqa: E731

@@ -5,11 +5,16 @@ Any registered model (``base``, with ``params``) is fitted once on all events (t
 on each context value's own events where that value has at least ``min_events``; a request, or an event to
 score, goes to its value's model, else to the pooled one. So a small scenario is never left without a
 model, and a large one gets a model that never saw the others.
+
+``start = "pooled"`` starts each value's model from the pooled one instead and fine-tunes it on that value's
+events (a base with ``fine_tune``, such as ``multitask``): shared knowledge plus a part of each scenario's
+own. The base's early stopping also scores the start, so a scenario whose own events do not improve on the
+pooled model (on its latest events) keeps it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -27,6 +32,8 @@ class PerContextConfig(ModelConfig):
     min_events: int = Field(5000, ge=1, description="a value with fewer training events is served by the "
                             "pooled model")
     seed: int = Field(42, description="passed to the base model where it takes one and params do not set it")
+    start: Literal["scratch", "pooled"] = Field("scratch", description="each value's model trained from "
+                                                "scratch, or the pooled model fine-tuned on the value's events")
 
 
 @register("per-context")
@@ -41,6 +48,9 @@ class PerContext(BaseRecommender):
         if self.config.base not in MODELS or self.config.base == self.name:
             raise ConfigError(f"per-context: base {self.config.base!r} is no model to fit per context")
         create(self.config.base, self.config.params)  # the base's parameters are checked now
+        if self.config.start == "pooled" and not hasattr(MODELS[self.config.base], "fine_tune"):
+            raise ConfigError(f"per-context: start 'pooled' fine-tunes the pooled model, and base "
+                              f"{self.config.base!r} cannot be fine-tuned (multitask can)")
 
     @classmethod
     def runs_torch(cls, params: dict[str, Any]) -> bool:
@@ -65,8 +75,11 @@ class PerContext(BaseRecommender):
         values, counts = np.unique(raw, return_counts=True)
         keep = (counts >= cfg.min_events) & (values != "")
         self.contexts_ = values[keep].astype(object)
-        self.models_ = [create(cfg.base, params).fit(train.subset(raw == v), content=content)
-                        for v in self.contexts_]
+        if cfg.start == "pooled":
+            self.models_ = [self.pooled_.fine_tune(train.subset(raw == v)) for v in self.contexts_]
+        else:
+            self.models_ = [create(cfg.base, params).fit(train.subset(raw == v), content=content)
+                            for v in self.contexts_]
 
     def _route(self, values: np.ndarray) -> list[tuple[BaseRecommender, np.ndarray, str | None]]:
         """(model, row indices, context value) for each group of rows."""

@@ -17,7 +17,7 @@ the local wheel, then the peer):
 Ours: ``sasrec`` (ids), its defaults (2 layers, 1 head, 64 wide, lr 2e-3, patience 5 on Recall@10).
 Mean ± std over seeds; ratio ours / each peer.
 
-Writes benchmarks/results/peer_sasrec.json and .md.
+Writes benchmarks/results/peer_sasrec.json and .md (and each seed's rows to peer_sasrec.jsonl as it ends).
 Usage: python benchmarks/peer_sasrec.py [--peers rectools recbole] [--seeds 0 1 2] [--epochs 200]
        [--users N (a smoke run on N users)]
 """
@@ -144,6 +144,9 @@ def main() -> None:
         m = evaluate_ranking(ours, test, exclude=train.binary, config=evaluation).metrics
         rows.append({"seed": seed, "model": "mosaicrec sasrec", "seconds": round(time.perf_counter() - t0, 1),
                      "best_epoch": ours.best_epoch_, "ndcg@10": m["ndcg@10"], "recall@10": m["recall@10"]})
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        with open(RESULTS / "peer_sasrec.jsonl", "a") as log:  # each seed's rows as they are made
+            log.write("".join(json.dumps(r) + "\n" for r in rows[-1 - len(pythons):]))
         for r in rows[-1 - len(pythons):]:
             console.print(f"seed {seed} {r['model']}: NDCG@10 {r['ndcg@10']:.4f} Recall@10 {r['recall@10']:.4f} "
                           f"(best epoch {r['best_epoch']}, {r['seconds']:.0f} s)")

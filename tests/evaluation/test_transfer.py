@@ -15,7 +15,7 @@ from mosaicrec.config import parse_config
 from mosaicrec.data.schema import Dataset
 from mosaicrec.data.splits import SplitConfig
 from mosaicrec.evaluation.protocol import EvaluationConfig
-from mosaicrec.evaluation.transfer import (TransferConfig, catalog_cut, run_transfer, share_of,
+from mosaicrec.evaluation.transfer import (TransferConfig, catalog_cut, first_values, run_transfer, share_of,
                                            write_transfer_reports)
 from mosaicrec.models.base import ModelSpec
 from tests.conftest import planted, planted_content
@@ -63,12 +63,14 @@ def test_shares_are_seeded_draws_of_the_events():
 
 
 def _catalog_world() -> tuple[Dataset, object]:
-    """The planted groups, each group's items carrying the group as their genre: catalog A gets groups 0
-    and 2, B groups 1 and 3; content places items near their group's centre."""
+    """The planted groups, each group's items carrying the group as their genre (a list, or a plain string
+    as a loader gives a single genre): catalog A gets groups 0 and 2, B groups 1 and 3; content places items
+    near their group's centre."""
     x = planted(per_user=16)
     group = np.arange(x.n_items) // (x.n_items // 4)
     items = pd.DataFrame({"item_id": x.item_ids, "title": "", "texts": [{}] * x.n_items, "image": None,
-                          "audio": None, "attributes": [{"genres": [f"g{g}", "other"]} for g in group]})
+                          "audio": None, "attributes": [{"genres": [f"g{g}", "other"] if n % 2 else f"g{g}"}
+                                                        for n, g in enumerate(group)]})
     users = pd.DataFrame({"user_id": x.user_ids, "attributes": [{}] * x.n_users})
     return Dataset("planted", x, items, users), planted_content(x)
 
@@ -78,6 +80,7 @@ def test_a_content_model_fitted_on_one_catalog_ranks_another_it_never_saw(tmp_pa
     in_a = catalog_cut(data.items, "genres")
     group = np.arange(data.interactions.n_items) // 20
     assert np.array_equal(in_a, np.isin(group, [0, 2]))  # equal sizes: dealt in order of first appearance
+    assert first_values(data.items, "genres")[:2] == ["g0", "g0"]  # a string is one value, not letters
     tc = TransferConfig(kind="catalog", attribute="genres", zero_shot=["content-knn"])
     specs = [ModelSpec(name="content-knn"), ModelSpec(name="mostpop")]
     result = run_transfer(data, tc, SplitConfig(kind="leave_last_out"), specs,

@@ -46,7 +46,7 @@ from mosaicrec.evaluation.protocol import (EvaluationConfig, diversity_tradeoff,
 from mosaicrec.evaluation.impressions import impression_metrics
 from mosaicrec.evaluation.stats import mean_std, paired
 from mosaicrec.evaluation.tuning import TuningConfig, apply, tune
-from mosaicrec.models.base import MODELS, BaseRecommender, ModelSpec, check_starts, create, start_params
+from mosaicrec.models.base import MODELS, BaseRecommender, ModelSpec, check_starts, create, seeded, start_params
 from mosaicrec.models.query import Query
 
 
@@ -211,10 +211,8 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
                 t_spec = time.perf_counter()
                 for task in tasks:
                     progress.update(bar, description=f"seed {seed}: {spec.display}, {task.name}")
-                    params = start_params(spec, fitted.get((spec.start_from, task.name), {}))
+                    params = seeded(spec.name, start_params(spec, fitted.get((spec.start_from, task.name), {})), seed)
                     tuned = None
-                    if "seed" in MODELS[spec.name].Config.model_fields and "seed" not in params:
-                        params["seed"] = seed
                     space = (tuning.space_for(spec.display, spec.name, task.name, MODELS[spec.name].Config.model_fields)
                              if tuning is not None else None)
                     if space:

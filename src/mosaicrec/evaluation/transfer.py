@@ -37,7 +37,7 @@ from mosaicrec.errors import ConfigError
 from mosaicrec.evaluation.impressions import impression_metrics
 from mosaicrec.evaluation.protocol import EvaluationConfig, evaluate_ranking
 from mosaicrec.evaluation.stats import fmt
-from mosaicrec.models.base import MODELS, ModelSpec, create
+from mosaicrec.models.base import MODELS, ModelSpec, create, seeded
 from mosaicrec.models.query import Query
 
 TransferKind = Literal["scenarios", "catalog"]
@@ -105,13 +105,6 @@ class TransferResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-def _seeded(spec: ModelSpec, seed: int) -> dict[str, Any]:
-    params = dict(spec.params)
-    if "seed" in MODELS[spec.name].Config.model_fields and "seed" not in params:
-        params["seed"] = seed
-    return params
 
 
 def share_of(events: Interactions, share: float, seed: int) -> Interactions:
@@ -186,7 +179,7 @@ def _scenarios(dataset, tc: TransferConfig, split_config, models, evaluation, co
 
     for seed in result.seeds:
         for spec in models:
-            params = _seeded(spec, seed)
+            params = seeded(spec.name, spec.params, seed)
             t0 = time.perf_counter()
             pre = create(spec.name, params).fit(train.subset(tab == tc.source), content=content)
             _say(console, f"seed {seed} {spec.display}: pre-trained on {tc.context} {tc.source} in "
@@ -242,7 +235,7 @@ def _catalog(dataset, tc: TransferConfig, split_config, models, evaluation, cont
     for seed in result.seeds:
         arms: list[tuple[str, str, Callable[[], dict[str, float]]]] = []
         for spec in models:
-            params = _seeded(spec, seed)
+            params = seeded(spec.name, spec.params, seed)
             if spec.display in tc.zero_shot:
                 arms.append((spec.display, "A (zero-shot)", lambda s=spec, p=params: rank(
                     m := create(s.name, p).fit(on_a, content=content), from_history(m))))

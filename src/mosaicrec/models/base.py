@@ -135,6 +135,14 @@ def start_params(spec: ModelSpec, fitted: dict[str, Any]) -> dict[str, Any]:
     return {**spec.params, **{ours: fitted[theirs] for theirs, ours in START_PARAMS.items() if theirs in fitted}}
 
 
+def seeded(name: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """``params`` with ``seed`` added where model ``name`` takes a seed and ``params`` do not fix one (a
+    run's seed must reach every seeded model; a seed the params name wins)."""
+    if "seed" in MODELS[name].Config.model_fields and "seed" not in params:
+        return {**params, "seed": seed}
+    return dict(params)
+
+
 def create(name: str, params: dict[str, Any] | None = None) -> BaseRecommender:
     """Instantiate a registered model, validating its hyper-parameters."""
     if name not in MODELS:

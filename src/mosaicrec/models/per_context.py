@@ -21,7 +21,7 @@ from pydantic import Field
 
 from mosaicrec.data.schema import Interactions
 from mosaicrec.errors import ConfigError
-from mosaicrec.models.base import MODELS, BaseRecommender, ModelConfig, create, register
+from mosaicrec.models.base import MODELS, BaseRecommender, ModelConfig, create, register, seeded
 from mosaicrec.models.query import Query
 
 
@@ -63,8 +63,7 @@ class PerContext(BaseRecommender):
 
     def _base_params(self) -> dict[str, Any]:
         """The base's parameters, with this model's seed unless they name one (a run's seeds must reach it)."""
-        seeded = "seed" in MODELS[self.config.base].Config.model_fields
-        return {**({"seed": self.config.seed} if seeded else {}), **self.config.params}
+        return seeded(self.config.base, self.config.params, self.config.seed)
 
     def _fit(self, train: Interactions) -> None:
         cfg = self.config

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,7 @@ from mosaicrec.data.content import ItemContent
 from mosaicrec.data.splits import leave_last_out
 from mosaicrec.errors import ConfigError
 from mosaicrec.models import create, load_model
-from mosaicrec.models.neural.sequential import pad_left, user_sequences, windows
+from mosaicrec.models.neural.sequential import pad_left, target_codes, user_sequences, windows
 from mosaicrec.models.query import Query
 
 FAST = {"dim": 16, "max_len": 8, "layers": 1, "epochs": 60, "lr": 5e-3, "dropout": 0.0, "early_stopping": 0,
@@ -136,3 +138,63 @@ def test_early_stopping_chooses_an_epoch_on_the_training_part_only():
     model = create("sasrec", {**FAST, "epochs": 30, "early_stopping": 3}).fit(train)
     assert 0 <= model.best_epoch_ < 30
     assert any(r.get("refit") for r in model.history_)  # the chosen epochs were trained again on everything
+
+
+def two_surfaces(n_users: int = 120, half: int = 15, length: int = 12, seed: int = 0) -> Interactions:
+    """Each user walks ``half`` positions in steps of 1 or 2; each event happens on surface "a" or "b" at
+    random, and on "b" the user takes the walk's item from the catalog's second half. The sequence says where
+    the walk is; only the surface of the next event says which half it comes from."""
+    rng = np.random.default_rng(seed)
+    users, items, times, surface = [], [], [], []
+    for u in range(n_users):
+        step, start = 1 + u % 2, int(rng.integers(half))
+        for t in range(length):
+            on_b = bool(rng.random() < 0.5)
+            users.append(u), times.append(1000 * u + t), surface.append("b" if on_b else "a")
+            items.append((start + step * t) % half + (half if on_b else 0))
+    x = Interactions.from_arrays(np.array(users), np.array(items), timestamps=np.array(times),
+                                 n_users=n_users, n_items=2 * half)
+    return replace(x, context={"scenario": np.array(surface, dtype=object)})
+
+
+def test_context_codes_line_up_with_the_targets_of_the_windows():
+    seqs = [np.arange(10), np.array([3, 4]), np.array([7])]
+    codes = [s % 3 for s in seqs]  # 0 (no context) on every third item
+    _, targets = windows(seqs, 4)
+    got = target_codes(codes, 4)
+    real = targets > 0
+    assert got.shape == targets.shape and (got[~real] == 0).all()
+    np.testing.assert_array_equal(got[real], (targets[real] - 1) % 3)
+
+
+def test_the_next_events_context_tells_what_the_sequence_cannot():
+    x = two_surfaces()
+    train, test = leave_last_out(x)
+    plain = create("sasrec", FAST).fit(train)
+    ctx = create("sasrec", {**FAST, "context": "scenario", "min_context_events": 1}).fit(train)
+    users = test.users
+    surface = list(test.context["scenario"])
+    hit = {}
+    for name, model in (("plain", plain), ("context", ctx)):
+        top, _ = model.recommend(users, k=1, context=surface)
+        hit[name] = float(np.mean(top[:, 0] == test.items))
+    assert hit["context"] > 0.8 and hit["plain"] < 0.65, hit
+    # a request without a context, or with one never seen in training, gets the unshifted query
+    np.testing.assert_allclose(ctx.score(users, context="a-new-surface"), ctx.score(users), atol=1e-6)
+    np.testing.assert_allclose(ctx.query_factors(Query(users=users)), ctx.encode(ctx.sequences_[users]),
+                               atol=1e-6)
+    assert not np.allclose(ctx.score(users, context="a"), ctx.score(users, context="b"))
+
+
+def test_a_context_sasrec_saves_and_loads_its_contexts(tmp_path):
+    x = two_surfaces(n_users=30)
+    model = create("sasrec", {**FAST, "epochs": 3, "context": "scenario"}).fit(x)
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    users = np.arange(x.n_users)
+    for value in ("a", "b", None):
+        np.testing.assert_allclose(again.score(users, context=value), model.score(users, context=value),
+                                   atol=1e-5)
+    assert list(again.contexts_) == ["a", "b"] and again.knows_context("b")
+    with pytest.raises(ConfigError, match="event context 'surface'"):
+        create("sasrec", {**FAST, "context": "surface"}).fit(x)

@@ -8,7 +8,7 @@ from mosaicrec.models.training import TrainingInfo
 from mosaicrec.serving.service import Service
 from tests.models.test_multitask import FAST as MT_FAST
 from tests.models.test_multitask import impressions
-from tests.models.test_sequential import FAST, cycles
+from tests.models.test_sequential import FAST, cycles, two_surfaces
 from tests.serving.test_feedback import _write, ev, ids
 
 
@@ -37,6 +37,20 @@ def test_a_trained_users_list_is_the_models_own(tmp_path):
     service = Service(model, store, info=TrainingInfo(threshold=4.0))
     top, _ = model.recommend(np.array([5]), k=5)
     assert ids(service.recommend("5", 5)) == [str(i) for i in top[0]]
+    service.close()
+
+
+def test_a_context_sasrec_ranks_in_the_requests_scenario(tmp_path):
+    x = two_surfaces()  # the surface of the next event says which half of the catalog it comes from
+    store = _write(tmp_path, x)
+    model = create("sasrec", {**FAST, "context": "scenario"}).fit(x)
+    service = Service(model, store, info=TrainingInfo(threshold=4.0))
+    lists = {}
+    for scenario in ("a", "b"):
+        top, _ = model.recommend(np.array([7]), k=5, context=scenario)
+        lists[scenario] = ids(service.recommend("7", 5, scenario=scenario))
+        assert lists[scenario] == [str(i) for i in top[0]]
+    assert int(lists["a"][0]) < 15 <= int(lists["b"][0])
     service.close()
 
 

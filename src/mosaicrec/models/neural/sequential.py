@@ -22,6 +22,14 @@ sees a later event (tested).
 Scoring: trained users are their training sequence (the last ``max_len`` events); a :class:`Query` history
 is ordered by its ``timestamps`` (the service passes the user's live events with their times), so a user's
 latest events are the sequence's end.
+
+With ``context`` (an event-context column, e.g. ``"scenario"``: the app surface) the model is a context
+model R(u, i, c): the query at each position is ``h + c``, with ``c`` a learned vector of the context the
+*next* event happened in, which a request knows (the surface asking for a list). So a position's score reads
+the events up to it and the context of the event it predicts, never a later event or its item. The shift is
+added after the transformer, so the sequence encoding is the same in every context; a share of the training
+targets (``context_dropout``) drop their context, so a request without one, or with a value never seen in
+training, gets the plain model's list.
 """
 
 from __future__ import annotations
@@ -62,6 +70,13 @@ class SASRecConfig(ModelConfig):
                         "all events, so the final model reads each user's most recent event too")
     fusion: FusionConfig = Field(default_factory=FusionConfig, description="which modalities (and weights) "
                                  "make the content representation")
+    context: str | None = Field(None, min_length=1, max_length=64, description="event-context column "
+                                "(e.g. 'scenario'): the query is shifted by the context of the predicted "
+                                "event, which a request names; None: a context-free model")
+    context_dropout: float = Field(0.1, ge=0.0, lt=1.0, description="with context: share of training targets "
+                                   "read without it, so the plain model serves a request without a context")
+    min_context_events: int = Field(20, ge=1, le=10**9, description="context values with fewer training "
+                                    "events are ignored (read as no context)")
     seed: int = 42
     threads: int = Field(0, ge=0, le=256, description="torch threads (0: torch's default)")
 
@@ -72,12 +87,13 @@ def _torch():
     return torch
 
 
-def user_sequences(x: Interactions) -> list[np.ndarray]:
+def user_sequences(x: Interactions, values: np.ndarray | None = None) -> list[np.ndarray]:
     """Each user's item indices in time order (ties keep the log's order); an empty array for a user
-    without events."""
+    without events. With ``values`` (one per event), those values in the same order instead."""
     order = np.lexsort((np.arange(x.n_events), x.timestamps, x.users))
     counts = np.bincount(x.users, minlength=x.n_users)
-    return np.split(x.items[order].astype(np.int64), np.cumsum(counts)[:-1])
+    values = x.items if values is None else values
+    return np.split(np.asarray(values)[order].astype(np.int64), np.cumsum(counts)[:-1])
 
 
 def history_sequences(history: sp.csr_matrix, timestamps: sp.csr_matrix | None) -> list[np.ndarray]:
@@ -105,21 +121,35 @@ def pad_left(seqs: list[np.ndarray], length: int) -> np.ndarray:
     return out
 
 
+def _cuts(length: int, max_len: int) -> list[tuple[int, int]]:
+    """(start, end) of the windows of a sequence of ``length`` events, from its end: ``max_len``
+    transitions each, overlapping by one event, so each event after the first is a target once."""
+    out, end = [], length
+    while end >= 2:
+        start = max(0, end - max_len - 1)
+        out.append((start, end))
+        end = start + 1 if start > 0 else 0
+    return out
+
+
 def windows(seqs: list[np.ndarray], max_len: int) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, targets), each ``n_windows × max_len`` (0: padding, else item + 1): every sequence cut from
     its end into windows of ``max_len`` transitions, so each event after a user's first is a target once."""
     ins, outs = [], []
     for s in seqs:
-        end = len(s)
-        while end >= 2:
-            start = max(0, end - max_len - 1)
-            part = s[start:end]
-            ins.append(part[:-1]), outs.append(part[1:])
-            end = start + 1 if start > 0 else 0
+        for start, end in _cuts(len(s), max_len):
+            ins.append(s[start:end - 1]), outs.append(s[start + 1:end])
     return pad_left(ins, max_len), pad_left(outs, max_len)
 
 
-def _network(n_items: int, content_dim: int, cfg: SASRecConfig):
+def target_codes(codes: list[np.ndarray], max_len: int) -> np.ndarray:
+    """The context code (0: none) of each target of :func:`windows` over sequences of the same lengths,
+    aligned with its targets (padding: 0)."""
+    outs = [c[start + 1:end] for c in codes for start, end in _cuts(len(c), max_len)]
+    return pad_left([o - 1 for o in outs], max_len)  # pad_left adds 1: code 0 stays 0, like padding
+
+
+def _network(n_items: int, content_dim: int, cfg: SASRecConfig, n_contexts: int = 0):
     torch = _torch()
     nn = torch.nn
 
@@ -140,6 +170,14 @@ def _network(n_items: int, content_dim: int, cfg: SASRecConfig):
             self.norm = nn.LayerNorm(cfg.dim)
             self.drop = nn.Dropout(cfg.dropout)
             self.register_buffer("content", torch.zeros(n_items + 1, max(content_dim, 1)), persistent=False)
+            # row 0 (no context, or one too rare) stays zero: the context-free query
+            self.context_emb = nn.Embedding(n_contexts + 1, cfg.dim, padding_idx=0) if n_contexts else None
+            if self.context_emb is not None:
+                nn.init.zeros_(self.context_emb.weight)
+
+        def shift(self, h, codes):
+            """The queries: hidden states ``h`` shifted by their target's context (``codes``, 0: none)."""
+            return h if self.context_emb is None else h + self.context_emb(codes)
 
         def table(self):
             """Item representations, row 0 the padding (zero)."""
@@ -180,6 +218,18 @@ class SASRec(BaseRecommender):
     Config = SASRecConfig
     uses_torch = True
 
+    @property  # type: ignore[override]
+    def uses_context(self) -> bool:
+        """A context model only when ``context`` names an event-context column."""
+        return self.config.context is not None
+
+    def _event_codes(self, x: Interactions) -> np.ndarray | None:
+        """Each event's context code (1 + position in ``contexts_``; 0: none or too rare), or ``None``
+        for a context-free model."""
+        if self.config.context is None:
+            return None
+        return self.context_codes(np.asarray(x.context[self.config.context]).astype(str), x.n_events)
+
     def _fit(self, train: Interactions) -> None:
         torch = _torch()
         cfg = self.config
@@ -195,6 +245,10 @@ class SASRec(BaseRecommender):
             feats = np.zeros((train.n_items, 0), np.float32)
         self.content_features_ = feats.astype(np.float32)
         self.history_ = []
+        if cfg.context is not None:
+            from mosaicrec.models.context import _context_values
+
+            self.contexts_, _ = _context_values(train, cfg.context, cfg.min_context_events)
         old_threads = torch.get_num_threads()
         torch.set_num_threads(cfg.threads or old_threads)
         try:
@@ -216,7 +270,8 @@ class SASRec(BaseRecommender):
 
     def _new_net(self, n_items: int):
         torch = _torch()
-        net = _network(n_items, self.content_features_.shape[1], self.config)
+        net = _network(n_items, self.content_features_.shape[1], self.config,
+                       len(self.contexts_) if self.uses_context else 0)
         if self.content_features_.shape[1]:
             net.content[1:] = torch.from_numpy(self.content_features_)
         return net
@@ -231,8 +286,13 @@ class SASRec(BaseRecommender):
         inputs, targets = windows(seqs, cfg.max_len)
         if not len(inputs):
             raise ConfigError("sasrec: no user has two training events, so there is no transition to learn")
+        codes = self._event_codes(part)
+        target_ctx = target_codes(user_sequences(part, codes), cfg.max_len) if codes is not None else None
         last = pad_left(seqs, cfg.max_len)
         users_val = np.flatnonzero(np.diff(val.binary.indptr) > 0) if val is not None else None
+        val_ctx = np.zeros(part.n_users, np.int64)
+        if val is not None and codes is not None:
+            val_ctx[val.users] = self._event_codes(val)  # the held-out event's context, as a request names it
         order = np.arange(len(inputs))
 
         def run_epoch(epoch: int) -> dict[str, Any]:
@@ -244,6 +304,9 @@ class SASRec(BaseRecommender):
                 table = net.table()
                 h = net(seq, table)
                 real = tgt > 0
+                if target_ctx is not None:
+                    ctx = target_ctx[b] * (rng.random(target_ctx[b].shape) >= cfg.context_dropout)
+                    h = net.shift(h, torch.from_numpy(ctx))
                 logits = h[real] @ table[1:].T
                 loss = torch.nn.functional.cross_entropy(logits, tgt[real] - 1)
                 opt.zero_grad()
@@ -263,7 +326,8 @@ class SASRec(BaseRecommender):
             net.eval()
             with torch.no_grad():
                 table = net.table()
-                h = net(torch.from_numpy(last[users_val]), table)[:, -1]
+                h = net.shift(net(torch.from_numpy(last[users_val]), table)[:, -1],
+                              torch.from_numpy(val_ctx[users_val]))
                 H = np.zeros((part.n_users, cfg.dim), np.float32)
                 H[users_val] = h.numpy()
                 V = table[1:].numpy()
@@ -282,6 +346,8 @@ class SASRec(BaseRecommender):
         net.eval()
         with torch.no_grad():
             self.table_ = net.table()[1:].numpy().astype(np.float32)
+            self.context_table_ = (net.context_emb.weight.numpy().astype(np.float32).copy()
+                                   if net.context_emb is not None else np.zeros((1, self.config.dim), np.float32))
         self.weights_ = {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
         self.sequences_ = pad_left(seqs, self.config.max_len)
         self._net = None
@@ -295,7 +361,10 @@ class SASRec(BaseRecommender):
             seqs = pad_left(history_sequences(query.history, query.timestamps), self.config.max_len)
         else:
             seqs = self.sequences_[self._check_users(query.users)]
-        return self.encode(seqs)
+        out = self.encode(seqs)
+        if self.uses_context:
+            out += self.context_table_[self.query_codes(query)]
+        return out
 
     def encode(self, seqs: np.ndarray) -> np.ndarray:
         """The last position's hidden state of left-padded sequences (``n × max_len``, 0: padding, else
@@ -318,11 +387,16 @@ class SASRec(BaseRecommender):
         return self.query_factors(query) @ self.table_.T
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"table": self.table_, "sequences": self.sequences_, "content": self.content_features_,
-                **{f"net.{k}": v for k, v in self.weights_.items()}}
+        state = {"table": self.table_, "sequences": self.sequences_, "content": self.content_features_,
+                 **{f"net.{k}": v for k, v in self.weights_.items()}}
+        if self.uses_context:
+            state.update(contexts=self.contexts_.astype(str), context_table=self.context_table_)
+        return state
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         self.table_, self.sequences_ = state["table"], state["sequences"]
         self.content_features_ = state["content"]
         self.weights_ = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
+        if self.uses_context:
+            self.contexts_, self.context_table_ = state["contexts"].astype(object), state["context_table"]
         self._net = None

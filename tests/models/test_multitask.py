@@ -72,6 +72,19 @@ def test_the_scenario_feature_carries_the_flip(log, params):
     assert auc(y, model.score_events(odd)["click"]) > auc(y, model.score_events(flipped)["click"]) + 0.1
 
 
+def test_the_pooled_network_without_the_scenario_is_the_same_in_every_scenario(log):
+    """The baseline the scenario-aware models are measured against: trained on every scenario's impressions
+    without the scenario, it ranks the same in each and cannot learn scenario b's flip."""
+    train, test = log
+    pooled = create("multitask", {**FAST, "architecture": "ple", "features": ["hour", "weekday"]}).fit(train)
+    aware = create("multitask", {**FAST, "architecture": "ple"}).fit(train)
+    users = np.arange(5)
+    np.testing.assert_array_equal(pooled.score(users, context="a"), pooled.score(users, context="b"))
+    b_odd = test.subset((test.context["scenario"] == "b") & (test.items % 2 == 1))
+    y = b_odd.context["click"].astype(int)
+    assert auc(y, aware.score_events(b_odd)["click"]) > auc(y, pooled.score_events(b_odd)["click"]) + 0.1
+
+
 @pytest.mark.parametrize("params", [{"architecture": "star"}, {"architecture": "ple", "scenario_experts": 1}])
 def test_scenario_parts_score_each_impression_with_its_own_scenarios_weights_in_a_mixed_batch(log, params):
     train, test = log

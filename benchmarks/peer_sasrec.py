@@ -19,7 +19,8 @@ Mean ± std over seeds; ratio ours / each peer.
 
 Writes benchmarks/results/peer_sasrec.json and .md (and each seed's rows to peer_sasrec.jsonl as it ends).
 Usage: python benchmarks/peer_sasrec.py [--peers rectools recbole] [--seeds 0 1 2] [--epochs 200]
-       [--users N (a smoke run on N users)]
+       [--users N (a smoke run on N users)] [--from-log (the table from the per-seed rows of runs split
+       over processes, e.g. one per seed)]
 """
 
 from __future__ import annotations
@@ -113,8 +114,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=200, help="most epochs of any model (all stop early)")
     ap.add_argument("--users", type=int, default=0, help="only the first N users (a smoke run); 0: all")
+    ap.add_argument("--from-log", action="store_true", help="only write the table from peer_sasrec.jsonl "
+                    "(seeds run as separate processes)")
     args = ap.parse_args()
     console = Console()
+    if args.from_log:
+        return table_from_log(args.peers, console)
     t_start = time.perf_counter()
     pythons = {peer: peer_python(peer, console) for peer in args.peers}
     x = load_dataset("ml100k-multimodal").interactions
@@ -150,30 +155,47 @@ def main() -> None:
         for r in rows[-1 - len(pythons):]:
             console.print(f"seed {seed} {r['model']}: NDCG@10 {r['ndcg@10']:.4f} Recall@10 {r['recall@10']:.4f} "
                           f"(best epoch {r['best_epoch']}, {r['seconds']:.0f} s)")
-    seconds = time.perf_counter() - t_start
+    write_table(rows, args.peers, len(test_item), time.perf_counter() - t_start, console)
+
+
+def write_table(rows: list[dict], peers: list[str], users: int, seconds: float, console: Console) -> None:
+    """peer_sasrec.json and .md from per-seed rows: mean ± std over the seeds, and ours / each peer."""
+    seeds = sorted({r["seed"] for r in rows})
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "peer_sasrec.json").write_text(json.dumps({"seeds": args.seeds, "seconds": round(seconds, 1),
-                                                          "users": len(test_item), "rows": rows}, indent=2))
+    (RESULTS / "peer_sasrec.json").write_text(json.dumps({"seeds": seeds, "seconds": round(seconds, 1),
+                                                          "users": users, "rows": rows}, indent=2))
 
     def stat(model: str, key: str, digits: int = 4) -> tuple[str, float]:
         v = np.array([r[key] for r in rows if r["model"] == model], float)
         return fmt(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None, digits), float(v.mean())
 
-    peers = [NAMES[p] for p in args.peers]
-    lines = [f"SASRec against {', '.join(peers)}, ml100k-multimodal leave-last-out ({len(test_item)} users, full "
-             f"ranking, training films masked), {len(args.seeds)} seeds, {seconds / 60:.0f} min.", "",
+    names = [NAMES[p] for p in peers]
+    lines = [f"SASRec against {', '.join(names)}, ml100k-multimodal leave-last-out ({users} users, full "
+             f"ranking, training films masked), seeds {', '.join(map(str, seeds))}, {seconds / 60:.0f} min.", "",
              "| model | NDCG@10 | Recall@10 | best epoch | fit s |", "|---|---:|---:|---:|---:|"]
-    for model in (*peers, "mosaicrec sasrec"):
+    for model in (*names, "mosaicrec sasrec"):
         lines.append(f"| {model} | {stat(model, 'ndcg@10')[0]} | {stat(model, 'recall@10')[0]} | "
                      f"{stat(model, 'best_epoch', 1)[0]} | {stat(model, 'seconds', 0)[0]} |")
+
     def ratio(peer: str, key: str) -> str:
         theirs = stat(peer, key)[1]
         return f"{stat('mosaicrec sasrec', key)[1] / theirs:.2f}" if theirs else "—"
 
-    for peer in peers:
+    for peer in names:
         lines.append(f"| ratio (ours / {peer}) | {ratio(peer, 'ndcg@10')} | {ratio(peer, 'recall@10')} | | |")
     (RESULTS / "peer_sasrec.md").write_text("\n".join(lines) + "\n")
     console.print("\n".join(lines))
+
+
+def table_from_log(peers: list[str], console: Console) -> None:
+    """The table from peer_sasrec.jsonl, for seeds run as separate processes (the last row of each
+    (seed, model) counts)."""
+    rows = {}
+    for line in (RESULTS / "peer_sasrec.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        rows[(r["seed"], r["model"])] = r
+    users = len(leave_last_out(load_dataset("ml100k-multimodal").interactions)[1].users)
+    write_table(list(rows.values()), peers, users, sum(r["seconds"] for r in rows.values()), console)
 
 
 if __name__ == "__main__":

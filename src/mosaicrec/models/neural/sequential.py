@@ -346,8 +346,6 @@ class SASRec(BaseRecommender):
         net.eval()
         with torch.no_grad():
             self.table_ = net.table()[1:].numpy().astype(np.float32)
-            self.context_table_ = (net.context_emb.weight.numpy().astype(np.float32).copy()
-                                   if net.context_emb is not None else np.zeros((1, self.config.dim), np.float32))
         self.weights_ = {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
         self.sequences_ = pad_left(seqs, self.config.max_len)
         self._net = None
@@ -363,7 +361,7 @@ class SASRec(BaseRecommender):
             seqs = self.sequences_[self._check_users(query.users)]
         out = self.encode(seqs)
         if self.uses_context:
-            out += self.context_table_[self.query_codes(query)]
+            out += self.weights_["context_emb.weight"][self.query_codes(query)]
         return out
 
     def encode(self, seqs: np.ndarray) -> np.ndarray:
@@ -390,7 +388,7 @@ class SASRec(BaseRecommender):
         state = {"table": self.table_, "sequences": self.sequences_, "content": self.content_features_,
                  **{f"net.{k}": v for k, v in self.weights_.items()}}
         if self.uses_context:
-            state.update(contexts=self.contexts_.astype(str), context_table=self.context_table_)
+            state["contexts"] = self.contexts_.astype(str)
         return state
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
@@ -398,5 +396,5 @@ class SASRec(BaseRecommender):
         self.content_features_ = state["content"]
         self.weights_ = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
         if self.uses_context:
-            self.contexts_, self.context_table_ = state["contexts"].astype(object), state["context_table"]
+            self.contexts_ = state["contexts"].astype(object)
         self._net = None

@@ -31,7 +31,7 @@ from mosaicrec.models.base import BaseRecommender, ModelConfig, register
 from mosaicrec.models.mf import BPR, BPRConfig
 
 
-def _context_values(train: Interactions, key: str, min_events: int) -> tuple[np.ndarray, np.ndarray]:
+def context_values(train: Interactions, key: str, min_events: int) -> tuple[np.ndarray, np.ndarray]:
     """(known values, sorted; per-event code: 1 + position, 0 for a missing or too rare value)."""
     raw = np.asarray(train.context[key]).astype(str)
     values, inverse, counts = np.unique(raw, return_inverse=True, return_counts=True)
@@ -57,7 +57,7 @@ class ScenarioPop(BaseRecommender):
 
     def _fit(self, train: Interactions) -> None:
         cfg = self.config
-        self.contexts_, codes = _context_values(train, cfg.context, cfg.min_events)
+        self.contexts_, codes = context_values(train, cfg.context, cfg.min_events)
         # distinct users per (context, item): a user who watched an item twice in one context counts once
         key = np.unique(np.stack([codes.astype(np.int64), train.items, train.users]), axis=1)
         counts = sp.csr_matrix((np.ones(key.shape[1], np.float32), (key[0], key[1])),
@@ -99,7 +99,7 @@ class ScenarioBPR(BPR):
     def _fit(self, train: Interactions) -> None:
         cfg = self.config
         X = train.binary
-        self.contexts_, codes = _context_values(train, cfg.context, cfg.min_events)
+        self.contexts_, codes = context_values(train, cfg.context, cfg.min_events)
         self._init_factors(train.n_users, train.n_items, cfg.factors, 0.01, cfg.seed)
         self.item_bias_ = np.zeros(train.n_items, dtype=np.float32)
         self.W_ = np.zeros((len(self.contexts_) + 1, cfg.factors), np.float32)

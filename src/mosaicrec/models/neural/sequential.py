@@ -45,6 +45,7 @@ from mosaicrec.data.schema import Interactions
 from mosaicrec.errors import ConfigError
 from mosaicrec.fusion import FusionConfig, concat_features, select_modalities
 from mosaicrec.models.base import BaseRecommender, ModelConfig, register
+from mosaicrec.models.context import context_values
 from mosaicrec.models.query import Query
 from mosaicrec.models.trainer import recall_at, train_epochs
 
@@ -246,9 +247,7 @@ class SASRec(BaseRecommender):
         self.content_features_ = feats.astype(np.float32)
         self.history_ = []
         if cfg.context is not None:
-            from mosaicrec.models.context import _context_values
-
-            self.contexts_, _ = _context_values(train, cfg.context, cfg.min_context_events)
+            self.contexts_, _ = context_values(train, cfg.context, cfg.min_context_events)
         old_threads = torch.get_num_threads()
         torch.set_num_threads(cfg.threads or old_threads)
         try:

@@ -53,7 +53,8 @@ from mosaicrec.evaluation.runner import ColdStartConfig, environment, run_experi
 from mosaicrec.evaluation.stats import fmt, paired
 from mosaicrec.evaluation.tuning import TuningConfig
 from mosaicrec.fusion import concat_features
-from mosaicrec.models.base import BaseRecommender, ModelConfig, ModelSpec, register
+from mosaicrec.models.base import BaseRecommender, ModelConfig
+from mosaicrec.models.registry import ModelSpec, register
 from scale import warm_up  # benchmarks/ is on the path of a script run from it
 
 RESULTS = Path(__file__).parent / "results"

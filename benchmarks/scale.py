@@ -38,7 +38,7 @@ from mosaicrec.evaluation.protocol import EvaluationConfig
 from mosaicrec.evaluation.runner import environment, run_experiment
 from mosaicrec.evaluation.stats import fmt, paired
 from mosaicrec.evaluation.tuning import TuningConfig
-from mosaicrec.models.base import ModelSpec
+from mosaicrec.models.registry import ModelSpec
 
 RESULTS = Path(__file__).parent / "results"
 NEURAL = {"epochs": 30, "early_stopping": 3, "batch_size": 8192, "lr": 3e-3, "reg": 1e-3}

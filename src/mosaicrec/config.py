@@ -32,7 +32,7 @@ from mosaicrec.evaluation.protocol import EvaluationConfig
 from mosaicrec.evaluation.runner import ColdStartConfig
 from mosaicrec.evaluation.transfer import TransferConfig
 from mosaicrec.evaluation.tuning import TuningConfig
-from mosaicrec.models.base import MODELS, ModelSpec, check_starts
+from mosaicrec.models.registry import MODELS, ModelSpec, check_starts
 
 
 class DatasetConfig(BaseModel):

@@ -14,7 +14,8 @@ from mosaicrec.evaluation.impressions import auc, gauc, gspearman, impression_me
 from mosaicrec.evaluation.protocol import EvaluationConfig
 from mosaicrec.evaluation.runner import run_experiment
 from mosaicrec.models import create
-from mosaicrec.models.base import ModelSpec
+from mosaicrec.models.registry import ModelSpec
+from mosaicrec.evaluation.impressions import event_scores
 from tests.models.test_multitask import FAST, impressions
 
 
@@ -64,7 +65,7 @@ def test_a_graded_label_is_scored_by_rank_correlation_and_a_multitask_model_answ
     assert {"play_s corr", "play_s gcorr", "play_s indcg@10"} <= set(overall)
     assert "play_s auc" not in overall and "click auc" in overall
     assert overall["play_s corr"] > 0.3  # play time grows with taste, which the head learns
-    heads = model.score_events(x)
+    heads = event_scores(model, x)
     assert overall["play_s corr"] == pytest.approx(spearman(x.context["play_s"].astype(float), heads["play_time"]))
     assert set(by_value) == {"a", "b"} and "play_s gcorr" in by_value["a"]
 
@@ -72,7 +73,7 @@ def test_a_graded_label_is_scored_by_rank_correlation_and_a_multitask_model_answ
 def test_a_context_model_is_scored_in_each_impressions_own_context():
     x = impressions()
     model = create("scenario-pop", {"prior": 1.0}).fit(x.subset(x.context["click"] == "1"))
-    s = model.score_events(x)["score"]
+    s = event_scores(model, x)["score"]
     in_a = model.score(x.users[:1], context=x.context["scenario"][0])[0, x.items[0]]
     assert s[0] == pytest.approx(in_a)
     overall, by_value = impression_metrics(model, x, x, ["click"], "scenario", min_impressions=10)

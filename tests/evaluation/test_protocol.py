@@ -7,7 +7,8 @@ from mosaicrec.data import Interactions, SplitConfig, random_holdout
 from mosaicrec.evaluation import EvaluationConfig, evaluate_ranking, item_popularity, run_experiment
 from mosaicrec.evaluation.report import write_reports
 from mosaicrec.models import create
-from mosaicrec.models.base import BaseRecommender, ModelSpec
+from mosaicrec.models.base import BaseRecommender
+from mosaicrec.models.registry import ModelSpec
 from mosaicrec.models.context import ScenarioPopConfig
 from tests.conftest import planted
 
@@ -85,7 +86,7 @@ def test_mmr_tradeoff_curve_trades_accuracy_for_diversity(tmp_path):
     from mosaicrec.evaluation.protocol import EvaluationConfig
     from mosaicrec.evaluation.report import write_reports
     from mosaicrec.evaluation.runner import run_experiment
-    from mosaicrec.models.base import ModelSpec
+    from mosaicrec.models.registry import ModelSpec
     from tests.conftest import planted, planted_content
 
     x = planted(per_user=12)

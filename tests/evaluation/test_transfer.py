@@ -17,7 +17,7 @@ from mosaicrec.data.splits import SplitConfig
 from mosaicrec.evaluation.protocol import EvaluationConfig
 from mosaicrec.evaluation.transfer import (TransferConfig, catalog_cut, first_values, run_transfer, share_of,
                                            write_transfer_reports)
-from mosaicrec.models.base import ModelSpec
+from mosaicrec.models.registry import ModelSpec
 from tests.conftest import planted, planted_content
 from tests.evaluation.test_impressions import _dataset
 from tests.models.test_multitask import FAST, impressions

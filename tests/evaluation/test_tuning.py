@@ -9,7 +9,7 @@ from mosaicrec.evaluation import runner as R
 from mosaicrec.evaluation.runner import ColdStartConfig, run_experiment
 from mosaicrec.evaluation.stats import mean_std, paired
 from mosaicrec.evaluation.tuning import ParamRange, TuningConfig, tune
-from mosaicrec.models.base import ModelSpec
+from mosaicrec.models.registry import ModelSpec
 from tests.conftest import planted, planted_content
 from tests.models.test_multimodal import _dataset
 
@@ -242,7 +242,7 @@ def test_start_from_is_refused_unless_it_names_an_earlier_bpr():
 def test_every_built_in_space_names_parameters_its_model_has_within_their_bounds():
     from mosaicrec.evaluation.tuning import DEFAULT_SPACES, ParamRange, TuningConfig
     from mosaicrec.models import create
-    from mosaicrec.models.base import MODELS
+    from mosaicrec.models.registry import MODELS
 
     for name in DEFAULT_SPACES:
         space = TuningConfig(method="grid").space_for(name, name)

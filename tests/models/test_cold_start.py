@@ -8,6 +8,7 @@ from mosaicrec.data import cold_item_split, cold_user_split
 from mosaicrec.data.content import ItemContent
 from mosaicrec.fusion import concat_features
 from mosaicrec.models import create
+from mosaicrec.models.query import Query
 from tests.conftest import planted, planted_content
 from tests.models.test_models import NEURAL
 from tests.models.test_multimodal import _in_group
@@ -41,13 +42,13 @@ def test_popularity_prior_moves_new_users_toward_popular_items():
     plain = create("ease", {"reg": 10.0}).fit(train)
     prior = create("ease", {"reg": 10.0, "history_popularity": 50.0}).fit(train)
     empty = sp.csr_matrix((1, x.n_items), dtype=np.float32)
-    ranked = np.argsort(-prior.score_histories(empty)[0], kind="stable")
+    ranked = np.argsort(-prior.score(Query(history=empty))[0], kind="stable")
     assert counts[ranked[:10]].min() >= np.sort(counts)[-10]  # no events: the popularity ranking
     h = support.binary[np.unique(support.users)[:10]]
-    a, b = plain.score_histories(h), prior.score_histories(h)
+    a, b = plain.score(Query(history=h)), prior.score(Query(history=h))
     corr = lambda s: np.mean([np.corrcoef(row, np.log1p(counts))[0, 1] for row in s])
     assert corr(b) > corr(a) + 0.2
-    small = create("ease", {"reg": 10.0, "history_popularity": 0.01}).fit(train).score_histories(h)
+    small = create("ease", {"reg": 10.0, "history_popularity": 0.01}).fit(train).score(Query(history=h))
     assert np.mean([np.corrcoef(p, q)[0, 1] for p, q in zip(small, a)]) > 0.99  # a small β barely moves it
 
 
@@ -56,7 +57,6 @@ def test_time_window_prior_counts_what_was_popular_when_the_user_arrived(tmp_pat
     A new user arriving at day 111 gets item 1 first with a 20-day window, item 0 without one; only
     events before the user's own count, and a query without times falls back to all-time popularity."""
     from mosaicrec.data.schema import Interactions
-    from mosaicrec.models.query import Query
 
     day = 86_400
     users = list(range(60)) + list(range(60, 90)) + list(range(90))
@@ -69,15 +69,15 @@ def test_time_window_prior_counts_what_was_popular_when_the_user_arrived(tmp_pat
     params = {"neighbors": 5, "history_popularity": 50.0}
     plain = create("itemknn", params).fit(train)
     windowed = create("itemknn", {**params, "popularity_window_days": 20}).fit(train)
-    assert np.argmax(plain.score_query(query)[0]) == 0
-    assert np.argmax(windowed.score_query(query)[0]) == 1
-    assert np.argmax(windowed.score_histories(query.history)[0]) == 0  # no times: all-time popularity
+    assert np.argmax(plain.score(query)[0]) == 0
+    assert np.argmax(windowed.score(query)[0]) == 1
+    assert np.argmax(windowed.score(Query(history=query.history))[0]) == 0  # no times: all-time popularity
     windowed.save(tmp_path / "m")
     again = create("itemknn").load(tmp_path / "m")
-    np.testing.assert_array_equal(again.score_query(query), windowed.score_query(query))
+    np.testing.assert_array_equal(again.score(query), windowed.score(query))
     early = Query.of_events(Interactions.from_arrays(np.array([0]), np.array([9]), timestamps=np.array([50 * day]),
                                                      n_users=1, n_items=10))
-    assert np.argmax(windowed.score_query(early)[0]) == 0  # at day 50 item 1 had no events yet
+    assert np.argmax(windowed.score(early)[0]) == 0  # at day 50 item 1 had no events yet
 
 
 def test_onboarding_map_learns_what_users_who_started_alike_went_on_to(tmp_path):
@@ -89,7 +89,6 @@ def test_onboarding_map_learns_what_users_who_started_alike_went_on_to(tmp_path)
 
     from mosaicrec.data.schema import Interactions
     from mosaicrec.errors import MosaicError
-    from mosaicrec.models.query import Query
 
     users, items, times = [], [], []
     for u in range(20):  # started with 0, then 10-14
@@ -103,14 +102,14 @@ def test_onboarding_map_learns_what_users_who_started_alike_went_on_to(tmp_path)
     plain = create("itemknn", {"neighbors": 10}).fit(train)
     onboarded = create("itemknn", {"neighbors": 10, "onboarding_weight": 20.0, "onboarding_events": 1,
                                    "onboarding_reg": 1.0}).fit(train)
-    top = lambda m: set(np.argsort(-m.score_query(query)[0], kind="stable")[:5].tolist())
+    top = lambda m: set(np.argsort(-m.score(query)[0], kind="stable")[:5].tolist())
     assert top(plain) == set(range(15, 20))
     assert top(onboarded) == set(range(10, 15))
     trained = onboarded.recommend(np.arange(3), k=5)[0]  # trained users are not touched by the prior
     np.testing.assert_array_equal(trained, plain.recommend(np.arange(3), k=5)[0])
     onboarded.save(tmp_path / "m")
-    np.testing.assert_array_equal(create("itemknn").load(tmp_path / "m").score_query(query),
-                                  onboarded.score_query(query))
+    np.testing.assert_array_equal(create("itemknn").load(tmp_path / "m").score(query),
+                                  onboarded.score(query))
     with pytest.raises(MosaicError, match="onboarding map over 20 items"):
         create("ease", {"onboarding_weight": 1.0, "onboarding_max_items": 10}).fit(train)
 
@@ -125,14 +124,14 @@ def test_hybrid_fold_in_uses_the_profile_it_learned():
     model = create("hybrid", {**NEURAL, "early_stopping": 0}).fit(train, content=content, user_profiles=profiles)
     held = np.unique(test.users)
     h = support.binary[held]
-    with_profile = model.score_histories(h, profiles[held])
-    without = model.score_histories(h)
+    with_profile = model.score(Query(history=h, profiles=profiles[held]))
+    without = model.score(Query(history=h))
     assert not np.allclose(with_profile, without)
     # a user with no events is placed by the profile alone, in their group
     empty = sp.csr_matrix(h.shape, dtype=np.float32)
-    ids = np.argsort(-model.score_histories(empty, profiles[held]), axis=1)[:, :5]
+    ids = np.argsort(-model.score(Query(history=empty, profiles=profiles[held])), axis=1)[:, :5]
     assert _in_group(ids, held) > 0.6
-    assert np.allclose(model.score_histories(empty), model.score_histories(empty)[0])  # no profile: no signal
+    assert np.allclose(model.score(Query(history=empty)), model.score(Query(history=empty))[0])  # no profile: no signal
 
 
 def test_centring_removes_the_shared_direction():
@@ -231,7 +230,7 @@ def test_a_bpr_start_no_epoch_improves_is_kept():
     tower = create("two-tower", {**NEURAL, "lr": 1e-12, "init": "bpr", "init_iterations": 200, "epochs": 6}
                    ).fit(train, content=planted_content(x))
     assert tower.best_epoch_ == -1
-    scores = tower.score_histories(support.binary[held])
+    scores = tower.score(Query(history=support.binary[held]))
     scores[support.binary[held].toarray() > 0] = -np.inf
     assert _in_group(np.argsort(-scores, axis=1, kind="stable")[:, :5], held) > 0.8
 

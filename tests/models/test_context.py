@@ -85,7 +85,7 @@ def test_factor_view_reproduces_the_context_scores():
     # folded-in users (their history only) are placed in the context too
     hist = x.binary[:10]
     np.testing.assert_allclose(model.query_factors(Query(history=hist, context="long")) @ V.T + b,
-                               model.score_histories(hist, context="long"), rtol=1e-5, atol=1e-5)
+                               model.score(Query(history=hist, context="long")), rtol=1e-5, atol=1e-5)
     folded, _ = model.recommend(users, k=5)  # sanity: trained users rank inside their block
     assert (folded // 20 == (users % 4)[:, None]).mean() > 0.8
 

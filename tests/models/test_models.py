@@ -5,6 +5,7 @@ import scipy.sparse as sp
 from mosaicrec.data import Interactions, random_holdout
 from mosaicrec.errors import ConfigError, NotFittedError
 from mosaicrec.models import MODELS, ItemKNN, create, load_model
+from mosaicrec.models.query import Query
 from mosaicrec.models import _kernels
 from tests.conftest import planted
 
@@ -147,7 +148,7 @@ def test_biased_mf_recovers_biases_of_a_rating_model():
     x = Interactions.from_arrays(users, items, weights=ratings)
     train, test = random_holdout(x, 0.2, seed=0)
     model = create("biasedmf", {"epochs": 40, "factors": 4, "learning_rate": 0.01}).fit(train)
-    pred = model.predict(test.users, test.items)
+    pred = model.score(Query(users=test.users, items=test.items))
     rmse = np.sqrt(np.mean((pred - test.weights) ** 2))
     assert rmse < 0.35 < np.std(test.weights)  # far better than predicting the mean
     assert model.history_[-1]["train_rmse"] < model.history_[0]["train_rmse"]

@@ -12,7 +12,8 @@ from mosaicrec.evaluation.protocol import evaluate_ranking
 from mosaicrec.evaluation.runner import ColdStartConfig, run_experiment
 from mosaicrec.data.splits import SplitConfig
 from mosaicrec.models import create, load_model
-from mosaicrec.models.base import ModelSpec
+from mosaicrec.models.registry import ModelSpec
+from mosaicrec.models.query import Query
 from tests.conftest import planted, planted_content
 from tests.models.test_models import FAST
 
@@ -61,7 +62,7 @@ def test_new_users_are_placed_from_a_few_events(name, tmp_path):
     model = create(name, FAST.get(name)).fit(train, content=content)
     model.save(tmp_path / "m")
     model = load_model(tmp_path / "m")  # folding users in works from a saved model too
-    scores = model.score_histories(support.binary[held])
+    scores = model.score(Query(history=support.binary[held]))
     scores[support.binary[held].toarray() > 0] = -np.inf
     top = np.argsort(-scores, axis=1, kind="stable")[:, :5]
     rate = _in_group(top, held)
@@ -81,7 +82,7 @@ def test_two_tower_places_a_new_user_from_profile_alone():
                                                                        user_profiles=profiles)
     held = np.unique(test.users)
     empty = support.binary[held] * 0
-    scores = model.score_histories(empty, profiles[held])
+    scores = model.score(Query(history=empty, profiles=profiles[held]))
     assert _in_group(np.argsort(-scores, axis=1)[:, :5], held) > 0.8
 
 

@@ -13,6 +13,7 @@ from mosaicrec.data.splits import temporal_split
 from mosaicrec.errors import ConfigError
 from mosaicrec.evaluation.impressions import auc
 from mosaicrec.models import create, load_model
+from mosaicrec.evaluation.impressions import event_scores
 
 FAST = {"epochs": 20, "early_stopping": 0, "dim": 8, "expert_dim": 16, "tower_dim": 8, "experts": 2,
         "batch_size": 256, "threads": 1, "lr": 1e-2, "min_events": 1}
@@ -52,7 +53,7 @@ def log():
 def test_every_architecture_learns_each_signal(log, architecture, own):
     train, test = log
     model = create("multitask", {**FAST, "architecture": architecture, "task_embeddings": own}).fit(train)
-    heads = model.score_events(test)
+    heads = event_scores(model, test)
     for task in ("click", "long_view", "like"):
         y = test.context[task].astype(int)
         assert auc(y, heads[task]) > 0.7, f"{architecture}: {task} AUC {auc(y, heads[task]):.3f}"
@@ -69,7 +70,7 @@ def test_the_scenario_feature_carries_the_flip(log, params):
                                     .astype(object)})
     y = odd.context["click"].astype(int)
     # scored in the wrong scenario, the odd items' clicks are predicted worse
-    assert auc(y, model.score_events(odd)["click"]) > auc(y, model.score_events(flipped)["click"]) + 0.1
+    assert auc(y, event_scores(model, odd)["click"]) > auc(y, event_scores(model, flipped)["click"]) + 0.1
 
 
 def test_the_pooled_network_without_the_scenario_is_the_same_in_every_scenario(log):
@@ -82,19 +83,19 @@ def test_the_pooled_network_without_the_scenario_is_the_same_in_every_scenario(l
     np.testing.assert_array_equal(pooled.score(users, context="a"), pooled.score(users, context="b"))
     b_odd = test.subset((test.context["scenario"] == "b") & (test.items % 2 == 1))
     y = b_odd.context["click"].astype(int)
-    assert auc(y, aware.score_events(b_odd)["click"]) > auc(y, pooled.score_events(b_odd)["click"]) + 0.1
+    assert auc(y, event_scores(aware, b_odd)["click"]) > auc(y, event_scores(pooled, b_odd)["click"]) + 0.1
 
 
 @pytest.mark.parametrize("params", [{"architecture": "star"}, {"architecture": "ple", "scenario_experts": 1}])
 def test_scenario_parts_score_each_impression_with_its_own_scenarios_weights_in_a_mixed_batch(log, params):
     train, test = log
     model = create("multitask", {**FAST, **params, "epochs": 3}).fit(train)
-    mixed = model.score_events(test)["click"]
+    mixed = event_scores(model, test)["click"]
     scen = test.context["scenario"]
     for value in ("a", "b"):  # the same impressions scored in a batch of their scenario alone
-        alone = model.score_events(test.subset(scen == value))["click"]
+        alone = event_scores(model, test.subset(scen == value))["click"]
         np.testing.assert_allclose(mixed[scen == value], alone, rtol=1e-5, atol=1e-6)
-    net_b = model.score_events(replace(test, context={**test.context, "scenario": np.full(len(scen), "b", object)}))
+    net_b = event_scores(model, replace(test, context={**test.context, "scenario": np.full(len(scen), "b", object)}))
     assert not np.allclose(net_b["click"][scen == "a"], mixed[scen == "a"])  # scenario weights matter
 
 
@@ -104,11 +105,11 @@ def test_the_ranking_score_is_the_configured_blend_of_heads(log):
     likes = create("multitask", {**FAST, "blend": {"like": 1.0}}).fit(train)
     both = create("multitask", {**FAST, "blend": {"click": 2.0, "like": 0.5}}).fit(train)
     events = train.subset(np.arange(200))
-    h = both.score_events(events)
+    h = event_scores(both, events)
     np.testing.assert_allclose(h["score"], 2.0 * h["click"] + 0.5 * h["like"], rtol=1e-5)
     users = np.arange(10)
     s_click, s_like = clicks.score(users, context="a"), likes.score(users, context="a")
-    row = clicks.score_events(replace(events.subset(np.zeros(train.n_items, int)),
+    row = event_scores(clicks, replace(events.subset(np.zeros(train.n_items, int)),
                                       items=np.arange(train.n_items).astype(np.int32)))
     assert s_click.shape == (10, train.n_items)
     assert not np.array_equal(np.argsort(-s_click, axis=1)[:, :5], np.argsort(-s_like, axis=1)[:, :5])
@@ -150,8 +151,8 @@ def test_save_and_load_keep_every_head(log, tmp_path, params):
     model = create("multitask", {**FAST, **params}).fit(train)
     model.save(tmp_path / "m")
     again = load_model(tmp_path / "m")
-    for k, v in model.score_events(test).items():
-        np.testing.assert_allclose(again.score_events(test)[k], v, rtol=1e-5, atol=1e-6)
+    for k, v in event_scores(model, test).items():
+        np.testing.assert_allclose(event_scores(again, test)[k], v, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(again.score(np.arange(5), context="b"), model.score(np.arange(5), context="b"),
                                rtol=1e-5)
 
@@ -165,18 +166,18 @@ def test_per_task_checkpoints_read_each_head_from_its_own_best_epoch(log, tmp_pa
     parts = np.array([r["validation parts"] for r in model.history_ if not r["refit"]])
     assert model.task_epochs_ == [int(np.argmax(parts[:, k])) for k in range(parts.shape[1])]
     assert len(set(model.task_epochs_)) > 1 and len(model.head_weights_) == len(set(model.task_epochs_))
-    heads = model.score_events(test)
+    heads = event_scores(model, test)
     names = [t.name for t in model.config.tasks]
     for k in {int(np.argmin(model.task_epochs_)), int(np.argmax(model.task_epochs_))}:
         ref = create("multitask", {**fast, "epochs": model.task_epochs_[k] + 1, "early_stopping": 0}).fit(train)
-        np.testing.assert_allclose(heads[names[k]], ref.score_events(test)[names[k]], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(heads[names[k]], event_scores(ref, test)[names[k]], rtol=1e-5, atol=1e-6)
     blend = sum(w * heads[n] for n, w in model.config.blend.items())
     np.testing.assert_allclose(heads["score"], blend, rtol=1e-5)
     model.save(tmp_path / "m")
     again = load_model(tmp_path / "m")
     assert again.task_epochs_ == model.task_epochs_
     for k, v in heads.items():
-        np.testing.assert_allclose(again.score_events(test)[k], v, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(event_scores(again, test)[k], v, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(again.score(np.arange(5), context="a"), model.score(np.arange(5), context="a"),
                                rtol=1e-5)
 
@@ -218,14 +219,14 @@ def test_one_model_per_scenario_routes_each_request_and_event(log, tmp_path):
     assert sorted(per.contexts_) == ["a", "b"]
     only_b = create("multitask", FAST).fit(train.subset(train.context["scenario"] == "b"))
     in_b = test.subset(test.context["scenario"] == "b")
-    np.testing.assert_allclose(per.score_events(in_b)["click"], only_b.score_events(in_b)["click"], rtol=1e-5)
+    np.testing.assert_allclose(event_scores(per, in_b)["click"], event_scores(only_b, in_b)["click"], rtol=1e-5)
     np.testing.assert_allclose(per.score(np.arange(4), context="b"), only_b.score(np.arange(4), context="b"),
                                rtol=1e-5)
     # an unknown scenario goes to the pooled model
     np.testing.assert_allclose(per.score(np.arange(4), context="z"), per.pooled_.score(np.arange(4), context="z"),
                                rtol=1e-5)
     per.save(tmp_path / "m")
-    np.testing.assert_allclose(load_model(tmp_path / "m").score_events(test)["score"], per.score_events(test)["score"],
+    np.testing.assert_allclose(event_scores(load_model(tmp_path / "m"), test)["score"], event_scores(per, test)["score"],
                                rtol=1e-5)
     with pytest.raises(ConfigError, match="base"):
         create("per-context", {"base": "per-context"})
@@ -246,12 +247,12 @@ def test_per_scenario_models_can_start_from_the_pooled_one(tmp_path):
     assert sorted(pooled.contexts_) == ["a", "b"]
     in_b = test.subset(test.context["scenario"] == "b")
     y = in_b.context["click"].astype(int)
-    tuned = auc(y, pooled.score_events(in_b)["click"])
-    assert tuned > auc(y, scratch.score_events(in_b)["click"]) + 0.05
-    assert tuned >= auc(y, pooled.pooled_.score_events(in_b)["click"]) - 0.02  # the start is kept if no better
+    tuned = auc(y, event_scores(pooled, in_b)["click"])
+    assert tuned > auc(y, event_scores(scratch, in_b)["click"]) + 0.05
+    assert tuned >= auc(y, event_scores(pooled.pooled_, in_b)["click"]) - 0.02  # the start is kept if no better
     pooled.save(tmp_path / "m")
-    np.testing.assert_allclose(load_model(tmp_path / "m").score_events(in_b)["click"],
-                               pooled.score_events(in_b)["click"], rtol=1e-5)
+    np.testing.assert_allclose(event_scores(load_model(tmp_path / "m"), in_b)["click"],
+                               event_scores(pooled, in_b)["click"], rtol=1e-5)
     with pytest.raises(ConfigError, match="cannot be fine-tuned"):
         create("per-context", {"base": "ease", "start": "pooled"})
 
@@ -273,10 +274,10 @@ def test_fine_tuning_starts_from_the_pretrained_model_and_learns_the_new_scenari
     test_b = test.subset((test.context["scenario"] == "b") & (test.items % 2 == 1))  # where b differs from a
     pre = create("multitask", {**FAST, "features": ["hour"]}).fit(in_a)
     frozen = pre.fine_tune(in_b, lr=1e-9, epochs=1, early_stopping=0)
-    np.testing.assert_allclose(frozen.score_events(test_b)["click"], pre.score_events(test_b)["click"], atol=1e-4)
+    np.testing.assert_allclose(event_scores(frozen, test_b)["click"], event_scores(pre, test_b)["click"], atol=1e-4)
     tuned = pre.fine_tune(in_b, early_stopping=0)
     y = test_b.context["click"].astype(int)
-    assert auc(y, tuned.score_events(test_b)["click"]) > auc(y, pre.score_events(test_b)["click"]) + 0.2
+    assert auc(y, event_scores(tuned, test_b)["click"]) > auc(y, event_scores(pre, test_b)["click"]) + 0.2
 
 
 def test_training_on_a_dataset_keeps_every_impression_not_only_the_clicks():

@@ -16,31 +16,49 @@ def fitted():
     return x, create("ease", {"reg": 10.0}).fit(x)
 
 
-def test_a_users_query_ranks_as_recommend(fitted):
+def test_a_users_query_ranks_as_recommend_of_the_users(fitted):
     x, model = fitted
     users = np.arange(0, 40, 3)
-    ranked = model.rank(Query(users=users), k=7)
+    ranked, ranked_scores = model.recommend(Query(users=users), k=7)
     ids, scores = model.recommend(users, k=7)
-    np.testing.assert_array_equal(ranked.items, ids)
-    np.testing.assert_array_equal(ranked.score, scores)
+    np.testing.assert_array_equal(ranked, ids)
+    np.testing.assert_array_equal(ranked_scores, scores)
     seen = x.binary
-    assert not any(seen[u, i] for u, row in zip(users, ranked.items) for i in row)
-    everything = model.rank(Query(users=users, exclude_seen=False), k=7).items
+    assert not any(seen[u, i] for u, row in zip(users, ranked) for i in row)
+    everything = model.recommend(Query(users=users, exclude_seen=False), k=7)[0]
     assert any(seen[u, i] for u, row in zip(users, everything) for i in row)  # seen items can come back
+
+
+def test_a_pairs_query_gives_each_pairs_score_in_its_context(fitted):
+    x, model = fitted
+    users, items = np.array([3, 3, 7, 0]), np.array([5, 30, 1, 2])
+    full = model.score(np.unique(users))
+    rows = np.searchsorted(np.unique(users), users)
+    np.testing.assert_allclose(model.score(Query(users=users, items=items)), full[rows, items], rtol=1e-6)
+    with pytest.raises(MosaicError, match="item index"):
+        model.score(Query(users=users, items=np.array([5, 30, 1, x.n_items])))
+    with pytest.raises(MosaicError, match="no head 'click'"):
+        model.score(Query(users=users, items=items, head="click"))
+    scenario = create("scenario-pop", {}).fit(planted(per_user=12))
+    ctx = {"scenario": np.array(["feed", "search", "feed", "nowhere"], object), "device": np.array(["a"] * 4)}
+    pairs = scenario.score(Query(users=users, items=items, context=ctx))
+    for r in range(4):
+        alone = scenario.score(Query(users=users[r:r + 1], context=str(ctx["scenario"][r])))[0, items[r]]
+        assert pairs[r] == pytest.approx(alone)
 
 
 def test_a_history_query_folds_new_users_in_and_excludes_their_events(fitted):
     x, model = fitted
     q = Query.from_events([[0, 1, 2], [25, 26]], x.n_items, timestamps=[[5, 6, 7], [1, 2]])
     assert q.new_users and len(q) == 2 and q.timestamps[0, 2] == 7
-    ranked = model.rank(q, k=5)
-    scores = model.score_histories(q.history)
+    ranked, _ = model.recommend(q, k=5)
+    scores = model.score(Query(history=q.history))
     for r, events in enumerate(([0, 1, 2], [25, 26])):
-        assert not set(events) & set(ranked.items[r])
+        assert not set(events) & set(ranked[r])
         row = scores[r].copy()
         row[events] = -np.inf
-        np.testing.assert_array_equal(ranked.items[r], np.argsort(-row, kind="stable")[:5])
-    assert ranked.items[1].min() >= 20 and ranked.items[1].max() < 40  # the planted block of items 25, 26
+        np.testing.assert_array_equal(ranked[r], np.argsort(-row, kind="stable")[:5])
+    assert ranked[1].min() >= 20 and ranked[1].max() < 40  # the planted block of items 25, 26
 
 
 def test_candidates_exclusions_and_later_events_replace_earlier_ones(fitted):
@@ -48,10 +66,10 @@ def test_candidates_exclusions_and_later_events_replace_earlier_ones(fitted):
     q = Query.from_events([[3, 3]], x.n_items, weights=[[1.0, 5.0]])
     assert q.history[0, 3] == 5.0 and q.history.nnz == 1
     only = np.array([10, 11, 12, 50])
-    ranked = model.rank(Query(users=np.array([0, 1]), candidates=only), k=6)
-    assert set(ranked.items[ranked.items >= 0]) <= set(only.tolist()) and (ranked.items[:, 4:] == -1).all()
+    ranked, _ = model.recommend(Query(users=np.array([0, 1]), candidates=only), k=6)
+    assert set(ranked[ranked >= 0]) <= set(only.tolist()) and (ranked[:, 4:] == -1).all()
     block = sp.csr_matrix((np.ones(2), ([0, 0], [10, 11])), shape=(1, x.n_items))
-    got = model.rank(Query(users=np.array([0]), candidates=only, exclude=block), k=4).items[0]
+    got = model.recommend(Query(users=np.array([0]), candidates=only, exclude=block), k=4)[0][0]
     assert 10 not in got and 11 not in got
 
 
@@ -70,7 +88,7 @@ def test_context_travels_in_the_query():
     x = planted(per_user=12)
     model = create("scenario-pop", {}).fit(x)
     users = np.arange(6)
-    feed = model.rank(Query(users=users, context="feed"), k=5).items
+    feed = model.recommend(Query(users=users, context="feed"), k=5)[0]
     np.testing.assert_array_equal(feed, model.recommend(users, k=5, context="feed")[0])
-    mixed = model.rank(Query(users=users, context=["feed", "search"] * 3), k=5).items
+    mixed = model.recommend(Query(users=users, context=["feed", "search"] * 3), k=5)[0]
     np.testing.assert_array_equal(mixed[0], feed[0])

@@ -108,8 +108,8 @@ def test_a_history_query_is_ordered_by_its_times():
     seq = user_sequences(train)[0]
     forward = Query.from_events([seq.tolist()], x.n_items, timestamps=[list(range(len(seq)))])
     backward = Query.from_events([seq.tolist()], x.n_items, timestamps=[list(range(len(seq)))[::-1]])
-    np.testing.assert_allclose(model.score_query(forward)[0], model.score(np.array([0]))[0], atol=1e-4)
-    assert np.argmax(model.score_query(forward)[0]) != np.argmax(model.score_query(backward)[0])
+    np.testing.assert_allclose(model.score(forward)[0], model.score(np.array([0]))[0], atol=1e-4)
+    assert np.argmax(model.score(forward)[0]) != np.argmax(model.score(backward)[0])
 
 
 def test_save_and_load_give_the_same_scores(tmp_path):

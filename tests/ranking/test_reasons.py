@@ -19,12 +19,12 @@ def test_leave_one_out_rows_are_the_model_scoring_the_history_without_each_item(
     assert loo.shape == (5, x.n_items)
     for j in range(len(hist)):
         rest = np.delete(hist, j)
-        alone = model.score_query(Query(history=sp.csr_matrix((np.ones(len(rest)), (np.zeros(len(rest)), rest)),
+        alone = model.score(Query(history=sp.csr_matrix((np.ones(len(rest)), (np.zeros(len(rest)), rest)),
                                                               shape=(1, x.n_items)), exclude_seen=False))[0]
         np.testing.assert_allclose(loo[1 + j], alone, rtol=1e-5, atol=1e-6)
     # EASE is linear in the history (x · B): the contributions of its items add up to the score
     items = np.array([0, 5, 20])
-    full = model.score_query(Query(history=sp.csr_matrix((np.ones(len(hist)), (np.zeros(len(hist)), hist)),
+    full = model.score(Query(history=sp.csr_matrix((np.ones(len(hist)), (np.zeros(len(hist)), hist)),
                                                          shape=(1, x.n_items)), exclude_seen=False))[0]
     np.testing.assert_allclose(loo[0], full, rtol=1e-5, atol=1e-6)
     c = contributions(loo, items)

@@ -396,7 +396,7 @@ def test_model_reasons_cite_the_like_whose_removal_lowers_the_score(tmp_path):
 
     def score(items_, item):
         row = sp.csr_matrix((np.ones(len(items_)), (np.zeros(len(items_)), items_)), shape=(1, 40))
-        return model.score_query(Query(history=row, exclude_seen=False))[0, index[item]]
+        return model.score(Query(history=row, exclude_seen=False))[0, index[item]]
 
     cited = [r for r in res.items if r.explanation and r.explanation.startswith("because you liked ")]
     assert len(cited) >= 2 and all(r.modality == "text" for r in cited)  # the 2 unseen items of its block

@@ -110,7 +110,7 @@ def write_report(data, folder: Path) -> None:
     from mosaicrec.data.splits import SplitConfig
     from mosaicrec.evaluation.report import write_reports
     from mosaicrec.evaluation.runner import run_experiment
-    from mosaicrec.models.base import ModelSpec
+    from mosaicrec.models.registry import ModelSpec
 
     result = run_experiment(data, SplitConfig(test_fraction=0.25, seed=0),
                             [ModelSpec(name="mostpop"), ModelSpec(name="ease", params={"reg": 10.0})],

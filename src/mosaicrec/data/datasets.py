@@ -21,6 +21,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from mosaicrec.data.loaders import LoadReport, OnError, load_events, load_items, load_users
 from mosaicrec.data.schema import ITEM_COLUMNS, USER_COLUMNS, Dataset, EventSchema, ItemSchema, UserSchema
 from mosaicrec.data.store import Store, events_to_interactions
-from mosaicrec.errors import DatasetNotFoundError
+from mosaicrec.errors import ConfigError, DatasetNotFoundError
+from mosaicrec.registry import Registry
 
 
 class DatasetSource(BaseModel):
@@ -56,7 +58,18 @@ class _Entry:
     folder: str  # the folder under the data root that ``requires="shared"`` datasets read
 
 
-DATASETS: dict[str, _Entry] = {}
+def _adopt(name: str, build: Any) -> _Entry:
+    """A dataset named by an entry point: a function ``(data_root, cache_dir) -> DatasetSource``, described
+    by its docstring's first line."""
+    if not callable(build):
+        raise ConfigError(f"the dataset plugin {name!r} is not a function (data_root, cache_dir) -> "
+                          f"DatasetSource: {build!r}")
+    doc = (getattr(build, "__doc__", None) or "").strip().splitlines()
+    return _Entry(name, doc[0] if doc else f"dataset from {getattr(build, '__module__', '?')}", build, "", name)
+
+
+#: built-in dataset name → entry; plugins add theirs through the ``mosaicrec.datasets`` entry points
+DATASETS: Registry[_Entry] = Registry("dataset", "mosaicrec.datasets", _adopt)
 
 
 def register_dataset(name: str, description: str, requires: str = "", folder: str | None = None
@@ -64,7 +77,7 @@ def register_dataset(name: str, description: str, requires: str = "", folder: st
     """Register a built-in dataset under ``name`` (the only place that name is spelled); ``folder`` is its
     folder under the data root when that differs from the name."""
     def deco(fn: Callable[[Path, Path], DatasetSource]) -> Callable[[Path, Path], DatasetSource]:
-        DATASETS[name] = _Entry(name, description, fn, requires, folder or name)
+        DATASETS.add(name, _Entry(name, description, fn, requires, folder or name))
         return fn
     return deco
 
@@ -88,7 +101,7 @@ def cache_dir() -> Path:
 def resolve_source(name: str) -> DatasetSource:
     """The source of a built-in dataset, preparing its files if needed."""
     if name not in DATASETS:
-        raise DatasetNotFoundError(f"unknown dataset {name!r}; built-in datasets: {', '.join(sorted(DATASETS))}")
+        raise DatasetNotFoundError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     return DATASETS[name].build(data_root(), cache)

@@ -31,6 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mosaicrec.errors import ConfigError, MosaicError
+from mosaicrec.registry import Registry
 
 Modality = Literal["text", "image", "audio"]
 MODALITIES: tuple[Modality, ...] = ("text", "image", "audio")
@@ -169,7 +170,16 @@ def _short(ref: str, n: int = 60) -> str:
     return ref if len(ref) <= n else ref[: n - 1] + "…"
 
 
-ENCODERS: dict[str, type[Encoder]] = {}
+def _adopt(name: str, cls: Any) -> type[Encoder]:
+    """An encoder class named by an entry point: it must be an :class:`Encoder`; it takes that name."""
+    if not (isinstance(cls, type) and issubclass(cls, Encoder)):
+        raise ConfigError(f"the encoder plugin {name!r} is not an Encoder subclass: {cls!r}")
+    cls.name = name
+    return cls
+
+
+#: registered encoder name → class; plugins add theirs through the ``mosaicrec.encoders`` entry points
+ENCODERS: Registry[type[Encoder]] = Registry("encoder", "mosaicrec.encoders", _adopt)
 DEFAULT_ENCODERS: dict[Modality, str] = {}
 
 
@@ -177,7 +187,7 @@ def register_encoder(default: bool = False) -> Callable[[type[Encoder]], type[En
     """Class decorator: make an encoder creatable by its ``name`` (the only place the name is spelled);
     ``default=True`` makes it the one used for its modality unless a config says otherwise."""
     def deco(cls: type[Encoder]) -> type[Encoder]:
-        ENCODERS[cls.name] = cls
+        ENCODERS.add(cls.name, cls)
         if default:
             DEFAULT_ENCODERS[cls.modality] = cls.name
         return cls
@@ -188,9 +198,7 @@ def create_encoder(name: str, **params: Any) -> Encoder:
     """An encoder by registered name with its parameters (validated by its config class)."""
     import mosaicrec.encoders  # noqa: F401  (registers the built-in encoders)
 
-    if name not in ENCODERS:
-        raise ConfigError(f"unknown encoder {name!r}; registered: {', '.join(sorted(ENCODERS))}")
-    return ENCODERS[name](**params)
+    return ENCODERS.require(name)(**params)
 
 
 def encoder_available(name: str) -> tuple[bool, str]:

@@ -18,12 +18,14 @@ Only impressions of users with a training event are scored (the others have no r
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from mosaicrec.data.schema import Interactions, context_floats
 from mosaicrec.models.base import BaseRecommender
+from mosaicrec.models.query import Query
 from mosaicrec.models.trainer import auc
 
 __all__ = ["auc", "gauc", "gspearman", "impression_metrics", "is_binary", "list_ndcg", "spearman"]
@@ -93,6 +95,16 @@ def list_ndcg(groups: np.ndarray, gains: np.ndarray, scores: np.ndarray, k: int 
     return float(np.mean(out)) if out else float("nan")
 
 
+def event_scores(model: BaseRecommender, events: Interactions, heads: list[str] | None = None
+                 ) -> dict[str, np.ndarray]:
+    """Each event's score (its user and item, in the event's own context) per head of the model: the
+    ranking ``"score"`` and, for a multi-task model, every task's output (by task name and label column);
+    ``heads`` keeps those of them the model has."""
+    pairs = Query.of_pairs(events)
+    wanted = [h for h in dict.fromkeys(heads or model.heads) if h in model.heads]
+    return {head: model.score(replace(pairs, head=head)) for head in wanted}
+
+
 def impression_metrics(model: BaseRecommender, train: Interactions, test: Interactions, labels: list[str],
                        context: str | None = None, k: int = 10, min_impressions: int = 200
                        ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
@@ -105,7 +117,7 @@ def impression_metrics(model: BaseRecommender, train: Interactions, test: Intera
     test = test.subset(warm[test.users])
     if not test.n_events:
         return {}, {}
-    scores = model.score_events(test)
+    scores = event_scores(model, test, ["score", *labels])
     ctx = (np.asarray(test.context[context]).astype(str) if context is not None and context in test.context
            else None)
     lists = test.users.astype(np.int64) if ctx is None else \

@@ -15,6 +15,7 @@ from mosaicrec.data.schema import Interactions
 from mosaicrec.errors import ConfigError
 from mosaicrec.evaluation import metrics as M
 from mosaicrec.models.base import BaseRecommender, mask_rows, top_k
+from mosaicrec.models.query import Query
 
 BEYOND_ACCURACY = ("coverage", "novelty", "diversity")
 
@@ -158,7 +159,7 @@ def evaluate_ranking(model: BaseRecommender, test: Interactions, *, exclude: sp.
 
 def evaluate_ratings(model: BaseRecommender, test: Interactions) -> dict[str, float]:
     """RMSE and MAE of predicted against held-out ratings."""
-    pred = model.predict(test.users, test.items)
+    pred = model.score(Query(users=test.users, items=test.items))
     return {"rmse": M.rmse(pred, test.weights), "mae": M.mae(pred, test.weights)}
 
 

@@ -46,7 +46,8 @@ from mosaicrec.evaluation.protocol import (EvaluationConfig, diversity_tradeoff,
 from mosaicrec.evaluation.impressions import impression_metrics
 from mosaicrec.evaluation.stats import mean_std, paired
 from mosaicrec.evaluation.tuning import TuningConfig, apply, tune
-from mosaicrec.models.base import MODELS, BaseRecommender, ModelSpec, check_starts, create, seeded, start_params
+from mosaicrec.models.base import BaseRecommender
+from mosaicrec.models.registry import MODELS, ModelSpec, check_starts, create, seeded, start_params
 from mosaicrec.models.query import Query
 
 
@@ -413,7 +414,7 @@ def _score(model: BaseRecommender, task: Task, cfg: EvaluationConfig, popularity
         prof = task.profiles("support") if model.uses_profiles else None
 
         def fold_in(users: np.ndarray) -> np.ndarray:
-            return model.score_query(Query(history=shown.history[users], timestamps=shown.timestamps[users],
+            return model.score(Query(history=shown.history[users], timestamps=shown.timestamps[users],
                                            profiles=None if prof is None else prof[users]))
         score_fn = fold_in
     try:

@@ -37,7 +37,7 @@ from mosaicrec.errors import ConfigError
 from mosaicrec.evaluation.impressions import impression_metrics
 from mosaicrec.evaluation.protocol import EvaluationConfig, evaluate_ranking
 from mosaicrec.evaluation.stats import fmt
-from mosaicrec.models.base import MODELS, ModelSpec, create, seeded
+from mosaicrec.models.registry import MODELS, ModelSpec, create, seeded
 from mosaicrec.models.query import Query
 
 TransferKind = Literal["scenarios", "catalog"]
@@ -229,7 +229,7 @@ def _catalog(dataset, tc: TransferConfig, split_config, models, evaluation, cont
                                      candidates=b_items, score_fn=score_fn).metrics)
 
     def from_history(model):
-        return lambda rows: model.score_query(Query(history=history.history[rows],
+        return lambda rows: model.score(Query(history=history.history[rows],
                                                     timestamps=history.timestamps[rows]))
 
     for seed in result.seeds:

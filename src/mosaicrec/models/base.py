@@ -1,4 +1,5 @@
-"""The recommender protocol, a base class that implements the shared parts, and the model registry.
+"""The recommender protocol and a base class that implements the shared parts (the registry of model
+names is :mod:`mosaicrec.models.registry`).
 
 Every model takes an :class:`~mosaicrec.data.Interactions` (index arrays + a CSR matrix) at ``fit`` and
 works on integer user/item indices afterwards; mapping external ids is the caller's job (the id maps travel
@@ -9,25 +10,19 @@ bounds, so a config file validates before any training starts.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic import ValidationError as PydanticValidationError
+from pydantic import BaseModel, ConfigDict
 
 from mosaicrec import __version__
 from mosaicrec.data.content import ItemContent
 from mosaicrec.data.schema import Interactions
 from mosaicrec.errors import ConfigError, MosaicError, NotFittedError, NotSupportedError
-from mosaicrec.models.query import Query, Ranked
-
-
-#: The context of a request: one value of the model's context column (e.g. a scenario) for every user
-#: scored, one value per user, or ``None`` (no context: the model's shared, context-free scores).
-Context = str | Sequence[str] | np.ndarray | None
+from mosaicrec.models.query import Context, Query
 
 
 class ModelConfig(BaseModel):
@@ -46,17 +41,10 @@ class Recommender(Protocol):
     def fit(self, train: Interactions, content: ItemContent | None = None,
             user_profiles: np.ndarray | None = None) -> Self: ...
 
-    def score(self, users: np.ndarray, items: np.ndarray | None = None,
+    def score(self, query: Query | np.ndarray, items: np.ndarray | None = None,
               context: Context = None) -> np.ndarray: ...
 
-    def score_histories(self, history: sp.csr_matrix, profiles: np.ndarray | None = None,
-                        context: Context = None) -> np.ndarray: ...
-
-    def score_query(self, query: Query) -> np.ndarray: ...
-
-    def rank(self, query: Query, k: int = 10) -> Ranked: ...
-
-    def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True,
+    def recommend(self, query: Query | np.ndarray, k: int = 10, exclude_seen: bool = True,
                   candidates: np.ndarray | None = None, context: Context = None
                   ) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -64,96 +52,6 @@ class Recommender(Protocol):
 
     @classmethod
     def load(cls, path: Path) -> Self: ...
-
-
-MODELS: dict[str, type[BaseRecommender]] = {}
-
-
-def register(name: str) -> Callable[[type[BaseRecommender]], type[BaseRecommender]]:
-    """Class decorator: make a model available under ``name`` in config files and the CLI."""
-    def deco(cls: type[BaseRecommender]) -> type[BaseRecommender]:
-        cls.name = name
-        MODELS[name] = cls
-        return cls
-    return deco
-
-
-#: a BPR's setting → the parameter of a model's BPR start that takes it (see ``ModelSpec.start_from``)
-START_PARAMS = {"learning_rate": "init_learning_rate", "regularization": "init_regularization",
-                "iterations": "init_iterations"}
-
-
-class ModelSpec(BaseModel):
-    """One model to train: a registered ``name``, its ``params``, and an optional ``label`` for tables."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    label: str | None = None
-    start_from: str | None = Field(None, description="label of a 'bpr' model listed earlier: this model's BPR "
-                                   "start takes that model's settings as fitted in the same seed and scenario "
-                                   "(tuned on validation where it is tuned), so the start it may keep is the "
-                                   "tuned BPR and not BPR at its defaults; the start keeps this model's width")
-
-    @model_validator(mode="after")
-    def _known(self) -> ModelSpec:
-        if self.name not in MODELS:
-            raise ValueError(f"unknown model {self.name!r}; available: {', '.join(sorted(MODELS))}")
-        if self.start_from is not None:
-            fields = MODELS[self.name].Config.model_fields
-            if "init_learning_rate" not in fields:
-                raise ValueError(f"start_from: model {self.name!r} has no BPR start")
-            clash = sorted(set(START_PARAMS.values()) & set(self.params))
-            if clash:
-                raise ValueError(f"start_from sets {', '.join(clash)}: give either start_from or the values")
-        try:
-            create(self.name, self.params)  # validates the hyper-parameters now, before any training
-        except ConfigError as e:
-            raise ValueError(str(e)) from None
-        return self
-
-    @property
-    def display(self) -> str:
-        return self.label or self.name
-
-
-def check_starts(specs: Sequence[ModelSpec]) -> None:
-    """Refuse a ``start_from`` that names no 'bpr' model listed before the model (it is fitted first)."""
-    before: dict[str, str] = {}
-    for spec in specs:
-        if spec.start_from is not None and before.get(spec.start_from) != "bpr":
-            raise ConfigError(f"model {spec.display!r}: start_from {spec.start_from!r} must be the label of a "
-                              f"'bpr' model listed before it")
-        before[spec.display] = spec.name
-
-
-def start_params(spec: ModelSpec, fitted: dict[str, Any]) -> dict[str, Any]:
-    """``spec``'s params with its BPR start set from the params ``fitted`` of the model it starts from."""
-    if spec.start_from is None:
-        return dict(spec.params)
-    return {**spec.params, **{ours: fitted[theirs] for theirs, ours in START_PARAMS.items() if theirs in fitted}}
-
-
-def seeded(name: str, params: dict[str, Any], seed: int) -> dict[str, Any]:
-    """``params`` with ``seed`` added where model ``name`` takes a seed and ``params`` do not fix one (a
-    run's seed must reach every seeded model; a seed the params name wins)."""
-    if "seed" in MODELS[name].Config.model_fields and "seed" not in params:
-        return {**params, "seed": seed}
-    return dict(params)
-
-
-def create(name: str, params: dict[str, Any] | None = None) -> BaseRecommender:
-    """Instantiate a registered model, validating its hyper-parameters."""
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
-    cls = MODELS[name]
-    try:
-        return cls(cls.Config(**(params or {})))
-    except PydanticValidationError as e:
-        first = e.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"model {name!r}, parameter {field!r}: {first['msg']}") from None
 
 
 class BaseRecommender:
@@ -258,6 +156,8 @@ class BaseRecommender:
     def context_codes(self, context: Context, n: int) -> np.ndarray:
         """``context`` (one value for all ``n`` rows, or one per row) as codes: 1 + the value's position in
         ``contexts_``; 0 for ``None``, ``""`` and values never seen in training (the shared scores)."""
+        if isinstance(context, Mapping):  # an event's whole context: the model reads its own column
+            context = context.get(self.context_key) if self.context_key is not None else None
         if context is None or not self.uses_context:
             return np.zeros(n, np.int64)
         lookup = self.__dict__.get("_context_lookup")
@@ -280,54 +180,6 @@ class BaseRecommender:
                               f"{noun} out")
         return bool(self.context_codes(value, 1)[0] > 0)
 
-    def score(self, users: np.ndarray, items: np.ndarray | None = None, context: Context = None
-              ) -> np.ndarray:
-        """Scores as a (len(users), len(items)) float32 array; all items when ``items`` is None.
-        ``context`` reaches context models (see :data:`Context`); context-free models ignore it."""
-        if context is not None and not isinstance(context, str):
-            context = list(context)
-        scores = self.score_query(Query(users=users, context=context))
-        return scores if items is None else scores[:, np.asarray(items)]
-
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Score of each (user, item) pair: ``users`` and ``items`` have the same length."""
-        users, items = np.asarray(users), np.asarray(items)
-        out = np.empty(len(users), np.float32)
-        uniq, inv = np.unique(users, return_inverse=True)
-        for start in range(0, len(uniq), 1024):
-            block = uniq[start:start + 1024]
-            s = self.score(block)
-            sel = (inv >= start) & (inv < start + len(block))
-            out[sel] = s[inv[sel] - start, items[sel]]
-        return out
-
-    def score_histories(self, history: sp.csr_matrix, profiles: np.ndarray | None = None,
-                        context: Context = None) -> np.ndarray:
-        """Scores of all items for users the model was not trained on (new users), from their events
-        ``history`` (``n × n_items``, same item indices) and optional ``profiles`` (``n × d``, as passed
-        to ``fit``), in ``context`` (context models): :meth:`score_query` of a history query. Raises
-        :class:`NotSupportedError` for models that cannot fold a user in."""
-        if context is not None and not isinstance(context, str):
-            context = list(context)
-        return self.score_query(Query(history=history, profiles=profiles, context=context))
-
-    def score_events(self, events: Interactions, batch_size: int = 1024) -> dict[str, np.ndarray]:
-        """Each event's score (its user and item, in the event's own context for context models) as
-        ``{"score": …}``; a multi-task model adds one entry per head. What impression metrics read."""
-        key = self.context_key
-        values = (np.asarray(events.context[key]).astype(str) if key is not None and key in events.context
-                  else np.full(events.n_events, "", object))
-        out = np.zeros(events.n_events, np.float32)
-        for value in np.unique(values):
-            rows = np.flatnonzero(values == value)
-            users, inverse = np.unique(events.users[rows], return_inverse=True)
-            for s in range(0, len(users), batch_size):
-                part = users[s:s + batch_size]
-                scores = self.score(part, context=value or None)
-                hit = (inverse >= s) & (inverse < s + len(part))
-                out[rows[hit]] = scores[inverse[hit] - s, events.items[rows[hit]]]
-        return {"score": out}
-
     # -- factor view (what maximum-inner-product retrieval indexes) -----------------------------------
     def item_factors(self) -> tuple[np.ndarray, np.ndarray | None] | None:
         """``(V, b)``: item vectors (``n_items × d``) and biases (or ``None``) of a model whose score of
@@ -341,26 +193,48 @@ class BaseRecommender:
         in too, so one index over :meth:`item_factors` serves every context and every kind of user."""
         raise NotSupportedError(f"{self.name} has no user vectors")
 
-    def score_query(self, query: Query) -> np.ndarray:
-        """Scores of all items (``len(query) × n_items``) for a :class:`~mosaicrec.models.query.Query`:
-        trained users or new users' histories (folded in), in the query's context, with its profiles."""
+    # -- scoring: one entry point over a query ----------------------------------------------------------
+    #: what :meth:`score` can return per query (``Query.head``): the ranking score, and for multi-task
+    #: models each task's output too
+    heads: ClassVar[tuple[str, ...]] = ("score",)
+
+    def score(self, query: Query | np.ndarray, items: np.ndarray | None = None,
+              context: Context = None) -> np.ndarray:
+        """The model's scores for a :class:`~mosaicrec.models.query.Query`, float32.
+
+        A query of rows (trained users, or new users by their events, folded in) gives ``len(query) ×
+        n_items`` scores (the columns ``items`` only, when given); a query of pairs (``Query.items``) one
+        score per row. Its context reaches context models, its ``head`` multi-task models. An array of
+        trained user indices (with ``context``) is read as ``Query(users=…, context=…)``."""
+        if not isinstance(query, Query):
+            query = Query(users=query, context=context)
+        elif context is not None:
+            raise MosaicError(f"{self.name}: give the context inside the query")
         seen = self._require_fitted()
+        if query.head not in self.heads:
+            raise NotSupportedError(f"{self.name} has no head {query.head!r}; its heads: {', '.join(self.heads)}")
         if query.new_users:
             if query.history.shape[1] != seen.shape[1]:
                 raise MosaicError(f"{self.name}: history has {query.history.shape[1]} items, the model "
                                   f"{seen.shape[1]}")
         else:
             self._check_users(query.users)
-        return np.asarray(self._scores(query), dtype=np.float32)
+        if query.items is not None:
+            self._check_items(query.items)
+            return np.asarray(self._pair_scores(query), dtype=np.float32)
+        scores = np.asarray(self._scores(query), dtype=np.float32)
+        return scores if items is None else scores[:, self._check_items(items)]
 
-    def query_codes(self, query: Query) -> np.ndarray:
-        """The query's context per row as codes (see :meth:`context_codes`)."""
-        return self.context_codes(query.context, len(query))
-
-    def rank(self, query: Query, k: int = 10, batch_size: int = 1024) -> Ranked:
-        """The top ``k`` items of every row of ``query``, best first, with the query's candidates and
-        exclusions applied. Where fewer than ``k`` items remain (a tiny catalog, or everything excluded)
-        the rows are padded with item -1 and score -inf."""
+    def recommend(self, query: Query | np.ndarray, k: int = 10, exclude_seen: bool = True,
+                  candidates: np.ndarray | None = None, context: Context = None, batch_size: int = 1024
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """The top ``k`` item indices and scores of every row of a query, best first, with its candidates
+        and exclusions applied (default: each row's seen items). An array of trained user indices is read
+        as ``Query(users=…, context=…, candidates=…, exclude_seen=…)``. Where fewer than ``k`` items remain
+        (a tiny catalog, or everything excluded) rows are padded with item -1 and score -inf."""
+        if not isinstance(query, Query):
+            query = Query(users=self._check_users(query), context=context, candidates=candidates,
+                          exclude_seen=exclude_seen)
         seen = self._require_fitted()
         n = len(query)
         ids = np.full((n, k), -1, dtype=np.int64)
@@ -371,7 +245,7 @@ class BaseRecommender:
             allowed[np.asarray(query.candidates)] = True
         for start in range(0, n, batch_size):
             part = query.rows(start, start + batch_size)
-            scores = self.score_query(part).astype(np.float32, copy=True)
+            scores = self.score(part).astype(np.float32, copy=True)
             if part.exclude is not None:
                 mask_rows(scores, sp.csr_matrix(part.exclude))
             elif part.exclude_seen:
@@ -382,20 +256,33 @@ class BaseRecommender:
             ids[start:start + len(part), :top.shape[1]] = top
             out[start:start + len(part), :top.shape[1]] = top_scores
         ids[~np.isfinite(out)] = -1
-        return Ranked(ids, {"score": out})
+        return ids, out
 
-    def recommend(self, users: np.ndarray, k: int = 10, exclude_seen: bool = True,
-                  candidates: np.ndarray | None = None, context: Context = None, batch_size: int = 1024
-                  ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` item indices and scores per trained user, best first, in ``context`` (context models):
-        :meth:`rank` of a users query. ``candidates`` restricts the ranking to those item indices; short
-        rows are padded with item -1 and score -inf."""
-        users = self._check_users(users)
-        if context is not None and not isinstance(context, str):
-            context = list(context)
-        ranked = self.rank(Query(users=users, context=context, candidates=candidates, exclude_seen=exclude_seen),
-                           k, batch_size)
-        return ranked.items, ranked.score
+    def query_codes(self, query: Query) -> np.ndarray:
+        """The query's context per row as codes (see :meth:`context_codes`)."""
+        return self.context_codes(query.context, len(query))
+
+    def _pair_scores(self, query: Query, block: int = 1024) -> np.ndarray:
+        """One score per (row, ``query.items[row]``) pair: each distinct user (and context) is scored once,
+        in blocks, and its items picked out. Multi-task and routing models override this."""
+        out = np.empty(len(query), np.float32)
+        items = np.asarray(query.items, np.int64)
+        if query.new_users:
+            for start in range(0, len(query), block):
+                rows = np.arange(start, min(start + block, len(query)))
+                out[rows] = self._scores(query.rows(start, rows[-1] + 1))[np.arange(len(rows)), items[rows]]
+            return out
+        codes = self.query_codes(query)
+        for code in np.unique(codes):
+            rows = np.flatnonzero(codes == code)
+            value = None if code == 0 else str(self.contexts_[code - 1])
+            users, inverse = np.unique(query.users[rows], return_inverse=True)
+            for s in range(0, len(users), block):
+                part = users[s:s + block]
+                scores = self._scores(Query(users=part, context=value))
+                hit = (inverse >= s) & (inverse < s + len(part))
+                out[rows[hit]] = scores[inverse[hit] - s, items[rows[hit]]]
+        return out
 
     def save(self, path: str | Path) -> None:
         """Write the model to a folder: ``model.json`` (name, config, id maps) and ``state.npz``."""
@@ -412,6 +299,8 @@ class BaseRecommender:
     @classmethod
     def load(cls, path: str | Path) -> Self:
         """Read a model written by :meth:`save`; on the base class, dispatches on the saved model name."""
+        from mosaicrec.models.registry import MODELS
+
         path = Path(path)
         try:
             meta = json.loads((path / "model.json").read_text())
@@ -451,6 +340,14 @@ class BaseRecommender:
         if self._seen is None:
             raise NotFittedError(f"{self.name}: call fit() or load() first")
         return self._seen
+
+    def _check_items(self, items: np.ndarray) -> np.ndarray:
+        n = self._require_fitted().shape[1]
+        items = np.atleast_1d(np.asarray(items, dtype=np.int64))
+        if len(items) and (items.min() < 0 or items.max() >= n):
+            bad = items[(items < 0) | (items >= n)][0]
+            raise MosaicError(f"{self.name}: item index {bad} outside 0..{n - 1}")
+        return items
 
     def _check_users(self, users: np.ndarray) -> np.ndarray:
         seen = self._require_fitted()

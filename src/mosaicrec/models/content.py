@@ -13,7 +13,8 @@ from pydantic import Field
 
 from mosaicrec.data.schema import Interactions
 from mosaicrec.fusion import FusionConfig, concat_features, select_modalities
-from mosaicrec.models.base import ModelConfig, register
+from mosaicrec.models.base import ModelConfig
+from mosaicrec.models.registry import register
 from mosaicrec.models.itemknn import ItemKNN
 
 

@@ -27,7 +27,8 @@ from pydantic import Field
 from mosaicrec.data.schema import Interactions
 from mosaicrec.models import _kernels
 from mosaicrec.models.query import Query
-from mosaicrec.models.base import BaseRecommender, ModelConfig, register
+from mosaicrec.models.base import BaseRecommender, ModelConfig
+from mosaicrec.models.registry import register
 from mosaicrec.models.mf import BPR, BPRConfig
 
 

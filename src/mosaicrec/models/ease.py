@@ -12,7 +12,8 @@ from mosaicrec.errors import MosaicError
 from mosaicrec.fusion import FusionConfig, concat_features, select_modalities
 from mosaicrec.models.prior import NewUserPrior, PriorConfig
 from mosaicrec.models.query import Query
-from mosaicrec.models.base import BaseRecommender, ModelConfig, csr_from_state, csr_state, register
+from mosaicrec.models.base import BaseRecommender, ModelConfig, csr_from_state, csr_state
+from mosaicrec.models.registry import register
 
 
 class EASEConfig(PriorConfig, ModelConfig):

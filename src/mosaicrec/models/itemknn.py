@@ -10,7 +10,8 @@ from mosaicrec.data.schema import Interactions
 from mosaicrec.models import _kernels
 from mosaicrec.models.prior import NewUserPrior, PriorConfig
 from mosaicrec.models.query import Query
-from mosaicrec.models.base import BaseRecommender, ModelConfig, csr_from_state, csr_state, register
+from mosaicrec.models.base import BaseRecommender, ModelConfig, csr_from_state, csr_state
+from mosaicrec.models.registry import register
 
 
 class ItemKNNConfig(PriorConfig, ModelConfig):

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from mosaicrec.data.schema import Interactions
 from mosaicrec.fusion import FusionConfig, concat_features, select_modalities
-from mosaicrec.models.base import register
+from mosaicrec.models.registry import register
 from mosaicrec.models.mf import ALS, ALSConfig
 
 

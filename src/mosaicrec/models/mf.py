@@ -16,7 +16,8 @@ from threadpoolctl import threadpool_limits
 from mosaicrec.data.schema import Interactions
 from mosaicrec.models import _kernels
 from mosaicrec.models.query import Query
-from mosaicrec.models.base import BaseRecommender, ModelConfig, register
+from mosaicrec.models.base import BaseRecommender, ModelConfig
+from mosaicrec.models.registry import register
 
 
 def fold_in(V: np.ndarray, history: sp.csr_matrix, reg: float = 0.1, unobserved: float = 0.05,

@@ -14,6 +14,7 @@ pooled model (on its latest events) keeps it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -21,7 +22,8 @@ from pydantic import Field
 
 from mosaicrec.data.schema import Interactions
 from mosaicrec.errors import ConfigError
-from mosaicrec.models.base import MODELS, BaseRecommender, ModelConfig, create, register, seeded
+from mosaicrec.models.base import BaseRecommender, ModelConfig
+from mosaicrec.models.registry import MODELS, create, register, seeded
 from mosaicrec.models.query import Query
 
 
@@ -92,6 +94,8 @@ class PerContext(BaseRecommender):
 
     def _values(self, query: Query) -> np.ndarray:
         ctx = query.context
+        if isinstance(ctx, Mapping):
+            ctx = ctx.get(self.config.context)
         if ctx is None:
             return np.full(len(query), "", object)
         return np.full(len(query), ctx, object) if isinstance(ctx, str) else np.asarray(list(ctx), object)
@@ -105,17 +109,22 @@ class PerContext(BaseRecommender):
                          timestamps=None if query.timestamps is None else query.timestamps[rows],
                          profiles=None if query.profiles is None else query.profiles[rows],
                          context=[str(v) for v in values[rows]], exclude_seen=False)
-            out[rows] = model.score_query(part)
+            out[rows] = model.score(part)
         return out
 
-    def score_events(self, events: Interactions, batch_size: int = 1024) -> dict[str, np.ndarray]:
-        key = self.config.context
-        values = (np.asarray(events.context[key]).astype(str) if key in events.context
-                  else np.full(events.n_events, "", object))
-        out: dict[str, np.ndarray] = {}
+    @property
+    def heads(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.pooled_.heads
+
+    def _pair_scores(self, query: Query, block: int = 1024) -> np.ndarray:
+        """Each pair scored by its context's model (the pooled one for contexts never seen)."""
+        values = self._values(query)
+        out = np.zeros(len(query), np.float32)
         for model, rows, _ in self._route(values):
-            for head, scores in model.score_events(events.subset(rows), batch_size).items():
-                out.setdefault(head, np.zeros(events.n_events, np.float32))[rows] = scores
+            context = ({k: _take(v, rows) for k, v in query.context.items()}
+                       if isinstance(query.context, Mapping) else [str(v) for v in values[rows]])
+            out[rows] = model.score(Query(users=query.users[rows], items=query.items[rows], context=context,
+                                          head=query.head))
         return out
 
     def _state(self) -> dict[str, np.ndarray]:
@@ -134,3 +143,7 @@ class PerContext(BaseRecommender):
             model._set_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
             models.append(model)
         self.pooled_, self.models_ = models[0], models[1:]
+
+
+def _take(values: Any, rows: np.ndarray) -> Any:
+    return values if values is None or isinstance(values, str) else np.asarray(values, dtype=object)[rows]

@@ -6,7 +6,8 @@ import numpy as np
 
 from mosaicrec.data.schema import Interactions
 from mosaicrec.models.query import Query
-from mosaicrec.models.base import BaseRecommender, ModelConfig, register
+from mosaicrec.models.base import BaseRecommender, ModelConfig
+from mosaicrec.models.registry import register
 
 
 class MostPopularConfig(ModelConfig):

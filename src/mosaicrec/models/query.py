@@ -1,17 +1,16 @@
-"""The one request value every model answers, and the one answer it gives.
+"""The one request value every model answers.
 
-A :class:`Query` names who to rank for — trained users by index, **or** users the model never trained on by
+A :class:`Query` names who to score for — trained users by index, **or** users the model never trained on by
 their events (an ordered history: items, timestamps, weights) — together with the request's context, user
-profiles, candidate items and exclusions. Fold-in, context and (later) sequences are fields of the query,
-not separate methods: ``model.rank(query, k)`` and ``model.score_query(query)`` serve all of them.
-A :class:`Ranked` holds the top items per row, their scores per head (``"score"`` for single-head models)
-and, where a policy made the list, the propensity of each shown item.
+profiles, candidate items and exclusions; or, with ``items``, (user, item) pairs such as logged events.
+Fold-in, context, sequences, pairs and a multi-task model's heads are fields of the query, not separate
+methods: ``model.score(query)`` and ``model.recommend(query, k)`` serve all of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,12 @@ import scipy.sparse as sp
 
 from mosaicrec.data.schema import Interactions
 from mosaicrec.errors import MosaicError
+
+
+#: The context of a request: one value of the model's context column (e.g. a scenario) for every row, one
+#: value per row, a mapping of context columns to per-row values (an event's whole context, of which each
+#: model reads its own columns), or ``None`` (no context: the model's shared, context-free scores).
+Context = str | Sequence[str] | np.ndarray | Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,9 @@ class Query:
     ``context``: one value for all rows or one per row (context models); ``candidates``: the only item
     indices that may be returned; ``exclude``: ``n × n_items`` items never returned (default: the rows'
     seen items — the trained users' training items, or the history itself); ``exclude_seen=False`` turns
-    the default off."""
+    the default off. ``items`` (one item index per row) asks for the score of each (row, item) pair
+    instead of every item; ``head`` names which output of a multi-task model to score (``"score"``: the
+    ranking blend, the only head of other models)."""
 
     users: np.ndarray | None = None
     history: sp.csr_matrix | None = None
@@ -41,6 +48,8 @@ class Query:
     candidates: np.ndarray | None = None
     exclude: sp.csr_matrix | None = None
     exclude_seen: bool = True
+    items: np.ndarray | None = None
+    head: str = "score"
 
     def __post_init__(self) -> None:
         if (self.users is None) == (self.history is None):
@@ -54,8 +63,14 @@ class Query:
             value = getattr(self, name)
             if value is not None and value.shape[0] != n:
                 raise MosaicError(f"query: {value.shape[0]} rows of {name} for {n} rows")
-        if self.context is not None and not isinstance(self.context, str) and len(self.context) != n:
-            raise MosaicError(f"query: {len(self.context)} context values for {n} rows")
+        if self.items is not None:
+            object.__setattr__(self, "items", np.atleast_1d(np.asarray(self.items, dtype=np.int64)))
+            if len(self.items) != n:
+                raise MosaicError(f"query: {len(self.items)} items for {n} rows (one item per row)")
+        columns = self.context.values() if isinstance(self.context, Mapping) else [self.context]
+        for values in columns:
+            if values is not None and not isinstance(values, str) and len(values) != n:
+                raise MosaicError(f"query: {len(values)} context values for {n} rows")
 
     def __len__(self) -> int:
         return self.history.shape[0] if self.history is not None else len(self.users)
@@ -86,6 +101,12 @@ class Query:
         return cls(history=history, timestamps=ts, **fields)
 
     @classmethod
+    def of_pairs(cls, events: Interactions, **fields: Any) -> Query:
+        """A query of the (user, item) pairs of ``events`` (trained user and item indices), each in its
+        event's own context: one score per event (what impression metrics read)."""
+        return cls(users=events.users, items=events.items, context=events.context or None, **fields)
+
+    @classmethod
     def of_events(cls, events: Interactions, **fields: Any) -> Query:
         """A query for the users of ``events`` (every user index of its id map, one row each) as new
         users: their events as the history (binary) and each event's latest time as ``timestamps``."""
@@ -101,25 +122,17 @@ class Query:
 
     def rows(self, start: int, stop: int) -> Query:
         """The query restricted to rows ``start:stop`` (batching)."""
-        cut = {}
-        for name in ("users", "history", "timestamps", "profiles", "exclude"):
+        cut: dict[str, Any] = {}
+        for name in ("users", "history", "timestamps", "profiles", "exclude", "items"):
             value = getattr(self, name)
             cut[name] = None if value is None else value[start:stop]
-        context = self.context
-        if context is not None and not isinstance(context, str):
-            context = list(context)[start:stop]
-        return Query(**cut, context=context, candidates=self.candidates, exclude_seen=self.exclude_seen)
+        return Query(**cut, context=_cut_context(self.context, start, stop), candidates=self.candidates,
+                     exclude_seen=self.exclude_seen, head=self.head)
 
 
-@dataclass
-class Ranked:
-    """Top items per row (``-1``: an empty slot), their scores per head, and optional propensities."""
-
-    items: np.ndarray
-    scores: dict[str, np.ndarray] = field(default_factory=dict)
-    propensities: np.ndarray | None = None
-
-    @property
-    def score(self) -> np.ndarray:
-        """The ranking head's scores (the only head of single-head models)."""
-        return self.scores["score"]
+def _cut_context(context: Context, start: int, stop: int) -> Context:
+    if context is None or isinstance(context, str):
+        return context
+    if isinstance(context, Mapping):
+        return {k: _cut_context(v, start, stop) for k, v in context.items()}
+    return context[start:stop] if isinstance(context, np.ndarray) else list(context)[start:stop]

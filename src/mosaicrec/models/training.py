@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from mosaicrec.data.content import ItemContent
 from mosaicrec.data.schema import Dataset
 from mosaicrec.data.splits import to_implicit
-from mosaicrec.models.base import BaseRecommender, create
+from mosaicrec.models.base import BaseRecommender
+from mosaicrec.models.registry import create
 
 INFO_FILE = "training.json"
 CONTENT_FILE = "content.npz"

@@ -33,7 +33,7 @@ def leave_one_out_scores(model: BaseRecommender, history: np.ndarray, n_items: i
     cols = np.concatenate([history, np.tile(history, m)[keep.ravel()]])
     vals = np.concatenate([w, np.tile(w, m)[keep.ravel()]])
     matrix = sp.csr_matrix((vals, (rows, cols)), shape=(m + 1, n_items))
-    return model.score_query(Query(history=matrix, exclude_seen=False))
+    return model.score(Query(history=matrix, exclude_seen=False))
 
 
 def contributions(scores: np.ndarray, items: np.ndarray) -> np.ndarray:

@@ -302,7 +302,7 @@ class Service:
                         q = model.query_factors(Query(history=x, timestamps=times, context=scenario))[0]
                         how = "query", np.append(q, np.float32(1.0)).astype(np.float32)
                     else:
-                        how = "scores", model.score_query(Query(history=x, timestamps=times, context=scenario))[0]
+                        how = "scores", model.score(Query(history=x, timestamps=times, context=scenario))[0]
                     if len(self._folded) >= self.FOLD_CACHE:
                         self._folded.clear()
                     self._folded[user_id] = (key, how, ev)

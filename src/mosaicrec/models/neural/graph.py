@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
-from mosaicrec.models.base import register
+from mosaicrec.models.registry import register
 from mosaicrec.models.neural.base import NeuralConfig, _copy_start, _init, _net_base, _NeuralModel, _torch
 from mosaicrec.models.content import knn_graph
 

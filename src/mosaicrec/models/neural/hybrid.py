@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mosaicrec.models.base import register
+from mosaicrec.models.registry import register
 from mosaicrec.models.query import Query
 from mosaicrec.models.neural.base import _copy_start, _init, _net_base, _NeuralModel, _normalise, _torch
 from mosaicrec.models.mf import fold_in

@@ -34,7 +34,8 @@ gives items with few impressions an embedding shaped by what they are.
 
 Ranking score: a blend of the heads, Σ_t ``blend[t]``·p_t, where p_t is a binary head's probability or a
 regression head's standardised prediction through a sigmoid (so every head is on (0, 1)). The heads
-themselves are returned by :meth:`MultiTask.score_events` (what the impression metrics read).
+themselves are scored by a pair query naming the head (``Query.of_pairs(events, head=...)``, what the
+impression metrics read).
 
 Early stopping holds out the latest ``validation_share`` of the training impressions (a temporal cut, the
 same kind as the test split), stops on the mean AUC of the binary tasks there and, with ``refit``, trains
@@ -48,6 +49,7 @@ their best and stops others short. Scoring then runs one network per distinct ch
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -57,7 +59,8 @@ from scipy.stats import spearmanr
 
 from mosaicrec.data.schema import Interactions, context_floats
 from mosaicrec.errors import ConfigError
-from mosaicrec.models.base import BaseRecommender, ModelConfig, register
+from mosaicrec.models.base import BaseRecommender, ModelConfig
+from mosaicrec.models.registry import register
 from mosaicrec.models.query import Query
 from mosaicrec.models.trainer import auc, train_epochs
 
@@ -277,11 +280,15 @@ class MultiTask(BaseRecommender):
     # -- features ---------------------------------------------------------------------------------------
     def _codes(self, events: Interactions) -> np.ndarray:
         """``n_events × n_features`` codes (0: unknown) of the events' context features."""
-        out = np.zeros((events.n_events, len(self.config.features)), np.int64)
+        return self._context_codes(events.context, events.n_events)
+
+    def _context_codes(self, context: Mapping[str, Any], n: int) -> np.ndarray:
+        """``n × n_features`` codes (0: unknown) of per-row context columns."""
+        out = np.zeros((n, len(self.config.features)), np.int64)
         for k, f in enumerate(self.config.features):
-            if f in events.context:
+            if f in context:
                 table = self._lookup(k)
-                out[:, k] = [table.get(v, 0) for v in np.asarray(events.context[f]).astype(str)]
+                out[:, k] = [table.get(v, 0) for v in np.asarray(context[f]).astype(str)]
         return out
 
     def _lookup(self, k: int) -> dict[str, int]:
@@ -369,6 +376,7 @@ class MultiTask(BaseRecommender):
         self.task_epochs_ = task_epochs
         self.head_weights_, self.head_index_ = None, None
         self.__dict__.pop("_head_nets", None)
+        self.__dict__.pop("_pair_cache", None)
         if task_states is None:
             return
         distinct: list[Any] = []
@@ -542,40 +550,63 @@ class MultiTask(BaseRecommender):
     def _forward(self, net, events: Interactions) -> np.ndarray:
         return self._run(events.users, events.items, self._codes(events), net)
 
-    def heads(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+    @property
+    def heads(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The ranking blend, each task by name and by its label column (what impression metrics ask)."""
+        names = [t.name for t in self.config.tasks] + [t.label for t in self.config.tasks]
+        return ("score", *dict.fromkeys(n for n in names if n != "score"))
+
+    def _head_outputs(self, raw: np.ndarray) -> dict[str, np.ndarray]:
         """Each task's output on (0, 1) (a probability, or a regression's standardised value through a
         sigmoid) and ``"score"``: their blend."""
         out = {t.name: expit(raw[:, k]) for k, t in enumerate(self.config.tasks)}
         blend = sum(w * out[name] for name, w in self.config.blend.items())
         return {**{k: v.astype(np.float32) for k, v in out.items()}, "score": np.asarray(blend, np.float32)}
 
-    def score_events(self, events: Interactions, batch_size: int = 1024) -> dict[str, np.ndarray]:
-        """Every head's output and the blend for each event (its user, item and context), for the
-        impression metrics. Regression heads: the standardised prediction (an order, not seconds)."""
-        raw = self._run(events.users, events.items, self._codes(events))
-        out = self.heads(raw)
+    def _pair_scores(self, query: Query, block: int = 1024) -> np.ndarray:
+        """The head ``query.head`` for each (user, item) pair in its row's context. Regression heads: the
+        standardised prediction (an order, not seconds). The network runs once for the pairs; the other
+        heads of the same pairs (the impression metrics ask for each) reuse that run."""
+        if query.new_users:
+            raise self._no_fold_in()
+        key = (id(query.users), id(query.items), id(query.context))
+        hit = self.__dict__.get("_pair_cache")
+        if hit is not None and hit[0] == key:
+            raw = hit[2]
+        else:
+            raw = self._run(query.users, query.items, self._query_features(query))
+            self._pair_cache = (key, (query.users, query.items, query.context), raw)  # refs keep the ids unique
+        out = self._head_outputs(raw)
         for k, t in enumerate(self.config.tasks):
             if t.kind == "regression":
                 out[t.name] = raw[:, k]
-        for t in self.config.tasks:  # the impression metrics ask by the label column (e.g. play_s)
+        for t in self.config.tasks:
             out.setdefault(t.label, out[t.name])
-        return out
+        return out[query.head]
+
+    def _query_features(self, query: Query) -> np.ndarray:
+        """Feature codes per row: an event's whole context (a mapping) gives every feature; one context
+        value (or one per row) gives the scenario feature alone."""
+        if isinstance(query.context, Mapping):
+            return self._context_codes(query.context, len(query))
+        codes = np.zeros((len(query), len(self.config.features)), np.int64)
+        if self.config.context in self.config.features:
+            codes[:, self.config.features.index(self.config.context)] = self.query_codes(query)
+        return codes
 
     def _scores(self, query: Query) -> np.ndarray:
         if query.new_users:
             raise self._no_fold_in()
         users = self._check_users(query.users)
         n_items = self.weights_["items.weight"].shape[0]
-        codes = np.zeros((len(users), len(self.config.features)), np.int64)
-        if self.config.context in self.config.features:
-            codes[:, self.config.features.index(self.config.context)] = self.query_codes(query)
+        codes = self._query_features(query)
         out = np.empty((len(users), n_items), np.float32)
         step = max(1, 65_536 // n_items)  # rows of (user, item) pairs per forward pass
         for s in range(0, len(users), step):
             n = len(users[s:s + step])
             raw = self._run(np.repeat(users[s:s + step], n_items), np.tile(np.arange(n_items), n),
                             np.repeat(codes[s:s + step], n_items, axis=0))
-            out[s:s + n] = self.heads(raw)["score"].reshape(n, n_items)
+            out[s:s + n] = self._head_outputs(raw)["score"].reshape(n, n_items)
         return out
 
     def _state(self) -> dict[str, np.ndarray]:

@@ -44,7 +44,8 @@ from pydantic import Field
 from mosaicrec.data.schema import Interactions
 from mosaicrec.errors import ConfigError
 from mosaicrec.fusion import FusionConfig, concat_features, select_modalities
-from mosaicrec.models.base import BaseRecommender, ModelConfig, register
+from mosaicrec.models.base import BaseRecommender, ModelConfig
+from mosaicrec.models.registry import register
 from mosaicrec.models.context import context_values
 from mosaicrec.models.query import Query
 from mosaicrec.models.trainer import recall_at, train_epochs

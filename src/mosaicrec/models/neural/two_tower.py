@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from mosaicrec.data.schema import binary_rows
-from mosaicrec.models.base import register
+from mosaicrec.models.registry import register
 from mosaicrec.models.query import Query
 from mosaicrec.models.neural.base import NeuralConfig, _copy_start, _init, _net_base, _NeuralModel, _normalise, _torch
 

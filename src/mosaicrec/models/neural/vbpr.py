@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from mosaicrec.models.base import register
+from mosaicrec.models.registry import register
 from mosaicrec.models.neural.base import NeuralConfig, _copy_start, _init, _net_base, _NeuralModel, _torch
 
 

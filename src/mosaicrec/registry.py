@@ -17,8 +17,8 @@ point in its own ``pyproject.toml``::
 The entry points of a group are loaded the first time the registry is read (not at import, so a broken
 plugin costs nothing until a name is looked up, and then fails with its package named). A loaded object
 that registered itself on import is kept as it is; any other is registered under the entry point's name by
-the registry's ``adopt`` hook (a model class gets its ``name`` set, a dataset function its description
-from its docstring).
+the registry: a class must subclass the registry's ``base`` and takes the entry point's name as its
+``name``; a registry without a base (datasets) wraps the object with its ``adopt`` hook.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ class PluginError(ConfigError):
 class Registry(Mapping[str, T], Generic[T]):
     """Name → part, filled by built-in registrations and by the entry points of ``group``."""
 
-    def __init__(self, kind: str, group: str, adopt: Callable[[str, Any], T] | None = None) -> None:
-        self.kind, self.group = kind, group
+    def __init__(self, kind: str, group: str, *, base: type | None = None,
+                 adopt: Callable[[str, Any], T] | None = None) -> None:
+        self.kind, self.group, self.base = kind, group, base
         self._adopt = adopt
         self._entries: dict[str, T] = {}
         self._plugins_loaded = False
@@ -100,7 +101,13 @@ class Registry(Mapping[str, T], Generic[T]):
                                       f"{type(e).__name__}: {e}") from None
                 if ep.name in self._entries:
                     continue  # it registered itself on import
-                self.add(ep.name, self._adopt(ep.name, obj) if self._adopt is not None else obj)
+                self.add(ep.name, self._adopt(ep.name, obj) if self._adopt is not None else self._named(ep.name, obj))
+
+    def _named(self, name: str, cls: Any) -> T:
+        if self.base is not None and not (isinstance(cls, type) and issubclass(cls, self.base)):
+            raise PluginError(f"the {self.kind} plugin {name!r} is not a {self.base.__name__} subclass: {cls!r}")
+        cls.name = name
+        return cls
 
     def reload_plugins(self) -> None:
         """Read the entry points again (after installing a plugin in a running process)."""

@@ -69,7 +69,7 @@ def _adopt(name: str, build: Any) -> _Entry:
 
 
 #: built-in dataset name → entry; plugins add theirs through the ``mosaicrec.datasets`` entry points
-DATASETS: Registry[_Entry] = Registry("dataset", "mosaicrec.datasets", _adopt)
+DATASETS: Registry[_Entry] = Registry("dataset", "mosaicrec.datasets", adopt=_adopt)
 
 
 def register_dataset(name: str, description: str, requires: str = "", folder: str | None = None

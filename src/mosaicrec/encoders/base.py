@@ -170,16 +170,8 @@ def _short(ref: str, n: int = 60) -> str:
     return ref if len(ref) <= n else ref[: n - 1] + "…"
 
 
-def _adopt(name: str, cls: Any) -> type[Encoder]:
-    """An encoder class named by an entry point: it must be an :class:`Encoder`; it takes that name."""
-    if not (isinstance(cls, type) and issubclass(cls, Encoder)):
-        raise ConfigError(f"the encoder plugin {name!r} is not an Encoder subclass: {cls!r}")
-    cls.name = name
-    return cls
-
-
 #: registered encoder name → class; plugins add theirs through the ``mosaicrec.encoders`` entry points
-ENCODERS: Registry[type[Encoder]] = Registry("encoder", "mosaicrec.encoders", _adopt)
+ENCODERS: Registry[type[Encoder]] = Registry("encoder", "mosaicrec.encoders", base=Encoder)
 DEFAULT_ENCODERS: dict[Modality, str] = {}
 
 

@@ -16,16 +16,8 @@ from mosaicrec.models.base import BaseRecommender
 from mosaicrec.registry import Registry
 
 
-def _adopt(name: str, cls: Any) -> type[BaseRecommender]:
-    """A model class named by an entry point: it must be a recommender; it takes the entry point's name."""
-    if not (isinstance(cls, type) and issubclass(cls, BaseRecommender)):
-        raise ConfigError(f"the model plugin {name!r} is not a BaseRecommender subclass: {cls!r}")
-    cls.name = name
-    return cls
-
-
 #: registered model name → class; plugins add theirs through the ``mosaicrec.models`` entry points
-MODELS: Registry[type[BaseRecommender]] = Registry("model", "mosaicrec.models", _adopt)
+MODELS: Registry[type[BaseRecommender]] = Registry("model", "mosaicrec.models", base=BaseRecommender)
 
 
 def register(name: str) -> Callable[[type[BaseRecommender]], type[BaseRecommender]]:

@@ -32,7 +32,7 @@ from mosaicrec.data import load_dataset
 from mosaicrec.data.store import Store
 from mosaicrec.encoders import ContentConfig, encode_content
 from mosaicrec.models.training import TrainingInfo, fit_on_dataset
-from mosaicrec.serving.live import history_indices
+from mosaicrec.ranking.live import history_indices
 from mosaicrec.serving.service import Service
 
 RESULTS = Path(__file__).parent / "results"

@@ -490,3 +490,91 @@ def test_train_and_export_on_a_ray_cluster_given_by_address(files, ray_cluster):
     refused = cli("export", "--model", "two", "--out", "top", "--workers", "2", "--ray-address", address,
                   cwd=files, check=False)
     assert refused.returncode != 0 and "not empty" in refused.stderr
+
+
+def _live_store(files) -> None:
+    """A store whose model is stale: after training, a new user liked three films, a trained user disliked
+    the top item of their list, and another user was erased (all written to the store, as the API does)."""
+    from mosaicrec.data.store import Store
+
+    cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", "s.duckdb", cwd=files)
+    cli("train", "--model", "als", "--param", "iterations=3", "--param", "factors=8", "--store", "s.duckdb",
+        "--out", "m", cwd=files)
+    top = cli("recommend", "--user", "u1", "--model", "m", "-k", "1", cwd=files).stdout
+    disliked = next(w for w in top.split() if w.startswith("i") and w[1:].isdigit())
+    import pandas as pd
+
+    live = pd.DataFrame({"user_id": ["newbie"] * 3 + ["u1"], "item_id": ["i3", "i4", "i5", disliked],
+                         "timestamp": [10_000, 10_001, 10_002, 10_003], "event_type": "interaction",
+                         "weight": [1.0, 1.0, 1.0, 0.0], "context": "{}"})
+    with Store(files / "s.duckdb") as st:
+        st.ingest(events=live)
+        st.delete_user("u2")
+    return disliked
+
+
+@pytest.mark.xdist_group("ray")
+def test_export_in_one_process_and_on_ray_write_the_same_rows_by_the_api_rules(files, ray_cluster):
+    import pandas as pd
+
+    disliked = _live_store(files)
+    address = ray_cluster.get_runtime_context().gcs_address
+    cli("export", "--model", "m", "--out", "one.parquet", "-k", "5", cwd=files)
+    cli("export", "--model", "m", "--out", "two", "-k", "5", "--workers", "2", "--ray-address", address, cwd=files)
+    one = pd.read_parquet(files / "one.parquet").sort_values(["user_id", "rank"]).reset_index(drop=True)
+    two = pd.read_parquet(files / "two").sort_values(["user_id", "rank"]).reset_index(drop=True)
+    assert len(one) == len(two) == 5 * 40  # 40 users: u2 erased, newbie added
+    pd.testing.assert_frame_equal(one[["user_id", "rank", "item_id", "cold_start"]],
+                                  two[["user_id", "rank", "item_id", "cold_start"]], check_dtype=False)
+    assert (one["score"] - two["score"]).abs().max() < 1e-6
+    assert "u2" not in set(one["user_id"])  # erased
+    assert not ((one["user_id"] == "u1") & (one["item_id"] == disliked)).any()  # a dislike never comes back
+    newbie = one[one["user_id"] == "newbie"]
+    assert len(newbie) == 5 and not newbie["cold_start"].any()  # folded in from their live likes
+    assert not set(newbie["item_id"]) & {"i3", "i4", "i5"}
+    api = cli("recommend", "--user", "newbie", "--model", "m", "-k", "5", cwd=files).stdout
+    assert [w for w in api.split() if w in set(newbie["item_id"])] == newbie["item_id"].tolist()
+
+
+def test_star_ratings_need_a_like_rule_and_train_keeps_it(files):
+    import json
+
+    rows = ["user_id,item_id,stars,timestamp"] + [f"u{u},i{(u + j) % 30},{1 + (u + j) % 5},{u * 100 + j}"
+                                                  for u in range(40) for j in range(8)]
+    (files / "stars.csv").write_text("\n".join(rows) + "\n")
+    ingest = ["ingest", "--events", "stars.csv", "--items", "items.csv", "--map", "events.weight=stars"]
+    plain = cli(*ingest, "--store", "a.duckdb", cwd=files)
+    assert "look like ratings (1 to 5)" in plain.stderr and "--likes 4" in plain.stderr
+    refused = cli("train", "--model", "ease", "--store", "a.duckdb", "--out", "m", cwd=files, check=False)
+    assert refused.returncode == 1 and "look like ratings (1 to 5)" in refused.stderr
+    assert "--likes 4" in refused.stderr and "--rating-scale" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (files / "m").exists()
+    declared = cli(*ingest, "--rating-scale", "1,5", "--store", "b.duckdb", cwd=files).stdout
+    assert "weights ≥ 4 are likes (ratings 1–5)" in declared
+    cli("train", "--model", "ease", "--store", "b.duckdb", "--out", "m", cwd=files)
+    assert json.loads((files / "m" / "training.json").read_text())["threshold"] == 4.0  # 1-3 stars are no likes
+    cli(*ingest, "--likes", "5", "--store", "c.duckdb", cwd=files)
+    cli("train", "--model", "ease", "--store", "c.duckdb", "--out", "m5", cwd=files)
+    assert json.loads((files / "m5" / "training.json").read_text())["threshold"] == 5.0
+    given = cli("train", "--model", "ease", "--store", "a.duckdb", "--threshold", "3", "--out", "m3", cwd=files)
+    assert "positives: weight ≥ 3" in given.stdout
+    bad = cli(*ingest, "--likes", "lots", "--store", "d.duckdb", cwd=files, check=False)
+    assert bad.returncode == 1 and "--likes expects a number" in bad.stderr
+
+
+def test_ingest_counts_users_known_only_by_their_events(files):
+    first = cli("ingest", "--events", "events.csv", "--store", "s.duckdb", cwd=files).stdout
+    assert "40 new users" in first and "30 new items" in first  # no users or items file: all known by events
+    again = cli("ingest", "--events", "events.csv", "--store", "s.duckdb", cwd=files).stdout
+    assert "0 new users" in again
+
+
+@pytest.mark.parametrize("server, expected", [
+    ("127.0.0.1:1", "--server must be a URL such as http://127.0.0.1:8000"),
+    ("http://127.0.0.1:1", "cannot reach http://127.0.0.1:1"),
+])
+def test_retrain_against_a_bad_or_absent_server_is_one_line(files, server, expected):
+    (files / "keys.txt").write_text(KEYS)
+    proc = cli("retrain", "--server", server, "--api-key-file", "keys.txt", cwd=files, check=False)
+    assert proc.returncode == 1 and expected in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

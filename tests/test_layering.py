@@ -1,4 +1,5 @@
-"""The pipeline's stages import one way: a lower stage never imports a higher one."""
+"""The pipeline's stages import one way: a lower stage never imports a higher one; above them the config
+files, then the use cases (``app``), then the command line, which nothing imports."""
 
 import ast
 from pathlib import Path
@@ -6,7 +7,12 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mosaicrec"
-ORDER = ["data", "encoders", "fusion", "models", "ranking", "serving", "evaluation"]
+ORDER = ["data", "encoders", "fusion", "models", "ranking", "serving", "evaluation", "config", "app", "cli"]
+
+
+def _files(stage: str) -> list[Path]:
+    folder = SRC / stage
+    return sorted(folder.rglob("*.py")) if folder.is_dir() else [SRC / f"{stage}.py"]
 
 
 def imported_stages(path: Path) -> set[str]:
@@ -22,6 +28,16 @@ def imported_stages(path: Path) -> set[str]:
 @pytest.mark.parametrize("stage", ORDER)
 def test_stage_imports_only_lower_stages(stage):
     allowed = set(ORDER[: ORDER.index(stage) + 1])
-    for path in (SRC / stage).rglob("*.py"):
+    files = _files(stage)
+    assert all(p.is_file() for p in files) and files, stage
+    for path in files:
         bad = imported_stages(path) - allowed
         assert not bad, f"{path.relative_to(SRC)} imports higher stage(s) {sorted(bad)}"
+
+
+def test_every_module_belongs_to_a_stage():
+    staged = {p for stage in ORDER for p in _files(stage)}
+    shared = {SRC / "__init__.py", SRC / "errors.py", SRC / "registry.py"}  # below every stage
+    assert {p for p in SRC.rglob("*.py")} - staged - shared == set()
+    for path in shared:
+        assert not imported_stages(path), f"{path.name} must import no stage"

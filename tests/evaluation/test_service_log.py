@@ -9,8 +9,13 @@ import pytest
 
 from mosaicrec.data.schema import Interactions
 from mosaicrec.data.store import Store
-from mosaicrec.evaluation.service_log import evaluate_on_log, read_impressions
+from mosaicrec.errors import MosaicError
+from mosaicrec.evaluation.service_log import evaluate_on_log, read_impressions, target_lists, without_rewards
 from mosaicrec.models import create
+from mosaicrec.models.training import TrainingInfo
+from mosaicrec.ranking.export import Listing
+from mosaicrec.ranking.live import LiveState
+from mosaicrec.ranking.snapshot import Catalog
 from mosaicrec.serving.bandit import BanditServing
 from mosaicrec.serving.service import Service
 from tests.serving.test_bandit_serving import N_ITEMS, _rewards, _setup
@@ -83,7 +88,7 @@ def test_estimates_find_each_targets_true_value(served):
         truth = _truth(model, rounds_users, good, 5)
         ev = evaluate_on_log(log, model, name, n_boot=200, seed=0)
         results[name] = (truth, ev)
-        assert ev.target == name and ev.rounds == 300 and ev.rows == 1500 and ev.skipped_rounds == 0
+        assert ev.target == name and ev.rounds == 300 and ev.rows == 1500 and ev.cold_rounds == 0
         assert 0.03 < ev.overlap < 0.9  # ε = 0.5 over 40 items: the lists of 5 show some of any target's items
         for est_name in ("ips", "snips", "dr"):  # IPS is the noisiest (weights up to 16): its interval says so
             est = ev.estimates[est_name]
@@ -95,21 +100,43 @@ def test_estimates_find_each_targets_true_value(served):
     assert e_good.estimates["snips"].low > e_bad.estimates["snips"].high
 
 
-def test_unknown_users_are_left_out_and_counted(served):
+def test_users_a_target_does_not_know_get_its_popular_list_and_are_counted(served):
     x, store, good, users = served
     with Store(store, read_only=True) as st:
         log = read_impressions(st, threshold=1.0)
-    few = Interactions.from_arrays(np.array([0, 1]), np.array([0, 1]), n_users=2, n_items=N_ITEMS)
+    few = Interactions.from_arrays(np.array([0, 1, 1]), np.array([0, 1, 2]), n_users=2, n_items=N_ITEMS)
     ev = evaluate_on_log(log, create("mostpop").fit(few))
-    assert ev.rounds == 10 and ev.skipped_rounds == 290  # users 0 and 1 asked 5 times each
-    nobody = Interactions.from_arrays(np.array([0]), np.array([0]), n_users=1, n_items=N_ITEMS)
-    with pytest.raises(ValueError, match="knows none"):
-        evaluate_on_log(log[log["user_id"] != "0"], create("mostpop").fit(nobody))
-    with pytest.raises(ValueError, match="empty"):
+    assert ev.rounds == 300 and ev.cold_rounds == 290  # users 0 and 1 asked 5 times each; the rest are new
+    target = evaluate_on_log(log[log["user_id"] != "0"], create("mostpop").fit(few))
+    assert target.rounds == 295 and target.cold_rounds == 290
+    with pytest.raises(MosaicError, match="empty"):
         evaluate_on_log(log.iloc[:0], create("mostpop").fit(few))
     with Store(store, read_only=True) as st:
         assert read_impressions(st, policy="greedy").empty
         assert len(read_impressions(st, since=0.0)) == 1500
+
+
+def test_a_target_is_asked_with_the_users_history_less_the_logged_rewards(served):
+    """Through the store: the target's list for a logged round leaves out what the user did before the log
+    (their history), never the rewards of the logged lists, which are what it is measured by."""
+    x, store, good, users = served
+    with Store(store, read_only=True) as st:
+        log = read_impressions(st, threshold=1.0)
+        events = st.events_frame(("user_id", "item_id", "timestamp", "weight", "context"))
+    history = without_rewards(events, set(log["request_id"]))
+    assert len(events) - len(history) == 1500  # one reward event per shown item, all left out
+    assert not history["context"].astype(str).str.contains("request_id").any()
+    assert len(without_rewards(events, set())) == len(events)  # rewards of other lists stay history
+    model = create("mostpop").fit(_popular(True, good, x.item_ids))
+    ids = [str(i) for i in model.item_ids]
+    live = LiveState(1.0)
+    live.load(history, {})
+    listing = Listing(model, TrainingInfo(threshold=1.0), Catalog.build(ids, ids, [{}] * len(ids)), None, live)
+    first = log.drop_duplicates("request_id").assign(k=5)
+    lists, cold = target_lists(listing, first[["request_id", "user_id", "k", "scenario"]])
+    assert len(lists) == 300 and not cold
+    for rid, user in first[["request_id", "user_id"]].itertuples(index=False):
+        assert len(lists[rid]) == 5 and not set(live.get(user).positives) & set(lists[rid])
 
 
 def test_cli_ope_prints_and_writes_the_estimates(served, tmp_path):

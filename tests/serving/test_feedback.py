@@ -135,7 +135,7 @@ def test_search_with_a_user_reads_one_state_while_items_are_added(tmp_path):
 
         def encode(self, texts):
             return np.array([[1.0, 0.0, 0.0]], np.float32)
-    service._encoders["text"] = Fixed()
+    service.content.encoders["text"] = Fixed()
     errors, stop = [], threading.Event()
 
     def searcher():

@@ -209,7 +209,7 @@ def test_ann_answers_narrow_filters_live_users_and_new_items_like_exact(tmp_path
 def test_group_commit_writes_concurrent_calls_together_and_isolates_a_bad_frame():
     import threading
 
-    from mosaicrec.serving.service import GroupCommit
+    from mosaicrec.serving.writes import GroupCommit
 
     writes, gate = [], threading.Event()
 
@@ -251,7 +251,7 @@ def test_group_commit_writes_concurrent_calls_together_and_isolates_a_bad_frame(
 def test_group_commit_makes_one_write_of_calls_that_queue_together():
     import threading
 
-    from mosaicrec.serving.service import GroupCommit
+    from mosaicrec.serving.writes import GroupCommit
 
     writes, gate = [], threading.Event()
 
@@ -337,12 +337,12 @@ def test_text_search_reaches_items_known_only_by_their_image(tmp_path):
     x = planted(n_users=20, n_items=n, n_groups=3, per_user=5)
     x = type(x)(x.user_ids, np.array(ids, dtype=object), x.users, x.items, x.weights, x.timestamps)
     service = Service(create("mostpop").fit(x), _store(tmp_path, x), content)
-    service._encoders["text"] = enc
+    service.content.encoders["text"] = enc
     found = service.search("a rocket flies into space", k=12)
     image_only = [r.item_id for r in found if "-img" in r.item_id]
     assert sorted(image_only) == ["space-img0", "space-img1", "space-img2"]
     assert [r.item_id for r in found][0].startswith("space")
-    assert set(service._query_maps(service.snapshot.content)) == {"image"}
+    assert set(service.content._query_maps(service.snapshot.content)) == {"image"}
     service.close()
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from mosaicrec.data.likes import LikeRule
 from mosaicrec.data.loaders import LoadReport, OnError, load_events, load_items, load_users
 from mosaicrec.data.schema import ITEM_COLUMNS, USER_COLUMNS, Dataset, EventSchema, ItemSchema, UserSchema
 from mosaicrec.data.store import Store, events_to_interactions
@@ -47,6 +48,15 @@ class DatasetSource(BaseModel):
     users: str | None = None
     user_schema: UserSchema = Field(default_factory=UserSchema)
     rating_scale: tuple[float, float] | None = None
+    likes: LikeRule | None = Field(None, description="which weights are likes (default: with a rating_scale, "
+                                   "its top quarter; kept in the store and read by train, serve and evaluate)")
+
+    def like_rule(self) -> LikeRule | None:
+        """The declared rule: ``likes``, else the rating scale's (its top quarter), else none."""
+        if self.likes is not None:
+            return self.likes if self.likes.rating_scale or not self.rating_scale else \
+                self.likes.model_copy(update={"rating_scale": self.rating_scale})
+        return LikeRule(rating_scale=self.rating_scale) if self.rating_scale else None
 
 
 @dataclass(frozen=True)
@@ -142,9 +152,12 @@ def load_source(source: DatasetSource, *, on_error: OnError = "raise", rejects_d
 def ingest_source(store: Store, source: DatasetSource, **kwargs) -> tuple[object, list[LoadReport]]:
     """Validate a source's files and write them to the store in one transaction."""
     frames, reports = load_source(source, **kwargs)
-    meta = {"name": source.name}
+    meta: dict[str, object] = {"name": source.name}
     if source.rating_scale:
         meta["rating_scale"] = list(source.rating_scale)
+    rule = source.like_rule()
+    if rule is not None:  # an ingest that declares nothing keeps the rule declared before
+        meta["like_rule"] = rule.model_dump(mode="json")
     result = store.ingest(events=frames["events"], items=frames.get("items"), users=frames.get("users"),
                           meta=meta)
     return result, reports
@@ -158,11 +171,11 @@ def load_dataset(name_or_source: str | DatasetSource, *, store: Store | None = N
         ingest_source(store, source)
         return store.load_dataset(source.name)
     frames, _ = load_source(source)
-    return frames_to_dataset(source.name, frames, source.rating_scale)
+    return frames_to_dataset(source.name, frames, source.rating_scale, source.like_rule())
 
 
-def frames_to_dataset(name: str, frames: dict[str, pd.DataFrame],
-                      rating_scale: tuple[float, float] | None = None) -> Dataset:
+def frames_to_dataset(name: str, frames: dict[str, pd.DataFrame], rating_scale: tuple[float, float] | None = None,
+                      likes: LikeRule | None = None) -> Dataset:
     """Canonical frames → :class:`Dataset` with id maps sorted like the store's (items without events kept)."""
     events = frames["events"].sort_values(["timestamp", "user_id", "item_id", "event_type"], kind="stable")
     events = events.drop_duplicates(["user_id", "item_id", "timestamp", "event_type"], keep="last")
@@ -180,7 +193,7 @@ def frames_to_dataset(name: str, frames: dict[str, pd.DataFrame],
     inter = events_to_interactions(events, pd.Series(item_ids, dtype=object).to_numpy(),
                                    pd.Series(user_ids, dtype=object).to_numpy())
     return Dataset(name=name, interactions=inter, items=items[ITEM_COLUMNS], users=users[USER_COLUMNS],
-                   rating_scale=rating_scale)
+                   rating_scale=rating_scale, likes=likes)
 
 
 # -- built-in datasets ------------------------------------------------------------------------------------
@@ -306,6 +319,7 @@ def emotify(data_root: Path, cache: Path) -> DatasetSource:
                                                           "listener_gender", "listener_mother_tongue"]),
         items=str(root / "items.csv"),
         item_schema=ItemSchema(title=None, audio="audio", attributes=["genre", "clip_seconds"]),
+        likes=LikeRule(threshold=1.0),  # a like is 1, a dislike -1, a listen without either 0
     )
 
 
@@ -396,4 +410,5 @@ def kuairand(data_root: Path, cache: Path) -> DatasetSource:
                                            "follow_user_num_range", "fans_user_num_range",
                                            "friend_user_num_range", "register_days_range",
                                            *[f"onehot_feat{i}" for i in range(18)]]),
+        likes=LikeRule(threshold=1.0),  # engaged impressions (click, long view, like); a skip is 0
     )

@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 
 from mosaicrec.errors import UnknownItemError, UnknownUserError
+from mosaicrec.data.likes import LikeRule, like_threshold
 
 ITEM_COLUMNS = ["item_id", "title", "texts", "image", "audio", "attributes"]
 #: the last second of year 9999: later (or negative) event times are refused everywhere (files, API, CLI)
@@ -231,7 +232,8 @@ class Dataset:
     """A loaded recommendation problem: catalog, users and interactions, aligned by index.
 
     ``items`` row ``i`` describes ``interactions.item_ids[i]``; ``users`` row ``u`` describes
-    ``interactions.user_ids[u]``. ``rating_scale`` is set for explicit ratings (e.g. ``(1, 5)``).
+    ``interactions.user_ids[u]``. ``rating_scale`` is set for explicit ratings (e.g. ``(1, 5)``); ``likes``
+    is the declared rule for which weights are likes (:mod:`mosaicrec.data.likes`), ``None`` if none was.
     """
 
     name: str
@@ -239,6 +241,12 @@ class Dataset:
     items: pd.DataFrame
     users: pd.DataFrame
     rating_scale: tuple[float, float] | None = None
+    likes: LikeRule | None = None
+
+    def like_threshold(self, given: float | None = None) -> float | None:
+        """The threshold likes are read with: ``given``, else the declared rule, else every weight above 0
+        (refused where the weights look like ratings: :func:`~mosaicrec.data.likes.like_threshold`)."""
+        return like_threshold(self.interactions.weights, self.likes, given, f"dataset {self.name!r}")
 
     def titles(self, item_index: np.ndarray) -> list[str]:
         titles = self.items["title"].to_numpy()
@@ -268,4 +276,5 @@ class Dataset:
             "dataset": self.name, "users": x.n_users, "items": x.n_items, "events": x.n_events,
             "density": x.n_events / max(1, x.n_users * x.n_items),
             "rating_scale": self.rating_scale,
+            "likes": self.likes.describe() if self.likes is not None else None,
         }

@@ -9,7 +9,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mosaicrec.data.schema import Interactions
+from mosaicrec.data.likes import positive
+from mosaicrec.data.schema import Dataset, Interactions
 from mosaicrec.errors import ConfigError
 
 SplitKind = Literal["random", "leave_last_out", "temporal"]
@@ -32,6 +33,13 @@ class SplitConfig(BaseModel):
     validation_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="share of the training part carved out as validation when "
         "hyper-parameters are tuned (the same kind of split, inside training; the test part is never read)")
+
+    def with_likes_of(self, dataset: Dataset) -> SplitConfig:
+        """This split with the dataset's declared like rule as its threshold where it gives none (refused
+        where the weights look like ratings and nothing says which are likes)."""
+        if self.rating_threshold is not None:
+            return self
+        return self.model_copy(update={"rating_threshold": dataset.like_threshold()})
 
     @model_validator(mode="after")
     def _threshold_for_positives(self) -> SplitConfig:
@@ -153,9 +161,12 @@ def k_core(x: Interactions, k: int) -> Interactions:
 
 
 def to_implicit(x: Interactions, threshold: float | None) -> Interactions:
-    """Events with weight ≥ ``threshold`` become positives of weight 1; the rest are dropped."""
+    """Events with weight ≥ ``threshold`` become positives of weight 1; the rest are dropped. Without a
+    threshold every event with a weight above 0 is a positive (the one like rule,
+    :func:`~mosaicrec.data.likes.positive`) and keeps its weight."""
     if threshold is None:
-        return x
+        keep = positive(x.weights, None)
+        return x if keep.all() else x.subset(keep)
     pos = x.weights >= threshold
     return x.subset(pos).with_weights(np.ones(int(pos.sum()), np.float32))
 

@@ -27,6 +27,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from mosaicrec.data.likes import LikeRule
 from mosaicrec.data.schema import ITEM_COLUMNS, USER_COLUMNS, Dataset, Interactions
 from mosaicrec.errors import StoreError
 
@@ -166,9 +167,11 @@ class Store:
         result = IngestResult()
         self._sql("BEGIN TRANSACTION")
         try:
+            # new ids: in the given rows (profiles, catalog or events) and nowhere in the store before
+            result.users_added = self._new_ids("user_id", "users", users, events)
+            result.items_added = self._new_ids("item_id", "items", items, events)
             if items is not None and len(items):
                 frame = _json_columns(items[ITEM_COLUMNS], ["texts", "attributes"])
-                before = self._count("items")
                 self.con.register("_items_in", frame)
                 self._sql("""INSERT INTO items SELECT item_id, title, texts::JSON, image, audio,
                                attributes::JSON FROM _items_in
@@ -176,15 +179,12 @@ class Store:
                                texts = excluded.texts, image = excluded.image, audio = excluded.audio,
                                attributes = excluded.attributes""")
                 self.con.unregister("_items_in")
-                result.items_added = self._count("items") - before
             if users is not None and len(users):
                 frame = _json_columns(users[USER_COLUMNS], ["attributes"])
-                before = self._count("users")
                 self.con.register("_users_in", frame)
                 self._sql("""INSERT INTO users SELECT user_id, attributes::JSON FROM _users_in
                                ON CONFLICT (user_id) DO UPDATE SET attributes = excluded.attributes""")
                 self.con.unregister("_users_in")
-                result.users_added = self._count("users") - before
             if events is not None and len(events):
                 keys = ["user_id", "item_id", "timestamp", "event_type"]
                 erased = self._erased_before(events)
@@ -213,6 +213,19 @@ class Store:
             self._sql("ROLLBACK")
             raise
         return result
+
+    def _new_ids(self, column: str, table: str, rows: pd.DataFrame | None, events: pd.DataFrame | None) -> int:
+        """How many distinct ids of ``column`` in ``rows`` and ``events`` the store has in neither its
+        ``table`` nor its events (a listener known only by their events is a user too)."""
+        given = set()
+        for frame in (rows, events):
+            if frame is not None and len(frame):
+                given.update(frame[column].astype(str).unique().tolist())
+        if not given:
+            return 0
+        known = self._sql(f"SELECT count(*) FROM (SELECT {column} FROM {table} UNION SELECT {column} FROM events) "
+                          f"WHERE {column} IN (SELECT unnest(?::VARCHAR[]))", [sorted(given)])[0][0]
+        return len(given) - int(known)
 
     def _erased_before(self, events: pd.DataFrame) -> np.ndarray:
         """Per event row: ``True`` where its user was erased at or after the event's time."""
@@ -262,6 +275,14 @@ class Store:
 
         table = rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
         self.con.from_arrow(table).insert_into("impressions")
+
+    def events_frame(self, columns: tuple[str, ...] = ("user_id", "item_id", "timestamp", "weight")) -> pd.DataFrame:
+        """Every stored event's ``columns`` (a service's live state starts from these)."""
+        allowed = ("user_id", "item_id", "timestamp", "event_type", "weight", "context")
+        bad = [c for c in columns if c not in allowed]
+        if bad:
+            raise StoreError(f"events have no column {bad[0]!r}; columns: {', '.join(allowed)}")
+        return self._df(f"SELECT {', '.join(columns)} FROM events")
 
     def impressions(self, user_id: str | None = None) -> pd.DataFrame:
         """The impression log (one row per shown item), oldest first; one user's rows with ``user_id``."""
@@ -335,7 +356,16 @@ class Store:
         scale = meta.get("rating_scale")
         return Dataset(name=name or meta.get("name", self.path.stem), interactions=interactions,
                        items=items[ITEM_COLUMNS], users=users[USER_COLUMNS],
-                       rating_scale=tuple(scale) if scale else None)
+                       rating_scale=tuple(scale) if scale else None, likes=self.like_rule())
+
+    def like_rule(self) -> LikeRule | None:
+        """The rule the store's data declared for which weights are likes (a store written before rules
+        were kept: its rating scale's), or ``None``."""
+        meta = self.meta()
+        if "like_rule" in meta:
+            return LikeRule.model_validate(meta["like_rule"])
+        scale = meta.get("rating_scale")
+        return LikeRule(rating_scale=tuple(scale)) if scale else None
 
 
 def _json_columns(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

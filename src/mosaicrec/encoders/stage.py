@@ -281,14 +281,18 @@ class _CacheWriter:
         self.flush()
 
 
+def default_encoders(items: pd.DataFrame) -> dict[str, Encoder]:
+    """The default encoder of each modality the catalog has (text always)."""
+    import mosaicrec.encoders  # noqa: F401  (registers the built-ins)
+
+    present = [m for m in ("text", "image", "audio") if m == "text" or any(isinstance(v, str) and v for v in items[m])]
+    return {m: create_encoder(DEFAULT_ENCODERS[m]) for m in present}
+
+
 def _resolve_encoders(items: pd.DataFrame, encoders: Mapping[str, Encoder] | Sequence[Encoder] | None
                       ) -> dict[str, Encoder]:
     if encoders is None:
-        import mosaicrec.encoders  # noqa: F401  (registers the built-ins)
-
-        present = [m for m in ("text", "image", "audio")
-                   if m == "text" or any(isinstance(v, str) and v for v in items[m])]
-        return {m: create_encoder(DEFAULT_ENCODERS[m]) for m in present}
+        return default_encoders(items)
     if isinstance(encoders, Mapping):
         return dict(encoders)
     out: dict[str, Encoder] = {}

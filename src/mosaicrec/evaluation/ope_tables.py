@@ -265,10 +265,16 @@ def kuairand_table(seeds: list[int], top: int = 50, console: Console | None = No
 )
     seconds = time.perf_counter() - t0
     logged = {lab: float(test[lab].mean()) for lab in _KUAIRAND_LABELS}
+    payload = {"presented": presented, "logged": logged, "runs": runs, "seeds": seeds, "seconds": seconds}
+    return payload, kuairand_markdown(payload)
+
+
+def kuairand_markdown(payload: dict) -> str:
+    """The KuaiRand table of a payload written by :func:`kuairand_table`."""
+    presented, logged, runs = payload["presented"], payload["logged"], payload["runs"]
     lines = [f"KuaiRand, last fifth of the impressions ({presented['rounds']:,}) evaluated off-policy with an "
-             f"estimated logger (each video's share of its tab's impressions that day); {seconds:.0f} s. "
-             "Mean ± std over the BPR seeds where there are several, [95% bootstrap interval], ESS = effective "
-             "sample size.", ""]
+             "estimated logger (each video's share of its tab's impressions that day). Mean ± std over the BPR "
+             "seeds where there are several, [95% bootstrap interval], ESS = effective sample size.", ""]
     for lab in _KUAIRAND_LABELS:
         lines += [f"**{lab}** (logged mean {logged[lab]:.4f})", "",
                   "| policy | IPS | SNIPS | DR | ESS |", "|---|---:|---:|---:|---:|"]
@@ -281,8 +287,7 @@ def kuairand_table(seeds: list[int], top: int = 50, console: Console | None = No
                              f"[{lo:.4f}, {hi:.4f}]")
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {np.mean([r['ess'] for r in rs]):,.0f} |")
         lines.append("")
-    payload = {"presented": presented, "logged": logged, "runs": runs, "seeds": seeds, "seconds": seconds}
-    return payload, "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 def _q_rows(test: pd.DataFrame, q) -> np.ndarray:

@@ -129,25 +129,8 @@ def evaluate_ranking(model: BaseRecommender, test: Interactions, *, exclude: sp.
         top, hits = _rank_on_ray(score_fn, users, exclude, relevant, blocked, kmax, cfg)
     else:
         top, hits = _rank(score_fn, users, exclude[users], relevant[users], blocked, kmax, cfg.batch_size)
-    n_rel = n_rel_all[users]
-
-    out: dict[str, float] = {}
-    per_user: dict[str, np.ndarray] = {}
-    for name in cfg.metrics:
-        if name not in M.ACCURACY_METRICS:
-            continue
-        for k in cfg.ks:
-            values = M.ACCURACY_METRICS[name](hits, n_rel, k)
-            per_user[f"{name}@{k}"] = values
-            out[f"{name}@{k}"] = float(values.mean()) if len(values) else 0.0
-    for k in cfg.ks:
-        if "coverage" in cfg.metrics:
-            out[f"coverage@{k}"] = M.coverage(top[:, :k], relevant.shape[1])
-        if "novelty" in cfg.metrics and item_popularity is not None:
-            out[f"novelty@{k}"] = M.novelty(top[:, :k], item_popularity)
-        if "diversity" in cfg.metrics:
-            vectors = item_vectors if item_vectors is not None else exclude.T.tocsr()
-            out[f"diversity@{k}"] = M.intra_list_diversity(top[:, :k], vectors)
+    out, per_user = _metrics(cfg, hits, n_rel_all[users], top, relevant.shape[1], item_popularity,
+                             item_vectors if item_vectors is not None else exclude.T.tocsr())
     by_context = {}
     if list_values is not None:
         for value in sorted(set(list_values), key=lambda v: (-np.count_nonzero(list_values == v), v)):
@@ -196,6 +179,28 @@ def diversity_tradeoff(model: BaseRecommender, test: Interactions, *, exclude: s
                     f"diversity@{k}": M.intra_list_diversity(lists, diversity_vectors if diversity_vectors
                                                              is not None else vectors)})
     return out
+
+
+def _metrics(cfg: EvaluationConfig, hits: np.ndarray, n_rel: np.ndarray, top: np.ndarray, n_items: int,
+             item_popularity: np.ndarray | None, vectors) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The configured accuracy metrics (mean, and per list) and beyond-accuracy ones at every cut-off."""
+    out: dict[str, float] = {}
+    per_user: dict[str, np.ndarray] = {}
+    for name in cfg.metrics:
+        if name not in M.ACCURACY_METRICS:
+            continue
+        for k in cfg.ks:
+            values = M.ACCURACY_METRICS[name](hits, n_rel, k)
+            per_user[f"{name}@{k}"] = values
+            out[f"{name}@{k}"] = float(values.mean()) if len(values) else 0.0
+    for k in cfg.ks:
+        if "coverage" in cfg.metrics:
+            out[f"coverage@{k}"] = M.coverage(top[:, :k], n_items)
+        if "novelty" in cfg.metrics and item_popularity is not None:
+            out[f"novelty@{k}"] = M.novelty(top[:, :k], item_popularity)
+        if "diversity" in cfg.metrics:
+            out[f"diversity@{k}"] = M.intra_list_diversity(top[:, :k], vectors)
+    return out, per_user
 
 
 def _context_lists(test: Interactions, context: str) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:

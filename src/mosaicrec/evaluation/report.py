@@ -8,12 +8,13 @@ from pathlib import Path
 from rich.table import Table
 
 from mosaicrec.evaluation.runner import ExperimentResult
-from mosaicrec.evaluation.stats import fmt
+from mosaicrec.evaluation.stats import fmt, fmt_p
 
 HEADLINE = ("ndcg@10", "recall@10", "precision@10", "map@10", "mrr@10", "hitrate@10", "coverage@10",
             "novelty@10", "diversity@10", "rmse", "mae")
-#: with cold-start scenarios the table gets narrower: these, warm then per scenario
+#: with cold-start scenarios the table gets narrower: these, warm then per scenario (diversity warm only)
 COLD_HEADLINE = ("ndcg@10", "recall@20")
+WARM_EXTRA = ("diversity@10",)
 
 
 def _flat(r) -> dict[str, float]:
@@ -49,7 +50,7 @@ def _columns(result: ExperimentResult) -> list[str]:
                             "recall@10"] if c in present]
     scenarios = sorted({sc for r in result.rows for sc in r.cold})
     if scenarios:
-        return [c for c in [*COLD_HEADLINE, *(f"{sc}: {k}" for sc in scenarios for k in COLD_HEADLINE)]
+        return [c for c in [*COLD_HEADLINE, *WARM_EXTRA, *(f"{sc}: {k}" for sc in scenarios for k in COLD_HEADLINE)]
                 if c in present]
     return [c for c in HEADLINE if c in present]
 
@@ -105,14 +106,16 @@ def markdown(result: ExperimentResult) -> str:
              "|---|" + "---:|" * (len(cols) + 2)]
     for r in result.rows:
         vals = " | ".join(_cell(r, c, n_seeds) for c in cols)
-        peak = "—" if r.peak_memory_mb != r.peak_memory_mb else f"{r.peak_memory_mb:.0f}"  # nan: not traced
+        peak = "—" if r.peak_memory_mb != r.peak_memory_mb else f"{r.peak_memory_mb:.1f}"  # nan: not measured
         lines.append(f"| {r.label} | {vals} | {r.fit_seconds:.2f} | {peak} |")
     lines += _impressions_section(result)
     lines += _context_section(result)
     lines += _paired_section(result)
     lines += _tuning_section(result)
     lines += ["", "![metrics](plot.png)", "",
-              f"Diversity is measured over {result.split.get('diversity_vectors')}. Environment: "
+              f"Diversity (intra-list, @10) is measured over {result.split.get('diversity_vectors')}. Peak MB: "
+              "the largest rise of the process's resident memory during the first seed's warm fit (what every "
+              "allocator used, numba's and torch's included). Environment: "
               + ", ".join(f"{k} {v}" for k, v in result.environment.items()), ""]
     return "\n".join(lines)
 
@@ -170,7 +173,7 @@ def _paired_section(result: ExperimentResult) -> list[str]:
             for metric, d in by_metric.items():
                 lines.append(f"| {r.label} | {scenario} | {metric} | {d['diff']:+.4f} | [{d['ci_low']:+.4f}, "
                              f"{d['ci_high']:+.4f}] | {fmt(d['seed_diff_mean'], d['seed_diff_std'])} | "
-                             f"{d['wins']} / {d['losses']} | {d['p_ttest']:.2g} | {d['p_sign']:.2g} |")
+                             f"{d['wins']} / {d['losses']} | {fmt_p(d['p_ttest'])} | {fmt_p(d['p_sign'])} |")
     return lines
 
 
@@ -211,24 +214,38 @@ def _context_section(result: ExperimentResult, metric: str = "ndcg@10", most: in
     return lines
 
 
+def plot_metrics(result: ExperimentResult) -> list[str]:
+    """The ranking metrics the plot shows: the table's own first two (warm) columns."""
+    warm = [c for c in _columns(result) if ":" not in c and "@" in c and not c.startswith(("diversity", "coverage",
+                                                                                           "novelty"))]
+    return warm[:2] or ["ndcg@10"]
+
+
 def plot(result: ExperimentResult, path: Path) -> None:
-    """NDCG@10 and Recall@10 per model (bars) and NDCG at every cut-off (lines)."""
+    """The table's first two ranking metrics per model (bars, with the standard deviation over seeds as
+    error bars when there are several) and NDCG at every cut-off (lines, likewise)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     labels = [r.label for r in result.rows]
+    several = len(result.seeds) > 1
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    width = 0.4
+    metrics = plot_metrics(result)
+    width = 0.8 / len(metrics)
     xs = range(len(labels))
-    for off, metric in ((-width / 2, "ndcg@10"), (width / 2, "recall@10")):
-        ax1.bar([x + off for x in xs], [r.metrics.get(metric, 0.0) for r in result.rows], width, label=metric)
+    for n, metric in enumerate(metrics):
+        off = (n - (len(metrics) - 1) / 2) * width
+        errors = [r.std.get(metric, 0.0) for r in result.rows] if several else None
+        ax1.bar([x + off for x in xs], [r.metrics.get(metric, 0.0) for r in result.rows], width, yerr=errors,
+                capsize=3, label=metric)
     ax1.set_xticks(list(xs), labels, rotation=30, ha="right")
-    ax1.set_title("accuracy at 10")
+    ax1.set_title("accuracy" + (f" (mean ± std over {len(result.seeds)} seeds)" if several else ""))
     ax1.legend()
     ks = sorted({int(k.split("@")[1]) for r in result.rows for k in r.metrics if k.startswith("ndcg@")})
     for r in result.rows:
-        ax2.plot(ks, [r.metrics.get(f"ndcg@{k}", 0.0) for k in ks], marker="o", label=r.label)
+        ax2.errorbar(ks, [r.metrics.get(f"ndcg@{k}", 0.0) for k in ks], marker="o", label=r.label, capsize=3,
+                     yerr=[r.std.get(f"ndcg@{k}", 0.0) for k in ks] if several else None)
     ax2.set_xlabel("K")
     ax2.set_ylabel("NDCG@K")
     ax2.set_title("NDCG by cut-off")

@@ -53,3 +53,10 @@ def paired(model: Sequence[np.ndarray], baseline: Sequence[np.ndarray]) -> dict[
 def fmt(mean: float, std: float | None = None, digits: int = 4) -> str:
     """``0.3721 ± 0.0042`` (or the mean alone without a spread)."""
     return f"{mean:.{digits}f}" if not std else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def fmt_p(p: float) -> str:
+    """A p-value as printed: two significant digits, and ``< 1e-4`` below that (a p-value is never 0)."""
+    if p != p:  # nan: no test possible
+        return "—"
+    return "< 1e-4" if p < 1e-4 else f"{p:.2g}"

@@ -143,6 +143,7 @@ def run_transfer(dataset: Dataset, transfer: TransferConfig, split_config: Split
     """Run a transfer experiment (see the module) once per seed; ``on_run(label, row)`` is called as each
     row is made."""
     transfer.check_models(models)
+    split_config = split_config.with_likes_of(dataset)
     seeds = list(seeds or [split_config.seed])
     result = TransferResult(name, transfer, config or {}, seeds)
     t0 = time.perf_counter()

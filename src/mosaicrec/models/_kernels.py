@@ -160,6 +160,56 @@ def _worse(v1: float, j1: int, v2: float, j2: int) -> bool:
     return v1 < v2 or (v1 == v2 and j1 > j2)
 
 
+@njit(cache=True, inline="always")
+def _heap_offer(hv: np.ndarray, hj: np.ndarray, size: int, k: int, v: float, j: int) -> int:
+    """Offer (``v``, ``j``) to a bounded min-heap of the ``k`` best (its root the worst kept); returns the
+    heap's new size."""
+    if size < k:
+        pos = size
+        while pos > 0:  # sift up
+            parent = (pos - 1) // 2
+            if _worse(v, j, hv[parent], hj[parent]):
+                hv[pos] = hv[parent]
+                hj[pos] = hj[parent]
+                pos = parent
+            else:
+                break
+        hv[pos] = v
+        hj[pos] = j
+        return size + 1
+    if _worse(hv[0], hj[0], v, j):
+        pos = 0
+        while True:  # sift down from the root
+            child = 2 * pos + 1
+            if child >= size:
+                break
+            if child + 1 < size and _worse(hv[child + 1], hj[child + 1], hv[child], hj[child]):
+                child += 1
+            if _worse(hv[child], hj[child], v, j):
+                hv[pos] = hv[child]
+                hj[pos] = hj[child]
+                pos = child
+            else:
+                break
+        hv[pos] = v
+        hj[pos] = j
+    return size
+
+
+@njit(cache=True, inline="always")
+def _sort_best_first(hv: np.ndarray, hj: np.ndarray, size: int) -> None:
+    """Insertion sort of the ≤ k kept entries, best first (in place)."""
+    for a in range(1, size):
+        v, j = hv[a], hj[a]
+        b = a - 1
+        while b >= 0 and _worse(hv[b], hj[b], v, j):
+            hv[b + 1] = hv[b]
+            hj[b + 1] = hj[b]
+            b -= 1
+        hv[b + 1] = v
+        hj[b + 1] = j
+
+
 @njit(cache=True, parallel=True, fastmath=True)
 def item_knn(item_indptr: np.ndarray, item_users: np.ndarray, item_vals: np.ndarray, user_indptr: np.ndarray,
              user_items: np.ndarray, user_vals: np.ndarray, k: int, shrink: float, n_chunks: int
@@ -204,47 +254,9 @@ def item_knn(item_indptr: np.ndarray, item_users: np.ndarray, item_vals: np.ndar
                 acc[j] = 0.0
                 cnt[j] = 0.0
                 mark[j] = False
-                if j == i or v <= 0.0:
-                    continue
-                if size < k:
-                    pos = size
-                    size += 1
-                    while pos > 0:  # sift up: the root is the worst kept entry
-                        parent = (pos - 1) // 2
-                        if _worse(v, j, hv[parent], hj[parent]):
-                            hv[pos] = hv[parent]
-                            hj[pos] = hj[parent]
-                            pos = parent
-                        else:
-                            break
-                    hv[pos] = v
-                    hj[pos] = j
-                elif _worse(hv[0], hj[0], v, j):
-                    pos = 0
-                    while True:  # sift down from the root
-                        child = 2 * pos + 1
-                        if child >= size:
-                            break
-                        if child + 1 < size and _worse(hv[child + 1], hj[child + 1], hv[child], hj[child]):
-                            child += 1
-                        if _worse(hv[child], hj[child], v, j):
-                            hv[pos] = hv[child]
-                            hj[pos] = hj[child]
-                            pos = child
-                        else:
-                            break
-                    hv[pos] = v
-                    hj[pos] = j
-            # insertion sort of the ≤ k kept entries, best first
-            for a in range(1, size):
-                v, j = hv[a], hj[a]
-                b = a - 1
-                while b >= 0 and _worse(hv[b], hj[b], v, j):
-                    hv[b + 1] = hv[b]
-                    hj[b + 1] = hj[b]
-                    b -= 1
-                hv[b + 1] = v
-                hj[b + 1] = j
+                if j != i and v > 0.0:
+                    size = _heap_offer(hv, hj, size, k, v, j)
+            _sort_best_first(hv, hj, size)
             for r in range(size):
                 out_idx[i, r] = hj[r]
                 out_val[i, r] = hv[r]

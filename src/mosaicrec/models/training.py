@@ -11,6 +11,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mosaicrec.data.content import ItemContent
+from mosaicrec.data.likes import positive
 from mosaicrec.data.schema import Dataset
 from mosaicrec.data.splits import to_implicit
 from mosaicrec.models.base import BaseRecommender
@@ -57,20 +58,11 @@ class TrainingInfo(BaseModel):
         return positive(weights, self.threshold)
 
 
-def positive(weights: np.ndarray, threshold: float | None) -> np.ndarray:
-    """The one rule for what counts as a like: weight ≥ ``threshold``, or weight > 0 without a threshold
-    (so a dislike sent with weight 0 is never a like)."""
-    weights = np.asarray(weights, dtype=np.float64)
-    return weights >= threshold if threshold is not None else weights > 0
-
-
 def default_threshold(dataset: Dataset) -> float | None:
-    """Positives for implicit models: ratings in the top quarter of the scale (4 and 5 on 1–5);
-    ``None`` (every event with a positive weight) when the events carry no rating scale."""
-    if dataset.rating_scale is None:
-        return None
-    lo, hi = dataset.rating_scale
-    return lo + 0.75 * (hi - lo)
+    """Positives for implicit models by the dataset's declared like rule (ratings in the top quarter of
+    their scale: 4 and 5 on 1–5); ``None`` (every event with a positive weight) without one, unless the
+    weights look like ratings (refused: :func:`~mosaicrec.data.likes.like_threshold`)."""
+    return dataset.like_threshold()
 
 
 def fit_on_dataset(dataset: Dataset, name: str, params: dict[str, Any] | None = None,

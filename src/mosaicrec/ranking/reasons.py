@@ -9,17 +9,27 @@ mean: without X, this item would score lower.
 
 Fidelity of a way of citing reasons: over (user, recommended item) pairs, the share where removing the
 cited history item lowers the item's score, and the share where it moves the item down the user's list.
+
+:func:`explain_list` is the pipeline's explanation step: each item of a list cites one of the user's recent
+likes (never a dislike), by content or by the model, with the modality in which the two are most alike and,
+given a knowledge graph, the path that links them.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
 
+from mosaicrec.data.kg import KnowledgeGraph
+from mosaicrec.errors import MosaicError, NotSupportedError
 from mosaicrec.models.base import BaseRecommender
 from mosaicrec.models.query import Query
+from mosaicrec.ranking.lists import ItemList, Reason
+from mosaicrec.ranking.rerank import explain
+from mosaicrec.ranking.snapshot import Snapshot
 
 
 def leave_one_out_scores(model: BaseRecommender, history: np.ndarray, n_items: int,
@@ -92,3 +102,69 @@ def fidelity(model: BaseRecommender, histories: list[np.ndarray], n_items: int, 
         out[name] = {"score": h["score"] / n_cited, "rank": h["rank"] / n_cited,
                      "cited": h["cited"] / max(h["pairs"], 1), "pairs": h["pairs"]}
     return out
+
+
+class KGIndex:
+    """An item knowledge graph by item id, with each item's facts and the entity degrees computed once."""
+
+    def __init__(self, kg: KnowledgeGraph) -> None:
+        self.kg = kg
+        self.row = {str(i): k for k, i in enumerate(kg.item_ids)}
+        self.facts = kg.item_facts()
+        self.degree = kg.degree()
+
+    def path(self, item: str, liked: str, liked_title: str) -> str | None:
+        """``"you liked <title>; both star Y"``, or None when the two share nothing (or one is not in the
+        graph, e.g. an item added after the service started)."""
+        a, b = self.row.get(item), self.row.get(liked)
+        if a is None or b is None:
+            return None
+        found = self.kg.path(a, b, self.facts, self.degree)
+        return found.sentence(liked_title) if found is not None else None
+
+
+def explain_list(snap: Snapshot, shown: ItemList, hist: np.ndarray, *, by_model: bool = False,
+                 lock: threading.RLock | None = None, kg: KGIndex | None = None) -> ItemList:
+    """``shown`` with a reason per item, citing the user's recent likes ``hist`` (catalog rows, oldest
+    first): "similar to X (closest in <modality>)" by content over the last 200, or with ``by_model``
+    "because you liked X" by the model's own scores over the last 50 (falling back to content where the
+    model cannot tell: an item it never trained on, a model without fold-in). ``lock`` serialises the
+    model's fold-ins."""
+    cat, cv = snap.catalog, snap.content
+    items = shown.items
+    found = explain(items, hist[-200:], cv.modality_vectors, cv.modality_masks) if cv is not None else \
+        [(None, None)] * len(items)
+    cited = _model_reasons(snap, items, hist[-50:], lock) if by_model and len(hist) else {}
+    reasons: list[Reason | None] = []
+    for i, (h, modality) in zip(items.tolist(), found):
+        if i in cited:
+            h = cited[i]
+            modality = (explain(np.array([i]), np.array([h]), cv.modality_vectors, cv.modality_masks)[0][1]
+                        if cv is not None else None)
+            text = f"because you liked {cat.titles[h]}" + (f" (alike in {modality})" if modality else "")
+        elif h is not None:
+            text = f"similar to {cat.titles[h]} (closest in {modality})"
+        else:
+            reasons.append(None)
+            continue
+        path = kg.path(cat.ids[i], cat.ids[h], cat.titles[h]) if kg is not None else None
+        reasons.append(Reason(int(h), modality, text, path))
+    return shown.with_reasons(reasons)
+
+
+def _model_reasons(snap: Snapshot, items: np.ndarray, hist: np.ndarray, lock: threading.RLock | None
+                   ) -> dict[int, int]:
+    """Catalog item → the liked catalog item contributing most to its score (leave-one-out through the
+    model's fold-in). Items and likes outside the model's catalog have no model reason."""
+    n_model = snap.n_model
+    mine = hist[hist < n_model]
+    inside = items[items < n_model]
+    if len(mine) < 1 or not len(inside):
+        return {}
+    try:
+        with lock if lock is not None else threading.RLock():
+            loo = leave_one_out_scores(snap.view.model, mine, n_model)
+    except (NotSupportedError, MosaicError):
+        return {}
+    best = cite_by_model(loo, inside)
+    return {int(i): int(mine[b]) for i, b in zip(inside.tolist(), best.tolist()) if b >= 0}

@@ -61,10 +61,10 @@ def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float 
                report_dir: str | None = None) -> FastAPI:
     """The API. ``keys`` maps API key → ``read``, ``write`` or ``admin``; it must not be empty.
     ``model_dir`` (relative to the service's model root) is what ``POST /admin/reload`` loads by default;
-    ``jobs`` runs retraining (:class:`~mosaicrec.serving.jobs.RetrainJobs`). ``public_docs`` serves
+    ``jobs`` runs retraining (:class:`~mosaicrec.app.jobs.RetrainJobs`). ``public_docs`` serves
     ``/docs`` and ``/openapi.json`` without a key. ``report_dir``, an evaluation's output folder, is shown
     on the web page (``/ui``)."""
-    from prometheus_client import CollectorRegistry, Counter, Histogram
+    from prometheus_client import CollectorRegistry
 
     ring = KeyRing(keys, rate_limit, burst)
     max_upload_bytes = max_upload_bytes or service.media.max_bytes * 2 + 200_000
@@ -77,68 +77,92 @@ def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float 
     app = FastAPI(title="mosaicrec", version="2", description=__doc__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service, app.state.keys, app.state.jobs, app.state.model_dir = service, ring, jobs, model_dir
-    registry = CollectorRegistry()  # per app, so two apps in one process do not share counts
-    app.state.registry = registry
-    requests = Counter("mosaicrec_requests", "HTTP requests", ["route", "method", "status"], registry=registry)
-    latency = Histogram("mosaicrec_request_seconds", "request latency", ["route", "method"], registry=registry,
-                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
-
-    class Guard:
-        """Body limit (bytes received) and metrics; see the module docstring."""
-
-        def __init__(self, app) -> None:
-            self.app = app
-
-        async def __call__(self, scope, receive, send) -> None:
-            if scope["type"] != "http":
-                return await self.app(scope, receive, send)
-            t0 = time.perf_counter()
-            status = [500]
-            limit = max_upload_bytes if scope.get("path") == UPLOAD_PATH else max_body_bytes
-            refused = [False]
-
-            async def refuse(size: str) -> None:
-                refused[0] = True
-                status[0] = 413
-                await JSONResponse({"detail": f"request body of {size} bytes exceeds the limit of {limit:,}"},
-                                   413)(scope, _no_body, send)
-
-            size = dict(scope.get("headers") or []).get(b"content-length", b"")
-            if size.isdigit() and int(size) > limit:
-                await refuse(f"{int(size):,}")
-            else:
-                received = [0]
-
-                async def counted_receive():
-                    if refused[0]:
-                        return {"type": "http.disconnect"}
-                    message = await receive()
-                    if message["type"] == "http.request":
-                        received[0] += len(message.get("body", b""))
-                        if received[0] > limit:
-                            await refuse(f"more than {limit:,}")
-                            return {"type": "http.disconnect"}
-                    return message
-
-                async def guarded_send(message) -> None:
-                    if refused[0]:
-                        return  # the 413 is the answer; the app's own reply to a cut body is dropped
-                    if message["type"] == "http.response.start":
-                        status[0] = message["status"]
-                    await send(message)
-
-                try:
-                    await self.app(scope, counted_receive, guarded_send)
-                except Exception:
-                    if not refused[0]:
-                        raise
-            route = scope.get("route")
-            name = route.path if route is not None else "unmatched"  # templates, not ids: bounded labels
-            requests.labels(name, scope["method"], str(status[0])).inc()
-            latency.labels(name, scope["method"]).observe(time.perf_counter() - t0)
-
-    app.add_middleware(Guard)
+    app.state.registry = CollectorRegistry()  # per app, so two apps in one process do not share counts
+    app.add_middleware(Guard, limits=(max_body_bytes, max_upload_bytes), metrics=_Metrics(app.state.registry))
     ui.mount(app, report_dir)
+    _handle_errors(app)
+    for module in (recommendations, items, events, users, admin, ops, ui):
+        # the routes themselves, not the router: an included router is matched as a nested router on every
+        # request in this FastAPI, which cost 0.2 ms per request (doubling /health's cost)
+        app.router.routes.extend(module.router.routes)
+    _docs(app, public_docs)
+    return app
+
+
+class _Metrics:
+    """Prometheus request counts and latency histograms per route template (bounded labels)."""
+
+    def __init__(self, registry) -> None:
+        from prometheus_client import Counter, Histogram
+
+        self.requests = Counter("mosaicrec_requests", "HTTP requests", ["route", "method", "status"],
+                                registry=registry)
+        self.latency = Histogram("mosaicrec_request_seconds", "request latency", ["route", "method"],
+                                 registry=registry,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+
+    def observe(self, scope, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        name = route.path if route is not None else "unmatched"  # templates, not ids: bounded labels
+        self.requests.labels(name, scope["method"], str(status)).inc()
+        self.latency.labels(name, scope["method"]).observe(seconds)
+
+
+class Guard:
+    """Plain ASGI middleware: the body limit (bytes received) and metrics; see the module docstring."""
+
+    def __init__(self, app, limits: tuple[int, int], metrics: _Metrics) -> None:
+        self.app, (self.max_body, self.max_upload), self.metrics = app, limits, metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = [500]
+        limit = self.max_upload if scope.get("path") == UPLOAD_PATH else self.max_body
+        refused = [False]
+
+        async def refuse(size: str) -> None:
+            refused[0] = True
+            status[0] = 413
+            await JSONResponse({"detail": f"request body of {size} bytes exceeds the limit of {limit:,}"},
+                               413)(scope, _no_body, send)
+
+        size = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if size.isdigit() and int(size) > limit:
+            await refuse(f"{int(size):,}")
+        else:
+            received = [0]
+
+            async def counted_receive():
+                if refused[0]:
+                    return {"type": "http.disconnect"}
+                message = await receive()
+                if message["type"] == "http.request":
+                    received[0] += len(message.get("body", b""))
+                    if received[0] > limit:
+                        await refuse(f"more than {limit:,}")
+                        return {"type": "http.disconnect"}
+                return message
+
+            async def guarded_send(message) -> None:
+                if refused[0]:
+                    return  # the 413 is the answer; the app's own reply to a cut body is dropped
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
+
+            try:
+                await self.app(scope, counted_receive, guarded_send)
+            except Exception:
+                if not refused[0]:
+                    raise
+        self.metrics.observe(scope, status[0], time.perf_counter() - t0)
+
+
+def _handle_errors(app: FastAPI) -> None:
+    """Library errors as 4xx with their message; a request out of bounds as 422 naming the field; anything
+    else as a 500 that says only that (the details go to the server's log)."""
 
     @app.exception_handler(MosaicError)
     async def library_error(request: Request, exc: MosaicError):
@@ -160,22 +184,18 @@ def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float 
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error (logged on the server)"}, 500)
 
-    for module in (recommendations, items, events, users, admin, ops, ui):
-        # the routes themselves, not the router: an included router is matched as a nested router on every
-        # request in this FastAPI, which cost 0.2 ms per request (doubling /health's cost)
-        app.router.routes.extend(module.router.routes)
 
-    docs_guard = [] if public_docs else [READ]
+def _docs(app: FastAPI, public: bool) -> None:
+    """``/openapi.json`` and ``/docs``, behind a read key unless ``public``."""
+    guard = [] if public else [READ]
 
-    @app.get("/openapi.json", include_in_schema=False, dependencies=docs_guard)
+    @app.get("/openapi.json", include_in_schema=False, dependencies=guard)
     async def openapi() -> dict[str, Any]:
         return app.openapi()
 
-    @app.get("/docs", include_in_schema=False, dependencies=docs_guard)
+    @app.get("/docs", include_in_schema=False, dependencies=guard)
     async def docs():
         return get_swagger_ui_html(openapi_url="/openapi.json", title="mosaicrec API")
-
-    return app
 
 
 async def _no_body() -> dict[str, Any]:

@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mosaicrec.ranking.bandits import BanditConfig, LinearBandit, features
-from mosaicrec.ranking.selection import Selection
+from mosaicrec.ranking.lists import ItemList
 
 STATE_NAME = "bandit"
 
@@ -94,17 +94,21 @@ class BanditRuntime:
                else np.zeros(self.config.dims))
         return features(items, ctx)
 
-    def choose(self, request_id: str, candidates: np.ndarray, scores: np.ndarray, item_vectors: np.ndarray,
-               profile: np.ndarray | None, k: int) -> Selection:
-        """Pick ``k`` of the candidates (catalog rows, best first by the model) and remember the list."""
-        phi = self.features(item_vectors, scores, profile)
+    @property
+    def n_candidates(self) -> int:
+        return self.config.candidates
+
+    def choose(self, request_id: str, candidates: ItemList, item_vectors: np.ndarray, profile: np.ndarray | None,
+               k: int) -> ItemList:
+        """Pick ``k`` of the candidates (catalog rows, best first by the model; ``item_vectors`` their
+        content rows) and remember the list for its rewards."""
+        phi = self.features(item_vectors, candidates.scores, profile)
         with self._lock:
             slate = self.bandit.select(phi, min(k, len(candidates)))
-            self._pending[request_id] = {int(candidates[i]): phi[i] for i in slate.items}
+            self._pending[request_id] = {int(candidates.items[i]): phi[i] for i in slate.items}
             while len(self._pending) > self.config.pending:
                 self._pending.popitem(last=False)
-        return Selection(candidates[slate.items], np.asarray(scores)[slate.items].astype(np.float32),
-                         slate.propensities, self.name)
+        return ItemList(candidates.items[slate.items], candidates.scores[slate.items], slate.propensities, self.name)
 
     def reward(self, rewards: list[tuple[str, int, float]]) -> int:
         """Learn from (request id, catalog row, reward) triples; returns how many matched a shown item not

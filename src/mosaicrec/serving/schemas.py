@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from mosaicrec.data.schema import MAX_TIMESTAMP, MAX_WEIGHT
+from mosaicrec.ranking.lists import Entry, Recommended
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Short = Annotated[str, StringConstraints(max_length=1_000)]
@@ -87,29 +88,10 @@ class RetrainIn(_In):
 
 
 # -- responses ----------------------------------------------------------------------------------------
-class ItemOut(BaseModel):
-    item_id: str
-    title: str
-    score: float
-    explanation: str | None = None
-    because: str | None = Field(None, description="the liked item the explanation cites")
-    modality: str | None = Field(None, description="the modality in which it is closest")
-    attributes: dict[str, Any] = Field(default_factory=dict)
-    kg_path: str | None = Field(None, description="how the item and the cited one are linked in the knowledge "
-                                "graph (served with --kg), e.g. \"you liked X; both are directed by Y\"")
-
-
-class RecommendationsOut(BaseModel):
-    user_id: str
-    request_id: str = Field(description="names this list in the impression log")
-    model: str
-    policy: str = Field(description="how the list was chosen: greedy, greedy+mmr(...), popular, bandit:<policy> "
-                        "(post a reward per shown item as an event with context {\"request_id\": ...})")
-    cold_start: bool = Field(description="true when the user has no likes to go on: the popular items")
-    scenario: str | None = None
-    scenario_known: bool | None = Field(None, description="false: the model never saw this scenario and "
-                                        "ranks with its shared scores")
-    items: list[ItemOut]
+#: A list's items and a user's list are the pipeline's own values (:mod:`mosaicrec.ranking.lists`): the
+#: response models are those dataclasses, so the API cannot drift from what the pipeline returns.
+ItemOut = Entry
+RecommendationsOut = Recommended
 
 
 class SimilarOut(BaseModel):

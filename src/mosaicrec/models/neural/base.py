@@ -141,19 +141,7 @@ class _NeuralModel(FactorScoring, BaseRecommender):
         X = part.binary
         warm = np.asarray(X.sum(axis=0)).ravel() > 0
         net = self._build(part, feats, masks, warm)
-        started: list = []
-        if cfg.init == "bpr" and net.cf_width:
-            # Adam on id embeddings peaks within a few epochs well below a long SGD BPR run (measured at
-            # 1M events: hybrid Recall@10 0.12-0.15 from scratch against BPR's 0.16): start from BPR's
-            # factors, as NCF pre-trains with GMF, and let the network add content to them
-            from mosaicrec.models.mf import BPR
-
-            # one thread: Hogwild's update order varies with more, and a seed must give one model
-            start = BPR(factors=net.cf_width, iterations=cfg.init_iterations, seed=cfg.seed, num_threads=1,
-                        learning_rate=cfg.init_learning_rate, regularization=cfg.init_regularization).fit(part)
-            with torch.no_grad():
-                started = net.start_from(torch.from_numpy(start.U_), torch.from_numpy(start.V_),
-                                         torch.from_numpy(start.item_bias_))
+        started = self._bpr_start(net, part)
         self.pretrain_history_ = pretrain_alignment(net.fusion, feats, masks, cfg.pretrain_epochs,
                                                     temperature=cfg.temperature, seed=cfg.seed)
         ids = {id(p) for p in started}
@@ -169,40 +157,24 @@ class _NeuralModel(FactorScoring, BaseRecommender):
             step_fn = _ddp_wrap(net)
         users, items = part.users.astype(np.int64), part.items.astype(np.int64)
         warm_items = np.flatnonzero(warm)  # negatives come from the catalog the model has seen
-        # On a small, busy machine torch's intra-op threads can be several times slower than one (they
-        # spin against each other and the other processes); which wins depends on the batch and the
-        # load, so threads=0 times a few real training batches each way and keeps the faster.
-        all_threads = torch.get_num_threads()
-        trial = [] if self.threads_ else [all_threads] * 4 + [1] * 4
-        timings: dict[int, list[float]] = {}
-        tb = 0.0
+        threads = _ThreadTrial(torch, fixed=bool(self.threads_))
 
         def run_epoch(epoch: int) -> dict[str, Any]:
-            nonlocal tb
             net.train()
             t0, total = time.perf_counter(), 0.0
             net.new_epoch(rng)
             perm = rng.permutation(len(users))
             for step, s in enumerate(range(0, len(perm), cfg.batch_size)):
-                if trial and epoch == 0 and step <= len(trial):
-                    if step:
-                        timings.setdefault(torch.get_num_threads(), []).append(time.perf_counter() - tb)
-                    if step == len(trial):
-                        torch.set_num_threads(min(timings, key=lambda n: np.median(timings[n])))
-                        self.threads_ = torch.get_num_threads()
-                    else:
-                        torch.set_num_threads(trial[step])
-                    tb = time.perf_counter()
+                if epoch == 0 and threads.step(step):
+                    self.threads_ = torch.get_num_threads()
                 b = perm[s:s + cfg.batch_size]
                 neg_items = warm_items[rng.integers(len(warm_items), size=len(b))]
                 if world > 1:
                     if len(b) < world:  # the same on every worker: all skip it
                         continue
                     b, neg_items = b[rank::world], neg_items[rank::world]
-                u = torch.from_numpy(users[b])
-                i = torch.from_numpy(items[b])
-                j = torch.from_numpy(neg_items)
-                pos, neg, norms, aux = step_fn(u, i, j)
+                pos, neg, norms, aux = step_fn(torch.from_numpy(users[b]), torch.from_numpy(items[b]),
+                                               torch.from_numpy(neg_items))
                 loss = objectives.bpr(pos, neg) + cfg.reg * norms
                 if cfg.align_weight > 0:
                     loss = loss + cfg.align_weight * aux
@@ -222,9 +194,26 @@ class _NeuralModel(FactorScoring, BaseRecommender):
         result = train_epochs(epochs, run_epoch, self._epoch_done,
                               validate=validate if val is not None else None, patience=cfg.early_stopping,
                               checkpoint=lambda: {k: v.detach().clone() for k, v in net.state_dict().items()},
-                              restore=net.load_state_dict,
-                              validate_start=bool(started))
+                              restore=net.load_state_dict, validate_start=bool(started))
         return net, result
+
+    def _bpr_start(self, net, part: Interactions) -> list:
+        """Set the network's id vectors from a BPR fit (``init = "bpr"``); returns the parameters set."""
+        cfg = self.config
+        if cfg.init != "bpr" or not net.cf_width:
+            return []
+        # Adam on id embeddings peaks within a few epochs well below a long SGD BPR run (measured at 1M
+        # events: hybrid Recall@10 0.12-0.15 from scratch against BPR's 0.16): start from BPR's factors, as
+        # NCF pre-trains with GMF, and let the network add content to them
+        from mosaicrec.models.mf import BPR
+
+        torch = _torch()
+        # one thread: Hogwild's update order varies with more, and a seed must give one model
+        start = BPR(factors=net.cf_width, iterations=cfg.init_iterations, seed=cfg.seed, num_threads=1,
+                    learning_rate=cfg.init_learning_rate, regularization=cfg.init_regularization).fit(part)
+        with torch.no_grad():
+            return net.start_from(torch.from_numpy(start.U_), torch.from_numpy(start.V_),
+                                  torch.from_numpy(start.item_bias_))
 
     def _fold_options(self) -> dict[str, float]:
         return {"target": float(self.fold_target_[0])}
@@ -244,6 +233,32 @@ class _NeuralModel(FactorScoring, BaseRecommender):
     def _build(self, train: Interactions, feats: dict[str, np.ndarray], masks: dict[str, np.ndarray],
                warm: np.ndarray):
         raise NotImplementedError
+
+
+class _ThreadTrial:
+    """On a small, busy machine torch's intra-op threads can be several times slower than one (they spin
+    against each other and the other processes); which wins depends on the batch and the load, so the first
+    epoch times a few real training batches each way and keeps the faster (unless threads were fixed)."""
+
+    def __init__(self, torch, fixed: bool) -> None:
+        self.torch = torch
+        self.trial = [] if fixed else [torch.get_num_threads()] * 4 + [1] * 4
+        self.timings: dict[int, list[float]] = {}
+        self.t0 = 0.0
+
+    def step(self, step: int) -> bool:
+        """Before the first epoch's batch ``step``: set the threads to try; ``True`` once chosen."""
+        if not self.trial or step > len(self.trial):
+            return False
+        if step:
+            self.timings.setdefault(self.torch.get_num_threads(), []).append(time.perf_counter() - self.t0)
+        chosen = step == len(self.trial)
+        if chosen:
+            self.torch.set_num_threads(min(self.timings, key=lambda n: np.median(self.timings[n])))
+        else:
+            self.torch.set_num_threads(self.trial[step])
+        self.t0 = time.perf_counter()
+        return chosen
 
 
 def _ddp_wrap(net):
@@ -267,86 +282,20 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 def _net_base():
-    """The torch base class of every network (built lazily so importing this module needs no torch)."""
-    torch = _torch()
-    from torch import nn
-
-    from mosaicrec.fusion.learned import ModalityFusion
-    from mosaicrec.models.neural.objectives import info_nce, l2
-
-    class Net(nn.Module):
-        def __init__(self, feats, masks, warm, dim, cfg, n_users):
-            super().__init__()
-            self.n_users = n_users
-            self.feats = {m: torch.from_numpy(v) for m, v in feats.items()}
-            self.masks = {m: torch.from_numpy(v) for m, v in masks.items()}
-            self.warm = torch.from_numpy(warm.astype(np.float32))
-            self.fusion = ModalityFusion({m: v.shape[1] for m, v in feats.items()}, dim, cfg.fusion)
-            self.temperature = cfg.temperature
-            self.aligning = cfg.align_weight > 0
-            self.n_items = len(warm)
-
-        def content(self, idx):
-            return self.fusion({m: v[idx] for m, v in self.feats.items()},
-                               {m: v[idx] for m, v in self.masks.items()})
-
-        #: width of the collaborative id vectors a BPR start fills (None: the net has none)
-        cf_width: int | None = None
-
-        def new_epoch(self, rng) -> None:
-            pass
-
-        def start_from(self, U, V, b) -> list:
-            """Set the id vectors from BPR's users ``U``, items ``V`` and item biases ``b`` (no_grad);
-            returns the parameters set (they train at a lower rate)."""
-            return []
-
-        def align(self, content, collaborative, idx):
-            """content ↔ collaborative InfoNCE over the warm items of a batch."""
-            if not self.aligning:  # an all-pairs loss: half a batch's time, for nothing when off
-                return torch.zeros(())
-            keep = self.warm[idx] > 0
-            if int(keep.sum()) < 2:
-                return torch.zeros(())
-            return info_nce(content[keep], collaborative[keep].detach(), self.temperature)
-
-        def batch(self, u, i, j):
-            """BPR inputs of a batch: positive and negative scores, the L2 term, the alignment term.
-            The default fits factor nets with ``users(u)``, ``items(i) -> (vectors, biases, content)``
-            and ``collaborative(i)``; graph and two-tower nets override it."""
-            su = self.users(u)
-            # each distinct item's content is fused once per batch: a batch repeats popular items many
-            # times, and with large batches the distinct items are a fraction of the 2·batch drawn
-            need, inv = torch.unique(torch.cat([i, j]), return_inverse=True)
-            v, b, c = self.items(need)
-            ii, jj = inv[:len(i)], inv[len(i):]
-            vi, vj = v[ii], v[jj]
-            norms = l2(su, vi, vj)
-            return ((su * vi).sum(1) + b[ii], (su * vj).sum(1) + b[jj], norms,
-                    self.align(c[ii], self.collaborative(i), i))
-
-        def export(self):
-            parts = [self.items(idx) for idx in torch.arange(self.n_items).split(4096)]
-            return {"U": self.users(torch.arange(self.n_users)).numpy(),
-                    "V": torch.cat([p[0] for p in parts]).numpy(), "b": torch.cat([p[1] for p in parts]).numpy()}
-
-        def all_items(self, fn, batch: int = 4096):
-            return torch.cat([fn(torch.arange(s, min(s + batch, self.n_items)))
-                              for s in range(0, self.n_items, batch)])
+    """The torch base class of every network (:mod:`.nets`, imported lazily so importing this module needs
+    no torch)."""
+    from mosaicrec.models.neural.nets import Net
 
     return Net
 
 
 def _copy_start(pairs, fusion=None) -> list:
-    """A BPR start: copy each ``(parameter, value)`` pair, zero the fusion's output (so the start scores as
-    the copied vectors do), and return the parameters (they train at ``init_lr_scale`` of the rate)."""
-    for param, value in pairs:
-        param.copy_(value)
-    if fusion is not None:
-        fusion.zero_output()
-    return [param for param, _ in pairs]
+    from mosaicrec.models.neural.nets import copy_start
+
+    return copy_start(pairs, fusion)
 
 
 def _init(emb, std: float = 0.1):
-    _torch().nn.init.normal_(emb.weight, std=std)
-    return emb
+    from mosaicrec.models.neural.nets import init
+
+    return init(emb, std)

@@ -50,102 +50,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.special import expit
 from scipy.stats import spearmanr
 
 from mosaicrec.data.schema import Interactions, context_floats
 from mosaicrec.errors import ConfigError
-from mosaicrec.models.base import BaseRecommender, ModelConfig
+from mosaicrec.models.base import BaseRecommender
+from mosaicrec.models.neural.multitask_config import MultiTaskConfig
 from mosaicrec.models.registry import register
 from mosaicrec.models.query import Query
 from mosaicrec.models.trainer import auc, train_epochs
-
-
-class TaskSpec(BaseModel):
-    """One prediction task: a label column of the events' context."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
-    column: str | None = Field(None, description="the events' column holding the label (default: name); "
-                               "'weight' is the event's weight where no such column exists")
-    kind: Literal["binary", "regression"] = "binary"
-    weight: float = Field(1.0, ge=0, le=1000, description="fixed loss weight")
-    log: bool = Field(False, description="regression: learn log(1 + target)")
-
-    @property
-    def label(self) -> str:
-        return self.column or self.name
-
-
-DEFAULT_TASKS = [TaskSpec(name="click"), TaskSpec(name="long_view"), TaskSpec(name="like"),
-                 TaskSpec(name="play_time", column="play_s", kind="regression", log=True)]
-
-
-class MultiTaskConfig(ModelConfig):
-    tasks: list[TaskSpec] = Field(default_factory=lambda: [t.model_copy() for t in DEFAULT_TASKS],
-                                  min_length=1, max_length=16)
-    architecture: Literal["shared-bottom", "mmoe", "ple", "star"] = "mmoe"
-    context: str = Field("scenario", description="the request's context column (and STAR's scenario)")
-    features: list[str] = Field(default_factory=lambda: ["scenario", "hour", "weekday"], max_length=16,
-                                description="context columns used as categorical input features")
-    min_events: int = Field(5, ge=1, description="feature values seen fewer times are 'unknown'")
-    context_dropout: float = Field(0.1, ge=0, lt=1, description="share of training feature values replaced "
-                                   "by 'unknown', so requests with an unknown context are scored well")
-    dim: int = Field(32, ge=2, le=512, description="embedding width of users, items and each feature")
-    expert_dim: int = Field(64, ge=2, le=2048)
-    experts: int = Field(4, ge=1, le=32, description="mmoe: experts; ple: shared experts")
-    task_experts: int = Field(1, ge=1, le=8, description="ple: experts of each task")
-    scenario_experts: int = Field(0, ge=0, le=8, description="mmoe / ple: experts of each scenario (the "
-                                  "`context` feature's values), which every task's gate sees beside the "
-                                  "shared ones; 0: none")
-    tower_dim: int = Field(32, ge=2, le=1024)
-    task_embeddings: int = Field(0, ge=0, le=512, description="width of a user and an item embedding of each "
-                                 "task's own, which its tower reads (both and their product) beside the shared "
-                                 "part: only that task's loss trains them (0: none)")
-    dropout: float = Field(0.1, ge=0, lt=1)
-    loss_weighting: Literal["fixed", "uncertainty"] = "fixed"
-    attribute: str | None = Field(None, description="content feature whose non-zero entries the item "
-                                  "embedding learns to predict (auxiliary task); None: no such task")
-    attribute_weight: float = Field(0.1, ge=0, le=100)
-    blend: dict[str, float] = Field(default_factory=lambda: {"click": 1.0, "long_view": 1.0, "like": 1.0},
-                                    description="ranking score: weight of each head (by task name)")
-    epochs: int = Field(20, ge=1, le=1000)
-    lr: float = Field(2e-3, gt=0, le=1)
-    weight_decay: float = Field(1e-6, ge=0, le=1, description="L2 on every parameter (Adam)")
-    batch_size: int = Field(1024, ge=1, le=1_000_000)
-    early_stopping: int = Field(2, ge=0, le=100, description="patience in epochs on the held-out latest "
-                                "impressions (mean AUC of the binary tasks); 0: train all epochs")
-    validation_share: float = Field(0.1, gt=0, lt=1)
-    checkpoints: Literal["shared", "per-task"] = Field(
-        "shared", description="shared: every head from the one epoch best on the mean validation AUC; "
-        "per-task: each head from the epoch best for its own task (see the module)")
-    refit: bool = True
-    seed: int = 42
-    threads: int = Field(0, ge=0, le=256)
-
-    @model_validator(mode="after")
-    def _check(self) -> MultiTaskConfig:
-        names = [t.name for t in self.tasks]
-        if len(set(names)) != len(names):
-            raise ValueError("task names must be distinct")
-        unknown = sorted(set(self.blend) - set(names))
-        if unknown:
-            raise ValueError(f"blend names {', '.join(unknown)}, which are no tasks ({', '.join(names)})")
-        if not any(w > 0 for w in self.blend.values()):
-            raise ValueError("blend needs a positive weight on at least one task")
-        if self.architecture == "star" and self.context not in self.features:
-            raise ValueError(f"architecture 'star' reads the scenario from features; add {self.context!r}")
-        if self.scenario_experts:
-            if self.architecture not in ("mmoe", "ple"):
-                raise ValueError("scenario_experts needs architecture 'mmoe' or 'ple' (their gates weigh them)")
-            if self.context not in self.features:
-                raise ValueError(f"scenario_experts read the scenario from features; add {self.context!r}")
-        return self
 
 
 def _torch():
@@ -155,109 +72,10 @@ def _torch():
 
 
 def _network(n_users: int, n_items: int, vocab: list[int], n_scenarios: int, n_attr: int, cfg: MultiTaskConfig):
-    torch = _torch()
-    nn = torch.nn
+    """The torch network (:mod:`.multitask_net`, imported only when a model trains or scores)."""
+    from mosaicrec.models.neural.multitask_net import MultiTaskNet
 
-    def mlp(n_in: int, n_out: int) -> nn.Module:
-        return nn.Sequential(nn.Linear(n_in, n_out), nn.ReLU(), nn.Dropout(cfg.dropout))
-
-    class StarLayer(nn.Module):
-        """A linear layer whose weight is shared ⊙ the scenario's own, bias shared + the scenario's."""
-
-        def __init__(self, n_in: int, n_out: int) -> None:
-            super().__init__()
-            self.shared = nn.Linear(n_in, n_out)
-            self.w = nn.Parameter(torch.ones(n_scenarios + 1, n_in, n_out))
-            self.b = nn.Parameter(torch.zeros(n_scenarios + 1, n_out))
-
-        def forward(self, x, scen):
-            # one product per scenario present, not a weight matrix per row: a batch holds a few scenarios
-            # (a ranking request one), and gathering B × n_in × n_out weights cost 10× the MMoE's time
-            out = x.new_empty(x.shape[0], self.b.shape[1])
-            for s in torch.unique(scen):
-                rows = torch.nonzero(scen == s).squeeze(1)
-                out[rows] = x[rows] @ (self.shared.weight.T * self.w[s]) + self.shared.bias + self.b[s]
-            return torch.relu(out)
-
-    class Net(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.users = nn.Embedding(n_users, cfg.dim)
-            self.items = nn.Embedding(n_items, cfg.dim)
-            for e in (self.users, self.items):
-                nn.init.normal_(e.weight, std=0.05)
-            self.feats = nn.ModuleList(nn.Embedding(v + 1, cfg.dim) for v in vocab)
-            n_in = cfg.dim * (3 + len(vocab))
-            n_tasks = len(cfg.tasks)
-            arch = cfg.architecture
-            if arch == "shared-bottom":
-                self.bottom = nn.Sequential(mlp(n_in, cfg.expert_dim), mlp(cfg.expert_dim, cfg.expert_dim))
-            elif arch == "star":
-                self.star = nn.ModuleList([StarLayer(n_in, cfg.expert_dim), StarLayer(cfg.expert_dim, cfg.expert_dim)])
-            else:
-                n_experts = cfg.experts + (n_tasks * cfg.task_experts if arch == "ple" else 0)
-                self.experts = nn.ModuleList(mlp(n_in, cfg.expert_dim) for _ in range(n_experts))
-                per_gate = cfg.experts + (cfg.task_experts if arch == "ple" else 0) + cfg.scenario_experts
-                self.gates = nn.ModuleList(nn.Linear(n_in, per_gate) for _ in range(n_tasks))
-                # one group per scenario code (0: unknown); a row meets its own scenario's group only
-                self.scenario_experts = nn.ModuleList(mlp(n_in, cfg.expert_dim) for _ in
-                                                      range((n_scenarios + 1) * cfg.scenario_experts))
-            k = cfg.task_embeddings
-            self.towers = nn.ModuleList(nn.Sequential(mlp(cfg.expert_dim + 3 * k, cfg.tower_dim),
-                                                      nn.Linear(cfg.tower_dim, 1)) for _ in range(n_tasks))
-            # a rare task's signal is a small share of the shared embeddings' gradient (like is ~2% of the
-            # impressions, click ~45%): its own embeddings learn what only it sees
-            self.task_users = nn.ModuleList(nn.Embedding(n_users, k) for _ in range(n_tasks if k else 0))
-            self.task_items = nn.ModuleList(nn.Embedding(n_items, k) for _ in range(n_tasks if k else 0))
-            for e in (*self.task_users, *self.task_items):
-                nn.init.normal_(e.weight, std=0.05)
-            self.log_vars = nn.Parameter(torch.zeros(n_tasks))
-            self.attr = nn.Linear(cfg.dim, n_attr) if n_attr else None
-
-        def forward(self, u, i, f, scen):
-            """One output (logit or standardised regression value) per task: ``batch × n_tasks``."""
-            eu, ei = self.users(u), self.items(i)
-            x = torch.cat([eu, ei, eu * ei, *[emb(f[:, k]) for k, emb in enumerate(self.feats)]], dim=1)
-            arch = cfg.architecture
-            if arch == "shared-bottom":
-                shared = self.bottom(x)
-                inputs = [shared] * len(self.towers)
-            elif arch == "star":
-                h = x
-                for layer in self.star:
-                    h = layer(h, scen)
-                inputs = [h] * len(self.towers)
-            else:
-                outs = torch.stack([e(x) for e in self.experts], dim=1)  # batch × experts × d
-                own_scenario = self._scenario_experts(x, scen) if cfg.scenario_experts else None
-                inputs = []
-                for t, gate in enumerate(self.gates):
-                    if arch == "ple":
-                        own = cfg.experts + t * cfg.task_experts
-                        idx = list(range(cfg.experts)) + list(range(own, own + cfg.task_experts))
-                        mine = outs[:, idx]
-                    else:
-                        mine = outs
-                    if own_scenario is not None:
-                        mine = torch.cat([mine, own_scenario], dim=1)
-                    w = torch.softmax(gate(x), dim=1).unsqueeze(-1)
-                    inputs.append((w * mine).sum(1))
-            if cfg.task_embeddings:
-                own = [(tu(u), ti(i)) for tu, ti in zip(self.task_users, self.task_items)]
-                inputs = [torch.cat([h, ou, oi, ou * oi], dim=1) for h, (ou, oi) in zip(inputs, own)]
-            return torch.cat([tower(h) for tower, h in zip(self.towers, inputs)], dim=1)
-
-        def _scenario_experts(self, x, scen):
-            """``batch × scenario_experts × d``: each row through its own scenario's experts, one pass per
-            scenario present (as in the STAR layer)."""
-            k = cfg.scenario_experts
-            out = x.new_empty(x.shape[0], k, cfg.expert_dim)
-            for s in torch.unique(scen):
-                rows = torch.nonzero(scen == s).squeeze(1)
-                out[rows] = torch.stack([self.scenario_experts[int(s) * k + e](x[rows]) for e in range(k)], dim=1)
-            return out
-
-    return Net()
+    return MultiTaskNet(n_users, n_items, vocab, n_scenarios, n_attr, cfg)
 
 
 def _numpy(state: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -447,20 +265,10 @@ class MultiTask(BaseRecommender):
             per_task = torch.zeros(len(cfg.tasks))
             for s in range(0, len(perm), cfg.batch_size):
                 b = torch.from_numpy(perm[s:s + cfg.batch_size])
-                out = net(u_all[b], i_all[b], f[b], scen[b])
-                y = y_all[b]
-                bce = torch.nn.functional.binary_cross_entropy_with_logits(out, y, reduction="none").mean(0)
-                mse = (out - y).square().mean(0)
-                losses = torch.where(binary, bce, mse)
-                if cfg.loss_weighting == "uncertainty":
-                    loss = (torch.exp(-net.log_vars) * losses + net.log_vars).sum()
-                else:
-                    loss = (fixed * losses).sum()
+                loss, losses = net.loss(net(u_all[b], i_all[b], f[b], scen[b]), y_all[b], binary, fixed)
                 if attr is not None and cfg.attribute_weight > 0:
                     items = torch.from_numpy(rng.choice(attr_items, min(len(attr_items), cfg.batch_size)))
-                    logits = net.attr(net.items(items))
-                    loss = loss + cfg.attribute_weight * torch.nn.functional.binary_cross_entropy_with_logits(
-                        logits, attr[items])
+                    loss = loss + cfg.attribute_weight * net.attribute_loss(items, attr[items])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -1,4 +1,7 @@
-"""Live state: what users did since the service started reading the store, kept in time order.
+"""Live state: every user's events as the store holds them now, kept in time order, and the rules they set.
+
+The pipeline's rules read it: a user's likes are folded in (and cited), their dislikes never come back, an
+erased user's model row is never served again (:attr:`LiveState.blocked`).
 
 One writer (the event path, under :attr:`LiveState.lock`) replaces a user's entry as a whole; readers take
 the entry without a lock and so always see one consistent version of it. For each (user, item) the most
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mosaicrec.models.training import positive
+from mosaicrec.data.likes import positive
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,17 @@ class LiveState:
         self.users: dict[str, UserEvents] = {}
         self.erased: dict[str, int] = {}  # user → erased at (Unix s), from the store's tombstones
         self.changed: set[str] = set()  # users whose live events the served model has not trained on
+        self.blocked: set[str] = set()  # users whose model rows must not be served (erased since training)
         self.lock = threading.Lock()
         self._popularity: Counter | None = None  # counted on first use after a change
+
+    def __getstate__(self) -> dict:
+        """A copy for another process (an export's Ray workers): the state without the writer's lock."""
+        return {k: v for k, v in self.__dict__.items() if k != "lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.Lock()
 
     def load(self, events: pd.DataFrame, erasures: dict[str, int]) -> None:
         """Start from the store's events (columns user_id, item_id, timestamp, weight) and tombstones."""
@@ -87,6 +99,7 @@ class LiveState:
             self.users.pop(user_id, None)
             self.changed.discard(user_id)
             self.erased[user_id] = max(at, self.erased.get(user_id, at))
+            self.blocked = self.blocked | {user_id}
 
     def get(self, user_id: str) -> UserEvents:
         return self.users.get(user_id, EMPTY)
@@ -98,10 +111,10 @@ class LiveState:
             counts = self._popularity = Counter(i for ev in self.users.values() for i in ev.positives)
         return counts
 
-    def blocked_rows(self, data_as_of: float | None) -> set[str]:
-        """Users whose model rows must not be served: erased at or after the model's data was read (any
-        tombstone, when that time is unknown)."""
-        return {u for u, at in self.erased.items() if data_as_of is None or at >= data_as_of}
+    def block_erased(self, data_as_of: float | None) -> None:
+        """Block the model rows of users erased at or after the model's data was read (any tombstone, when
+        that time is unknown)."""
+        self.blocked = {u for u, at in self.erased.items() if data_as_of is None or at >= data_as_of}
 
     def refresh_changed(self, model_users: dict[str, int], item_index: dict[str, int], seen) -> None:
         """Recompute which trained users have live events their model row lacks (a like it never saw, or a

@@ -2,24 +2,27 @@
 
 DuckDB lets one process hold a store for writing, and the service holds it, so ``mosaicrec train`` cannot
 open it meanwhile. A retrain job therefore (1) exports a consistent Parquet snapshot of the store through
-the service's own connection (writes go on), (2) trains in a child process (``mosaicrec train --snapshot``:
-it takes no core time from the server's interpreter and no lock), writing the model under the model root,
-and (3) reloads it into the service, which swaps it in atomically. One job runs at a time.
+the service's own connection (writes go on), (2) trains in a child process
+(:func:`~mosaicrec.app.training.train_servable` on the snapshot, what ``mosaicrec train --snapshot`` runs:
+the child takes no core time from the server's interpreter and no lock), writing the model under the model
+root, and (3) reloads it into the service, which swaps it in atomically. One job runs at a time.
 """
 
 from __future__ import annotations
 
-import json
+import multiprocessing
 import shutil
-import subprocess
-import sys
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from mosaicrec.app.training import TrainRequest
 from mosaicrec.errors import MosaicError
+from mosaicrec.models.registry import MODELS
 from mosaicrec.serving.service import Conflict, Service
 
 
@@ -56,8 +59,6 @@ class RetrainJobs:
         return self.jobs.get(job_id)
 
     def start(self, model: str | None = None, params: dict[str, Any] | None = None) -> Job:
-        from mosaicrec.models import MODELS
-
         served = self.service.model
         name = model or served.name
         if name not in MODELS:
@@ -82,24 +83,12 @@ class RetrainJobs:
         try:
             self.service.export_snapshot(snap_dir)
             job.log.append(f"snapshot written to {snap_dir.name}")
-            cmd = [sys.executable, "-m", "mosaicrec.cli", "train", "--snapshot", str(snap_dir), "--model", job.model,
-                   "--out", str(out)]
-            for key, value in job.params.items():
-                cmd += ["--param", f"{key}={json.dumps(value)}"]
             info = self.service.info
-            if info.threshold is not None:
-                cmd += ["--threshold", str(info.threshold)]
-            for name, spec in info.encoders.items():
-                cmd += ["--encoder", f"{name}={spec['name']}"]
-            for f in info.text_fields or []:
-                cmd += ["--text-fields", f]
-            for name, fields in info.fields.items():
-                cmd += ["--field", f"{name}={','.join(fields)}"]
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout)
-            job.log += [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()][-40:]
-            if proc.returncode != 0:
-                raise MosaicError(f"training failed (exit {proc.returncode}): "
-                                  + next((ln for ln in reversed(job.log) if "error" in ln.lower()), "see log_tail"))
+            req = TrainRequest(job.model, out, dict(job.params), snapshot=snap_dir, threshold=info.threshold,
+                               encoder=[f"{name}={spec['name']}" for name, spec in info.encoders.items()] or None,
+                               text_fields=info.text_fields, fields=dict(info.fields))
+            self._train_in_child(job, req, root / ".snapshots" / f"{job.job_id}.log")
+            job.log.append(f"model written to {out.name}")
             result = self.service.reload(str(out.relative_to(root)))
             job.model_dir = result["model_dir"]
             job.state, job.message = "succeeded", f"serving {result['model']} from {result['model_dir']}"
@@ -108,5 +97,48 @@ class RetrainJobs:
         finally:
             job.finished_at = time.time()
             shutil.rmtree(snap_dir, ignore_errors=True)
+            (root / ".snapshots" / f"{job.job_id}.log").unlink(missing_ok=True)
             with self._lock:
                 self._running = None
+
+    def _train_in_child(self, job: Job, req: TrainRequest, log: Path) -> None:
+        """Run the training in a fresh interpreter (spawned: no copy of the server's threads or store
+        connection), its output to ``log``; the job keeps the log's tail. Refused on a failure or timeout."""
+        ctx = multiprocessing.get_context("spawn")
+        proc = ctx.Process(target=_train_child, args=(req, str(log)), name=f"train-{job.job_id}", daemon=True)
+        proc.start()
+        proc.join(self.timeout)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+            raise MosaicError(f"training ran past {self.timeout:.0f} s and was stopped")
+        lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+        job.log += [ln for ln in lines if ln.strip()][-40:]
+        if proc.exitcode != 0:
+            raise MosaicError(f"training failed (exit {proc.exitcode}): "
+                              + next((ln for ln in reversed(job.log) if "error" in ln.lower()), "see log_tail"))
+
+
+def _train_child(req: TrainRequest, log: str) -> None:
+    """A retrain job's child process: train and save, the output and any error going to ``log``."""
+    import sys
+
+    from rich.console import Console
+
+    from mosaicrec.app.training import train_servable
+
+    with open(log, "w") as out:
+        sys.stdout = sys.stderr = out
+        console = Console(file=out, width=120)
+        try:
+            result = train_servable(req, console=console)
+            console.print(result.describe(), highlight=False)
+        except MosaicError as e:
+            out.write(f"error: {e}\n")
+            out.flush()
+            sys.exit(1)
+        except BaseException:  # noqa: BLE001  the job reports it; the server keeps serving
+            out.write("error: " + traceback.format_exc().strip().splitlines()[-1] + "\n")
+            out.write(traceback.format_exc())
+            out.flush()
+            sys.exit(1)

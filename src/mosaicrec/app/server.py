@@ -1,0 +1,153 @@
+"""A running service: the model and its store, API keys, the media policy, an optional bandit and
+knowledge graph, content the model did not bring encoded in the background, and the HTTP app."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from fastapi import FastAPI
+from rich.console import Console
+
+from mosaicrec.app.jobs import RetrainJobs
+from mosaicrec.app.trained import (check_sources, load_trained, merge_content, missing_content, saved_content,
+                                   serving_encoders)
+from mosaicrec.data.content import ItemContent
+from mosaicrec.data.store import default_store_path
+from mosaicrec.errors import MosaicError
+from mosaicrec.serving.app import create_app
+from mosaicrec.serving.auth import load_keys
+from mosaicrec.serving.media import MediaPolicy
+from mosaicrec.serving.service import Service
+
+
+@dataclass
+class ServeOptions:
+    """What ``mosaicrec serve`` takes (its ``--help`` says what each does)."""
+
+    model_dir: Path
+    store: Path | None = None
+    api_key_file: Path | None = None
+    api_keys: list[str] | None = None
+    encoder: list[str] | None = None
+    text_fields: list[str] | None = None
+    rate_limit: float = 1000.0
+    retrieval: str = "auto"
+    content_file: Path | None = None
+    no_content: bool = False
+    media_root: Path | None = None
+    media_read_roots: list[Path] = field(default_factory=list)
+    model_root: Path | None = None
+    max_media_mb: float = 25.0
+    public_docs: bool = False
+    bandit: str | None = None
+    bandit_share: float = 1.0
+    bandit_scenarios: list[str] | None = None
+    kg: str | None = None
+    report: Path | None = None
+
+
+@dataclass
+class Server:
+    app: FastAPI
+    service: Service
+    ready_seconds: float
+    to_encode: int
+
+    def describe(self, host: str, port: int) -> str:
+        svc = self.service
+        return (f"serving {svc.model.name} over {len(svc.snapshot.catalog):,} items ({svc.retrieval} retrieval) on "
+                f"http://{host}:{port}, ready in {self.ready_seconds:.1f}s; content: {svc.content_status}"
+                + (f" ({self.to_encode:,} items to encode)" if self.to_encode else ""))
+
+
+def build_server(opts: ServeOptions, console: Console | None = None) -> Server:
+    """The service and its HTTP app, ready to answer at once; items the served content lacks are encoded in
+    a background thread (routes that need content answer 503 meanwhile)."""
+    if opts.report is not None and not opts.report.is_dir():
+        raise MosaicError(f"--report {opts.report}: no such folder (give the --out folder of `mosaicrec evaluate`)")
+    keys = load_keys(opts.api_key_file, opts.api_keys)
+    if not keys:
+        raise MosaicError("give API keys: --api-key-file FILE (lines KEY:read, KEY:write or KEY:admin) or "
+                          "$MOSAICREC_API_KEYS")
+    t0 = time.perf_counter()
+    trained = load_trained(opts.model_dir, opts.store)
+    specs = serving_encoders(trained.info, opts.encoder, opts.text_fields)
+    content = None
+    if not opts.no_content:
+        content = ItemContent.load(opts.content_file) if opts.content_file else saved_content(opts.model_dir,
+                                                                                               trained.store_path)
+        if content is not None:
+            check_sources(content, specs)
+    media = MediaPolicy(opts.media_root or Path(default_store_path()).parent / "media", int(opts.max_media_mb * 1e6),
+                        tuple(opts.media_read_roots))
+    root = opts.model_root or opts.model_dir.resolve().parent
+    service = Service(trained.model, trained.store_path, content, info=trained.info, retrieval=opts.retrieval,
+                      media=media, model_root=root, bandit=_bandit(opts), kg=_kg(opts, trained.data.items, console))
+    missing = [] if opts.no_content else missing_content(trained.data.items, content)
+    if missing:
+        service.content_status = "encoding"
+        threading.Thread(target=encode_in_background, daemon=True, name="encode",
+                         args=(service, trained.data.items, missing, content, specs,
+                               opts.text_fields or trained.info.text_fields, trained.store_path, trained.info.fields,
+                               console)).start()
+    model_dir = opts.model_dir.resolve()
+    app = create_app(service, keys, rate_limit=opts.rate_limit, burst=2 * opts.rate_limit,
+                     model_dir=str(model_dir.relative_to(root.resolve())) if model_dir.is_relative_to(root.resolve())
+                     else None, jobs=RetrainJobs(service), public_docs=opts.public_docs,
+                     report_dir=str(opts.report) if opts.report is not None else None)
+    return Server(app, service, time.perf_counter() - t0, len(missing))
+
+
+def _bandit(opts: ServeOptions):
+    if opts.bandit is None:
+        return None
+    from pydantic import ValidationError
+
+    from mosaicrec.serving.bandit import BanditServing
+
+    try:
+        cfg = BanditServing(policy={"policy": opts.bandit}, share=opts.bandit_share, scenarios=opts.bandit_scenarios)
+    except ValidationError:
+        raise MosaicError(f"--bandit must be linucb, thompson or epsilon-greedy, not {opts.bandit!r}") from None
+    if opts.no_content:
+        raise MosaicError("--bandit scores items by their content; it cannot run with --no-content")
+    return cfg
+
+
+def _kg(opts: ServeOptions, items: pd.DataFrame, console: Console | None):
+    if opts.kg is None:
+        return None
+    from mosaicrec.data.kg import load_item_kg
+
+    if console is None:
+        return load_item_kg(items, opts.kg)
+    with console.status(f"loading the knowledge graph {opts.kg}"):
+        return load_item_kg(items, opts.kg)
+
+
+def encode_in_background(service: Service, items: pd.DataFrame, missing: list[str], content: ItemContent | None,
+                         specs: dict[str, str], text_fields: list[str] | None, store_path: Path,
+                         fields: dict[str, list[str]] | None = None, console: Console | None = None) -> None:
+    """Encode the items the served content lacks (through the cache, with progress on ``console``), then
+    serve the merged content. A failure is shown in ``/status`` (``content_status``) and serving goes on."""
+    from mosaicrec.encoders import EmbeddingCache, create_encoder, default_cache_path, encode_items
+
+    console = console or Console(stderr=True)
+    try:
+        todo = items[items["item_id"].astype(str).isin(set(missing))]
+        encoders = {name: create_encoder(enc) for name, enc in specs.items()} or None
+        if encoders is None and content is not None:
+            encoders = {name: create_encoder(src.split("@")[0]) for name, src in content.sources.items()}
+        with EmbeddingCache(default_cache_path(store_path)) as cache:
+            encoded = encode_items(todo, encoders, cache=cache, text_fields=text_fields, fields=fields,
+                                   console=console).content
+        merged = encoded if content is None else merge_content(content, encoded)
+        service.set_content(merged)
+        console.print(f"content ready: {', '.join(merged.modalities)} for {len(merged.item_ids):,} items")
+    except Exception as e:  # noqa: BLE001  serving goes on without content; say why
+        service.content_status = f"failed: {e}"
+        console.print(f"[red]content encoding failed:[/red] {e}", highlight=False)

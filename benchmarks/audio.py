@@ -35,7 +35,8 @@ from sklearn.metrics import roc_auc_score
 
 from mosaicrec.data import load_dataset
 from mosaicrec.encoders import ContentConfig, encode_content
-from mosaicrec.evaluation.stats import fmt, paired
+from mosaicrec.evaluation.stats import fmt, fmt_p, paired
+from mosaicrec.evaluation.provenance import write_result
 
 RESULTS = Path(__file__).parent / "results"
 AGES = [0, 21, 26, 31, 41, 200]
@@ -175,18 +176,17 @@ def main() -> None:
     console.print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     seconds = time.perf_counter() - t0
-    (RESULTS / "audio.json").write_text(json.dumps({"seeds": args.seeds, "seconds": round(seconds, 1),
-                                                    "rows": rows, "runs": runs, "paired": compared}, indent=2,
-                                                   default=float))
     md = [f"# Audio: liking of held-out Emotify clips by listener context (seeds {args.seeds}, "
           f"{seconds:.0f} s)", "", "| model | AUC | NDCG@10 per profile | profiles |", "|---|---:|---:|---:|"]
     md += [f"| {r['model']} | {fmt(*r['auc'])} | {fmt(*r['ndcg@10'])} | {r['profiles']} |" for r in rows]
     md += ["", "Paired over listener profiles (pooled over seeds), NDCG@10:", "",
            "| model | against | Δ | 95% CI | per seed | p (t) | p (sign) |", "|---|---|---:|---|---:|---:|---:|"]
     md += [f"| {c['model']} | {c['against']} | {c['diff']:+.4f} | [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] | "
-           f"{fmt(c['seed_diff_mean'], c['seed_diff_std'])} | {c['p_ttest']:.2g} | {c['p_sign']:.2g} |"
+           f"{fmt(c['seed_diff_mean'], c['seed_diff_std'])} | {fmt_p(c['p_ttest'])} | {fmt_p(c['p_sign'])} |"
            for c in compared]
-    (RESULTS / "audio.md").write_text("\n".join(md) + "\n")
+    write_result(RESULTS, "audio", json.loads(json.dumps({"seeds": args.seeds, "seconds": round(seconds, 1), "rows": rows,
+                                                          "runs": runs, "paired": compared}, default=float)),
+                 "\n".join(md) + "\n")
     console.print(f"wrote {RESULTS / 'audio.json'} and .md")
 
 

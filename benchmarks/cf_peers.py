@@ -14,7 +14,6 @@ Usage: python benchmarks/cf_peers.py [--seeds 0 1 2] [--dataset movielens-100k]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -31,6 +30,7 @@ from mosaicrec.data.schema import Interactions
 from mosaicrec.evaluation import EvaluationConfig, evaluate_ranking
 from mosaicrec.models import create
 from mosaicrec.models.base import BaseRecommender
+from mosaicrec.evaluation.provenance import write_result
 
 RESULTS = Path(__file__).parent / "results"
 PARAMS = {
@@ -187,7 +187,6 @@ def main() -> None:
                         "processor": platform.machine()},
             "versions": {p: version(p) for p in ("implicit", "cornac", "numpy", "scipy", "numba")}}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "cf_peers.json").write_text(json.dumps({"meta": meta, "rows": summary}, indent=2))
 
     table = Table(title=f"CF vs peers on {args.dataset} ({len(args.seeds)} seeds, mean ± std)")
     heads = ["algorithm", "implementation", "NDCG@10", "Recall@10", "fit s", "peak MB",
@@ -209,7 +208,7 @@ def main() -> None:
     md += ["", f"Ratios are ours ÷ peer (accuracy: > 1 is better; fit time: < 1 is faster). "
                f"Our one-off numba compile: {jit_s:.1f}s (cached on disk afterwards). "
                f"Versions: {meta['versions']}."]
-    (RESULTS / "cf_peers.md").write_text("\n".join(md) + "\n")
+    write_result(RESULTS, "cf_peers", {"meta": meta, "rows": summary}, "\n".join(md) + "\n")
     console.print(f"wrote {RESULTS / 'cf_peers.json'} and {RESULTS / 'cf_peers.md'}")
 
 

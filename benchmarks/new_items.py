@@ -18,7 +18,6 @@ Writes benchmarks/results/new_items.json and .md. Usage: python benchmarks/new_i
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from mosaicrec.encoders import ContentConfig, encode_content
 from mosaicrec.models.training import TrainingInfo, fit_on_dataset
 from mosaicrec.ranking.live import history_indices
 from mosaicrec.serving.service import Service
+from mosaicrec.evaluation.provenance import write_result
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -115,10 +115,9 @@ def main() -> None:
         table.add_row(*[str(r[c]) for c in cols])
     console.print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "new_items.json").write_text(json.dumps({"rows": rows_out}, indent=2))
     md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + \
         ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows_out]
-    (RESULTS / "new_items.md").write_text("\n".join(md) + "\n")
+    write_result(RESULTS, "new_items", {"rows": rows_out}, "\n".join(md) + "\n")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from mosaicrec.data.splits import leave_last_out
 from mosaicrec.evaluation.protocol import EvaluationConfig, evaluate_ranking
 from mosaicrec.evaluation.stats import fmt
 from mosaicrec.models import create
+from mosaicrec.evaluation.provenance import write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
@@ -162,8 +163,6 @@ def write_table(rows: list[dict], peers: list[str], users: int, seconds: float, 
     """peer_sasrec.json and .md from per-seed rows: mean ± std over the seeds, and ours / each peer."""
     seeds = sorted({r["seed"] for r in rows})
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "peer_sasrec.json").write_text(json.dumps({"seeds": seeds, "seconds": round(seconds, 1),
-                                                          "users": users, "rows": rows}, indent=2))
 
     def stat(model: str, key: str, digits: int = 4) -> tuple[str, float]:
         v = np.array([r[key] for r in rows if r["model"] == model], float)
@@ -171,7 +170,7 @@ def write_table(rows: list[dict], peers: list[str], users: int, seconds: float, 
 
     names = [NAMES[p] for p in peers]
     lines = [f"SASRec against {', '.join(names)}, ml100k-multimodal leave-last-out ({users} users, full "
-             f"ranking, training films masked), seeds {', '.join(map(str, seeds))}, {seconds / 60:.0f} min.", "",
+             f"ranking, training films masked), seeds {', '.join(map(str, seeds))}.", "",
              "| model | NDCG@10 | Recall@10 | best epoch | fit s |", "|---|---:|---:|---:|---:|"]
     for model in (*names, "mosaicrec sasrec"):
         lines.append(f"| {model} | {stat(model, 'ndcg@10')[0]} | {stat(model, 'recall@10')[0]} | "
@@ -183,7 +182,8 @@ def write_table(rows: list[dict], peers: list[str], users: int, seconds: float, 
 
     for peer in names:
         lines.append(f"| ratio (ours / {peer}) | {ratio(peer, 'ndcg@10')} | {ratio(peer, 'recall@10')} | | |")
-    (RESULTS / "peer_sasrec.md").write_text("\n".join(lines) + "\n")
+    write_result(RESULTS, "peer_sasrec", {"seeds": seeds, "seconds": round(seconds, 1), "users": users, "rows": rows},
+                 "\n".join(lines) + "\n")
     console.print("\n".join(lines))
 
 

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mosaicrec.evaluation.provenance import write_result
+
 RESULTS = Path(__file__).parent / "results"
 SAMPLE = 10_000
 
@@ -181,7 +183,8 @@ def main() -> None:
         return
     RESULTS.mkdir(parents=True, exist_ok=True)
     # rows of other (size, mode) pairs from an earlier run are kept: a re-run of some modes updates them
-    old = json.loads((RESULTS / "ray_scale.json").read_text()) if (RESULTS / "ray_scale.json").exists() else []
+    old = json.loads((RESULTS / "ray_scale.json").read_text()) if (RESULTS / "ray_scale.json").exists() else {}
+    old = old.get("rows", []) if isinstance(old, dict) else old
     rows = [r for r in old if not (r["events"] in args.sizes and r["workers"] in args.modes)]
     for events in args.sizes:
         for workers in args.modes:
@@ -195,9 +198,9 @@ def main() -> None:
             rows.append(json.loads(found[0][7:]))
             print(json.dumps(rows[-1]), flush=True)
             rows.sort(key=lambda r: (r["events"], r["workers"]))
-            (RESULTS / "ray_scale.json").write_text(json.dumps(rows, indent=2))
+            (RESULTS / "ray_scale.json").write_text(json.dumps({"rows": rows}, indent=2))  # kept as it goes
     md = table(rows)
-    (RESULTS / "ray_scale.md").write_text(md + "\n")
+    write_result(RESULTS, "ray_scale", {"rows": rows}, md + "\n")
     print(md)
 
 

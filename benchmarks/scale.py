@@ -36,9 +36,10 @@ from mosaicrec.data.splits import SplitConfig
 from mosaicrec.data.synthetic import synthetic_catalog
 from mosaicrec.evaluation.protocol import EvaluationConfig
 from mosaicrec.evaluation.runner import environment, run_experiment
-from mosaicrec.evaluation.stats import fmt, paired
+from mosaicrec.evaluation.stats import fmt, fmt_p, paired
 from mosaicrec.evaluation.tuning import TuningConfig
 from mosaicrec.models.registry import ModelSpec
+from mosaicrec.evaluation.provenance import write_result
 
 RESULTS = Path(__file__).parent / "results"
 NEURAL = {"epochs": 30, "early_stopping": 3, "batch_size": 8192, "lr": 3e-3, "reg": 1e-3}
@@ -136,7 +137,7 @@ def write(sizes: list[dict], args, seconds: float, console: Console) -> None:
     for size in sizes:
         for r in size["rows"]:
             vs = r["vs_bpr"]
-            rel = "—" if vs is None or vs["relative"] is None else f"{100 * vs['relative']:+.1f}% ({vs['p_ttest']:.2g})"
+            rel = "—" if vs is None or vs["relative"] is None else f"{100 * vs['relative']:+.1f}% ({fmt_p(vs['p_ttest'])})"
             cells = [f"{r['events']:,}", r["model"], fmt(*r["recall@10"]), fmt(*r["ndcg@10"]),
                      fmt(*r["fit_s"], digits=1), rel,
                      ", ".join("—" if e is None else str(e) for e in r.get("best_epoch", [])) or "—"]
@@ -156,7 +157,6 @@ def write(sizes: list[dict], args, seconds: float, console: Console) -> None:
                         "neural_params": NEURAL,
                         "environment": environment(), "seconds": round(seconds, 1)},
                "sizes": sizes, "growth": growth}
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(payload, indent=2, default=str))
     how = "neural: fixed lr/L2, epochs chosen by early stopping on validation, BPR start as BPR's"
     if args.trials:
         how = (f"BPR and EASE{' and the neural lr/L2' if args.tune_neural else ''} tuned on validation "
@@ -175,7 +175,7 @@ def write(sizes: list[dict], args, seconds: float, console: Console) -> None:
         md += [f"| {ev:,} | {c['model']} | {c['seed']} | "
                + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in c["chosen"].items())
                + f" | {c['validation']:.4f} |" for ev, c in chosen]
-    (RESULTS / f"{args.out}.md").write_text("\n".join(md) + "\n")
+    write_result(RESULTS, args.out, json.loads(json.dumps(payload, default=str)), "\n".join(md) + "\n")
     console.print(f"wrote {RESULTS / args.out}.json and .md")
 
 

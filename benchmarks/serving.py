@@ -52,6 +52,7 @@ from mosaicrec.data.store import Store
 from mosaicrec.models import create
 from mosaicrec.models.query import Query
 from mosaicrec.ranking.ann import InnerProductIndex, recall_at_k
+from mosaicrec.evaluation.provenance import write_result
 
 RESULTS = Path(__file__).parent / "results"
 KEY = "bench-key"
@@ -362,13 +363,11 @@ def main() -> None:
     meta = {"model": args.model, "scenario_per_request": scenarios, "items": n_items, "users": n_users, "threads": args.threads, "requests": args.requests,
             "rate": args.rate, "ann_recall_at_10": round(recall, 4), "index_build_s": round(index_s, 2),
             "setup_s": round(build_s, 1), "cpus": os.cpu_count(), "python": platform.python_version()}
-    (RESULTS / f"serving{tag}.json").write_text(json.dumps({"meta": meta, "goal": goal, "rows": rows}, indent=2))
     md = ["| " + " | ".join(cols) + " |", "|---|---|---|" + "---:|" * (len(cols) - 3)]
     md += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    (RESULTS / f"serving{tag}.md").write_text(f"# Serving {args.model} over {n_items:,} items\n\n"
-                                              f"ANN recall@10: {recall:.3f}\n\n"
-                                        f"Goal (p99 < 10 ms at >= {args.rate:g} req/s): {verdict}\n\n"
-                                        + "\n".join(md) + "\n")
+    write_result(RESULTS, f"serving{tag}", {"meta": meta, "goal": goal, "rows": rows},
+                 f"Serving {args.model} over {n_items:,} items. ANN recall@10: {recall:.3f}. Goal (p99 < 10 ms at "
+                 f">= {args.rate:g} req/s): {verdict}\n\n" + "\n".join(md) + "\n")
     console.print(f"wrote {RESULTS / f'serving{tag}.json'} and .md")
 
 

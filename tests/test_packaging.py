@@ -49,7 +49,7 @@ def test_the_dockerfile_installs_what_the_makefile_does():
     no_deps = {ln.split("--no-deps", 1)[1].split()[0] for ln in recipe.splitlines() if "--no-deps" in ln}
     assert all(f"--no-deps {p}" in docker for p in no_deps)
     extras = lambda s: set(re.search(r'"?\.\[([a-z,]+)\]"?', s).group(1).split(","))  # noqa: E731
-    # the image has the runtime extras; dev (tests) and bench (peers) stay out of it
-    assert extras(docker) == extras(recipe) - {"dev", "bench"}
+    # the image has the runtime extras; dev (tests), bench (peers) and docs (the site) stay out of it
+    assert extras(docker) == extras(recipe) - {"dev", "bench", "docs"}
     assert docker.index("torch==2.13.0") < docker.index('pip install ".[')  # torch before the package
     assert "kg fetch" in recipe and "kg fetch" in docker

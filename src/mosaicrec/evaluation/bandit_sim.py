@@ -138,7 +138,10 @@ def emotify_environment(responses, item_vectors: np.ndarray, item_ids: np.ndarra
     ids = [str(i) for i in item_ids]
     index = {i: n for n, i in enumerate(ids)}
     vecs = PCA(dims, random_state=0).fit_transform(np.asarray(item_vectors, np.float64))
-    vecs = vecs / (np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-12)
+    # rounded: the embeddings differ in their last bits from one CPU to another (the audio model's kernels),
+    # and a bandit amplifies the smallest difference into another run; at 3 decimals every machine plays
+    # the same game (a value within 1e-6 of a rounding boundary is the rare exception)
+    vecs = np.round(vecs / (np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-12), 3)
     r = responses.assign(item=responses["item_id"].astype(str).map(index))
     if r["item"].isna().any():
         raise ValueError("emotify_environment: a response names an item without a vector")
@@ -230,20 +233,17 @@ def write_report(curves: dict[str, list[dict[str, np.ndarray]]], folder, stem: s
                  seconds: float) -> str:
     """``<stem>.json`` (summary and curves every 50 rounds), ``<stem>.md`` (the table) and ``<stem>.png``
     (cumulative like rate, mean ± std over seeds) in ``folder``; returns the table."""
-    import json
     from pathlib import Path
 
     from mosaicrec.evaluation.stats import fmt
 
+    from mosaicrec.evaluation.provenance import write_result
+
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     rows = summarise(curves)
     n_seeds = len(next(iter(curves.values())))
-    (folder / f"{stem}.json").write_text(json.dumps({
-        "rows": rows, "seconds": seconds,
-        "curves": {n: [r["reward"][::50].tolist() for r in runs] for n, runs in curves.items()}}, indent=2))
     last = rows[0]["last"]
-    lines = [f"{title}: {rows[0]['rounds']:,} rounds, {n_seeds} seed(s) (mean ± std), {seconds:.0f} s.", "",
+    lines = [f"{title}: {rows[0]['rounds']:,} rounds, {n_seeds} seed(s) (mean ± std).", "",
              f"| policy | like rate | last {last:,} rounds | regret (likes lost to the best item) | vs random |",
              "|---|---:|---:|---:|---:|"]
     for r in rows:
@@ -251,7 +251,8 @@ def write_report(curves: dict[str, list[dict[str, np.ndarray]]], folder, stem: s
                      f"{fmt(r['late_like_rate'], r['late_std'])} | {fmt(r['regret'], r['regret_std'], 1)} | "
                      f"{r['vs_random']:.2f} |")
     table = "\n".join(lines) + "\n"
-    (folder / f"{stem}.md").write_text(table)
+    write_result(folder, stem, {"rows": rows, "seconds": seconds, "curves": {
+        n: [r["reward"][::50].tolist() for r in runs] for n, runs in curves.items()}}, table)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -300,5 +301,8 @@ def run_emotify(seeds: list[int], rounds: int, folder, stem: str = "bandits", co
             console.print(f"seed {seed}: " + "; ".join(f"{n} {r['reward'][-1] / rounds:.3f}"
                                                         for n, r in runs.items()))
 
-    curves = run_seeds(env, seeds, rounds, cfg.policies, on_seed=said)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # one BLAS thread: the same sums in the same order on any machine
+        curves = run_seeds(env, seeds, rounds, cfg.policies, on_seed=said)
     return write_report(curves, folder, stem, "Bandit policies on the Emotify simulator", time.perf_counter() - t0)

@@ -27,7 +27,6 @@ effective sample size (Σw)² / Σw², says how many rows an estimate rests on.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +39,7 @@ from mosaicrec.data.datasets import load_dataset, resolve_source
 from mosaicrec.data.splits import SplitConfig, split
 from mosaicrec.evaluation.bandit_sim import shrunk_rates
 from mosaicrec.evaluation.ope import BanditLog, bias_variance, epsilon_greedy_policy, evaluate_policy, synthetic_bandit
+from mosaicrec.evaluation.provenance import write_result
 from mosaicrec.evaluation.stats import fmt
 from mosaicrec.models import create
 
@@ -50,10 +50,9 @@ _KUAIRAND_LABELS = ("click", "long_view")
 
 
 def write_table(folder: Path, which: str, payload: dict, table: str) -> Path:
-    """``ope_<which>.json`` (the payload) and ``ope_<which>.md`` (the table) in ``folder``; returns the .md."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"ope_{which}.json").write_text(json.dumps(payload, indent=2))
-    (folder / f"ope_{which}.md").write_text(table)
+    """``ope_<which>.json`` (the payload, the table and where it came from) and ``ope_<which>.md`` (the
+    table) in ``folder``; returns the .md."""
+    write_result(folder, f"ope_{which}", payload, table)
     return folder / f"ope_{which}.md"
 
 
@@ -90,7 +89,7 @@ def simulation_table(replications: int = 200, console: Console | None = None) ->
                                  "estimator": name if name != "dr" else f"dr (reward model {model_name})", **stats})
     seconds = time.perf_counter() - t0
     lines = [f"Off-policy estimators against the true value, {replications} simulated logs of 2,000 rounds "
-             f"each ({seconds:.0f} s).", "",
+             "each.", "",
              "| logger | target | estimator | bias | std | RMSE | RMSE / baseline's |", "|---|---|---|---:|---:|---:|---:|"]
     for r in rows:
         base = next(b for b in rows if b["logger"] == r["logger"] and b["target"] == r["target"]
@@ -173,7 +172,7 @@ def emotify_table(seeds: list[int], console: Console | None = None) -> tuple[dic
     seconds = time.perf_counter() - t0
     names = ["replay", "ips", "snips", "dr"]
     lines = [f"Emotify: policies' like rate estimated off-policy from held-out responses, {len(seeds)} seeds "
-             f"(mean ± std of the estimate; [mean 95% bootstrap interval]), {seconds:.0f} s.", "",
+             "(mean ± std of the estimate; [mean 95% bootstrap interval]).", "",
              "| policy | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for name, per_seed in runs.items():
         cells = []

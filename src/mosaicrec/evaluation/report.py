@@ -281,11 +281,29 @@ def tradeoff_plot(result: ExperimentResult, path: Path) -> bool:
     return True
 
 
+def docs_table(result: ExperimentResult) -> str:
+    """The headline metrics per model (mean ± std over seeds) without the timings: the table the
+    documentation shows, which a rerun of the same config reproduces to the printed digits."""
+    cols = _columns(result)
+    n_seeds = len(result.seeds) or 1
+    lines = [f"{result.dataset['dataset']}, {result.split['kind']} split, "
+             + (f"mean ± std over seeds {', '.join(map(str, result.seeds))}" if n_seeds > 1
+                else f"seed {result.split['seed']}") + ".", "",
+             "| model | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for r in result.rows:
+        lines.append(f"| {r.label} | " + " | ".join(_cell(r, c, n_seeds) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_reports(result: ExperimentResult, out_dir: str | Path) -> Path:
-    """Write ``results.json``, ``report.md`` and ``plot.png`` into ``out_dir``; returns the folder."""
+    """Write ``results.json`` (with the documentation's table and where the run came from), ``report.md``
+    and ``plot.png`` into ``out_dir``; returns the folder."""
+    from mosaicrec.evaluation.provenance import provenance
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    (out / "results.json").write_text(json.dumps({**result.to_dict(), "table": docs_table(result),
+                                                  "provenance": provenance()}, indent=2, default=str))
     md = markdown(result)
     if tradeoff_plot(result, out / "tradeoff.png"):
         md += "\n## Accuracy / diversity trade-off (MMR)\n\n![trade-off](tradeoff.png)\n\n" + "\n".join(

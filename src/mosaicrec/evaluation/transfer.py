@@ -272,7 +272,7 @@ def transfer_markdown(result: TransferResult, baseline: str | None = None) -> st
     was trained on (catalog). Mean ± std over seeds."""
     tc = result.transfer
     lines = [f"# {result.name}", "", f"Transfer ({tc.kind}), seeds {', '.join(map(str, result.seeds))}: "
-             f"every figure is the mean ± std over them; {result.seconds / 60:.1f} min.", ""]
+             "every figure is the mean ± std over them.", ""]
     rows = result.rows
     if tc.kind == "scenarios":
         first = f"{tc.labels[0]} auc"
@@ -353,12 +353,16 @@ def transfer_plot(result: TransferResult, path: Path) -> bool:
 
 def write_transfer_reports(result: TransferResult, out_dir: str | Path, baseline: str | None = None) -> Path:
     """``results.json``, ``report.md`` and (scenarios) ``transfer.png`` in ``out_dir``; returns the report."""
+    from mosaicrec.evaluation.provenance import provenance
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    md = transfer_markdown(result, baseline)
     (out / "results.json").write_text(json.dumps(
         {"name": result.name, "transfer": result.transfer.model_dump(), "seeds": result.seeds, "seconds": result.seconds,
-         "info": result.info, "config": result.config, "rows": result.rows}, indent=2, default=str))
+         "info": result.info, "config": result.config, "rows": result.rows, "table": md,
+         "provenance": provenance()}, indent=2, default=str))
     report = out / "report.md"
-    report.write_text(transfer_markdown(result, baseline))
+    report.write_text(md)
     transfer_plot(result, out / "transfer.png")
     return report

@@ -296,21 +296,26 @@ class BaseRecommender:
         np.savez(path / "state.npz", user_ids=self.user_ids.astype(str), item_ids=self.item_ids.astype(str),
                  **csr_state("seen", self._seen), **state)
 
+    @staticmethod
+    def saved_name(path: str | Path) -> str | None:
+        """The registered name of the model saved at ``path`` (what :func:`~.registry.load_model` looks up)."""
+        try:
+            return json.loads((Path(path) / "model.json").read_text()).get("model")
+        except (OSError, ValueError) as e:
+            raise MosaicError(f"cannot read a saved model at {path}: {e}") from None
+
     @classmethod
     def load(cls, path: str | Path) -> Self:
-        """Read a model written by :meth:`save`; on the base class, dispatches on the saved model name."""
-        from mosaicrec.models.registry import MODELS
-
+        """Read a model of this class written by :meth:`save` (:func:`~.registry.load_model` reads any)."""
         path = Path(path)
         try:
             meta = json.loads((path / "model.json").read_text())
             arrays = np.load(path / "state.npz", allow_pickle=False)
         except (OSError, ValueError) as e:
             raise MosaicError(f"cannot read a saved model at {path}: {e}") from None
-        target = MODELS.get(meta.get("model")) if cls is BaseRecommender else cls
-        if target is None or meta.get("model") != target.name:
+        if meta.get("model") != cls.name:
             raise MosaicError(f"{path} holds model {meta.get('model')!r}, not {cls.name!r}")
-        model = target(target.Config(**meta["config"]))
+        model = cls(cls.Config(**meta["config"]))
         model._seen = csr_from_state("seen", arrays)
         model.user_ids = arrays["user_ids"].astype(object)
         model.item_ids = arrays["item_ids"].astype(object)

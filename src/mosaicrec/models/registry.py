@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from mosaicrec.errors import ConfigError
+from mosaicrec.errors import ConfigError, MosaicError
 from mosaicrec.models.base import BaseRecommender
 from mosaicrec.registry import Registry
 
@@ -106,4 +106,8 @@ def create(name: str, params: dict[str, Any] | None = None) -> BaseRecommender:
 
 def load_model(path: str | Path) -> BaseRecommender:
     """A model saved by :meth:`BaseRecommender.save`, of whichever registered class it names."""
-    return BaseRecommender.load(path)
+    name = BaseRecommender.saved_name(path)
+    if name not in MODELS:
+        raise MosaicError(f"{path} holds model {name!r}, which no installed package registers; available: "
+                          f"{', '.join(sorted(MODELS))}")
+    return MODELS[name].load(path)

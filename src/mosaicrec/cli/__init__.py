@@ -10,7 +10,6 @@ Errors are one line (``error: …``) with exit code 1; ``--debug`` shows the tra
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 

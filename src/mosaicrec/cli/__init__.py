@@ -93,4 +93,14 @@ def main() -> None:
             raise
         err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/red]", highlight=False)
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001  a bug, but still one line: the traceback is one flag away
+        if debug:
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        err.print(f"[red]error:[/red] unexpected {type(e).__name__}: {first} (run with --debug for the traceback)",
+                  highlight=False, soft_wrap=True)
+        sys.exit(1)
 

@@ -92,7 +92,7 @@ def one_run(events: int, workers: int, iterations: int, export_users: int) -> di
     from mosaicrec.data.synthetic import synthetic_log
     from mosaicrec.evaluation.protocol import EvaluationConfig, evaluate_ranking
     from mosaicrec.models import create
-    from mosaicrec.ranking.export import export_top_k
+    from mosaicrec.ranking.export import Listing, export_lists
 
     users, items = events // 50, events // 500
     t = time.perf_counter()
@@ -134,8 +134,8 @@ def one_run(events: int, workers: int, iterations: int, export_users: int) -> di
     with tempfile.TemporaryDirectory(dir=os.environ.get("MOSAICREC_BENCH_TMP")) as tmp:
         t = time.perf_counter()
         with threadpool_limits(1 if one_thread else None):
-            summary = export_top_k(model, Path(tmp) / "top", k=10, workers=workers,
-                                   users=np.arange(min(users, export_users)),
+            summary = export_lists(Listing.of_model(model), Path(tmp) / "top", k=10, workers=workers,
+                                   users=[str(u) for u in model.user_ids[:min(users, export_users)]],
                                    batch_size=max(64, min(2048, 20_000_000 // items)))
         row["export_s"] = round(time.perf_counter() - t, 1)
         row["export_users"] = summary.users

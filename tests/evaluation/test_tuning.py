@@ -6,6 +6,7 @@ import pytest
 from mosaicrec.data.splits import SplitConfig, cold_item_split, random_holdout, validation_split
 from mosaicrec.errors import ConfigError
 from mosaicrec.evaluation import runner as R
+from mosaicrec.evaluation import tasks as T
 from mosaicrec.evaluation.runner import ColdStartConfig, run_experiment
 from mosaicrec.evaluation.stats import mean_std, paired
 from mosaicrec.evaluation.tuning import ParamRange, TuningConfig, tune
@@ -49,7 +50,7 @@ def test_tuning_never_reads_the_test_part(monkeypatch):
                             tuning=tuning, seeds=[3, 4])
     assert len(fits) == 2 * 3 * (3 + 1)  # per seed and scenario: 3 grid points, then the final fit
     for seed, seed_fits in zip((3, 4), (fits[:12], fits[12:])):
-        tasks = {t.name: t for t in R._tasks(data, SplitConfig(seed=seed), cold, content, lambda h: None)}
+        tasks = {t.name: t for t in T.scenario_tasks(data, SplitConfig(seed=seed), cold, content, lambda h: None)}
         finals = 0
         for task in seed_fits:
             final = tasks[task.name]
@@ -68,9 +69,9 @@ def test_each_validation_fit_holds_no_test_event():
     data, content = _dataset(x), planted_content(x)
     cold = ColdStartConfig(items=0.25, users=0.25)
     cfg = SplitConfig(seed=5, validation_fraction=0.25)
-    tasks = R._tasks(data, cfg, cold, content, lambda h: None)
+    tasks = T.scenario_tasks(data, cfg, cold, content, lambda h: None)
     for task in tasks:
-        val = R._validation_task(task, cfg, cold, lambda h: None)
+        val = T.validation_task(task, cfg, cold, lambda h: None)
         held = _pairs(task.test) | (_pairs(task.support) if task.support is not None else set())
         assert not _pairs(val.train) & held and not _pairs(val.test) & held
         assert _pairs(val.train) | _pairs(val.test) <= _pairs(task.train_explicit or task.train) | _pairs(task.train)
@@ -89,7 +90,7 @@ def test_new_item_candidates_are_all_held_out_items_with_or_without_a_positive()
     from dataclasses import replace
     x = replace(x.with_weights(weights))
     data = _dataset(x)
-    tasks = R._tasks(data, SplitConfig(seed=0, rating_threshold=4), ColdStartConfig(items=0.5), planted_content(x),
+    tasks = T.scenario_tasks(data, SplitConfig(seed=0, rating_threshold=4), ColdStartConfig(items=0.5), planted_content(x),
                      lambda h: None)
     task = tasks[1]
     held = set(np.unique(cold_item_split(x, 0.5, 0)[1].items).tolist())
@@ -263,11 +264,11 @@ def test_positives_first_holds_out_each_users_last_positive_and_nothing_after_it
     last = order[np.r_[x.users[order][1:] != x.users[order][:-1], True]]
     weights[last] = 0.0  # every user's latest event is a skip
     data = _dataset(x.with_weights(weights))
-    plain = R._tasks(data, SplitConfig(kind="leave_last_out", rating_threshold=1), ColdStartConfig(), None,
+    plain = T.scenario_tasks(data, SplitConfig(kind="leave_last_out", rating_threshold=1), ColdStartConfig(), None,
                      lambda h: None)[0]
     assert plain.test.n_events == 0  # the old behaviour: every held-out event was a skip
     cfg = SplitConfig(kind="leave_last_out", rating_threshold=1, positives_first=True)
-    task = R._tasks(data, cfg, ColdStartConfig(), None, lambda h: None)[0]
+    task = T.scenario_tasks(data, cfg, ColdStartConfig(), None, lambda h: None)[0]
     pos = weights >= 1
     counts = np.bincount(x.users[pos], minlength=x.n_users)
     assert np.array_equal(np.sort(task.test.users), np.flatnonzero(counts >= 2))  # one test event each

@@ -51,9 +51,12 @@ def _git(*args: str) -> str | None:
 
 
 def provenance(argv: list[str] | None = None) -> dict[str, Any]:
-    """The command, the commit (and whether the work tree had changes), the date, the machine."""
+    """The command, the commit (and whether the code differed from it: changes to the package, the
+    benchmarks or the project file, not to the documentation the results are rendered into), the date and
+    the machine."""
     commit = _git("rev-parse", "HEAD")
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else None
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", "src", "benchmarks",
+                      "pyproject.toml")) if commit else None
     return {"command": command_line(argv), "commit": commit, "dirty": dirty, "mosaicrec": __version__,
             "date": time.strftime("%Y-%m-%d", time.gmtime()), "python": platform.python_version(),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores"}

@@ -16,8 +16,10 @@ MAX_USERS_FILE = 200_000_000
 
 def read_user_ids(path: Path) -> list[str]:
     """User ids, one a line (blank lines skipped)."""
-    if not path.is_file():
+    if not path.exists():
         raise MosaicError(f"--users {path}: no such file")
+    if not path.is_file():
+        raise MosaicError(f"--users {path}: not a regular file (a file of user ids, one a line)")
     if path.stat().st_size > MAX_USERS_FILE:
         raise MosaicError(f"--users {path}: larger than {MAX_USERS_FILE:,} bytes")
     return [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]

@@ -27,10 +27,10 @@ from rich.table import Table
 from mosaicrec.data import load_dataset, random_holdout, to_implicit
 from mosaicrec.data.schema import Interactions
 from mosaicrec.evaluation import EvaluationConfig, evaluate_ranking
+from mosaicrec.evaluation.memory import PeakMemory
+from mosaicrec.evaluation.provenance import write_result
 from mosaicrec.models import create
 from mosaicrec.models.base import BaseRecommender
-from mosaicrec.evaluation.provenance import write_result
-from mosaicrec.evaluation.memory import PeakMemory
 
 RESULTS = Path(__file__).parent / "results"
 PARAMS = {

@@ -560,6 +560,9 @@ def test_star_ratings_need_a_like_rule_and_train_keeps_it(files):
     assert "positives: weight ≥ 3" in given.stdout
     bad = cli(*ingest, "--likes", "lots", "--store", "d.duckdb", cwd=files, check=False)
     assert bad.returncode == 1 and "--likes expects a number" in bad.stderr
+    reversed_scale = cli(*ingest, "--rating-scale", "5,1", "--store", "d.duckdb", cwd=files, check=False)
+    assert reversed_scale.returncode == 1 and len(reversed_scale.stderr.strip().splitlines()) == 1
+    assert "lowest < highest" in reversed_scale.stderr
 
 
 def test_ingest_counts_users_known_only_by_their_events(files):

@@ -13,7 +13,7 @@ at least three of them), :func:`like_threshold` refuses to guess and names the f
 from __future__ import annotations
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mosaicrec.errors import ConfigError
 
@@ -77,8 +77,8 @@ class LikeRule(BaseModel):
             scale = (_number(parts[0], "--rating-scale", "LOW,HIGH"), _number(parts[1], "--rating-scale", "LOW,HIGH"))
         try:
             return cls(threshold=threshold, rating_scale=scale)
-        except ValueError as e:
-            raise ConfigError(str(e).splitlines()[-1].removeprefix("  Value error, ")) from None
+        except ValidationError as e:
+            raise ConfigError("--rating-scale: " + e.errors()[0]["msg"].removeprefix("Value error, ")) from None
 
 
 def _number(text: str, flag: str, expected: str) -> float:

@@ -190,11 +190,6 @@ class Service:
         return Listing(snap.view.model, self.info, snap.catalog, content, live)
 
     # -- reads ------------------------------------------------------------------------------------------
-    def check_scenario(self, scenario: str | None, model: BaseRecommender | None = None) -> bool | None:
-        """Whether the served model knows ``scenario`` (``None`` without one). A context model serves a
-        value it never saw with its shared scores; a context-free model refuses any scenario."""
-        return None if scenario is None else (model or self.model).knows_context(scenario, "scenario")
-
     def recommend(self, user_id: str, k: int = 10, *, exclude: list[str] | None = None,
                   diversity: float | None = None, filters: dict[str, Any] | None = None,
                   exclude_seen: bool = True, scenario: str | None = None,

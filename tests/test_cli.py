@@ -334,6 +334,10 @@ def test_serve_starts_at_once_and_encodes_content_in_the_background(files):
             sim = server.get("/items/i0/similar", k=3)
         assert sim.status_code == 200 and len(sim.json()["items"]) == 3
         assert server.get("/status").json()["content_status"] == "ready"
+        import psutil
+
+        # the encoders ran in a child process: torch was never loaded into the server
+        assert not any("libtorch" in m.path for m in psutil.Process(server.proc.pid).memory_maps())
     finally:
         server.close()
     assert started < 60, started

@@ -137,3 +137,18 @@ def test_over_http_a_bandit_list_is_served_and_its_rewards_are_learnt(tmp_path):
     again = Service(create("mostpop").fit(x), store, content, bandit=CONFIG)
     assert again.health()["bandit"]["updates"] == 80
     again.close()
+
+
+def test_a_reward_counts_only_from_the_user_the_list_was_shown_to(tmp_path):
+    """A write key posting user 'forger's events with the request_id of user 3's list must not steer the
+    bandit (issue 32: it was credited)."""
+    x, store, content, good = _setup(tmp_path)
+    service = Service(create("mostpop").fit(x), store, content, bandit=CONFIG)
+    res = service.recommend("3", 4, exclude_seen=False)
+    forged = _rewards(res, good).assign(user_id="forger")
+    service.add_events(forged)
+    health = service.health()["bandit"]
+    assert health["rewards"] == 0 and health["updates"] == 0 and health["unmatched"] == 4
+    service.add_events(_rewards(res, good))  # the list's own user: each item counts once
+    assert service.health()["bandit"]["rewards"] == 4
+    service.close()

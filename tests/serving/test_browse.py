@@ -144,5 +144,5 @@ def test_read_roots_are_served_and_referenced_but_never_written(tmp_path):
     assert policy.servable(str(tmp_path / "dataset"), "image") is None  # a root itself is no file
     with pytest.raises(MediaRejected, match="inside the media root"):
         policy.resolve(str(tmp_path / "other" / "b.png"), "image")
-    path, new = policy.save_upload(b"\x89PNG....", "x.png", "image")
+    path, new = policy.save_upload((tmp_path / "other" / "b.png").read_bytes(), "x.png", "image")
     assert new and path.startswith(str(tmp_path / "media" / "uploads"))

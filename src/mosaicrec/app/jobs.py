@@ -45,12 +45,13 @@ class Job:
 
 
 class RetrainJobs:
-    """Runs retrain jobs for one service, one at a time (see the module docstring)."""
+    """Runs retrain jobs for one service, one at a time (see the module docstring). The latest ``keep``
+    jobs are remembered (``GET /admin/retrain/{id}``); older ones are forgotten."""
 
-    def __init__(self, service: Service, timeout: float = 6 * 3600) -> None:
+    def __init__(self, service: Service, timeout: float = 6 * 3600, keep: int = 100) -> None:
         if service.model_root is None:
             raise MosaicError("retraining needs a model root")
-        self.service, self.timeout = service, timeout
+        self.service, self.timeout, self.keep = service, timeout, keep
         self.jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._running: Job | None = None
@@ -70,6 +71,8 @@ class RetrainJobs:
                 raise Conflict(f"retrain job {self._running.job_id} is still running")
             job = Job(uuid.uuid4().hex[:12], name, dict(params))
             self.jobs[job.job_id] = job
+            for old in list(self.jobs)[:max(0, len(self.jobs) - self.keep)]:  # dicts keep insertion order
+                del self.jobs[old]
             self._running = job
         threading.Thread(target=self._run, args=(job,), name=f"retrain-{job.job_id}", daemon=True).start()
         return job

@@ -23,7 +23,7 @@ def open_pipeline(model_dir: Path, store: Path | None = None, need_content: bool
     content = saved_content(model_dir, trained.store_path)
     if content is None and need_content:
         info = trained.info
-        content, _ = catalog_content(trained.data.items, trained.store_path, encoder_pairs(info), info.text_fields,
+        content, _ = catalog_content(trained.items, trained.store_path, encoder_pairs(info), info.text_fields,
                                      info.fields, console)
     service = Service(trained.model, trained.store_path, content, info=trained.info, read_only=True)
     try:

@@ -86,12 +86,13 @@ def build_server(opts: ServeOptions, console: Console | None = None) -> Server:
                         tuple(opts.media_read_roots))
     root = opts.model_root or opts.model_dir.resolve().parent
     service = Service(trained.model, trained.store_path, content, info=trained.info, retrieval=opts.retrieval,
-                      media=media, model_root=root, bandit=_bandit(opts), kg=_kg(opts, trained.data.items, console))
-    missing = [] if opts.no_content else missing_content(trained.data.items, content)
+                      media=media, model_root=root, bandit=_bandit(opts), kg=_kg(opts, trained.items, console),
+                      index_dir=opts.model_dir / "index")
+    missing = [] if opts.no_content else missing_content(trained.items, content)
     if missing:
         service.content_status = "encoding"
         threading.Thread(target=encode_in_background, daemon=True, name="encode",
-                         args=(service, trained.data.items, missing, content, specs,
+                         args=(service, trained.items, missing, content, specs,
                                opts.text_fields or trained.info.text_fields, trained.store_path, trained.info.fields,
                                console)).start()
     model_dir = opts.model_dir.resolve()
@@ -132,22 +133,55 @@ def _kg(opts: ServeOptions, items: pd.DataFrame, console: Console | None):
 def encode_in_background(service: Service, items: pd.DataFrame, missing: list[str], content: ItemContent | None,
                          specs: dict[str, str], text_fields: list[str] | None, store_path: Path,
                          fields: dict[str, list[str]] | None = None, console: Console | None = None) -> None:
-    """Encode the items the served content lacks (through the cache, with progress on ``console``), then
-    serve the merged content. A failure is shown in ``/status`` (``content_status``) and serving goes on."""
-    from mosaicrec.encoders import EmbeddingCache, create_encoder, default_cache_path, encode_items
+    """Encode the items the served content lacks (through the cache, with progress on stderr), then serve
+    the merged content. The encoders run in a spawned child process: torch and the pretrained weights
+    (several hundred MB) never enter the server, and their memory is returned when the child ends. A
+    failure is shown in ``/status`` (``content_status``) and serving goes on."""
+    import multiprocessing
+    import tempfile
 
     console = console or Console(stderr=True)
     try:
         todo = items[items["item_id"].astype(str).isin(set(missing))]
-        encoders = {name: create_encoder(enc) for name, enc in specs.items()} or None
-        if encoders is None and content is not None:
-            encoders = {name: create_encoder(src.split("@")[0]) for name, src in content.sources.items()}
-        with EmbeddingCache(default_cache_path(store_path)) as cache:
-            encoded = encode_items(todo, encoders, cache=cache, text_fields=text_fields, fields=fields,
-                                   console=console).content
+        if not specs and content is not None:
+            specs = {name: src.split("@")[0] for name, src in content.sources.items()}
+        with tempfile.TemporaryDirectory(dir=Path(store_path).parent, prefix=".encode-") as tmp:
+            out = Path(tmp) / "encoded.npz"
+            child = multiprocessing.get_context("spawn").Process(
+                target=_encode_child, args=(todo, specs or None, text_fields, fields, str(store_path), str(out)),
+                name="encode", daemon=True)
+            child.start()
+            child.join()
+            if child.exitcode != 0 or not out.is_file():
+                error = (Path(tmp) / "error.txt")
+                raise MosaicError(error.read_text().strip() if error.is_file() else f"exit {child.exitcode}")
+            encoded = ItemContent.load(out)
         merged = encoded if content is None else merge_content(content, encoded)
         service.set_content(merged)
         console.print(f"content ready: {', '.join(merged.modalities)} for {len(merged.item_ids):,} items")
     except Exception as e:  # noqa: BLE001  serving goes on without content; say why
         service.content_status = f"failed: {e}"
         console.print(f"[red]content encoding failed:[/red] {e}", highlight=False)
+
+
+def _encode_child(items: pd.DataFrame, specs: dict[str, str] | None, text_fields: list[str] | None,
+                  fields: dict[str, list[str]] | None, store_path: str, out: str) -> None:
+    """The background encoding's child process: encode through the store's cache, save to ``out`` (a
+    failure's message to ``error.txt`` beside it)."""
+    from mosaicrec.encoders import (
+        EmbeddingCache,
+        create_encoder,
+        default_cache_path,
+        encode_items,
+    )
+
+    try:
+        encoders = {name: create_encoder(enc) for name, enc in specs.items()} if specs else None
+        with EmbeddingCache(default_cache_path(store_path)) as cache:
+            encoded = encode_items(items, encoders, cache=cache, text_fields=text_fields, fields=fields,
+                                   console=Console(stderr=True)).content
+        encoded.save(out)
+    except BaseException as e:  # noqa: BLE001  the parent reports it; serving goes on
+        Path(out).with_name("error.txt").write_text(f"{type(e).__name__}: {e}" if not isinstance(e, MosaicError)
+                                                    else str(e))
+        raise SystemExit(1) from None

@@ -11,7 +11,6 @@ import pandas as pd
 from rich.console import Console
 
 from mosaicrec.data.content import ItemContent
-from mosaicrec.data.schema import Dataset
 from mosaicrec.data.store import Store
 from mosaicrec.errors import MosaicError
 from mosaicrec.models.base import BaseRecommender
@@ -25,7 +24,7 @@ class Trained:
 
     model: BaseRecommender
     info: TrainingInfo
-    data: Dataset
+    items: pd.DataFrame  # the store's catalog (a server reads no events through this)
     store_path: Path
 
 
@@ -38,20 +37,20 @@ def model_store(model_dir: Path, store: Path | None) -> Path | None:
 
 
 def load_trained(model_dir: Path, store: Path | None = None) -> Trained:
-    """A saved model, its training record, the data of the store it was trained on (or ``store``) read
+    """A saved model, its training record, the catalog of the store it was trained on (or ``store``) read
     read-only, and that store's path. A model saved before the record was kept gets the dataset's default
-    like threshold, as it was trained with."""
+    like threshold, as it was trained with (only then are the events read here)."""
     if not (Path(model_dir) / "model.json").is_file():
         raise MosaicError(f"{model_dir} holds no trained model (model.json missing): give the --out folder of "
                           "`mosaicrec train`")
     model = load_model(model_dir)
     info = TrainingInfo.load(model_dir)
     with Store(model_store(model_dir, store), read_only=True) as st:
-        data = st.load_dataset()
+        items = st.catalog()
         store_path = st.path
-    if info.threshold is None and not (model_dir / "training.json").exists():
-        info = info.model_copy(update={"threshold": default_threshold(data)})
-    return Trained(model, info, data, Path(store_path))
+        if info.threshold is None and not (model_dir / "training.json").exists():
+            info = info.model_copy(update={"threshold": default_threshold(st.load_dataset())})
+    return Trained(model, info, items, Path(store_path))
 
 
 def saved_content(model_dir: Path, store_path: Path) -> ItemContent | None:
@@ -83,7 +82,12 @@ def catalog_content(items: pd.DataFrame, store_path: Path, encoder: list[str] | 
                     console: Console | None = None) -> tuple[ItemContent, dict[str, dict]]:
     """Encode a catalog through the cache beside the store: ``encoder`` entries are NAME=ENCODER, none
     means each modality's default encoder. Returns the content and each encoder's spec (name, params, key)."""
-    from mosaicrec.encoders import EmbeddingCache, create_encoder, default_cache_path, encode_items
+    from mosaicrec.encoders import (
+        EmbeddingCache,
+        create_encoder,
+        default_cache_path,
+        encode_items,
+    )
     from mosaicrec.encoders.stage import default_encoders
 
     encs = ({name: create_encoder(enc) for name, enc in parse_pairs(encoder).items()} if encoder

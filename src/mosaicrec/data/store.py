@@ -328,16 +328,25 @@ class Store:
     def meta(self) -> dict:
         return {k: json.loads(v) for k, v in self._sql("SELECT key, value FROM meta")}
 
+    def catalog(self) -> pd.DataFrame:
+        """Every catalogued item plus any item seen only in events, sorted by id (canonical columns): the
+        items of :meth:`load_dataset` without reading the events (what a server starts from)."""
+        items = self._df("""
+            SELECT ids.item_id, i.title, i.texts, i.image, i.audio, i.attributes
+            FROM (SELECT item_id FROM items UNION SELECT DISTINCT item_id FROM events) ids
+            LEFT JOIN items i USING (item_id) ORDER BY ids.item_id""")
+        for col in ("texts", "attributes"):
+            items[col] = [json.loads(v) if isinstance(v, str) else {} for v in items[col]]
+        items["title"] = items["title"].fillna("")
+        return items.replace({np.nan: None})[ITEM_COLUMNS]
+
     def load_dataset(self, name: str | None = None) -> Dataset:
         """Everything in the store as a :class:`Dataset`.
 
         The item id map is every catalogued item plus any item seen only in events, sorted by id, so that
         items without events (cold items) are part of the catalog; likewise for users.
         """
-        items = self._df("""
-            SELECT ids.item_id, i.title, i.texts, i.image, i.audio, i.attributes
-            FROM (SELECT item_id FROM items UNION SELECT DISTINCT item_id FROM events) ids
-            LEFT JOIN items i USING (item_id) ORDER BY ids.item_id""")
+        items = self.catalog()
         users = self._df("""
             SELECT ids.user_id, u.attributes
             FROM (SELECT user_id FROM users UNION SELECT DISTINCT user_id FROM events) ids
@@ -345,17 +354,13 @@ class Store:
         ev = self._df("""
             SELECT user_id, item_id, timestamp, event_type, weight, context FROM events
             ORDER BY timestamp, user_id, item_id, event_type""")
-        for col in ("texts", "attributes"):
-            items[col] = [json.loads(v) if isinstance(v, str) else {} for v in items[col]]
-        items["title"] = items["title"].fillna("")
-        items = items.replace({np.nan: None})
         users["attributes"] = [json.loads(v) if isinstance(v, str) else {} for v in users["attributes"]]
         meta = self.meta()
         interactions = events_to_interactions(ev, items["item_id"].to_numpy(object),
                                               users["user_id"].to_numpy(object))
         scale = meta.get("rating_scale")
         return Dataset(name=name or meta.get("name", self.path.stem), interactions=interactions,
-                       items=items[ITEM_COLUMNS], users=users[USER_COLUMNS],
+                       items=items, users=users[USER_COLUMNS],
                        rating_scale=tuple(scale) if scale else None, likes=self.like_rule())
 
     def like_rule(self) -> LikeRule | None:

@@ -32,7 +32,7 @@ from mosaicrec.ranking.live import LiveState, history_indices
 from mosaicrec.ranking.personal import Scorer
 from mosaicrec.ranking.reasons import KGIndex, explain_list
 from mosaicrec.ranking.retrieval import top_allowed
-from mosaicrec.ranking.selection import greedy, mmr_select
+from mosaicrec.ranking.selection import MMR_PICKS, MMR_POOL, greedy, mmr_pool, mmr_select
 from mosaicrec.ranking.snapshot import Snapshot
 
 Reasons = Literal["content", "model", "none"]
@@ -64,6 +64,19 @@ class Request:
         if self.diversity is not None and not 0.0 <= self.diversity <= 1.0:
             raise MosaicError(f"diversity must be between 0 and 1, got {self.diversity}")
 
+    @property
+    def cost(self) -> float:
+        """The list's work, known before it starts, in units of a plain top-10 (what a rate limit charges
+        and what decides whether it runs beside the event loop): each 100 items shown and explained past
+        the tenth cost one; MMR costs its picks times its pool over 5,000; reasons by the model a tenth
+        per item (a fold-in each)."""
+        cost = 1.0 + max(0, self.k - 10) / 100
+        if self.diversity:
+            cost += min(self.k, MMR_PICKS) * min(max(5 * min(self.k, MMR_PICKS), 50), MMR_POOL) / 5_000
+        if self.reasons == "model":
+            cost += self.k / 10
+        return cost
+
 
 class Explorer(Protocol):
     """A policy that picks some lists from the model's candidates (:mod:`mosaicrec.serving.bandit`)."""
@@ -73,7 +86,7 @@ class Explorer(Protocol):
 
     def serves(self, request_id: str, scenario: str | None) -> bool: ...
 
-    def choose(self, request_id: str, candidates: ItemList, item_vectors: np.ndarray,
+    def choose(self, request_id: str, user_id: str, candidates: ItemList, item_vectors: np.ndarray,
                profile: np.ndarray | None, k: int) -> ItemList: ...
 
 
@@ -102,7 +115,7 @@ class Pipeline:
         diverse = bool(request.diversity) and snap.content is not None
         explore = (self.explorer is not None and snap.content is not None and not diverse
                    and self.explorer.serves(rid, request.scenario))
-        n = max(5 * request.k, 50) if diverse else request.k
+        n = mmr_pool(request.k) if diverse else request.k
         if explore:
             n = max(n, self.explorer.n_candidates)
         personal = self.scorer.personal(snap, self.live, request.user_id, ev, hist, request.scenario)
@@ -137,7 +150,8 @@ class Pipeline:
         if explore and len(candidates):
             vecs = snap.content.vectors
             profile = vecs[hist[-200:]].mean(axis=0) if len(hist) else None
-            return self.explorer.choose(request_id, candidates, vecs[candidates.items], profile, request.k)
+            return self.explorer.choose(request_id, request.user_id, candidates, vecs[candidates.items], profile,
+                                        request.k)
         if request.diversity and snap.content is not None:
             return mmr_select(candidates, snap.content.vectors, request.k, 1.0 - request.diversity)
         return greedy(candidates, request.k)

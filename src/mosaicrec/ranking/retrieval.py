@@ -8,6 +8,7 @@ such a query; a model without item vectors is ranked by :func:`top_allowed` over
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -78,8 +79,8 @@ class HNSWRetriever(ExactRetriever):
 
     @classmethod
     def build(cls, vectors: np.ndarray, biases: np.ndarray | None, rows: np.ndarray,
-              exact_below: int = 20_000) -> HNSWRetriever:
-        return cls(rows, InnerProductIndex(vectors, biases), exact_below)
+              exact_below: int = 20_000, cache: Path | None = None) -> HNSWRetriever:
+        return cls(rows, InnerProductIndex(vectors, biases, cache=cache), exact_below)
 
     #: a mask leaving out at most this many rows is applied after the walk (search k + that many, drop the
     #: disallowed): cheaper than building a faiss ID selector over every row for a user's few seen items

@@ -19,9 +19,26 @@ def greedy(candidates: ItemList, k: int) -> ItemList:
     return candidates.head(k)
 
 
+#: the most items MMR picks, and the most candidates it picks them from: a diverse list's cost is bounded
+#: before it starts (at most ``MMR_PICKS`` products of ``MMR_POOL`` vectors), whatever ``k`` is asked
+MMR_PICKS, MMR_POOL = 100, 500
+
+
+def mmr_pool(k: int) -> int:
+    """How many candidates a diverse list of ``k`` needs: the MMR pool, and ``k`` for the tail."""
+    return max(k, min(max(5 * min(k, MMR_PICKS), 50), MMR_POOL))
+
+
 def mmr_select(candidates: ItemList, vectors: np.ndarray, k: int, lam: float) -> ItemList:
-    """Maximal marginal relevance over the candidates' (L2-normalised) vectors at trade-off ``lam``."""
-    chosen = mmr(candidates.items, candidates.scores, vectors, k, lam)
+    """Maximal marginal relevance over the candidates' (L2-normalised) vectors at trade-off ``lam``: the
+    first ``min(k, MMR_PICKS)`` items by MMR from the best ``MMR_POOL`` candidates, the rest of a longer
+    list in score order (a list's head is what a person sees; its tail pays for no more diversity)."""
+    picks = min(k, MMR_PICKS)
+    pool = candidates.head(min(max(5 * picks, 50), MMR_POOL))
+    chosen = mmr(pool.items, pool.scores, vectors, picks, lam)
     position = {int(i): p for p, i in enumerate(candidates.items.tolist())}
-    picked = candidates.take(np.array([position[i] for i in chosen.tolist()], np.int64))
+    head = [position[i] for i in chosen.tolist()]
+    taken = set(head)
+    tail = [p for p in range(len(candidates)) if p not in taken][:k - len(head)]
+    picked = candidates.take(np.array(head + tail, np.int64))
     return picked.with_policy(f"{candidates.policy}+mmr(lambda={lam:g})")

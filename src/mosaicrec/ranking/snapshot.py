@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -97,12 +98,14 @@ class ContentView:
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # text → other modality maps, filled on use
 
     @classmethod
-    def build(cls, content: ItemContent, ids: tuple[str, ...], with_index: bool) -> ContentView | None:
+    def build(cls, content: ItemContent, ids: tuple[str, ...], with_index: bool,
+              cache: Path | None = None) -> ContentView | None:
+        """``cache``: a folder the index is mapped from or saved in (:class:`InnerProductIndex`)."""
         aligned = content.align(np.array(ids, dtype=object))
         if not aligned.modalities:
             return None
         vectors = normalise(concat_features(aligned, aligned.modalities))
-        index = InnerProductIndex(vectors) if with_index else None
+        index = InnerProductIndex(vectors, cache=cache) if with_index else None
         return cls(aligned, vectors, {m: normalise(aligned.features[m]) for m in aligned.modalities},
                    dict(aligned.masks), index, len(vectors) if index is not None else 0)
 
@@ -153,13 +156,14 @@ class ModelView:
         return len(self.model.item_ids)
 
     @classmethod
-    def build(cls, model: BaseRecommender, info: TrainingInfo, use_ann: bool, exact_below: int) -> ModelView:
+    def build(cls, model: BaseRecommender, info: TrainingInfo, use_ann: bool, exact_below: int,
+              cache: Path | None = None) -> ModelView:
         factors = model.item_factors()
         rows = retriever = None
         if factors is not None:
             V, b = factors
             rows = augment(V, b)
-            retriever = HNSWRetriever.build(V, b, rows, exact_below) if use_ann else ExactRetriever(rows)
+            retriever = HNSWRetriever.build(V, b, rows, exact_below, cache) if use_ann else ExactRetriever(rows)
         return cls(model, info, {str(u): k for k, u in enumerate(model.user_ids)},
                    {str(i): k for k, i in enumerate(model.item_ids)}, rows, retriever)
 

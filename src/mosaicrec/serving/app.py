@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse
 
 from mosaicrec.errors import MosaicError, NotSupportedError, UnknownItemError, UnknownUserError
 from mosaicrec.serving.auth import KeyKind, KeyRing
+from mosaicrec.serving.limits import Busy, HeavyLane, retry_header
 from mosaicrec.serving.media import MediaRejected, MediaTooLarge
 from mosaicrec.serving.routes import admin, events, items, ops, recommendations, ui, users
 from mosaicrec.serving.routes.common import READ, ParamError
@@ -50,6 +51,8 @@ def _status_of(exc: MosaicError) -> int:
         return 422
     if isinstance(exc, ContentNotReady):
         return 503
+    if isinstance(exc, Busy):
+        return 429
     if isinstance(exc, NotSupportedError):
         return 501
     return 400
@@ -72,11 +75,13 @@ def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        app.state.heavy.close()
         service.close()
 
     app = FastAPI(title="mosaicrec", version="2", description=__doc__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service, app.state.keys, app.state.jobs, app.state.model_dir = service, ring, jobs, model_dir
+    app.state.heavy = HeavyLane()
     app.state.registry = CollectorRegistry()  # per app, so two apps in one process do not share counts
     app.add_middleware(Guard, limits=(max_body_bytes, max_upload_bytes), metrics=_Metrics(app.state.registry))
     ui.mount(app, report_dir)
@@ -167,7 +172,8 @@ def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(MosaicError)
     async def library_error(request: Request, exc: MosaicError):
         code = _status_of(exc)
-        headers = {"Retry-After": "10"} if code == 503 else None
+        headers = (retry_header(10) if code == 503 else retry_header(exc.retry_after) if isinstance(exc, Busy)
+                   else None)
         return JSONResponse({"detail": str(exc)}, code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import hmac
 import os
-import threading
-import time
 from pathlib import Path
 from typing import Literal
 
 from mosaicrec.errors import ConfigError
+from mosaicrec.serving.limits import Bucket, FailureThrottle
 
 KeyKind = Literal["read", "write", "admin"]
 RANK: dict[str, int] = {"read": 0, "write": 1, "admin": 2}
@@ -61,13 +60,15 @@ def load_keys(key_file: str | Path | None = None, cli_keys: list[str] | None = N
 
 
 class KeyRing:
-    """Looks up a presented key in constant time, and rate-limits each key with a token bucket."""
+    """Looks up a presented key in constant time, rate-limits each key with a token bucket charged by
+    cost, and throttles wrong keys per client address (:mod:`mosaicrec.serving.limits`)."""
 
     def __init__(self, keys: dict[str, KeyKind], rate: float, burst: float) -> None:
         if not keys:
             raise ConfigError("serving needs at least one API key")
         self._keys = [(k.encode(), kind) for k, kind in keys.items()]
-        self._buckets = {k: _Bucket(rate, burst) for k in keys}
+        self._buckets = {k: Bucket(rate, burst) for k in keys}
+        self.failures = FailureThrottle()
 
     def kind_of(self, presented: str | None) -> tuple[str, KeyKind] | None:
         if not presented:
@@ -79,23 +80,6 @@ class KeyRing:
                 found = (key.decode(), kind)
         return found
 
-    def take(self, key: str) -> bool:
-        return self._buckets[key].take()
-
-
-class _Bucket:
-    """Token bucket: ``rate`` requests per second with bursts up to ``burst``."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate, self.burst, self.tokens, self.at = rate, burst, burst, time.monotonic()
-        self.lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self.lock:
-            now = time.monotonic()
-            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-            self.at = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return True
-            return False
+    def take(self, key: str, cost: float = 1.0) -> float:
+        """Charge the key ``cost``; 0 when admitted, else the seconds until it would be."""
+        return self._buckets[key].take(cost)

@@ -10,7 +10,8 @@ picks the list with each item's propensity, which the impression log keeps.
 
 A reward is an event whose context carries the list's ``request_id`` (``POST /events`` with
 ``"context": {"request_id": ...}``): weight at or above the positive threshold is reward 1, below it 0.
-Only items of that list count, each once. The pending lists are kept in memory (the latest
+Only items of that list count, each once, and only from the user the list was served to: a write key
+posting another user's ``request_id`` cannot steer what the bandit learns. The pending lists are kept in memory (the latest
 ``pending`` ones); the bandit's statistics are saved in the store after each batch of rewards and read
 back at start, so learning survives a restart.
 """
@@ -61,7 +62,7 @@ class BanditRuntime:
             if restored is not None and restored.dim == dim and restored.config == config.policy:
                 self.bandit, self.restored = restored, True
         self._proj: dict[int, np.ndarray] = {}
-        self._pending: OrderedDict[str, dict[int, np.ndarray]] = OrderedDict()
+        self._pending: OrderedDict[str, tuple[str, dict[int, np.ndarray]]] = OrderedDict()
         self._lock = threading.Lock()
         self.rewards = 0
         self.unmatched = 0
@@ -98,26 +99,26 @@ class BanditRuntime:
     def n_candidates(self) -> int:
         return self.config.candidates
 
-    def choose(self, request_id: str, candidates: ItemList, item_vectors: np.ndarray, profile: np.ndarray | None,
-               k: int) -> ItemList:
+    def choose(self, request_id: str, user_id: str, candidates: ItemList, item_vectors: np.ndarray,
+               profile: np.ndarray | None, k: int) -> ItemList:
         """Pick ``k`` of the candidates (catalog rows, best first by the model; ``item_vectors`` their
-        content rows) and remember the list for its rewards."""
+        content rows) and remember the list, and whom it was shown to, for its rewards."""
         phi = self.features(item_vectors, candidates.scores, profile)
         with self._lock:
             slate = self.bandit.select(phi, min(k, len(candidates)))
-            self._pending[request_id] = {int(candidates.items[i]): phi[i] for i in slate.items}
+            self._pending[request_id] = (user_id, {int(candidates.items[i]): phi[i] for i in slate.items})
             while len(self._pending) > self.config.pending:
                 self._pending.popitem(last=False)
         return ItemList(candidates.items[slate.items], candidates.scores[slate.items], slate.propensities, self.name)
 
-    def reward(self, rewards: list[tuple[str, int, float]]) -> int:
-        """Learn from (request id, catalog row, reward) triples; returns how many matched a shown item not
-        yet rewarded (the rest are counted in ``unmatched``)."""
+    def reward(self, rewards: list[tuple[str, str, int, float]]) -> int:
+        """Learn from (request id, user id, catalog row, reward); returns how many matched an item not yet
+        rewarded of a list shown to that user (the rest are counted in ``unmatched``)."""
         rows, values = [], []
         with self._lock:
-            for rid, item, value in rewards:
+            for rid, user, item, value in rewards:
                 shown = self._pending.get(rid)
-                phi = shown.pop(item, None) if shown is not None else None
+                phi = shown[1].pop(item, None) if shown is not None and shown[0] == user else None
                 if phi is None:
                     self.unmatched += 1
                     continue

@@ -13,13 +13,20 @@ URLs are refused: the server fetches nothing. The other way, the service **serve
 media root, is a regular file within the size limit, and has a known image or audio suffix
 (:meth:`MediaPolicy.servable`): a catalog loaded from elsewhere is not served unless the root holds it.
 
+An **upload** is kept only if its bytes decode as what its field says (an image Pillow opens and verifies,
+audio libsndfile opens and reads a block of), whatever encoders the server runs; it is stored under the
+suffix of the format found in it, never the client's file name (an ``x.html`` that is a JPEG is kept as
+``.jpg``; an ``x.mp3`` that is a zip file is refused).
+
 Every refusal is a :class:`MediaRejected` (the API answers 4xx) whose message names the client's own
-reference and the rule, never anything about other server files.
+reference and the rule, never anything about other server files (:meth:`MediaPolicy.scrub` takes the
+server's paths out of a decoder's message).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import stat
@@ -36,7 +43,12 @@ class MediaTooLarge(MediaRejected):
     """Media over the size limit (the API answers 413)."""
 
 
-_SAFE_SUFFIX = re.compile(r"^\.[a-z0-9]{1,5}$")
+_PATH = re.compile(r"(?:/[^/\s'\"<>:]+)+/([^/\s'\"<>:]+)")
+#: formats an upload may be, as Pillow and libsndfile name them, and the suffix it is stored under
+UPLOAD_FORMATS = {
+    "image": {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"},
+    "audio": {"MP3": ".mp3", "WAV": ".wav", "OGG": ".ogg", "FLAC": ".flac"},
+}
 #: the only types media is served as (with ``nosniff``): never HTML or SVG, which a browser would run
 SERVED_TYPES = {
     "image": {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp",
@@ -85,6 +97,13 @@ class MediaPolicy:
             raise MediaTooLarge(f"{field} {ref!r}: {st.st_size:,} bytes, more than the limit of {self.max_bytes:,}")
         return str(real)
 
+    def scrub(self, message: str) -> str:
+        """A message without the server's paths: the media roots cut off (``uploads/<sha>.mp3`` is left)
+        and any other absolute path cut to its file name."""
+        for root in self.roots:
+            message = message.replace(str(root) + os.sep, "").replace(str(root), "<media root>")
+        return _PATH.sub(lambda m: m.group(1), message)
+
     def servable(self, stored: str | None, kind: str) -> tuple[Path, str] | None:
         """The real path and media type of an item's stored ``kind`` (image or audio) reference when the
         service may serve it (see the module docstring); ``None`` when it may not or there is none."""
@@ -110,8 +129,7 @@ class MediaPolicy:
             raise MediaTooLarge(f"{field}: {len(data):,} bytes, more than the limit of {self.max_bytes:,}")
         if not data:
             raise MediaRejected(f"{field}: the uploaded file is empty")
-        suffix = Path(filename or "").suffix.lower()
-        suffix = suffix if _SAFE_SUFFIX.match(suffix) else ""
+        suffix = upload_suffix(data, field)
         folder = self.root / "uploads"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / (hashlib.sha256(data).hexdigest() + suffix)
@@ -121,3 +139,43 @@ class MediaPolicy:
         tmp.write_bytes(data)
         tmp.replace(path)
         return str(path), True
+
+
+def upload_suffix(data: bytes, field: str) -> str:
+    """The suffix uploaded bytes are kept under: that of the format they decode as, which must be one of
+    ``UPLOAD_FORMATS[field]``; else :class:`MediaRejected` naming the field and what was found."""
+    allowed = UPLOAD_FORMATS.get(field)
+    if allowed is None:
+        raise MediaRejected(f"{field}: uploads are image or audio")
+    readers = (_image_format, _audio_format) if field == "image" else (_audio_format, _image_format)
+    found = readers[0](data)
+    if found not in allowed:
+        other = found or readers[1](data)
+        what = f"a {other} file" if other else "not a file of a known format (or a damaged one)"
+        raise MediaRejected(f"{field}: the upload is {what}; an {field} upload must be "
+                            f"{', '.join(allowed)}")
+    return allowed[found]
+
+
+def _image_format(data: bytes) -> str | None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt = img.format
+            img.verify()  # the whole structure, without decoding every pixel
+        return fmt
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+
+
+def _audio_format(data: bytes) -> str | None:
+    import soundfile
+
+    try:
+        with soundfile.SoundFile(io.BytesIO(data)) as f:
+            if f.frames == 0 or len(f.read(1024)) == 0:
+                return None
+            return f.format
+    except (RuntimeError, TypeError, ValueError, soundfile.LibsndfileError):
+        return None

@@ -20,7 +20,7 @@ AttrValue = int | float | bool | Short | list[Short]
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)  # "5" is not a weight
 
 
 class EventIn(_In):

@@ -48,7 +48,7 @@ from mosaicrec.serving.impressions import ImpressionLog
 from mosaicrec.serving.media import MediaPolicy, MediaRejected
 from mosaicrec.serving.writes import GroupCommit, ItemMode, patched, rewards_of
 
-__all__ = ["ContentNotReady", "Conflict", "MediaRejected", "ModelRejected", "Service"]
+__all__ = ["Conflict", "ContentNotReady", "MediaRejected", "ModelRejected", "Service"]
 
 
 class Conflict(MosaicError):
@@ -67,7 +67,8 @@ class Service:
                  retrieval: str = "auto", ann_min_items: int = 50_000, exact_below: int = 20_000,
                  media: MediaPolicy | None = None, model_root: str | Path | None = None,
                  read_only: bool = False, log_impressions: bool = True,
-                 bandit: BanditServing | None = None, kg: KnowledgeGraph | None = None) -> None:
+                 bandit: BanditServing | None = None, kg: KnowledgeGraph | None = None,
+                 index_dir: str | Path | None = None) -> None:
         """``retrieval``: ``exact`` scores every item; ``ann`` uses HNSW indexes over the model's item
         vectors (factor and neural models) and over the fused content (similar items); ``auto`` picks ANN
         from ``ann_min_items`` items on. ``info`` is the model's training record (threshold, encoders,
@@ -76,7 +77,9 @@ class Service:
         bandit pick the lists of some requests from the model's candidates and learn from posted rewards
         (:mod:`mosaicrec.serving.bandit`). ``kg``, an item knowledge graph over the catalog
         (:func:`mosaicrec.data.kg.load_item_kg`), adds to each explanation the path joining the recommended
-        item to the liked item it cites ("you liked X; both are directed by Y")."""
+        item to the liked item it cites ("you liked X; both are directed by Y"). ``index_dir``: where ANN
+        indexes are saved and mapped from at the next start (:class:`~mosaicrec.ranking.ann.InnerProductIndex`);
+        ``None`` builds them at every start."""
         if retrieval not in ("auto", "exact", "ann"):
             raise MosaicError(f"retrieval must be auto, exact or ann, not {retrieval!r}")
         self.info = info or TrainingInfo()
@@ -85,6 +88,7 @@ class Service:
         self.store_path = Path(store_path)
         self.retrieval_mode, self.ann_min_items, self.exact_below = retrieval, ann_min_items, exact_below
         self.media = media or MediaPolicy(None)
+        self.index_dir = Path(index_dir) if index_dir is not None else None
         self.model_root = Path(os.path.realpath(model_root)) if model_root is not None else None
         self.read_only = read_only
         self.scorer = Scorer()
@@ -116,7 +120,7 @@ class Service:
     # -- snapshots --------------------------------------------------------------------------------------
     def _first_snapshot(self, model: BaseRecommender, content: ItemContent | None) -> Snapshot:
         """The catalog in serving order (the model's items, then the store's others) with its content."""
-        catalog = self.store.load_dataset().items
+        catalog = self.store.catalog()
         view = self._model_view(model, self.info, len(catalog))
         model_items = [str(i) for i in model.item_ids]
         known = set(model_items)
@@ -124,7 +128,8 @@ class Service:
         attrs = dict(zip(catalog["item_id"].astype(str), catalog["attributes"]))
         ids = model_items + [i for i in catalog["item_id"].astype(str) if i not in known]
         cat = Catalog.build(ids, [str(titles.get(i) or i) for i in ids], [dict(attrs.get(i) or {}) for i in ids])
-        cview = ContentView.build(content, cat.ids, self._use_ann(len(cat))) if content is not None else None
+        cview = ContentView.build(content, cat.ids, self._use_ann(len(cat)), self.index_dir) \
+            if content is not None else None
         if cview is not None:
             self.content.status = "ready"
         return make_snapshot(0, view, cat, cview, self.live.popularity(), self._use_ann(len(cat)))
@@ -136,7 +141,7 @@ class Service:
         use_ann = self._use_ann(max(n_catalog, len(model.item_ids)))
         if self.retrieval_mode == "ann" and model.item_factors() is None:
             raise NotSupportedError(f"{model.name} has no item vectors to index; use retrieval=exact")
-        return ModelView.build(model, info, use_ann, self.exact_below)
+        return ModelView.build(model, info, use_ann, self.exact_below, self.index_dir)
 
     def _install(self, view: ModelView | None = None, catalog: Catalog | None = None,
                  content: ContentView | None | Literal["keep"] = "keep") -> Snapshot:
@@ -198,6 +203,10 @@ class Service:
         each argument does). A user with nothing to go on gets the popular items (``cold_start``)."""
         return self.pipeline.run(self._snap, Request(user_id, k, tuple(exclude or ()), diversity, filters or {},
                                                      exclude_seen, scenario, request_id, reasons))
+
+    def run(self, request: Request) -> Recommended:
+        """One :class:`~mosaicrec.ranking.pipeline.Request` through the pipeline over the current snapshot."""
+        return self.pipeline.run(self._snap, request)
 
     def user_scores(self, user_id: str, scenario: str | None = None, snap: Snapshot | None = None) -> np.ndarray:
         """The user's scores over every catalog item (``-inf`` where none can be given); the popular
@@ -312,7 +321,8 @@ class Service:
         if len(failed):
             first = failed.iloc[0]
             raise MediaRejected(f"item {first['item_id']!r}: {first['name']} content rejected "
-                                f"({first['reason']}); {len(failed)} failure(s), nothing was added")
+                                f"({self.media.scrub(str(first['reason']))}); {len(failed)} failure(s), "
+                                "nothing was added")
         return encoded.content
 
     def install_items(self, items: pd.DataFrame, content: ItemContent | None = None) -> list[str]:
@@ -335,7 +345,7 @@ class Service:
             rows = [catalog.index[i] for i in ids]
             cview = cview.with_rows(catalog.ids, rows, content.align(np.array(ids, dtype=object)))
         elif content is not None:
-            cview = ContentView.build(content, catalog.ids, self._use_ann(len(catalog)))
+            cview = ContentView.build(content, catalog.ids, self._use_ann(len(catalog)), self.index_dir)
         self._install(catalog=catalog, content=cview)
 
     def delete_user(self, user_id: str) -> int:
@@ -360,7 +370,7 @@ class Service:
         """Serve ``content`` (any catalog order; items it lacks have none) from the next request on."""
         with self._writes:
             snap = self._snap
-            cview = ContentView.build(content, snap.catalog.ids, self._use_ann(len(snap.catalog))) \
+            cview = ContentView.build(content, snap.catalog.ids, self._use_ann(len(snap.catalog)), self.index_dir) \
                 if content is not None else None
             self._install(content=cview)
             self.content.status = "ready" if cview is not None else "none"
@@ -405,7 +415,7 @@ class Service:
             catalog = snap.catalog.reordered([str(i) for i in model.item_ids])
             cview = cv
             if cv is not None and catalog.ids != snap.catalog.ids:
-                cview = ContentView.build(cv.content, catalog.ids, self._use_ann(len(catalog)))
+                cview = ContentView.build(cv.content, catalog.ids, self._use_ann(len(catalog)), self.index_dir)
             with self.live.lock:
                 self.live.refresh_changed(view.users, view.item_index, model._require_fitted())
                 self.live.block_erased(info.data_as_of)

@@ -72,23 +72,23 @@ class GroupCommit:
 
 
 def rewards_of(events: pd.DataFrame, index: dict[str, int], threshold: float | None
-               ) -> list[tuple[str, int, float]]:
-    """(request id, catalog row, reward) of the events whose context names a served list's ``request_id``:
+               ) -> list[tuple[str, str, int, float]]:
+    """(request id, user id, catalog row, reward) of the events whose context names a served list's ``request_id``:
     reward 1 for a like (weight ≥ the threshold), 0 otherwise; events of unknown items are left out."""
     ctx = events["context"].astype(str)
     marked = ctx.str.contains("request_id", regex=False)
     if not marked.any():
         return []
     rewards = []
-    for c, item, weight in zip(ctx[marked], events.loc[marked, "item_id"].astype(str),
-                               events.loc[marked, "weight"].astype(float)):
+    for c, user, item, weight in zip(ctx[marked], events.loc[marked, "user_id"].astype(str),
+                                     events.loc[marked, "item_id"].astype(str), events.loc[marked, "weight"].astype(float)):
         try:
             rid = json.loads(c).get("request_id")
         except (ValueError, AttributeError):
             continue
         if isinstance(rid, str) and item in index:
             liked = weight >= threshold if threshold is not None else weight > 0
-            rewards.append((rid, index[item], 1.0 if liked else 0.0))
+            rewards.append((rid, user, index[item], 1.0 if liked else 0.0))
     return rewards
 
 

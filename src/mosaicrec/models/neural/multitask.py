@@ -54,14 +54,13 @@ from typing import Any
 
 import numpy as np
 from scipy.special import expit
-from scipy.stats import spearmanr
 
 from mosaicrec.data.schema import Interactions, context_floats
 from mosaicrec.errors import ConfigError
 from mosaicrec.models.base import BaseRecommender
 from mosaicrec.models.neural.multitask_config import MultiTaskConfig
-from mosaicrec.models.registry import register
 from mosaicrec.models.query import Query
+from mosaicrec.models.registry import register
 from mosaicrec.models.trainer import auc, train_epochs
 
 
@@ -282,6 +281,8 @@ class MultiTask(BaseRecommender):
             return record
 
         def validate() -> float | list[float]:
+            from scipy.stats import spearmanr
+
             net.eval()
             out = self._forward(net, val)
             y = self._targets(val)

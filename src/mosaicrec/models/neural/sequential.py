@@ -34,6 +34,7 @@ training, gets the plain model's list.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Literal
 
@@ -45,12 +46,13 @@ from mosaicrec.data.schema import Interactions
 from mosaicrec.errors import ConfigError
 from mosaicrec.fusion import FusionConfig, concat_features, select_modalities
 from mosaicrec.models.base import BaseRecommender, ModelConfig
-from mosaicrec.models.registry import register
 from mosaicrec.models.context import context_values
 from mosaicrec.models.query import Query
+from mosaicrec.models.registry import register
 from mosaicrec.models.trainer import recall_at, train_epochs
 
 ItemRepresentation = Literal["id", "content", "both"]
+_NET_LOCK = threading.Lock()  # the scoring network is built on first use, possibly by two threads at once
 
 
 class SASRecConfig(ModelConfig):
@@ -370,9 +372,13 @@ class SASRec(BaseRecommender):
         torch = _torch()
         net = self.__dict__.get("_net")
         if net is None:
-            net = self._net = self._new_net(self.table_.shape[0])
-            net.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights_.items()})
-            net.eval()
+            with _NET_LOCK:  # two first requests at once build one network, not two half-loaded ones
+                net = self.__dict__.get("_net")
+                if net is None:
+                    net = self._new_net(self.table_.shape[0])
+                    net.load_state_dict({k: torch.from_numpy(v) for k, v in self.weights_.items()})
+                    net.eval()
+                    self._net = net
         out = np.zeros((len(seqs), self.config.dim), np.float32)
         table = torch.from_numpy(np.vstack([np.zeros((1, self.table_.shape[1]), np.float32), self.table_]))
         with torch.no_grad():

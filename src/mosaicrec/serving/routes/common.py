@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from mosaicrec.errors import MosaicError
 from mosaicrec.serving.auth import RANK, KeyKind
+from mosaicrec.serving.limits import retry_header
 from mosaicrec.serving.service import Service
 
 
@@ -17,20 +18,33 @@ def service(request: Request) -> Service:
     return request.app.state.service
 
 
-def authorize(request: Request, kind: KeyKind) -> KeyKind:
-    """Admit keys of ``kind`` or above (``X-API-Key``, or ``Authorization: Bearer``), each within its rate
-    limit; else 401, 403 or 429."""
+def authorize(request: Request, kind: KeyKind, cost: float = 1.0) -> KeyKind:
+    """Admit keys of ``kind`` or above (``X-API-Key``, or ``Authorization: Bearer``), each charged ``cost``
+    against its rate limit; else 401, 403 or 429 (with ``Retry-After``). A client address that presented
+    too many wrong keys gets 429 for any key until its throttle refills: the key is not even looked at,
+    so a guess made then tells nothing (behind a proxy, run uvicorn with ``--proxy-headers`` so that the
+    address is the client's)."""
+    ring = request.app.state.keys
     presented = request.headers.get("x-api-key")
     if presented is None:
         auth = request.headers.get("authorization", "")
         if auth[:7].lower() == "bearer ":
             presented = auth[7:].strip()
-    found = request.app.state.keys.kind_of(presented)
+    if not presented:
+        raise HTTPException(401, "missing or unknown API key (header X-API-Key)")
+    client = request.client.host if request.client is not None else "-"
+    blocked = ring.failures.peek(client)
+    if blocked:
+        raise HTTPException(429, "too many wrong API keys from this address", headers=retry_header(blocked))
+    found = ring.kind_of(presented)
     if found is None:
+        ring.failures.wait(client)
         raise HTTPException(401, "missing or unknown API key (header X-API-Key)")
     key, have = found
-    if not request.app.state.keys.take(key):
-        raise HTTPException(429, "rate limit exceeded for this key")
+    wait = ring.take(key, cost)
+    if wait:
+        raise HTTPException(429, f"rate limit exceeded for this key (this request costs {cost:g} units)",
+                            headers=retry_header(wait))
     if RANK[have] < RANK[kind]:
         raise HTTPException(403, f"this key is {have}-only; this route needs a {kind} key")
     return have

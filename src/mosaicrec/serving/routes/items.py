@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pandas as pd
@@ -107,8 +108,11 @@ async def upload_item(request: Request, item: str = Form(..., max_length=100_000
                       image: UploadFile | None = File(None), audio: UploadFile | None = File(None)) -> Response:
     """Add (or replace) one item with its image and/or audio uploaded in the same request
     (``multipart/form-data``). Files are kept in the media root by content hash; one that cannot be
-    decoded is refused (422) and nothing is written."""
+    decoded is refused (422) and nothing is written; so is a field other than these three."""
     svc = service(request)
+    unknown = sorted(set((await request.form()).keys()) - {"item", "image", "audio"})
+    if unknown:
+        raise MediaRejected(f"{unknown[0]}: not an upload field (send item, and image and/or audio)")
     try:
         fields = ItemIn.model_validate(json.loads(item))
     except (json.JSONDecodeError, PydanticValidationError) as e:
@@ -131,7 +135,6 @@ async def upload_item(request: Request, item: str = Form(..., max_length=100_000
         ids = await run_in_threadpool(svc.add_items, frame, "replace")
     except Exception:
         for path in saved:  # nothing kept of a refused upload
-            import os
             os.unlink(path)
         raise
     return json_response({"items": ids}, 201)

@@ -6,6 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from mosaicrec.errors import MosaicError
+from mosaicrec.ranking.pipeline import Request as ListRequest
+from mosaicrec.serving.limits import HEAVY_COST
 from mosaicrec.serving.routes.common import Params, authorize, json_response, query_doc, service
 from mosaicrec.serving.schemas import RecommendationsOut
 
@@ -30,18 +32,26 @@ DOC = query_doc(
             responses={401: {"description": "no or unknown key"}, 422: {"description": "a parameter out of bounds"}})
 async def recommendations(request: Request) -> Response:
     """Top-k items for a user, with explanations. A user with no likes (new, or erased) gets the popular
-    items with ``cold_start: true``. Items the user disliked never appear. Needs a read key."""
-    authorize(request, "read")
+    items with ``cold_start: true``. Items the user disliked never appear. Needs a read key, which is
+    charged the list's cost (a top-10 costs 1; longer, diverse or model-explained lists more: see the API
+    guide). Costly lists run beside the server's loop, a few at a time; when those are all busy the answer
+    is 429 with ``Retry-After``."""
     p = Params(request)
     user_id, k = p.id("user_id"), p.int("k", 10, 1, 1_000)
     exclude, diversity = p.str("exclude", 10_000), p.float("diversity", 0.0, 1.0)
     filters = {}
     for f in p.list("filter", 16, 1_000):
         key, sep, value = f.partition(":")
-        if not sep or not key:
-            raise MosaicError(f"filter expects attribute:value, got {f!r}")
+        if not sep or not key or not value:
+            raise MosaicError(f"filter expects attribute:value (both non-empty), got {f!r}")
         filters[key] = value
-    result = service(request).recommend(user_id, k, exclude=exclude.split(",") if exclude else None,
-                                        diversity=diversity, filters=filters, exclude_seen=not p.bool("include_seen"),
-                                        scenario=p.str("scenario", 256), reasons=p.str("reasons", 16) or "content")
-    return json_response(result)
+    reasons = p.str("reasons", 16) or "content"
+    if reasons not in ("content", "model"):
+        raise MosaicError(f"reasons must be content or model, not {reasons!r}")
+    ask = ListRequest(user_id, k, tuple(exclude.split(",")) if exclude else (), diversity, filters,
+                      not p.bool("include_seen"), p.str("scenario", 256), None, reasons)
+    authorize(request, "read", ask.cost)
+    svc = service(request)
+    if ask.cost > HEAVY_COST:
+        return json_response(await request.app.state.heavy.run(svc.run, ask))
+    return json_response(svc.run(ask))

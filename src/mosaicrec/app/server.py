@@ -137,31 +137,40 @@ def encode_in_background(service: Service, items: pd.DataFrame, missing: list[st
     the merged content. The encoders run in a spawned child process: torch and the pretrained weights
     (several hundred MB) never enter the server, and their memory is returned when the child ends. A
     failure is shown in ``/status`` (``content_status``) and serving goes on."""
-    import multiprocessing
-    import tempfile
-
     console = console or Console(stderr=True)
     try:
-        todo = items[items["item_id"].astype(str).isin(set(missing))]
-        if not specs and content is not None:
-            specs = {name: src.split("@")[0] for name, src in content.sources.items()}
-        with tempfile.TemporaryDirectory(dir=Path(store_path).parent, prefix=".encode-") as tmp:
-            out = Path(tmp) / "encoded.npz"
-            child = multiprocessing.get_context("spawn").Process(
-                target=_encode_child, args=(todo, specs or None, text_fields, fields, str(store_path), str(out)),
-                name="encode", daemon=True)
-            child.start()
-            child.join()
-            if child.exitcode != 0 or not out.is_file():
-                error = (Path(tmp) / "error.txt")
-                raise MosaicError(error.read_text().strip() if error.is_file() else f"exit {child.exitcode}")
-            encoded = ItemContent.load(out)
-        merged = encoded if content is None else merge_content(content, encoded)
+        merged = encode_missing(items, missing, content, specs, text_fields, store_path, fields)
         service.set_content(merged)
         console.print(f"content ready: {', '.join(merged.modalities)} for {len(merged.item_ids):,} items")
     except Exception as e:  # noqa: BLE001  serving goes on without content; say why
         service.content_status = f"failed: {e}"
         console.print(f"[red]content encoding failed:[/red] {e}", highlight=False)
+
+
+def encode_missing(items: pd.DataFrame, missing: list[str], content: ItemContent | None, specs: dict[str, str],
+                   text_fields: list[str] | None, store_path: Path, fields: dict[str, list[str]] | None = None
+                   ) -> ItemContent:
+    """``content`` with the ``missing`` items encoded (through the store's cache, progress on stderr) by
+    the encoders in ``specs`` (else those that made ``content``), in a spawned child process: torch and
+    the pretrained weights never enter this one."""
+    import multiprocessing
+    import tempfile
+
+    todo = items[items["item_id"].astype(str).isin(set(missing))]
+    if not specs and content is not None:
+        specs = {name: src.split("@")[0] for name, src in content.sources.items()}
+    with tempfile.TemporaryDirectory(dir=Path(store_path).parent, prefix=".encode-") as tmp:
+        out = Path(tmp) / "encoded.npz"
+        child = multiprocessing.get_context("spawn").Process(
+            target=_encode_child, args=(todo, specs or None, text_fields, fields, str(store_path), str(out)),
+            name="encode", daemon=True)
+        child.start()
+        child.join()
+        if child.exitcode != 0 or not out.is_file():
+            error = Path(tmp) / "error.txt"
+            raise MosaicError(error.read_text().strip() if error.is_file() else f"exit {child.exitcode}")
+        encoded = ItemContent.load(out)
+    return encoded if content is None else merge_content(content, encoded)
 
 
 def _encode_child(items: pd.DataFrame, specs: dict[str, str] | None, text_fields: list[str] | None,

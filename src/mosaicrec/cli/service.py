@@ -51,6 +51,10 @@ def serve(
                                       "folder with one .kg and one .link file")] = None,
     report: Annotated[Optional[Path], _opt("an evaluation's output folder (`mosaicrec evaluate --out`), shown on "
                                            "the web page /ui")] = None,
+    replicas: Annotated[int, _opt("run N replicas as a Ray Serve deployment (writes go through one writer and "
+                                  "reach every replica) [default: 0, one embedded process]", min=0, max=1024)] = 0,
+    ray_address: Annotated[Optional[str], _opt("with --replicas: join this Ray cluster (e.g. auto, "
+                                               "ray://head:10001) [default: a local one]")] = None,
 ) -> None:
     """Serve recommendations, similar items, search, new items, events and erasure over HTTP, and a web
     page to look at them (http://HOST:PORT/ui). Starts at once from the model and the store; content the
@@ -65,9 +69,39 @@ def serve(
     opts = ServeOptions(model_dir, store, api_key_file, api_key, encoder, text_fields, rate_limit, retrieval,
                         content_file, no_content, media_root, list(media_read_root or ()), model_root, max_media_mb,
                         public_docs, bandit, bandit_share, bandit_scenario, kg, report)
+    if replicas:
+        return _serve_replicas(opts, replicas, ray_address, host, port)
+    if ray_address:
+        raise MosaicError("--ray-address needs --replicas N")
     server = build_server(opts, console=err)
     err.print(server.describe(host, port), highlight=False)
     uvicorn.run(server.app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _serve_replicas(opts, replicas: int, ray_address: str | None, host: str, port: int) -> None:
+    import signal
+    import time
+
+    from mosaicrec.app.replicas import start_replicas
+    from mosaicrec.data.cluster import ray_session
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # a supervisor's stop removes the deployment too
+    with ray_session(ray_address):
+        from ray import serve
+
+        running = start_replicas(opts, replicas, host, port, console=err)
+        err.print(running.describe(), highlight=False)
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            running.stop()
+            serve.shutdown()
 
 
 @app.command()
@@ -81,7 +115,8 @@ def retrain(
     """Retrain a running service's model on a snapshot of its store and swap it in (the store stays open
     for writes throughout). The key comes from the file or $MOSAICREC_API_KEYS (an admin one)."""
     from mosaicrec.app.encode import parse_params
-    from mosaicrec.app.retrain import check_server_url, retrain as run
+    from mosaicrec.app.retrain import check_server_url
+    from mosaicrec.app.retrain import retrain as run
     from mosaicrec.serving.auth import load_keys
 
     check_server_url(server)

@@ -61,12 +61,13 @@ def _status_of(exc: MosaicError) -> int:
 def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float = 1_000.0,
                burst: float = 2_000.0, max_body_bytes: int = 2_000_000, max_upload_bytes: int | None = None,
                model_dir: str | None = None, jobs=None, public_docs: bool = False,
-               report_dir: str | None = None) -> FastAPI:
+               report_dir: str | None = None, served_by: str | None = None) -> FastAPI:
     """The API. ``keys`` maps API key → ``read``, ``write`` or ``admin``; it must not be empty.
     ``model_dir`` (relative to the service's model root) is what ``POST /admin/reload`` loads by default;
     ``jobs`` runs retraining (:class:`~mosaicrec.app.jobs.RetrainJobs`). ``public_docs`` serves
     ``/docs`` and ``/openapi.json`` without a key. ``report_dir``, an evaluation's output folder, is shown
-    on the web page (``/ui``)."""
+    on the web page (``/ui``). ``served_by`` names the replica in each response's ``X-Served-By``
+    header (replicated serving)."""
     from prometheus_client import CollectorRegistry
 
     ring = KeyRing(keys, rate_limit, burst)
@@ -83,7 +84,8 @@ def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float 
     app.state.service, app.state.keys, app.state.jobs, app.state.model_dir = service, ring, jobs, model_dir
     app.state.heavy = HeavyLane()
     app.state.registry = CollectorRegistry()  # per app, so two apps in one process do not share counts
-    app.add_middleware(Guard, limits=(max_body_bytes, max_upload_bytes), metrics=_Metrics(app.state.registry))
+    app.add_middleware(Guard, limits=(max_body_bytes, max_upload_bytes), metrics=_Metrics(app.state.registry),
+                       served_by=served_by)
     ui.mount(app, report_dir)
     _handle_errors(app)
     for module in (recommendations, items, events, users, admin, ops, ui):
@@ -116,8 +118,9 @@ class _Metrics:
 class Guard:
     """Plain ASGI middleware: the body limit (bytes received) and metrics; see the module docstring."""
 
-    def __init__(self, app, limits: tuple[int, int], metrics: _Metrics) -> None:
+    def __init__(self, app, limits: tuple[int, int], metrics: _Metrics, served_by: str | None = None) -> None:
         self.app, (self.max_body, self.max_upload), self.metrics = app, limits, metrics
+        self.served_by = [(b"x-served-by", served_by.encode())] if served_by else []
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -155,6 +158,8 @@ class Guard:
                     return  # the 413 is the answer; the app's own reply to a cut body is dropped
                 if message["type"] == "http.response.start":
                     status[0] = message["status"]
+                    if self.served_by:
+                        message = {**message, "headers": [*message.get("headers", ()), *self.served_by]}
                 await send(message)
 
             try:

@@ -46,6 +46,7 @@ from mosaicrec.serving.bandit import BanditRuntime, BanditServing
 from mosaicrec.serving.content import ContentNotReady, ContentReads
 from mosaicrec.serving.impressions import ImpressionLog
 from mosaicrec.serving.media import MediaPolicy, MediaRejected
+from mosaicrec.serving.reloads import ModelRejected, ModelSwaps
 from mosaicrec.serving.writes import GroupCommit, ItemMode, patched, rewards_of
 
 __all__ = ["Conflict", "ContentNotReady", "MediaRejected", "ModelRejected", "Service"]
@@ -55,11 +56,7 @@ class Conflict(MosaicError):
     """The request contradicts the stored state (an existing id for create, an erased user; 409)."""
 
 
-class ModelRejected(MosaicError):
-    """A model folder that cannot be served here (broken, outside the model root, another catalog; 422)."""
-
-
-class Service:
+class Service(ModelSwaps):
     """Recommendations, similar items, search, and the write paths, over one trained model."""
 
     def __init__(self, model: BaseRecommender, store_path: str | Path, content: ItemContent | None = None, *,
@@ -68,7 +65,7 @@ class Service:
                  media: MediaPolicy | None = None, model_root: str | Path | None = None,
                  read_only: bool = False, log_impressions: bool = True,
                  bandit: BanditServing | None = None, kg: KnowledgeGraph | None = None,
-                 index_dir: str | Path | None = None) -> None:
+                 index_dir: str | Path | None = None, store: Store | None = None, replication=None) -> None:
         """``retrieval``: ``exact`` scores every item; ``ann`` uses HNSW indexes over the model's item
         vectors (factor and neural models) and over the fused content (similar items); ``auto`` picks ANN
         from ``ann_min_items`` items on. ``info`` is the model's training record (threshold, encoders,
@@ -79,7 +76,9 @@ class Service:
         (:func:`mosaicrec.data.kg.load_item_kg`), adds to each explanation the path joining the recommended
         item to the liked item it cites ("you liked X; both are directed by Y"). ``index_dir``: where ANN
         indexes are saved and mapped from at the next start (:class:`~mosaicrec.ranking.ann.InnerProductIndex`);
-        ``None`` builds them at every start."""
+        ``None`` builds them at every start. ``store`` and ``replication``: a replica's store (run by the
+        replicas' one writer) and what tells the other replicas of its writes
+        (:mod:`mosaicrec.serving.replication`)."""
         if retrieval not in ("auto", "exact", "ann"):
             raise MosaicError(f"retrieval must be auto, exact or ann, not {retrieval!r}")
         self.info = info or TrainingInfo()
@@ -100,7 +99,8 @@ class Service:
         self.started = time.time()
         self.reloads = 0
         # One connection for the service's life: opening DuckDB per write costs ~100 ms.
-        self.store = Store(self.store_path, read_only=read_only)
+        self.store = store if store is not None else Store(self.store_path, read_only=read_only)
+        self.replication = replication
         self.live = LiveState(threshold)
         self.live.load(self.store.events_frame(), self.store.erasures())
         self._snap = self._first_snapshot(model, content)
@@ -109,6 +109,8 @@ class Service:
         self.impressions = None if read_only or not log_impressions else ImpressionLog(self._write_impressions)
         self.bandit = None
         if bandit is not None:
+            if replication is not None:
+                raise MosaicError("a bandit learns in one process; it cannot run with replicas")
             if read_only:
                 raise MosaicError("a bandit learns from rewards; it needs a writable store")
             self.bandit = BanditRuntime(bandit, self.store.load_state(BANDIT_STATE))
@@ -276,6 +278,8 @@ class Service:
         with self._store_lock:
             result = self.store.ingest(events=events)
         self.live.apply(events)
+        if self.replication is not None:
+            self.replication.events(events)
         return result.events_new
 
     def add_items(self, items: pd.DataFrame, mode: ItemMode = "create") -> list[str]:
@@ -335,10 +339,20 @@ class Service:
 
     def _commit_items(self, items: pd.DataFrame, content: ItemContent | None) -> None:
         """Write item rows, then a snapshot with them (call with ``self._writes`` held)."""
-        snap = self._snap
-        ids = items["item_id"].astype(str).tolist()
         with self._store_lock:
             self.store.ingest(items=items)
+        self._place_items(items, content)
+        if self.replication is not None:
+            self.replication.items(items, content)
+
+    def apply_items(self, items: pd.DataFrame, content: ItemContent | None) -> None:
+        """Serve items another replica wrote (and encoded): a snapshot with them, nothing written."""
+        with self._writes:
+            self._place_items(items, content)
+
+    def _place_items(self, items: pd.DataFrame, content: ItemContent | None) -> None:
+        snap = self._snap
+        ids = items["item_id"].astype(str).tolist()
         catalog = snap.catalog.with_rows(items)
         cview = snap.content
         if content is not None and cview is not None:
@@ -361,9 +375,17 @@ class Service:
                 self.impressions.forget(user_id)
             at = int(time.time())
             n = self.store.delete_user(user_id, at)
+        self.forget_user(user_id, at)
+        if self.replication is not None:
+            self.replication.erase(user_id, at)
+        return n
+
+    def forget_user(self, user_id: str, at: int) -> None:
+        """Drop an erased user from memory (their store rows are gone already)."""
+        if self.impressions is not None:
+            self.impressions.forget(user_id)
         self.live.erase(user_id, at)
         self.scorer.forget(user_id)
-        return n
 
     # -- content and models -----------------------------------------------------------------------------
     def set_content(self, content: ItemContent | None) -> None:
@@ -374,81 +396,6 @@ class Service:
                 if content is not None else None
             self._install(content=cview)
             self.content.status = "ready" if cview is not None else "none"
-
-    def resolve_model_dir(self, folder: str | None) -> Path:
-        """A reload's folder: inside the model root the server was started with, or refused."""
-        if self.model_root is None:
-            raise ModelRejected("this server was started without a model root; reloads are off")
-        if folder is None:
-            raise ModelRejected("name the model folder to load (model_dir)")
-        if "\x00" in folder or ".." in Path(folder).parts:
-            raise ModelRejected(f"model_dir {folder!r}: must be a folder inside the model root (no '..')")
-        real = Path(os.path.realpath(self.model_root / folder))
-        if real != self.model_root and self.model_root not in real.parents:
-            raise ModelRejected(f"model_dir {folder!r}: must be a folder inside the model root")
-        return real
-
-    def load_model_dir(self, folder: Path) -> tuple[BaseRecommender, TrainingInfo]:
-        """A saved model and its training record; any failure is a :class:`ModelRejected` naming the folder
-        relative to the model root."""
-        from mosaicrec.models import load_model
-
-        name = os.path.relpath(folder, self.model_root) if self.model_root else folder.name
-        if not (folder / "model.json").is_file():
-            raise ModelRejected(f"model_dir {name!r}: no saved model there (model.json missing)")
-        try:
-            return load_model(folder), TrainingInfo.load(folder)
-        except Exception as e:  # noqa: BLE001  a broken folder of any kind: refuse it, keep serving
-            raise ModelRejected(f"model_dir {name!r}: cannot load the model ({type(e).__name__}: "
-                                f"{str(e).splitlines()[0][:200]})") from None
-
-    def swap_model(self, model: BaseRecommender, info: TrainingInfo | None = None) -> None:
-        """Serve a newly trained model. It must score this catalog (its items all in it) and read content
-        made by the same encoders. Its snapshot (index, id maps, catalog in its order, content realigned) is
-        built beside the old one; the swap is one assignment, so requests see either model, never a mix,
-        and none fails. Live events are kept; users with events the new model lacks are folded in."""
-        info = self._compatible(model, info or TrainingInfo())
-        with self._writes:
-            snap = self._snap
-            cv = snap.content
-            view = self._model_view(model, info, len(snap.catalog))
-            catalog = snap.catalog.reordered([str(i) for i in model.item_ids])
-            cview = cv
-            if cv is not None and catalog.ids != snap.catalog.ids:
-                cview = ContentView.build(cv.content, catalog.ids, self._use_ann(len(catalog)), self.index_dir)
-            with self.live.lock:
-                self.live.refresh_changed(view.users, view.item_index, model._require_fitted())
-                self.live.block_erased(info.data_as_of)
-                self._install(view=view, catalog=catalog, content=cview)
-            self.info = info
-            self.content.encoders = {}
-            self.reloads += 1
-
-    def _compatible(self, model: BaseRecommender, info: TrainingInfo) -> TrainingInfo:
-        """The model's record if this service can serve it: the same like rule, this catalog's items, and
-        content made by the served content's encoders; else :class:`ModelRejected`."""
-        if info.threshold is not None and info.threshold != self.info.threshold:
-            raise ModelRejected(f"the model's likes are weights ≥ {info.threshold:g}, this service's "
-                                f"{_rule(self.info.threshold)}: restart the service to change what a like is")
-        snap = self._snap
-        alien = [str(i) for i in model.item_ids if str(i) not in snap.catalog.index]
-        if alien:
-            raise ModelRejected(f"the model was trained on another catalog: {len(alien)} of its "
-                                f"{len(model.item_ids)} items are not in this one (e.g. {alien[0]!r})")
-        cv = snap.content
-        for name, spec in info.encoders.items():
-            source = cv.content.sources.get(name) if cv is not None else None
-            if source is not None and spec.get("key") and spec["key"] != source:
-                raise ModelRejected(f"the model reads {name!r} content made by {spec['key']}, but this "
-                                    f"server's is made by {source}; restart it with the model's encoders")
-        return info.model_copy(update={"threshold": self.info.threshold})
-
-    def reload(self, folder: str | None) -> dict[str, Any]:
-        """Load a model folder (inside the model root) and serve it; the old model keeps serving if it fails."""
-        path = self.resolve_model_dir(folder)
-        model, info = self.load_model_dir(path)
-        self.swap_model(model, info)
-        return {"model": model.name, "model_dir": os.path.relpath(path, self.model_root), "reloads": self.reloads}
 
     # -- the log, snapshots of the store, shutdown and health -------------------------------------------
     def _log(self, request: Request, shown: ItemList, snap: Snapshot) -> None:
@@ -466,6 +413,8 @@ class Service:
 
     def close(self) -> None:
         """Flush the impression log and release the store (the server calls this on shutdown)."""
+        if self.replication is not None:
+            self.replication.close()
         if self.impressions is not None:
             self.impressions.close()
         with self._store_lock:
@@ -484,6 +433,3 @@ class Service:
                     "rewards": self.bandit.rewards, "unmatched": self.bandit.unmatched,
                     "updates": self.bandit.bandit.n_updates}}
 
-
-def _rule(threshold: float | None) -> str:
-    return f"weights ≥ {threshold:g}" if threshold is not None else "weights > 0"

@@ -24,12 +24,12 @@ from typing import Any
 
 from rich.console import Console
 
-from mosaicrec.app.server import ServeOptions, _kg, encode_missing
-from mosaicrec.app.trained import check_sources, load_trained, missing_content, saved_content, serving_encoders
+from mosaicrec.app.server import ServeOptions, _kg, encode_missing, served_content, serving_keys
+from mosaicrec.app.trained import load_trained, missing_content
 from mosaicrec.data.content import ItemContent
 from mosaicrec.data.store import default_store_path
 from mosaicrec.errors import MosaicError
-from mosaicrec.serving.auth import KeyKind, load_keys
+from mosaicrec.serving.auth import KeyKind
 
 APP_NAME = "mosaicrec"
 WRITER_NAME = "mosaicrec-writer"
@@ -120,10 +120,7 @@ def start_replicas(opts: ServeOptions, replicas: int, host: str = "127.0.0.1", p
         raise MosaicError(f"--replicas must be at least 1, got {replicas}")
     if opts.bandit is not None:
         raise MosaicError("--bandit learns in one process; it cannot run with --replicas")
-    keys = load_keys(opts.api_key_file, opts.api_keys)
-    if not keys:
-        raise MosaicError("give API keys: --api-key-file FILE (lines KEY:read, KEY:write or KEY:admin) or "
-                          "$MOSAICREC_API_KEYS")
+    keys = serving_keys(opts)
     t0 = time.perf_counter()
     trained = load_trained(opts.model_dir, opts.store)
     content = _content(opts, trained, console)
@@ -151,11 +148,7 @@ def _content(opts: ServeOptions, trained, console: Console | None) -> ItemConten
     never encodes in the background)."""
     if opts.no_content:
         return None
-    specs = serving_encoders(trained.info, opts.encoder, opts.text_fields)
-    content = ItemContent.load(opts.content_file) if opts.content_file else saved_content(opts.model_dir,
-                                                                                           trained.store_path)
-    if content is not None:
-        check_sources(content, specs)
+    content, specs = served_content(opts, trained)
     missing = missing_content(trained.items, content)
     if missing:
         if console is not None:

@@ -13,13 +13,13 @@ from fastapi import FastAPI
 from rich.console import Console
 
 from mosaicrec.app.jobs import RetrainJobs
-from mosaicrec.app.trained import (check_sources, load_trained, merge_content, missing_content, saved_content,
-                                   serving_encoders)
+from mosaicrec.app.trained import (Trained, check_sources, load_trained, merge_content, missing_content,
+                                   saved_content, serving_encoders)
 from mosaicrec.data.content import ItemContent
 from mosaicrec.data.store import default_store_path
 from mosaicrec.errors import MosaicError
 from mosaicrec.serving.app import create_app
-from mosaicrec.serving.auth import load_keys
+from mosaicrec.serving.auth import KeyKind, load_keys
 from mosaicrec.serving.media import MediaPolicy
 from mosaicrec.serving.service import Service
 
@@ -69,19 +69,10 @@ def build_server(opts: ServeOptions, console: Console | None = None) -> Server:
     a background thread (routes that need content answer 503 meanwhile)."""
     if opts.report is not None and not opts.report.is_dir():
         raise MosaicError(f"--report {opts.report}: no such folder (give the --out folder of `mosaicrec evaluate`)")
-    keys = load_keys(opts.api_key_file, opts.api_keys)
-    if not keys:
-        raise MosaicError("give API keys: --api-key-file FILE (lines KEY:read, KEY:write or KEY:admin) or "
-                          "$MOSAICREC_API_KEYS")
+    keys = serving_keys(opts)
     t0 = time.perf_counter()
     trained = load_trained(opts.model_dir, opts.store)
-    specs = serving_encoders(trained.info, opts.encoder, opts.text_fields)
-    content = None
-    if not opts.no_content:
-        content = ItemContent.load(opts.content_file) if opts.content_file else saved_content(opts.model_dir,
-                                                                                               trained.store_path)
-        if content is not None:
-            check_sources(content, specs)
+    content, specs = served_content(opts, trained)
     media = MediaPolicy(opts.media_root or Path(default_store_path()).parent / "media", int(opts.max_media_mb * 1e6),
                         tuple(opts.media_read_roots))
     root = opts.model_root or opts.model_dir.resolve().parent
@@ -101,6 +92,27 @@ def build_server(opts: ServeOptions, console: Console | None = None) -> Server:
                      else None, jobs=RetrainJobs(service), public_docs=opts.public_docs,
                      report_dir=str(opts.report) if opts.report is not None else None)
     return Server(app, service, time.perf_counter() - t0, len(missing))
+
+
+def serving_keys(opts: ServeOptions) -> dict[str, KeyKind]:
+    keys = load_keys(opts.api_key_file, opts.api_keys)
+    if not keys:
+        raise MosaicError("give API keys: --api-key-file FILE (lines KEY:read, KEY:write or KEY:admin) or "
+                          "$MOSAICREC_API_KEYS")
+    return keys
+
+
+def served_content(opts: ServeOptions, trained: Trained) -> tuple[ItemContent | None, dict[str, str]]:
+    """The content the server starts with (given, saved with the model, or the store's; none with
+    ``--no-content``) and the encoders it is served with (refused when they did not make it)."""
+    specs = serving_encoders(trained.info, opts.encoder, opts.text_fields)
+    if opts.no_content:
+        return None, specs
+    content = ItemContent.load(opts.content_file) if opts.content_file else saved_content(opts.model_dir,
+                                                                                           trained.store_path)
+    if content is not None:
+        check_sources(content, specs)
+    return content, specs
 
 
 def _bandit(opts: ServeOptions):

@@ -15,10 +15,16 @@ Four measurements, each against a real ``mosaicrec serve`` process on loopback:
   one keep-alive connection): ``/health`` (the same stack with no work: the floor) against top-10
   recommendations on the 100k catalog (ANN). The ratio is the goal's measure (≤ 2).
 
+* **replicas** — the same 100k catalog served by ``--replicas 2`` (Ray Serve, on this machine): whether
+  the two replicas give identical lists (50 users), how long a like posted to one takes to change the list
+  the other serves (median and max of 20), the open-loop p99 at 500 req/s, and CPU per request summed over
+  every process of the replicated path (proxy, replicas, writer, controller), with the proxy's share; one
+  process's CPU per request at the same rate beside it.
+
 The baseline is the same measurement on the same machine; run the script at two commits to compare.
 Writes benchmarks/results/service_lean.json (+ .md).
 
-Usage: python benchmarks/service_lean.py [--items 100000] [--skip burst,memory,start,floor]
+Usage: python benchmarks/service_lean.py [--items 100000] [--skip burst,memory,start,floor,replicas]
 """
 
 from __future__ import annotations
@@ -39,9 +45,9 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serving import Connection, build
+from serving import Connection, build, load  # noqa: E402  (the 100k catalog, the lean client, the load)
 
-from mosaicrec.evaluation.provenance import write_result
+from mosaicrec.evaluation.provenance import write_result  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 KEY = "bench-key"
@@ -133,14 +139,13 @@ def burst(url: str, n: int = 60) -> dict:
     go = threading.Barrier(n)
 
     def heavy(user: int) -> None:
-        headers = {"X-API-Key": KEY}
-        with httpx.Client(timeout=120) as client:
-            go.wait()
-            t = time.perf_counter()
-            r = client.get(f"{url}/users/{user}/recommendations", params={"k": 1000, "diversity": 1},
-                           headers=headers)
-            with lock:
-                results.append((r.status_code, time.perf_counter() - t, "retry-after" in r.headers))
+        conn = HeaderConnection(url)  # connected before the burst: the client's own set-up is not timed
+        go.wait()
+        t = time.perf_counter()
+        status, _ = conn.request("GET", f"/users/{user}/recommendations?k=1000&diversity=1")
+        with lock:
+            results.append((status, time.perf_counter() - t, b"retry-after" in conn.header.lower()))
+        conn.close()
 
     poller = threading.Thread(target=poll)
     poller.start()
@@ -159,6 +164,24 @@ def burst(url: str, n: int = 60) -> dict:
             "health_max_ms": float(during.max()), "heavy_max_s": max(s for _, s, _ in results),
             "heavy_served": codes.count(200), "heavy_refused": len(refused),
             "refused_with_retry_after": sum(r for _, r in refused), "heavy_other": len(codes) - codes.count(200) - len(refused)}
+
+
+class HeaderConnection(Connection):
+    """The lean client, keeping the last response's header block."""
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        self.header = b""
+        head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\nX-API-Key: {KEY}\r\n"
+        self.sock.sendall(head.encode() + b"\r\n" + (body or b""))
+        while b"\r\n\r\n" not in self.buf:
+            self.buf += self._recv()
+        self.header, _, rest = self.buf.partition(b"\r\n\r\n")
+        length = next((int(line.partition(b":")[2]) for line in self.header.split(b"\r\n")[1:]
+                       if line.partition(b":")[0].strip().lower() == b"content-length"), 0)
+        while len(rest) < length:
+            rest += self._recv()
+        self.buf = rest[length:]
+        return int(self.header[9:12]), rest[:length]
 
 
 def mixed(url: str, n: int, content: bool = True) -> None:
@@ -196,6 +219,106 @@ def cpu_per_request(proc: subprocess.Popen, url: str, path: str, n: int = 2000) 
     return (after.user + after.system - before.user - before.system) / n * 1e3
 
 
+def _tree_cpu(procs: list[psutil.Process]) -> dict[int, float]:
+    out = {}
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
+        except psutil.Error:
+            pass
+    return out
+
+
+def _ray_procs() -> list[psutil.Process]:
+    """This machine's Ray processes (the replicated path: raylet, GCS, proxy, controller, actors)."""
+    found = []
+    for p in psutil.process_iter(["cmdline", "name"]):
+        line = " ".join(p.info["cmdline"] or [])
+        if "ray::" in line or "raylet" in line or "gcs_server" in line or "ray/_private" in line:
+            found.append(p)
+    return found
+
+
+def _name(p: psutil.Process) -> str:
+    try:
+        line = " ".join(p.cmdline())
+    except psutil.Error:
+        return "?"
+    for key in ("ProxyActor", "ServeController", "Writer", "ServeReplica"):
+        if key in line:
+            return key
+    return "ray-other"
+
+
+def cpu_under_load(url: str, procs: list[psutil.Process], rate: float, n: int, users: int) -> dict:
+    """Open-loop top-10 lists at ``rate``; p99 and the CPU each process group spent per request."""
+    before = _tree_cpu(procs)
+    res = load(url, lambda rng: ("GET", f"/users/u{int(rng.integers(users))}/recommendations?k=10", None),
+               n, 8, n / rate + 30, rate=rate)
+    after = _tree_cpu(procs)
+    groups: dict[str, float] = {}
+    for p in procs:
+        if p.pid in before and p.pid in after:
+            groups[_name(p)] = groups.get(_name(p), 0.0) + (after[p.pid] - before[p.pid]) / res["requests"] * 1e3
+    return {"p99_ms": res["p99_ms"], "req_s": res["req_s"], "errors": res["errors"],
+            "cpu_ms_per_request": round(sum(groups.values()), 3),
+            **{f"cpu_ms_{k}": round(v, 3) for k, v in sorted(groups.items())}}
+
+
+def replicated(tmp: Path, big: Path, users: int) -> dict:
+    """``serve --replicas 2`` on the 100k catalog (see the module docstring)."""
+    home = tmp / "rayhome"
+    home.mkdir()
+    port = _port()
+    env = {**os.environ, "HOME": str(home), "RAY_TMPDIR": str(home)}
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "mosaicrec.cli", "serve", "--model", str(big / "model"), "--store",
+                             str(big / "store.duckdb"), "--content", str(big / "content.npz"), "--retrieval", "ann",
+                             "--api-key-file", str(tmp / "keys.txt"), "--port", str(port), "--rate-limit", "1000000",
+                             "--replicas", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    url = f"http://127.0.0.1:{port}"
+    served: set[str] = set()
+    while len(served) < 2:
+        if time.perf_counter() - t0 > 600 or proc.poll() is not None:
+            raise SystemExit("replicas did not start")
+        try:
+            r = httpx.get(f"{url}/status", headers={"X-API-Key": KEY}, timeout=5)
+            if r.status_code == 200:
+                served.add(r.headers["x-served-by"])
+        except httpx.TransportError:
+            time.sleep(0.5)
+    out: dict = {"ready_s": time.perf_counter() - t0}
+    client = httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=30)
+
+    def both(path: str) -> dict[str, list]:
+        seen: dict[str, list] = {}
+        while len(seen) < 2:
+            r = client.get(path)
+            seen.setdefault(r.headers["x-served-by"], [(i["item_id"], i["score"]) for i in r.json()["items"]])
+        return seen
+
+    out["identical_lists"] = all(len({tuple(v) for v in both(f"/users/u{u}/recommendations?k=10").values()}) == 1
+                                 for u in range(0, users, users // 50))
+    delays = []
+    for n in range(20):
+        user = f"newcomer-{n}"
+        r = client.post("/events", json={"events": [{"user_id": user, "item_id": f"i{n * 7}", "weight": 1.0}]})
+        t = time.perf_counter()
+        writer = r.headers["x-served-by"]
+        while True:
+            r = client.get(f"/users/{user}/recommendations?k=5")
+            if r.headers["x-served-by"] != writer and not r.json()["cold_start"]:
+                delays.append((time.perf_counter() - t) * 1e3)
+                break
+    out["write_visible_ms_median"] = float(np.median(delays))
+    out["write_visible_ms_max"] = float(max(delays))
+    out |= {f"replicated_{k}": v for k, v in cpu_under_load(url, _ray_procs(), 500, 10_000, users).items()}
+    client.close()
+    stop(proc)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=100_000)
@@ -227,7 +350,7 @@ def main() -> None:
                 mixed(url, 10_000)
                 mem["content_after_10k_mb"] = rss_mb(proc)
             stop(proc)
-        if not {"start", "floor"} <= skip:
+        if not {"start", "floor", "replicas"} <= skip:
             big = tmp / "big"
             big.mkdir()
             build(big, args.items, args.items // 5, 25)
@@ -243,8 +366,13 @@ def main() -> None:
             proc, url, second = serve(base, tmp)
             start["second_ready_s"] = second
             start["rss_mb"] = rss_mb(proc)
+            if "replicas" not in skip:
+                one = cpu_under_load(url, [psutil.Process(proc.pid)], 500, 10_000, args.items // 5)
+                out["one_process"] = {"p99_ms": one["p99_ms"], "cpu_ms_per_request": one["cpu_ms_per_request"]}
             stop(proc)
             out["start"] = start
+            if "replicas" not in skip:
+                out["replicas"] = replicated(tmp, big, args.items // 5)
     rows = [(f"{part}.{k}", round(v, 3) if isinstance(v, float) else v) for part, d in out.items() for k, v in d.items()]
     table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n"
     print(table)

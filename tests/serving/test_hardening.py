@@ -278,3 +278,16 @@ def test_sasrec_builds_its_scoring_network_once_under_concurrent_first_requests(
     for t in threads:
         t.join()
     assert len(built) == 1 and all(np.array_equal(o, out[0]) for o in out)
+
+
+def test_the_fold_in_cache_is_bounded_in_bytes(tmp_path):
+    """A count bound (100,000 users) let a non-factor model's service grow by a score row per user."""
+    service = _service(tmp_path, {"image": "color-texture"})
+    service.scorer.FOLD_CACHE_BYTES = 3 * (200 + 12 * 4)  # three users' scores over 12 items
+    for u in range(10):
+        service.add_events(pd.DataFrame([{"user_id": f"new{u}", "item_id": f"i{u}", "timestamp": 10**9 + u,
+                                          "event_type": "like", "weight": 1.0, "context": "{}"}]))
+        assert service.recommend(f"new{u}", 3).cold_start is False
+    assert len(service.scorer._folded) <= 3 and service.scorer._folded_bytes <= service.scorer.FOLD_CACHE_BYTES
+    assert list(service.scorer._folded) == ["new7", "new8", "new9"]  # the oldest went first
+    service.close()

@@ -78,7 +78,7 @@ def build_server(opts: ServeOptions, console: Console | None = None) -> Server:
     root = opts.model_root or opts.model_dir.resolve().parent
     service = Service(trained.model, trained.store_path, content, info=trained.info, retrieval=opts.retrieval,
                       media=media, model_root=root, bandit=_bandit(opts), kg=_kg(opts, trained.items, console),
-                      index_dir=opts.model_dir / "index")
+                      index_dir=opts.model_dir / "index", catalog=trained.items)
     missing = [] if opts.no_content else missing_content(trained.items, content)
     if missing:
         service.content_status = "encoding"

@@ -15,7 +15,8 @@ from mosaicrec.data.store import Store
 from mosaicrec.errors import MosaicError
 from mosaicrec.models.base import BaseRecommender
 from mosaicrec.models.registry import load_model
-from mosaicrec.models.training import CONTENT_FILE, TrainingInfo, default_threshold
+from mosaicrec.data.likes import like_threshold
+from mosaicrec.models.training import CONTENT_FILE, TrainingInfo
 
 
 @dataclass
@@ -49,7 +50,8 @@ def load_trained(model_dir: Path, store: Path | None = None) -> Trained:
         items = st.catalog()
         store_path = st.path
         if info.threshold is None and not (model_dir / "training.json").exists():
-            info = info.model_copy(update={"threshold": default_threshold(st.load_dataset())})
+            weights = st.events_frame(("weight",))["weight"].to_numpy()
+            info = info.model_copy(update={"threshold": like_threshold(weights, st.like_rule(), where=str(st.path))})
     return Trained(model, info, items, Path(store_path))
 
 
@@ -131,7 +133,7 @@ def check_sources(content: ItemContent, specs: dict[str, str]) -> None:
 def missing_content(items: pd.DataFrame, content: ItemContent | None) -> list[str]:
     """Catalog items the content lacks (all of them without content)."""
     have = set(map(str, content.item_ids)) if content is not None else set()
-    return [i for i in items["item_id"].astype(str) if i not in have]
+    return [i for i in items["item_id"].astype(str).to_numpy(object).tolist() if i not in have]
 
 
 def merge_content(base: ItemContent, extra: ItemContent) -> ItemContent:

@@ -336,7 +336,7 @@ class Store:
             FROM (SELECT item_id FROM items UNION SELECT DISTINCT item_id FROM events) ids
             LEFT JOIN items i USING (item_id) ORDER BY ids.item_id""")
         for col in ("texts", "attributes"):
-            items[col] = [json.loads(v) if isinstance(v, str) else {} for v in items[col]]
+            items[col] = _json_objects(items[col])
         items["title"] = items["title"].fillna("")
         return items.replace({np.nan: None})[ITEM_COLUMNS]
 
@@ -400,3 +400,11 @@ def events_to_interactions(events: pd.DataFrame, item_ids: np.ndarray,
         event_types=events["event_type"].to_numpy(object) if "event_type" in events else None,
         context=context,
     )
+
+
+def _json_objects(column: pd.Series) -> list[dict]:
+    """A column of JSON objects (or nulls) as dicts: orjson, and a new empty dict for the many ``{}``
+    (a 100k-item catalog's two columns took 3 s with the json module)."""
+    import orjson
+
+    return [orjson.loads(v) if isinstance(v, str) and v != "{}" else {} for v in column.to_numpy(object)]

@@ -61,8 +61,26 @@ class LiveState:
         """Start from the store's events (columns user_id, item_id, timestamp, weight) and tombstones."""
         self.erased = dict(erasures)
         self.users = {}
-        if len(events):
-            self._merge(events)
+        self._popularity = None
+        if not len(events):
+            return
+        # the same state _merge makes, in bulk: a 500k-event store loads in a second, not three
+        ev = events.sort_values("timestamp", kind="stable")
+        users, items = _strings(ev["user_id"]), _strings(ev["item_id"])
+        ts = ev["timestamp"].astype("int64").to_numpy()
+        pos = positive(ev["weight"].to_numpy(), self.threshold)
+        pairs = pd.DataFrame({"u": users, "i": items})
+        latest = ~pairs.duplicated(keep="last").to_numpy()
+        # ties in time keep the order in which each item first appeared (as _merge's dict does)
+        first = pairs.groupby(["u", "i"], sort=False).ngroup().to_numpy()[latest]
+        users, items, ts, pos = users[latest], items[latest], ts[latest], pos[latest]
+        codes, names = pd.factorize(users)
+        order = np.lexsort((first, ts, codes))
+        bounds = np.flatnonzero(np.diff(codes[order])) + 1
+        for rows in np.split(order, bounds):
+            it, p = items[rows], pos[rows]
+            self.users[names[codes[rows[0]]]] = UserEvents(tuple(it[p].tolist()), frozenset(it[~p].tolist()),
+                                                          tuple(zip(it.tolist(), ts[rows].tolist(), p.tolist())))
 
     def apply(self, events: pd.DataFrame) -> None:
         """Events just written to the store (the one writer calls this). A user whose likes changed is folded
@@ -137,3 +155,10 @@ class LiveState:
 def history_indices(items: tuple[str, ...], index: dict[str, int]) -> np.ndarray:
     """Item ids (oldest first) as catalog indices, in the same order; ids the catalog lacks are dropped."""
     return np.fromiter((index[i] for i in items if i in index), np.int64)
+
+
+def _strings(column: pd.Series) -> np.ndarray:
+    """Ids as an object array of str (Arrow strings convert in C; iterating them costs 1 µs each)."""
+    if pd.api.types.is_string_dtype(column.dtype) and not column.dtype == object:
+        return column.to_numpy(dtype=object)
+    return column.astype(str).to_numpy(dtype=object)

@@ -87,13 +87,16 @@ class Scorer:
     Model calls are serialised by :attr:`lock`: numba's workqueue threading layer (which the kernels use so
     that torch keeps its threads) must not be entered from two threads at once."""
 
-    #: folded-in users kept (query vector or scores, per model and scenario) until their events change: a
-    #: fold-in costs ~0.4 ms, and a user who pages or comes back asks again with the same history
-    FOLD_CACHE = 100_000
+    #: bytes of folded-in users kept (query vector or scores, per model and scenario) until their events
+    #: change: a fold-in costs ~0.4 ms, and a user who pages or comes back asks again with the same history.
+    #: Bounded in bytes, not users: a non-factor model's entry holds a score per item (400 kB at 100k
+    #: items), so a count bound let the service grow by gigabytes; the oldest entries go first.
+    FOLD_CACHE_BYTES = 16_000_000
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self._folded: dict[str, tuple[tuple[int, str | None], Personal, UserEvents]] = {}
+        self._folded_bytes = 0
 
     def __getstate__(self) -> dict:  # a scorer travels to Ray workers empty, with a lock of its own
         return {}
@@ -102,7 +105,19 @@ class Scorer:
         self.__init__()
 
     def forget(self, user_id: str) -> None:
-        self._folded.pop(user_id, None)
+        with self.lock:
+            gone = self._folded.pop(user_id, None)
+            if gone is not None:
+                self._folded_bytes -= _nbytes(gone[1])
+
+    def _keep(self, user_id: str, key: tuple[int, str | None], found: Personal, ev: UserEvents) -> None:
+        """Cache a fold-in (call with the lock held), evicting the oldest past the byte bound."""
+        self.forget(user_id)
+        self._folded[user_id] = (key, found, ev)
+        self._folded_bytes += _nbytes(found)
+        while self._folded_bytes > self.FOLD_CACHE_BYTES and len(self._folded) > 1:
+            oldest = next(iter(self._folded))
+            self._folded_bytes -= _nbytes(self._folded.pop(oldest)[1])
 
     def trained_row(self, snap: Snapshot, live: LiveState, user_id: str) -> int | None:
         """The user's model row, unless the model has none or must not serve it (erased since)."""
@@ -131,9 +146,7 @@ class Scorer:
             if fold and len(model_hist):
                 try:
                     found = self._fold_in(snap, ev, model_hist, scenario)
-                    if len(self._folded) >= self.FOLD_CACHE:
-                        self._folded.clear()
-                    self._folded[user_id] = ((id(view), scenario), found, ev)
+                    self._keep(user_id, (id(view), scenario), found, ev)
                     return found
                 except NotSupportedError:
                     if row is None:
@@ -171,3 +184,9 @@ def _time_row(x: sp.csr_matrix, ev: UserEvents, index: dict[str, int]) -> sp.csr
     when = {index[item]: t for item, t, _ in ev.last if item in index}
     data = np.array([when.get(int(i), 0) for i in x.indices], np.float64)
     return sp.csr_matrix((data, x.indices.copy(), x.indptr.copy()), shape=x.shape)
+
+
+def _nbytes(found: Personal) -> int:
+    array = getattr(found, "vector", None)
+    array = getattr(found, "scores", None) if array is None else array
+    return 200 + (array.nbytes if isinstance(array, np.ndarray) else 0)

@@ -99,7 +99,7 @@ class HeavyLane:
     """Runs heavy work in ``workers`` threads beside the event loop, at most ``max_waiting`` queued, none
     queued longer than ``max_wait_s`` (see the module docstring)."""
 
-    def __init__(self, workers: int = 2, max_waiting: int = 8, max_wait_s: float = 1.0) -> None:
+    def __init__(self, workers: int = 2, max_waiting: int = 16, max_wait_s: float = 1.0) -> None:
         self.workers, self.max_waiting, self.max_wait_s = workers, max_waiting, max_wait_s
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="heavy")
         self._slots: asyncio.Semaphore | None = None

@@ -65,7 +65,8 @@ class Service(ModelSwaps):
                  media: MediaPolicy | None = None, model_root: str | Path | None = None,
                  read_only: bool = False, log_impressions: bool = True,
                  bandit: BanditServing | None = None, kg: KnowledgeGraph | None = None,
-                 index_dir: str | Path | None = None, store: Store | None = None, replication=None) -> None:
+                 index_dir: str | Path | None = None, store: Store | None = None, replication=None,
+                 catalog: pd.DataFrame | None = None) -> None:
         """``retrieval``: ``exact`` scores every item; ``ann`` uses HNSW indexes over the model's item
         vectors (factor and neural models) and over the fused content (similar items); ``auto`` picks ANN
         from ``ann_min_items`` items on. ``info`` is the model's training record (threshold, encoders,
@@ -78,7 +79,8 @@ class Service(ModelSwaps):
         indexes are saved and mapped from at the next start (:class:`~mosaicrec.ranking.ann.InnerProductIndex`);
         ``None`` builds them at every start. ``store`` and ``replication``: a replica's store (run by the
         replicas' one writer) and what tells the other replicas of its writes
-        (:mod:`mosaicrec.serving.replication`)."""
+        (:mod:`mosaicrec.serving.replication`). ``catalog``: the store's items when the caller has read them
+        already (:meth:`~mosaicrec.data.store.Store.catalog`; a large catalog takes a second to read)."""
         if retrieval not in ("auto", "exact", "ann"):
             raise MosaicError(f"retrieval must be auto, exact or ann, not {retrieval!r}")
         self.info = info or TrainingInfo()
@@ -103,7 +105,7 @@ class Service(ModelSwaps):
         self.replication = replication
         self.live = LiveState(threshold)
         self.live.load(self.store.events_frame(), self.store.erasures())
-        self._snap = self._first_snapshot(model, content)
+        self._snap = self._first_snapshot(model, content, catalog)
         self.live.block_erased(self.info.data_as_of)
         self.live.refresh_changed(self._snap.view.users, self._snap.view.item_index, model._require_fitted())
         self.impressions = None if read_only or not log_impressions else ImpressionLog(self._write_impressions)
@@ -120,15 +122,17 @@ class Service(ModelSwaps):
         gc.freeze()  # see _install
 
     # -- snapshots --------------------------------------------------------------------------------------
-    def _first_snapshot(self, model: BaseRecommender, content: ItemContent | None) -> Snapshot:
+    def _first_snapshot(self, model: BaseRecommender, content: ItemContent | None,
+                        catalog: pd.DataFrame | None) -> Snapshot:
         """The catalog in serving order (the model's items, then the store's others) with its content."""
-        catalog = self.store.catalog()
+        catalog = self.store.catalog() if catalog is None else catalog
         view = self._model_view(model, self.info, len(catalog))
         model_items = [str(i) for i in model.item_ids]
         known = set(model_items)
-        titles = dict(zip(catalog["item_id"].astype(str), catalog["title"]))
-        attrs = dict(zip(catalog["item_id"].astype(str), catalog["attributes"]))
-        ids = model_items + [i for i in catalog["item_id"].astype(str) if i not in known]
+        stored = catalog["item_id"].astype(str).to_numpy(object).tolist()
+        titles = dict(zip(stored, catalog["title"].to_numpy(object).tolist()))
+        attrs = dict(zip(stored, catalog["attributes"].to_numpy(object).tolist()))
+        ids = model_items + [i for i in stored if i not in known]
         cat = Catalog.build(ids, [str(titles.get(i) or i) for i in ids], [dict(attrs.get(i) or {}) for i in ids])
         cview = ContentView.build(content, cat.ids, self._use_ann(len(cat)), self.index_dir) \
             if content is not None else None

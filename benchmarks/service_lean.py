@@ -319,6 +319,47 @@ def replicated(tmp: Path, big: Path, users: int) -> dict:
     return out
 
 
+#: (part, key, what it is, the goal): the rows of the table, in order
+ROWS = [
+    ("burst", "health_p99_ms", "`/health` p99 while 60 worst-case lists arrive at once (ms)", "< 50"),
+    ("burst", "heavy_max_s", "slowest worst-case list, answered or refused (s)", "≤ 2"),
+    ("burst", "heavy_served", "worst-case lists served (of 60)", ""),
+    ("burst", "refused_with_retry_after", "worst-case lists refused with 429 + Retry-After", "the rest"),
+    ("memory", "content_ready_mb", "RSS, ML-100K EASE, default encoders, after the background encoding (MB)", "≤ 600"),
+    ("memory", "content_after_10k_mb", "the same after 10,000 mixed requests (MB)", "no growth"),
+    ("memory", "no_content_start_mb", "RSS, ML-100K EASE, `--no-content` (MB)", "≤ 400"),
+    ("memory", "no_content_after_10k_mb", "the same after 10,000 mixed requests (MB)", "no growth"),
+    ("start", "first_ready_s", "100k-item ALS, first start: builds and saves the indexes (s)", ""),
+    ("start", "second_ready_s", "100k-item ALS, next start: maps them (s)", "≤ 5"),
+    ("start", "rss_mb", "its RSS (MB)", ""),
+    ("floor", "health_cpu_ms", "server CPU per `/health` (the floor, ms)", ""),
+    ("floor", "recommend_cpu_ms", "server CPU per top-10 list, 100k items, ANN (ms)", ""),
+    ("floor", "ratio", "list / floor", "≤ 2"),
+    ("one_process", "p99_ms", "one process: p99 at 500 req/s (ms)", "≤ 10"),
+    ("one_process", "cpu_ms_per_request", "one process: CPU per request at 500 req/s (ms)", ""),
+    ("replicas", "ready_s", "2 replicas (Ray Serve): ready (s)", ""),
+    ("replicas", "identical_lists", "2 replicas: identical lists (50 users)", "yes"),
+    ("replicas", "write_visible_ms_median", "a like posted to one, seen by the other: median (ms)", "≤ 1000"),
+    ("replicas", "write_visible_ms_max", "the same: slowest of 20 (ms)", "≤ 1000"),
+    ("replicas", "replicated_p99_ms", "2 replicas: p99 at 500 req/s (ms)", "≤ 10"),
+    ("replicas", "replicated_cpu_ms_per_request", "2 replicas: CPU per request, all processes (ms)", ""),
+    ("replicas", "replicated_cpu_ms_ProxyActor", "of which Ray Serve's proxy (ms)", ""),
+    ("replicas", "replicated_cpu_ms_ServeReplica", "of which the replicas (ms)", ""),
+    ("replicas", "machine_req_s", "what one such machine serves, CPU-bound (req/s)", ""),
+    ("replicas", "hundred_machines_req_s", "what 100 such machines serve (req/s)", ""),
+]
+
+
+def render(out: dict) -> str:
+    lines = ["| measure | value | goal |", "|---|---|---|"]
+    for part, key, what, goal in ROWS:
+        if key in out.get(part, {}):
+            v = out[part][key]
+            shown = ("yes" if v else "no") if isinstance(v, bool) else f"{v:,.3g}" if isinstance(v, float) else f"{v:,}"
+            lines.append(f"| {what} | {shown} | {goal} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=100_000)
@@ -372,9 +413,10 @@ def main() -> None:
             stop(proc)
             out["start"] = start
             if "replicas" not in skip:
-                out["replicas"] = replicated(tmp, big, args.items // 5)
-    rows = [(f"{part}.{k}", round(v, 3) if isinstance(v, float) else v) for part, d in out.items() for k, v in d.items()]
-    table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n"
+                rep = out["replicas"] = replicated(tmp, big, args.items // 5)
+                rep["machine_req_s"] = (os.cpu_count() or 1) * 1e3 / rep["replicated_cpu_ms_per_request"]
+                rep["hundred_machines_req_s"] = 100 * rep["machine_req_s"]
+    table = render(out)
     print(table)
     write_result(RESULTS, "service_lean", {"results": out, "items": args.items}, table)
 

@@ -291,3 +291,29 @@ def test_the_fold_in_cache_is_bounded_in_bytes(tmp_path):
     assert len(service.scorer._folded) <= 3 and service.scorer._folded_bytes <= service.scorer.FOLD_CACHE_BYTES
     assert list(service.scorer._folded) == ["new7", "new8", "new9"]  # the oldest went first
     service.close()
+
+
+def test_an_erasure_during_a_reload_stays_erased(tmp_path, monkeypatch):
+    """The set of blocked model rows was read, changed and written back while a reload set it: an erasure
+    in between could be lost, and the erased user's trained list served again."""
+    from mosaicrec.ranking.live import LiveState
+
+    service = _service(tmp_path, {"image": "color-texture"})
+    assert not service.recommend("u3", 3).cold_start
+    real = LiveState.refresh_changed
+    entered = threading.Event()
+
+    def slow_refresh(self, *args):
+        entered.set()
+        time.sleep(0.3)  # the erasure arrives while the reload recomputes the live state
+        return real(self, *args)
+
+    monkeypatch.setattr(LiveState, "refresh_changed", slow_refresh)
+    model = create("ease", {"reg": 7.0}).fit(service.store.load_dataset().interactions)
+    reload = threading.Thread(target=service.swap_model, args=(model,))
+    reload.start()
+    assert entered.wait(10)
+    service.delete_user("u3")
+    reload.join(10)
+    assert "u3" in service.live.blocked and service.recommend("u3", 3).cold_start
+    service.close()

@@ -1,5 +1,6 @@
-"""Replicated serving on a real local Ray cluster (Ray Serve): two replicas over one store give identical
-lists, and a like, an erasure, a new item and a reload made through one reach the other."""
+"""Replicated serving on a real local Ray cluster, behind Ray Serve's proxy and behind none (one port
+shared with SO_REUSEPORT): two replicas over one store give identical lists, and a like, an erasure, a new
+item and a reload made through one reach the other."""
 
 import socket
 import time
@@ -28,8 +29,8 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def replicated(ray_cluster, tmp_path_factory):
+@pytest.fixture(scope="module", params=["serve", "reuseport"])
+def replicated(ray_cluster, tmp_path_factory, request):
     from ray import serve
 
     from mosaicrec.app.replicas import start_replicas
@@ -54,12 +55,14 @@ def replicated(ray_cluster, tmp_path_factory):
     info.save(models / "pop")
     opts = ServeOptions(models / "ease", store, api_keys=[f"{READ}:read", f"{WRITE}:write", f"{ADMIN}:admin"],
                         content_file=tmp / "content.npz", media_root=tmp / "media", model_root=models)
-    handle = start_replicas(opts, 2, port=_port())
-    with httpx.Client(base_url=handle.url, timeout=30) as client:
+    handle = start_replicas(opts, 2, port=_port(), ingress=request.param)
+    # a connection per request: with reuseport the kernel spreads connections, not requests
+    with httpx.Client(base_url=handle.url, timeout=30, headers={"Connection": "close"}) as client:
         _both(client, "/status")  # both replicas answer
         yield client
     handle.stop()
-    serve.shutdown()
+    if request.param == "serve":
+        serve.shutdown()
 
 
 def _get(client, path, key=READ, **params):
@@ -102,7 +105,7 @@ def test_a_like_posted_to_one_replica_changes_the_list_the_other_serves(replicat
     before = _items(next(iter(_both(replicated, "/users/newcomer/recommendations", k=5).values())))
     like = {"events": [{"user_id": "newcomer", "item_id": "0", "weight": 1.0},
                        {"user_id": "newcomer", "item_id": "1", "weight": 1.0}]}
-    r = replicated.post("/events", json=like, headers={"X-API-Key": WRITE})
+    r = replicated.post("/events", json=like, headers={"X-API-Key": WRITE, "Connection": "close"})
     assert r.status_code == 201, r.text
     writer = r.headers["x-served-by"]
 
@@ -119,7 +122,7 @@ def test_a_like_posted_to_one_replica_changes_the_list_the_other_serves(replicat
 
 
 def test_an_erasure_and_a_new_item_reach_every_replica(replicated):
-    r = replicated.delete("/users/5", headers={"X-API-Key": WRITE})
+    r = replicated.delete("/users/5", headers={"X-API-Key": WRITE, "Connection": "close"})
     assert r.status_code == 200, r.text
     erased = _until(lambda: all(a["cold_start"] for a in _both(replicated, "/users/5/recommendations").values()))
     assert erased

@@ -1,13 +1,22 @@
-"""``mosaicrec serve --replicas N``: the service as N replicas of a Ray Serve deployment.
+"""``mosaicrec serve --replicas N``: the service as N replicas on Ray, behind Ray Serve's proxy or none.
 
 The driver (this process) reads the model and the store, encodes what content is missing (in a child
 process, before any replica starts), and puts the model, the content and the knowledge graph in Ray's
 object store: every replica on a machine maps the same copy of their arrays (read-only, shared memory),
 and the ANN indexes are mapped from the model folder's ``index/``. One :class:`~mosaicrec.serving.
 replication.Writer` actor owns the DuckDB store and the change log; each replica reads and writes through it
-and follows the log (:mod:`mosaicrec.serving.replication`). Ray Serve's proxy spreads requests over the
-replicas; ``--ray-address`` joins an existing cluster (the replicas then spread over its machines, which must
-see the model folder and the media root at the same paths).
+and follows the log (:mod:`mosaicrec.serving.replication`). ``--ray-address`` joins an existing cluster (the
+replicas then spread over its machines, which must see the model folder and the media root at the same
+paths).
+
+Two ingresses, the same replicas:
+
+* ``serve`` (default): a Ray Serve deployment; Ray's HTTP proxy spreads requests over every replica of the
+  cluster. Measured here, the proxy and Serve's request path cost several times the recommendation itself.
+* ``reuseport``: each replica is a Ray actor running its own HTTP server, all bound to the same port with
+  ``SO_REUSEPORT``, so the kernel spreads *connections* over the machine's replicas with no proxy at all
+  (a keep-alive connection stays with its replica). Across machines, put any load balancer in front of
+  each machine's port.
 
 What differs from one process: each replica has its own rate-limit buckets and heavy lane (a key may spend
 N times its rate over N replicas); retraining jobs are one process's state, so ``/admin/retrain`` is off (train
@@ -94,28 +103,68 @@ class Replicated:
     replicas: int
     ready_seconds: float
     writer: Any
+    actors: list[Any] | None = None  # the replicas themselves with the reuseport ingress
 
     def describe(self) -> str:
-        return (f"serving {self.replicas} replicas on {self.url} (Ray Serve), ready in {self.ready_seconds:.1f}s; "
+        how = "Ray Serve" if self.actors is None else "one port, no proxy"
+        return (f"serving {self.replicas} replicas on {self.url} ({how}), ready in {self.ready_seconds:.1f}s; "
                 "writes through one writer, followed by every replica")
 
     def stop(self) -> None:
         import ray
-        from ray import serve
 
-        serve.delete(APP_NAME)
+        if self.actors is None:
+            from ray import serve
+
+            serve.delete(APP_NAME)
+        else:
+            ray.get([a.stop.remote() for a in self.actors])
+            for a in self.actors:
+                ray.kill(a)
         ray.kill(self.writer)
 
 
+class PortReplica(Replica):
+    """A replica serving HTTP itself on a port it shares with the others (``SO_REUSEPORT``)."""
+
+    def __init__(self, spec: ReplicaSpec, shared: list[dict[str, Any]], writer, host: str, port: int) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        super().__init__(spec, shared, writer)
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        self.server = uvicorn.Server(uvicorn.Config(self.__serve_build_asgi_app__(), log_level="warning",
+                                                    access_log=False))
+        threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True, name="http").start()
+
+    def ready(self) -> str:
+        import time as _time
+
+        while not self.server.started:
+            _time.sleep(0.02)
+        return self.name
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.service.close()
+
+
 def start_replicas(opts: ServeOptions, replicas: int, host: str = "127.0.0.1", port: int = 8000,
-                   console: Console | None = None) -> Replicated:
-    """Deploy ``replicas`` replicas on the Ray session this process has (see the module) and return once
-    they all answer."""
+                   console: Console | None = None, ingress: str = "serve") -> Replicated:
+    """Deploy ``replicas`` replicas on the Ray session this process has, behind ``ingress`` (``serve`` or
+    ``reuseport``: see the module), and return once they all answer."""
     import ray
-    from ray import serve
 
     from mosaicrec.serving.replication import Writer
 
+    if ingress not in ("serve", "reuseport"):
+        raise MosaicError(f"--ingress must be serve or reuseport, not {ingress!r}")
     if replicas < 1:
         raise MosaicError(f"--replicas must be at least 1, got {replicas}")
     if opts.bandit is not None:
@@ -136,6 +185,13 @@ def start_replicas(opts: ServeOptions, replicas: int, host: str = "127.0.0.1", p
         str(trained.store_path))
     shared = {"model": ray.put(trained.model), "info": ray.put(trained.info), "content": ray.put(content),
               "kg": ray.put(_kg(opts, trained.items, console))}
+    if ingress == "reuseport":
+        actor = ray.remote(PortReplica).options(num_cpus=0, max_concurrency=4)
+        actors = [actor.remote(spec, [shared], writer, host, port) for _ in range(replicas)]
+        ray.get([a.ready.remote() for a in actors])
+        return Replicated(f"http://{host}:{port}", replicas, time.perf_counter() - t0, writer, actors)
+    from ray import serve
+
     serve.start(http_options={"host": host, "port": port})
     deployment = serve.deployment(serve.ingress()(Replica), name="replica", num_replicas=replicas,
                                   ray_actor_options={"num_cpus": 0}, max_ongoing_requests=200)

@@ -55,6 +55,9 @@ def serve(
                                   "reach every replica) [default: 0, one embedded process]", min=0, max=1024)] = 0,
     ray_address: Annotated[Optional[str], _opt("with --replicas: join this Ray cluster (e.g. auto, "
                                                "ray://head:10001) [default: a local one]")] = None,
+    ingress: Annotated[str, _opt("with --replicas: serve (Ray Serve's proxy spreads requests over the cluster) | "
+                                 "reuseport (each replica serves the port itself, the kernel spreads "
+                                 "connections over one machine's replicas: no proxy)")] = "serve",
 ) -> None:
     """Serve recommendations, similar items, search, new items, events and erasure over HTTP, and a web
     page to look at them (http://HOST:PORT/ui). Starts at once from the model and the store; content the
@@ -70,7 +73,7 @@ def serve(
                         content_file, no_content, media_root, list(media_read_root or ()), model_root, max_media_mb,
                         public_docs, bandit, bandit_share, bandit_scenario, kg, report)
     if replicas:
-        return _serve_replicas(opts, replicas, ray_address, host, port)
+        return _serve_replicas(opts, replicas, ray_address, host, port, ingress)
     if ray_address:
         raise MosaicError("--ray-address needs --replicas N")
     server = build_server(opts, console=err)
@@ -78,7 +81,7 @@ def serve(
     uvicorn.run(server.app, host=host, port=port, log_level="warning", access_log=False)
 
 
-def _serve_replicas(opts, replicas: int, ray_address: str | None, host: str, port: int) -> None:
+def _serve_replicas(opts, replicas: int, ray_address: str | None, host: str, port: int, ingress: str) -> None:
     import signal
     import time
 
@@ -90,9 +93,7 @@ def _serve_replicas(opts, replicas: int, ray_address: str | None, host: str, por
 
     signal.signal(signal.SIGTERM, stop)  # a supervisor's stop removes the deployment too
     with ray_session(ray_address):
-        from ray import serve
-
-        running = start_replicas(opts, replicas, host, port, console=err)
+        running = start_replicas(opts, replicas, host, port, console=err, ingress=ingress)
         err.print(running.describe(), highlight=False)
         try:
             while True:
@@ -101,7 +102,10 @@ def _serve_replicas(opts, replicas: int, ray_address: str | None, host: str, por
             pass
         finally:
             running.stop()
-            serve.shutdown()
+            if ingress == "serve":
+                from ray import serve
+
+                serve.shutdown()
 
 
 @app.command()

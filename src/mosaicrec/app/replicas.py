@@ -121,6 +121,7 @@ class Replicated:
             ray.get([a.stop.remote() for a in self.actors])
             for a in self.actors:
                 ray.kill(a)
+        ray.get(self.writer.close.remote())  # the store closed cleanly before its process goes
         ray.kill(self.writer)
 
 

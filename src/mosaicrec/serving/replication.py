@@ -62,6 +62,7 @@ class Writer:
         self.keep = keep
         self.version = 0
         self.replicas: set[str] = set()
+        self.seen: dict[str, float] = {}  # when each replica last polled the log: the living ones
         self.model_dir: str | None = None  # the folder last committed (what a restarted replica loads)
         self._changed: asyncio.Condition | None = None
         self._reloads: dict[int, _Reload] = {}
@@ -82,10 +83,23 @@ class Writer:
     async def register(self, replica: str) -> dict[str, Any]:
         """A replica starts following: the version its state of the store is at, and the model to serve."""
         self.replicas.add(replica)
+        self.seen[replica] = time.monotonic()
         return {"version": self.version, "model_dir": self.model_dir}
 
     async def leave(self, replica: str) -> None:
         self.replicas.discard(replica)
+        self.seen.pop(replica, None)
+
+    def _living(self) -> set[str]:
+        """Replicas that polled the log in the last few seconds (one that died without leaving is not
+        waited for: a reload would otherwise never complete)."""
+        now = time.monotonic()
+        return {r for r in self.replicas if now - self.seen.get(r, 0.0) < self.LIVENESS_S}
+
+    LIVENESS_S = 5.0
+
+    async def close(self) -> None:
+        self.store.close()
 
     async def publish(self, origin: str, kind: str, payload: Any = None) -> int:
         cond = self._cond()
@@ -97,8 +111,10 @@ class Writer:
             cond.notify_all()
         return self.version
 
-    async def wait(self, since: int, timeout: float = 1.0) -> list[Change]:
+    async def wait(self, since: int, timeout: float = 1.0, replica: str | None = None) -> list[Change]:
         """The changes after ``since``, as soon as there is one (or none after ``timeout`` seconds)."""
+        if replica is not None:
+            self.seen[replica] = time.monotonic()
         cond = self._cond()
         async with cond:
             if self.version <= since:
@@ -115,16 +131,16 @@ class Writer:
         v = await self.publish(origin, "prepare", folder)
         state = self._reloads[v] = _Reload(folder)
         deadline = time.monotonic() + timeout
-        while not state.failed and not self.replicas <= state.ready and time.monotonic() < deadline:
+        while not state.failed and not self._living() <= state.ready and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         del self._reloads[v]
-        if state.failed or not self.replicas <= state.ready:
+        if state.failed or not self._living() <= state.ready:
             await self.publish(origin, "abort", v)
             why = next(iter(state.failed.values()), f"not every replica was ready in {timeout:.0f} s")
             return {"ok": False, "error": why}
         committed = await self.publish(origin, "commit", v)
         self.model_dir = folder
-        return {"ok": True, "replicas": len(self.replicas), "version": committed}
+        return {"ok": True, "replicas": len(state.ready), "version": committed}
 
     async def prepared(self, version: int, replica: str, error: str | None = None) -> None:
         state = self._reloads.get(version)
@@ -135,7 +151,7 @@ class Writer:
                 state.failed[replica] = error
 
     async def status(self) -> dict[str, Any]:
-        return {"version": self.version, "replicas": sorted(self.replicas), "model_dir": self.model_dir}
+        return {"version": self.version, "replicas": sorted(self._living()), "model_dir": self.model_dir}
 
 
 class RemoteStore:
@@ -226,7 +242,7 @@ class Replication:
 
         while not self._stop.is_set():
             try:
-                changes = ray.get(self.writer.wait.remote(self.version, 1.0))
+                changes = ray.get(self.writer.wait.remote(self.version, 1.0, self.name))
             except Exception as e:  # noqa: BLE001  the writer restarting: retry, keep serving meanwhile
                 log.warning("follower: %s", e)
                 time.sleep(0.5)

@@ -585,3 +585,16 @@ def test_retrain_against_a_bad_or_absent_server_is_one_line(files, server, expec
     proc = cli("retrain", "--server", server, "--api-key-file", "keys.txt", cwd=files, check=False)
     assert proc.returncode == 1 and expected in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_serve_replica_flags_are_checked_before_anything_starts(files):
+    (files / "keys.txt").write_text(KEYS)
+    cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", "s.duckdb", cwd=files)
+    cli("train", "--model", "mostpop", "--out", "m", "--store", "s.duckdb", cwd=files)
+    base = ("serve", "--model", "m", "--store", "s.duckdb", "--api-key-file", "keys.txt")
+    bad = cli(*base, "--ray-address", "auto", cwd=files, check=False)
+    assert bad.returncode == 1 and "--ray-address needs --replicas" in bad.stderr
+    bad = cli(*base, "--replicas", "2", "--ingress", "nginx", cwd=files, check=False)
+    assert bad.returncode == 1 and "--ingress must be serve or reuseport" in bad.stderr
+    bad = cli(*base, "--replicas", "2", "--bandit", "linucb", cwd=files, check=False)
+    assert bad.returncode == 1 and "cannot run with --replicas" in bad.stderr

@@ -156,6 +156,17 @@ class PortReplica(Replica):
         self.service.close()
 
 
+def check_replicas(opts: ServeOptions, replicas: int, ingress: str) -> dict[str, KeyKind]:
+    """Refuse what replicas cannot do before Ray starts; the API keys."""
+    if ingress not in ("serve", "reuseport"):
+        raise MosaicError(f"--ingress must be serve or reuseport, not {ingress!r}")
+    if replicas < 1:
+        raise MosaicError(f"--replicas must be at least 1, got {replicas}")
+    if opts.bandit is not None:
+        raise MosaicError("--bandit learns in one process; it cannot run with --replicas")
+    return serving_keys(opts)
+
+
 def start_replicas(opts: ServeOptions, replicas: int, host: str = "127.0.0.1", port: int = 8000,
                    console: Console | None = None, ingress: str = "serve") -> Replicated:
     """Deploy ``replicas`` replicas on the Ray session this process has, behind ``ingress`` (``serve`` or
@@ -164,13 +175,7 @@ def start_replicas(opts: ServeOptions, replicas: int, host: str = "127.0.0.1", p
 
     from mosaicrec.serving.replication import Writer
 
-    if ingress not in ("serve", "reuseport"):
-        raise MosaicError(f"--ingress must be serve or reuseport, not {ingress!r}")
-    if replicas < 1:
-        raise MosaicError(f"--replicas must be at least 1, got {replicas}")
-    if opts.bandit is not None:
-        raise MosaicError("--bandit learns in one process; it cannot run with --replicas")
-    keys = serving_keys(opts)
+    keys = check_replicas(opts, replicas, ingress)
     t0 = time.perf_counter()
     trained = load_trained(opts.model_dir, opts.store)
     content = _content(opts, trained, console)

@@ -85,12 +85,13 @@ def _serve_replicas(opts, replicas: int, ray_address: str | None, host: str, por
     import signal
     import time
 
-    from mosaicrec.app.replicas import start_replicas
+    from mosaicrec.app.replicas import check_replicas, start_replicas
     from mosaicrec.data.cluster import ray_session
 
     def stop(*_):
         raise KeyboardInterrupt
 
+    check_replicas(opts, replicas, ingress)
     signal.signal(signal.SIGTERM, stop)  # a supervisor's stop removes the deployment too
     with ray_session(ray_address):
         running = start_replicas(opts, replicas, host, port, console=err, ingress=ingress)

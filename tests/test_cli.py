@@ -343,7 +343,7 @@ def test_serve_starts_at_once_and_encodes_content_in_the_background(files):
     assert started < 60, started
 
 
-def test_serve_refuses_an_unknown_bandit_and_a_bandit_without_content(files):
+def test_serve_refuses_flags_it_cannot_honour_before_anything_starts(files):
     (files / "keys.txt").write_text(KEYS)
     cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", "s.duckdb", cwd=files)
     cli("train", "--model", "mostpop", "--out", "m", "--store", "s.duckdb", cwd=files)
@@ -354,6 +354,12 @@ def test_serve_refuses_an_unknown_bandit_and_a_bandit_without_content(files):
     assert bad.returncode == 1 and "--no-content" in bad.stderr
     bad = cli(*base, "--bandit", "linucb", "--bandit-share", "2", cwd=files, check=False)
     assert bad.returncode == 2 and "bandit-share" in bad.stderr
+    bad = cli(*base, "--ray-address", "auto", cwd=files, check=False)
+    assert bad.returncode == 1 and "--ray-address needs --replicas" in bad.stderr
+    bad = cli(*base, "--replicas", "2", "--ingress", "nginx", cwd=files, check=False)
+    assert bad.returncode == 1 and "--ingress must be serve or reuseport" in bad.stderr
+    bad = cli(*base, "--replicas", "2", "--bandit", "linucb", cwd=files, check=False)
+    assert bad.returncode == 1 and "cannot run with --replicas" in bad.stderr
 
 
 def test_train_shows_epochs_and_records_how_it_trained(files):
@@ -586,15 +592,3 @@ def test_retrain_against_a_bad_or_absent_server_is_one_line(files, server, expec
     assert proc.returncode == 1 and expected in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
-
-def test_serve_replica_flags_are_checked_before_anything_starts(files):
-    (files / "keys.txt").write_text(KEYS)
-    cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", "s.duckdb", cwd=files)
-    cli("train", "--model", "mostpop", "--out", "m", "--store", "s.duckdb", cwd=files)
-    base = ("serve", "--model", "m", "--store", "s.duckdb", "--api-key-file", "keys.txt")
-    bad = cli(*base, "--ray-address", "auto", cwd=files, check=False)
-    assert bad.returncode == 1 and "--ray-address needs --replicas" in bad.stderr
-    bad = cli(*base, "--replicas", "2", "--ingress", "nginx", cwd=files, check=False)
-    assert bad.returncode == 1 and "--ingress must be serve or reuseport" in bad.stderr
-    bad = cli(*base, "--replicas", "2", "--bandit", "linucb", cwd=files, check=False)
-    assert bad.returncode == 1 and "cannot run with --replicas" in bad.stderr

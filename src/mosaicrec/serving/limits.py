@@ -49,16 +49,17 @@ class Bucket:
         self.rate, self.burst, self.tokens, self.at = rate, burst, burst, time.monotonic()
         self.lock = threading.Lock()
 
-    def take(self, cost: float = 1.0) -> float:
+    def take(self, cost: float = 1.0, charge: bool = True) -> float:
         """Charge ``cost``; 0 when admitted, else the seconds until it would be (nothing is charged). A
-        cost above the burst is charged the whole burst: it is admitted when the bucket is full."""
+        cost above the burst is charged the whole burst: it is admitted when the bucket is full. With
+        ``charge=False`` only says which."""
         cost = min(cost, self.burst)
         with self.lock:
             now = time.monotonic()
             self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
             self.at = now
             if self.tokens >= cost:
-                self.tokens -= cost
+                self.tokens -= cost if charge else 0.0
                 return 0.0
             return (cost - self.tokens) / self.rate
 
@@ -72,8 +73,8 @@ class FailureThrottle:
         self._buckets: OrderedDict[str, Bucket] = OrderedDict()
         self._lock = threading.Lock()
 
-    def wait(self, client: str) -> float:
-        """Seconds this client must wait before its wrong key is even checked (0: go on)."""
+    def charge(self, client: str) -> None:
+        """Count a wrong key from this client."""
         with self._lock:
             bucket = self._buckets.get(client)
             if bucket is None:
@@ -82,17 +83,13 @@ class FailureThrottle:
                     self._buckets.popitem(last=False)
             else:
                 self._buckets.move_to_end(client)
-        return bucket.take()
+        bucket.take()
 
     def peek(self, client: str) -> float:
         """Seconds until this client may try again, without charging (0 when it may now)."""
         with self._lock:
             bucket = self._buckets.get(client)
-        if bucket is None:
-            return 0.0
-        with bucket.lock:
-            tokens = min(bucket.burst, bucket.tokens + (time.monotonic() - bucket.at) * bucket.rate)
-        return 0.0 if tokens >= 1 else (1 - tokens) / bucket.rate
+        return 0.0 if bucket is None else bucket.take(charge=False)
 
 
 class HeavyLane:
@@ -104,19 +101,16 @@ class HeavyLane:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="heavy")
         self._slots: asyncio.Semaphore | None = None
         self.waiting = 0
-        self.refused = 0
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._slots is None:  # made on the server's loop, on first use
             self._slots = asyncio.Semaphore(self.workers)
         if self.waiting >= self.max_waiting:
-            self.refused += 1
             raise Busy(f"{self.waiting} heavy requests are waiting; retry shortly, or ask for a shorter list")
         self.waiting += 1
         try:
             await asyncio.wait_for(self._slots.acquire(), self.max_wait_s)
         except TimeoutError:
-            self.refused += 1
             raise Busy("the heavy lane stayed full; retry shortly, or ask for a shorter list") from None
         finally:
             self.waiting -= 1

@@ -38,7 +38,7 @@ def authorize(request: Request, kind: KeyKind, cost: float = 1.0) -> KeyKind:
         raise HTTPException(429, "too many wrong API keys from this address", headers=retry_header(blocked))
     found = ring.kind_of(presented)
     if found is None:
-        ring.failures.wait(client)
+        ring.failures.charge(client)
         raise HTTPException(401, "missing or unknown API key (header X-API-Key)")
     key, have = found
     wait = ring.take(key, cost)

@@ -59,6 +59,7 @@ def replicated(ray_cluster, tmp_path_factory, request):
     # a connection per request: with reuseport the kernel spreads connections, not requests
     with httpx.Client(base_url=handle.url, timeout=30, headers={"Connection": "close"}) as client:
         _both(client, "/status")  # both replicas answer
+        client.handle = handle
         yield client
     handle.stop()
     if request.param == "serve":
@@ -141,3 +142,9 @@ def test_a_reload_reaches_both_replicas_and_a_bad_one_neither(replicated):
     assert r.status_code == 200, r.text
     models = {a["model"] for a in _both(replicated, "/status").values()}
     assert models == {"mostpop"}  # both swapped before the reload answered
+    from mosaicrec.app.replicas import Replica
+
+    handle = replicated.handle
+    late = Replica(handle.spec, [handle.shared], handle.writer)  # e.g. a replica Ray Serve restarted
+    assert late.service.model.name == "mostpop" and late.service.health()["items"] == 41
+    late.service.close()

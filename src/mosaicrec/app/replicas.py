@@ -38,6 +38,7 @@ from mosaicrec.app.trained import load_trained, missing_content
 from mosaicrec.data.content import ItemContent
 from mosaicrec.data.store import default_store_path
 from mosaicrec.errors import MosaicError
+from mosaicrec.models.training import TrainingInfo
 from mosaicrec.serving.auth import KeyKind
 
 APP_NAME = "mosaicrec"
@@ -75,14 +76,18 @@ class Replica:
         refs = shared[0]
         replication = Replication(writer)
         start = replication.register()  # before reading the store: what is written after is in the log
-        model, info = ray.get(refs["model"]), ray.get(refs["info"])
+        if start["model_dir"]:  # a replica started after a reload serves the model the others swapped to
+            from mosaicrec.models import load_model
+
+            folder = Path(spec.model_root) / start["model_dir"]
+            model, info = load_model(folder), TrainingInfo.load(folder)
+            info = info.model_copy(update={"threshold": ray.get(refs["info"]).threshold})
+        else:
+            model, info = ray.get(refs["model"]), ray.get(refs["info"])
         self.service = Service(model, spec.store_path, ray.get(refs["content"]), info=info,
                                retrieval=spec.retrieval, model_root=spec.model_root, index_dir=spec.index_dir,
                                media=MediaPolicy(spec.media_root, spec.max_media_bytes, tuple(spec.media_read_roots)),
                                kg=ray.get(refs["kg"]), store=RemoteStore(writer), replication=replication)
-        if start["model_dir"]:  # a replica started after a reload serves the reloaded model
-            svc = self.service
-            svc.swap_model(*svc.load_model_dir(svc.resolve_model_dir(start["model_dir"])))
         replication.follow(self.service)
         self.name = replication.name
 
@@ -103,6 +108,8 @@ class Replicated:
     replicas: int
     ready_seconds: float
     writer: Any
+    spec: ReplicaSpec
+    shared: dict[str, Any]  # object refs: what a replica is built from, for one started later
     actors: list[Any] | None = None  # the replicas themselves with the reuseport ingress
 
     def describe(self) -> str:
@@ -195,14 +202,14 @@ def start_replicas(opts: ServeOptions, replicas: int, host: str = "127.0.0.1", p
         actor = ray.remote(PortReplica).options(num_cpus=0, max_concurrency=4)
         actors = [actor.remote(spec, [shared], writer, host, port) for _ in range(replicas)]
         ray.get([a.ready.remote() for a in actors])
-        return Replicated(f"http://{host}:{port}", replicas, time.perf_counter() - t0, writer, actors)
+        return Replicated(f"http://{host}:{port}", replicas, time.perf_counter() - t0, writer, spec, shared, actors)
     from ray import serve
 
     serve.start(http_options={"host": host, "port": port})
     deployment = serve.deployment(serve.ingress()(Replica), name="replica", num_replicas=replicas,
                                   ray_actor_options={"num_cpus": 0}, max_ongoing_requests=200)
     serve.run(deployment.bind(spec, [shared], writer), name=APP_NAME, route_prefix="/")
-    return Replicated(f"http://{host}:{port}", replicas, time.perf_counter() - t0, writer)
+    return Replicated(f"http://{host}:{port}", replicas, time.perf_counter() - t0, writer, spec, shared)
 
 
 def _content(opts: ServeOptions, trained, console: Console | None) -> ItemContent | None:

@@ -106,7 +106,7 @@ class ModelSwaps:
         model, info = self.load_model_dir(path)
         rel = os.path.relpath(path, self.model_root)
         if self.replication is not None:
-            self.prepare_model(model, info)  # refuse here, before the other replicas load it
+            self._compatible(model, info or TrainingInfo())  # refused here, before the replicas load it
             self.replication.reload(rel)
         else:
             self.swap_model(model, info)

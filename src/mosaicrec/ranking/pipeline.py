@@ -32,7 +32,7 @@ from mosaicrec.ranking.live import LiveState, history_indices
 from mosaicrec.ranking.personal import Scorer
 from mosaicrec.ranking.reasons import KGIndex, explain_list
 from mosaicrec.ranking.retrieval import top_allowed
-from mosaicrec.ranking.selection import MMR_PICKS, MMR_POOL, greedy, mmr_pool, mmr_select
+from mosaicrec.ranking.selection import greedy, mmr_bounds, mmr_pool, mmr_select
 from mosaicrec.ranking.snapshot import Snapshot
 
 Reasons = Literal["content", "model", "none"]
@@ -72,7 +72,8 @@ class Request:
         per item (a fold-in each)."""
         cost = 1.0 + max(0, self.k - 10) / 100
         if self.diversity:
-            cost += min(self.k, MMR_PICKS) * min(max(5 * min(self.k, MMR_PICKS), 50), MMR_POOL) / 5_000
+            picks, pool = mmr_bounds(self.k)
+            cost += picks * pool / 5_000
         if self.reasons == "model":
             cost += self.k / 10
         return cost

@@ -24,17 +24,23 @@ def greedy(candidates: ItemList, k: int) -> ItemList:
 MMR_PICKS, MMR_POOL = 100, 500
 
 
+def mmr_bounds(k: int) -> tuple[int, int]:
+    """A diverse list of ``k``: how many items MMR picks, and from how many of the best candidates."""
+    picks = min(k, MMR_PICKS)
+    return picks, min(max(5 * picks, 50), MMR_POOL)
+
+
 def mmr_pool(k: int) -> int:
     """How many candidates a diverse list of ``k`` needs: the MMR pool, and ``k`` for the tail."""
-    return max(k, min(max(5 * min(k, MMR_PICKS), 50), MMR_POOL))
+    return max(k, mmr_bounds(k)[1])
 
 
 def mmr_select(candidates: ItemList, vectors: np.ndarray, k: int, lam: float) -> ItemList:
     """Maximal marginal relevance over the candidates' (L2-normalised) vectors at trade-off ``lam``: the
     first ``min(k, MMR_PICKS)`` items by MMR from the best ``MMR_POOL`` candidates, the rest of a longer
     list in score order (a list's head is what a person sees; its tail pays for no more diversity)."""
-    picks = min(k, MMR_PICKS)
-    pool = candidates.head(min(max(5 * picks, 50), MMR_POOL))
+    picks, size = mmr_bounds(k)
+    pool = candidates.head(size)
     chosen = mmr(pool.items, pool.scores, vectors, picks, lam)
     position = {int(i): p for p, i in enumerate(candidates.items.tolist())}
     head = [position[i] for i in chosen.tolist()]

@@ -22,8 +22,8 @@ def authorize(request: Request, kind: KeyKind, cost: float = 1.0) -> KeyKind:
     """Admit keys of ``kind`` or above (``X-API-Key``, or ``Authorization: Bearer``), each charged ``cost``
     against its rate limit; else 401, 403 or 429 (with ``Retry-After``). A client address that presented
     too many wrong keys gets 429 for any key until its throttle refills: the key is not even looked at,
-    so a guess made then tells nothing (behind a proxy, run uvicorn with ``--proxy-headers`` so that the
-    address is the client's)."""
+    so a guess made then tells nothing (behind a proxy, the address is taken from ``X-Forwarded-For``, which
+    uvicorn trusts from 127.0.0.1, or from ``$FORWARDED_ALLOW_IPS``)."""
     ring = request.app.state.keys
     presented = request.headers.get("x-api-key")
     if presented is None:

@@ -73,7 +73,7 @@ class Replica:
         from mosaicrec.serving.service import Service
 
         self.spec = spec
-        refs = shared[0]
+        refs = shared[0]  # the refs come inside a list: Ray would resolve them at the top level of a call
         replication = Replication(writer)
         start = replication.register()  # before reading the store: what is written after is in the log
         if start["model_dir"]:  # a replica started after a reload serves the model the others swapped to
@@ -152,10 +152,8 @@ class PortReplica(Replica):
         threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True, name="http").start()
 
     def ready(self) -> str:
-        import time as _time
-
         while not self.server.started:
-            _time.sleep(0.02)
+            time.sleep(0.02)
         return self.name
 
     def stop(self) -> None:

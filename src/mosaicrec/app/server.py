@@ -189,12 +189,7 @@ def _encode_child(items: pd.DataFrame, specs: dict[str, str] | None, text_fields
                   fields: dict[str, list[str]] | None, store_path: str, out: str) -> None:
     """The background encoding's child process: encode through the store's cache, save to ``out`` (a
     failure's message to ``error.txt`` beside it)."""
-    from mosaicrec.encoders import (
-        EmbeddingCache,
-        create_encoder,
-        default_cache_path,
-        encode_items,
-    )
+    from mosaicrec.encoders import EmbeddingCache, create_encoder, default_cache_path, encode_items
 
     try:
         encoders = {name: create_encoder(enc) for name, enc in specs.items()} if specs else None

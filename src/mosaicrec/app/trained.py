@@ -84,12 +84,7 @@ def catalog_content(items: pd.DataFrame, store_path: Path, encoder: list[str] | 
                     console: Console | None = None) -> tuple[ItemContent, dict[str, dict]]:
     """Encode a catalog through the cache beside the store: ``encoder`` entries are NAME=ENCODER, none
     means each modality's default encoder. Returns the content and each encoder's spec (name, params, key)."""
-    from mosaicrec.encoders import (
-        EmbeddingCache,
-        create_encoder,
-        default_cache_path,
-        encode_items,
-    )
+    from mosaicrec.encoders import EmbeddingCache, create_encoder, default_cache_path, encode_items
     from mosaicrec.encoders.stage import default_encoders
 
     encs = ({name: create_encoder(enc) for name, enc in parse_pairs(encoder).items()} if encoder

@@ -322,7 +322,7 @@ class Store:
         frame = self._df("SELECT item_id, title, texts, image, audio, attributes FROM items "
                          "WHERE item_id IN (SELECT unnest(?::VARCHAR[]))", [list(ids)])
         for col in ("texts", "attributes"):
-            frame[col] = [json.loads(v) if isinstance(v, str) else {} for v in frame[col]]
+            frame[col] = _json_objects(frame[col])
         return frame.replace({np.nan: None})
 
     def meta(self) -> dict:
@@ -354,7 +354,7 @@ class Store:
         ev = self._df("""
             SELECT user_id, item_id, timestamp, event_type, weight, context FROM events
             ORDER BY timestamp, user_id, item_id, event_type""")
-        users["attributes"] = [json.loads(v) if isinstance(v, str) else {} for v in users["attributes"]]
+        users["attributes"] = _json_objects(users["attributes"])
         meta = self.meta()
         interactions = events_to_interactions(ev, items["item_id"].to_numpy(object),
                                               users["user_id"].to_numpy(object))

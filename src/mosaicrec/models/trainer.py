@@ -112,9 +112,7 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
     if not n_pos or not n_neg:
         return float("nan")
-    from scipy.stats import (
-        rankdata,  # here: scipy.stats costs a second and ~30 MB to import, a server none
-    )
+    from scipy.stats import rankdata  # here: scipy.stats costs a second and ~30 MB to import, a server none
 
     ranks = rankdata(scores)
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

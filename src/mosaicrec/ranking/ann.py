@@ -44,7 +44,6 @@ class InnerProductIndex:
         items = augment(vectors, biases)
         path = _cache_file(Path(cache), items, m, ef_construction) if cache is not None else None
         self.index = _read(path) if path is not None else None
-        self.loaded = self.index is not None
         if self.index is None:
             faiss.omp_set_num_threads(threads or os.cpu_count() or 1)
             self.index = faiss.IndexHNSWFlat(items.shape[1], m, faiss.METRIC_INNER_PRODUCT)
@@ -99,7 +98,7 @@ def _read(path: Path):
     for flags in (faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY, 0):
         try:
             index = faiss.read_index(str(path), flags)
-            if isinstance(index, faiss.IndexHNSWFlat) or hasattr(index, "hnsw"):
+            if hasattr(index, "hnsw"):
                 return index
         except RuntimeError:
             continue

@@ -1,5 +1,5 @@
 """The replicas' writer without Ray: its change log, long polls, and the two-phase reload (every living
-replica prepared, else none swaps)."""
+replica prepared, else none swaps; the answer once every one has swapped)."""
 
 import asyncio
 import time
@@ -42,11 +42,18 @@ def test_a_reload_commits_when_every_living_replica_is_ready_and_aborts_on_a_fai
         writer.seen["dead"] -= 60  # registered, then stopped polling without leaving
 
         async def replica(name: str, error: str | None):
+            prepared = None
             while True:
+                await asyncio.sleep(0.01)  # a real follower's poll goes over the network: let the writer run
                 for change in await writer.wait(0, 0.05, name):
-                    if change.kind == "prepare" and not any(
-                            c.kind in ("commit", "abort") and c.payload == change.version for c in writer.log):
+                    ended = {c.payload: c.kind for c in writer.log if c.kind in ("commit", "abort")}
+                    if change.kind == "prepare" and change.version not in ended and prepared is None:
+                        prepared = change.version
                         await writer.prepared(change.version, name, error)
+                    elif prepared is not None and ended.get(prepared) == "abort":
+                        return
+                    elif prepared is not None and ended.get(prepared) == "commit":
+                        await writer.installed(prepared, name)  # swapped: the reload may answer
                         return
 
         ok = await asyncio.gather(writer.reload("a", "m2", timeout=5), replica("a", None), replica("b", None))
@@ -55,7 +62,7 @@ def test_a_reload_commits_when_every_living_replica_is_ready_and_aborts_on_a_fai
         return ok[0], bad[0]
 
     ok, bad = asyncio.run(scenario())
-    assert ok["ok"] and ok["replicas"] == 2 and writer.model_dir == "m2"
+    assert ok["ok"] and ok["replicas"] == ok["installed"] == 2 and writer.model_dir == "m2"  # both swapped
     assert not bad["ok"] and "cannot load m3" in bad["error"]
     assert [c.kind for c in writer.log] == ["prepare", "commit", "prepare", "abort"]
     writer.store.close()

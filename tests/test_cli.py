@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 
@@ -592,3 +593,42 @@ def test_retrain_against_a_bad_or_absent_server_is_one_line(files, server, expec
     assert proc.returncode == 1 and expected in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
+
+
+def test_ope_reads_a_snapshot_beside_the_running_service(files):
+    """`serve --explore` logs lists drawn at random; `ope` cannot open the store the service holds, so it
+    asks the service for a snapshot (admin key) and estimates a target on it, with the service running."""
+    (files / "keys.txt").write_text(KEYS)
+    cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", "s.duckdb", cwd=files)
+    cli("train", "--model", "mostpop", "--out", "m", "--store", "s.duckdb", cwd=files)
+    cli("train", "--model", "ease", "--param", "reg=5", "--out", "t", "--store", "s.duckdb", cwd=files)
+    bad = cli("serve", "--model", "m", "--store", "s.duckdb", "--api-key-file", "keys.txt", "--explore", "magic",
+              cwd=files, check=False)
+    assert bad.returncode == 1 and "--explore" in bad.stderr and "epsilon-greedy, plackett-luce" in bad.stderr
+    server = Server(files, "--model", "m", "--store", "s.duckdb", "--no-content", "--explore", "epsilon-greedy",
+                    "--explore-epsilon", "0.5", "--explore-candidates", "0")
+    try:
+        rng = np.random.default_rng(0)
+        for t in range(40):
+            body = server.get(f"/users/u{t}/recommendations", k=5).json()
+            assert body["policy"] == "explore:epsilon-greedy" and all(0 < i["propensity"] <= 1 for i in body["items"])
+            clicks = [{"user_id": f"u{t}", "item_id": i["item_id"], "weight": 1.0, "event_type": "click",
+                       "context": {"request_id": body["request_id"]}} for i in body["items"] if rng.random() < 0.3]
+            plain = [{"user_id": f"u{t}", "item_id": "i1", "weight": 1.0}]  # ordinary feedback, naming no list
+            assert server.post("/events", {"events": clicks + plain}).status_code == 201
+        status = server.get("/status").json()
+        assert status["explore"]["policy"] == "epsilon-greedy" and status["feedback"]["events"] >= 40
+        assert status["feedback"]["naming_a_list"] == status["feedback"]["events"] - 40
+        assert server.post("/admin/snapshot", {}, key="writer-key-1").status_code == 403
+        held = cli("ope", "--model", "t", "--store", "s.duckdb", cwd=files, check=False)
+        assert held.returncode == 1 and "held by a running service" in held.stderr and "--server" in held.stderr
+        proc = cli("ope", "--model", "t", "--server", server.url, "--api-key-file", "keys.txt", "--min-ess", "1",
+                   "--out", "ope.json", cwd=files)
+        assert "log: 40 lists (40 epsilon-greedy), 200 shown items" in proc.stdout
+        assert "self-check: the logging policy as a target finds its logged value" in proc.stdout
+        got = json.loads((files / "ope.json").read_text())
+        assert got["lists"] == 40 and got["targets"][0]["target"] == "t" and got["logger"]["failed"] == []
+        assert got["targets"][0]["support"] > 0.9  # drawn from every allowed item: any target is possible
+        assert server.get("/health").status_code == 200  # the service kept serving throughout
+    finally:
+        server.close()

@@ -48,15 +48,15 @@ def test_epsilon_greedy_propensities_are_the_shown_frequencies():
     bandit = LinearBandit(items.shape[1] * 3, {"policy": "epsilon-greedy", "epsilon": 0.3})
     phi = features(items, [0.5, -1.0])
     bandit.update(phi, (phi @ theta > 0).astype(float))
-    shown = np.zeros(len(items))
+    shown = np.zeros((len(items), 3))
     for _ in range(3000):
         slate = bandit.select(phi, 3)
-        shown[slate.items] += 1
-    expected = bandit.propensities(phi, 3)
-    assert expected.sum() == pytest.approx(3.0)
+        shown[slate.items, np.arange(3)] += 1
+    expected = bandit.propensities(phi, 3)  # item × position
+    np.testing.assert_allclose(expected.sum(axis=0), 1.0)  # each position holds one item
     np.testing.assert_allclose(shown / 3000, expected, atol=0.03)
     slate = bandit.select(phi, 3)
-    np.testing.assert_allclose(slate.propensities, expected[slate.items])
+    np.testing.assert_allclose(slate.propensities, expected[slate.items, np.arange(3)])
 
 
 def test_thompson_propensities_match_its_choices():
@@ -64,11 +64,11 @@ def test_thompson_propensities_match_its_choices():
     bandit = LinearBandit(items.shape[1] * 3, {"policy": "thompson", "propensity_samples": 100}, seed=1)
     phi = features(items, [1.0, 0.0])
     bandit.update(phi[:10], (phi[:10] @ theta > 0).astype(float))
-    shown = np.zeros(len(items))
+    shown = np.zeros((len(items), 2))
     for _ in range(1500):
-        shown[bandit.select(phi, 2).items] += 1
+        shown[bandit.select(phi, 2).items, np.arange(2)] += 1
     bandit.config = bandit.config.model_copy(update={"propensity_samples": 20000})  # a precise estimate
-    expected = bandit.propensities(phi, 2)
+    expected = bandit.propensities(phi, 2)  # item × position
     assert expected.max() - expected.min() > 0.3  # the posterior prefers some items: not a flat check
     np.testing.assert_allclose(shown / 1500, expected, atol=0.05)
 

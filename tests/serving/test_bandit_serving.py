@@ -75,7 +75,11 @@ def test_rewards_count_once_and_only_for_shown_items(tmp_path):
                           {**rows.iloc[0].to_dict(), "timestamp": 9, "context": json.dumps(["request_id"])}])
     service.add_events(pd.concat([rows, extra], ignore_index=True))
     health = service.health()["bandit"]
-    assert health["rewards"] == 4 and health["updates"] == 4 and health["unmatched"] == 3
+    # another item of the list and the same item twice are unmatched; a list the bandit never chose is
+    # feedback on another list, not an unmatched reward
+    assert health["rewards"] == 4 and health["updates"] == 4 and health["unmatched"] == 2
+    assert health["other_lists"] == 1
+    assert service.health()["feedback"] == {"events": 9, "naming_a_list": 7}
     service.close()
 
 

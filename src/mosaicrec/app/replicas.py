@@ -33,7 +33,7 @@ from typing import Any
 
 from rich.console import Console
 
-from mosaicrec.app.server import ServeOptions, _kg, encode_missing, served_content, serving_keys
+from mosaicrec.app.server import ServeOptions, _kg, encode_missing, explore_config, served_content, serving_keys
 from mosaicrec.app.trained import load_trained, missing_content
 from mosaicrec.data.content import ItemContent
 from mosaicrec.data.store import default_store_path
@@ -60,6 +60,7 @@ class ReplicaSpec:
     retrieval: str = "auto"
     rate_limit: float = 1000.0
     public_docs: bool = False
+    explore: Any = None  # an ExploreConfig: stateless, so every replica draws its own lists the same way
 
 
 class Replica:
@@ -87,7 +88,8 @@ class Replica:
         self.service = Service(model, spec.store_path, ray.get(refs["content"]), info=info,
                                retrieval=spec.retrieval, model_root=spec.model_root, index_dir=spec.index_dir,
                                media=MediaPolicy(spec.media_root, spec.max_media_bytes, tuple(spec.media_read_roots)),
-                               kg=ray.get(refs["kg"]), store=RemoteStore(writer), replication=replication)
+                               kg=ray.get(refs["kg"]), store=RemoteStore(writer), replication=replication,
+                               explore=spec.explore)
         replication.follow(self.service)
         self.name = replication.name
 
@@ -191,7 +193,7 @@ def start_replicas(opts: ServeOptions, replicas: int, host: str = "127.0.0.1", p
                        str(model_dir / "index"),
                        str(opts.media_root or Path(default_store_path()).parent / "media"),
                        [str(p) for p in opts.media_read_roots], int(opts.max_media_mb * 1e6), opts.retrieval,
-                       opts.rate_limit, opts.public_docs)
+                       opts.rate_limit, opts.public_docs, explore_config(opts))
     writer = ray.remote(Writer).options(name=WRITER_NAME, num_cpus=0, max_concurrency=1000).remote(
         str(trained.store_path))
     shared = {"model": ray.put(trained.model), "info": ray.put(trained.info), "content": ray.put(content),

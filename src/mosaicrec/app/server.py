@@ -48,6 +48,11 @@ class ServeOptions:
     bandit_scenarios: list[str] | None = None
     kg: str | None = None
     report: Path | None = None
+    explore: str | None = None
+    explore_epsilon: float = 0.1
+    explore_temperature: float = 1.0
+    explore_candidates: int = 100
+    explore_share: float = 1.0
 
 
 @dataclass
@@ -77,7 +82,8 @@ def build_server(opts: ServeOptions, console: Console | None = None) -> Server:
                         tuple(opts.media_read_roots))
     root = opts.model_root or opts.model_dir.resolve().parent
     service = Service(trained.model, trained.store_path, content, info=trained.info, retrieval=opts.retrieval,
-                      media=media, model_root=root, bandit=_bandit(opts), kg=_kg(opts, trained.items, console),
+                      media=media, model_root=root, bandit=_bandit(opts), explore=explore_config(opts),
+                      kg=_kg(opts, trained.items, console),
                       index_dir=opts.model_dir / "index", catalog=trained.items)
     missing = [] if opts.no_content else missing_content(trained.items, content)
     if missing:
@@ -129,6 +135,25 @@ def _bandit(opts: ServeOptions):
     if opts.no_content:
         raise MosaicError("--bandit scores items by their content; it cannot run with --no-content")
     return cfg
+
+
+def explore_config(opts: ServeOptions):
+    """The exploring policy ``--explore`` asks for, checked (every bad value is one sentence)."""
+    if opts.explore is None:
+        return None
+    from pydantic import ValidationError
+
+    from mosaicrec.ranking.explore import ExploreConfig
+
+    if opts.bandit is not None:
+        raise MosaicError("choose one exploring policy: --bandit or --explore, not both")
+    try:
+        return ExploreConfig(policy=opts.explore, epsilon=opts.explore_epsilon, temperature=opts.explore_temperature,
+                             candidates=opts.explore_candidates, share=opts.explore_share)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise MosaicError(f"--explore: {where}: {first['msg']} (policies: epsilon-greedy, plackett-luce)") from None
 
 
 def _kg(opts: ServeOptions, items: pd.DataFrame, console: Console | None):

@@ -62,40 +62,91 @@ def bandits(
 def ope(
     model: Annotated[list[Path], _opt("a target: folder written by `mosaicrec train` (repeatable)", "--model")],
     store: StoreOpt = None,
+    server: Annotated[Optional[str], _opt("a running service that holds the store: read a snapshot it writes "
+                                          "(POST /admin/snapshot), e.g. http://127.0.0.1:8000")] = None,
+    api_key_file: Annotated[Optional[Path], _opt("with --server: file holding an admin key (KEY:admin) [default: "
+                                                 "$MOSAICREC_API_KEYS]")] = None,
     threshold: Annotated[Optional[float], _opt("reward = an attributed event of at least this weight [default: the "
                                                "first model's like threshold, else 1]")] = None,
-    policy: Annotated[Optional[str], _opt("only the lists this logging policy chose (e.g. bandit:epsilon-greedy)")]
+    policy: Annotated[Optional[str], _opt("only the lists this logging policy chose (e.g. explore:epsilon-greedy)")]
         = None,
     since: Annotated[Optional[float], _opt("only lists served from this Unix time on")] = None,
     boot: Annotated[int, _opt("bootstrap resamples", min=0, max=10_000)] = 200,
+    min_support: Annotated[float, _opt("refuse an estimator when less than this share of the target's slots was "
+                                       "possible under the logger", min=0.0, max=1.0)] = 0.95,
+    min_ess: Annotated[float, _opt("refuse an estimator whose effective sample size is below this", min=0.0)]
+        = 50.0,
+    rank_by: Annotated[str, _opt("the estimator the targets are ranked by (pbm-ips: chosen on the closed-loop "
+                                 "benchmark's validation seed)")] = "pbm-ips",
     output: Annotated[Optional[Path], _opt("write the estimates as JSON here", "--out")] = None,
 ) -> None:
-    """Off-policy evaluation on the service's impression log: each target model's value per shown slot
-    (replay, IPS, self-normalised IPS, doubly robust; 95% bootstrap intervals), its lists made by the
-    serving pipeline for each user as they were when the logged list was served."""
+    """Off-policy evaluation on the service's impression log: each target model's value per shown slot by
+    the slate estimators (per-position IPS, SNIPS and doubly robust; the same under a position-based model;
+    the pseudo-inverse), with 95% bootstrap intervals and effective sample sizes. A target the log cannot
+    support (a deterministic logger, too few matching rows) is refused with the reason, not given a number."""
     import json
 
     from mosaicrec.app.ope import evaluate_targets
+    from mosaicrec.evaluation.slates import ESTIMATORS
 
+    if rank_by not in ESTIMATORS:
+        raise MosaicError(f"--rank-by must be one of {', '.join(ESTIMATORS)}, not {rank_by!r}")
+    admin = None
+    if server is not None:
+        from mosaicrec.app.retrain import check_server_url
+        from mosaicrec.serving.auth import load_keys
+
+        check_server_url(server)
+        admin = next((k for k, kind in load_keys(api_key_file).items() if kind == "admin"), None)
     with err.status("making each target's lists for the logged rounds"):
-        found = evaluate_targets(model, store, threshold=threshold, policy=policy, since=since, boot=boot)
+        found = evaluate_targets(model, store, threshold=threshold, policy=policy, since=since, boot=boot,
+                                 server=server, admin_key=admin, min_support=min_support, min_ess=min_ess)
     log = found.log
-    table = Table(title=f"off-policy value per shown slot: {found.lists:,} lists, {len(log):,} shown items, "
-                        f"logged value {log['reward'].mean():.4f}")
-    for col in ("target", "lists", "overlap", "replay", "ips", "snips", "dr"):
-        table.add_column(col, justify="left" if col == "target" else "right")
+    kinds = ", ".join(f"{n:,} {k}" for k, n in sorted(found.kinds.items()))
+    _say(f"log: {found.lists:,} lists ({kinds}), {len(log):,} shown items, logged value per slot "
+         f"{log['reward'].mean():.4f}")
+    theta = " ".join(f"{t:.2f}" for t in found.theta[:10])
+    _say(f"examination by position (pbm): {theta}" + (" (from the uniformly random lists)" if found.theta_estimated
+                                                     else " (assumed equal: too few uniformly random lists)"))
+    check = found.logger
+    failed = check.failed
+    shown = check.estimates.get("ips") or next(iter(check.estimates.values()), None)
+    _say("self-check: the logging policy as a target " + (
+        f"finds its logged value {check.logged_value:.4f} inside every interval" if not failed else
+        f"[red]FAILS[/red] on {', '.join(failed)} (logged value {check.logged_value:.4f}; the log's propensities "
+        "or draws are wrong: do not act on these estimates)")
+        + (f"; logged propensities equal the recomputed ones (largest gap {check.propensity_mismatch:.1e})"
+           if check.propensity_mismatch == check.propensity_mismatch else "")
+        + (f"; e.g. ips {shown.value:.4f} [{shown.low:.4f}, {shown.high:.4f}]" if shown is not None else ""))
+    table = Table(title="off-policy value per shown slot: value [95% interval] (effective sample size)")
+    table.add_column("target")
+    table.add_column("support", justify="right")
+    for name in ESTIMATORS:
+        table.add_column(name, justify="right")
     for ev in found.targets:
-        cells = [f"{e.value:.4f} [{e.low:.4f}, {e.high:.4f}]" for e in
-                 (ev.estimates.get(n) for n in ("replay", "ips", "snips", "dr")) if e is not None]
-        cold = f" ({ev.cold_rounds:,} cold start)" if ev.cold_rounds else ""
-        table.add_row(ev.target, f"{ev.rounds:,}{cold}", f"{ev.overlap:.3f}", *cells)
+        cells = []
+        for name in ESTIMATORS:
+            e = ev.estimates.get(name)
+            cells.append(f"{e.value:.4f} [{e.low:.4f}, {e.high:.4f}] ({e.ess:,.0f})" if e is not None
+                         else "refused")
+        table.add_row(ev.target, f"{ev.support:.0%} / pbm {ev.support_pbm:.0%}", *cells)
     out.print(table)
-    _say(f"rows logged with propensity < 1: {found.stochastic_rows:.0%} (only these let a target be credited for "
-         "items the logger would not have shown itself)")
+    for ev in found.targets:
+        for name, why in ev.refused.items():
+            _say(f"{ev.target}: {name} cannot be estimated: {why}")
+    ranked = [(ev.estimates[rank_by], ev.target) for ev in found.targets if rank_by in ev.estimates]
+    if ranked:
+        ranked.sort(key=lambda p: -p[0].value)
+        order = " > ".join(f"{t} {e.value:.4f}" for e, t in ranked)
+        apart = all(a.low > b.high for (a, _), (b, _) in zip(ranked, ranked[1:]))
+        _say(f"by {rank_by}: {order}" + ("" if apart or len(ranked) < 2 else
+                                         " (neighbouring intervals overlap: the order is not certain)"))
+    else:
+        _say(f"no target could be estimated by {rank_by}")
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps({"threshold": found.threshold, "policy": policy, "since": since,
-                                      "targets": [t.to_dict() for t in found.targets]}, indent=2))
+        output.write_text(json.dumps({"policy": policy, "since": since, "rank_by": rank_by, **found.to_dict()},
+                                     indent=2))
         _say(f"estimates: {output}")
 
 

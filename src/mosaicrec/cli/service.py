@@ -46,6 +46,17 @@ def serve(
     bandit_share: Annotated[float, _opt("share of requests the bandit serves", min=0.0, max=1.0)] = 1.0,
     bandit_scenario: Annotated[Repeat, _opt("only these scenarios get the bandit (repeatable) [default: all]")]
         = None,
+    explore: Annotated[Optional[str], _opt("draw lists at random from the model's own scores, each item logged "
+                                           "with its probability at its position, so that the log can measure "
+                                           "other models (`mosaicrec ope`): epsilon-greedy | plackett-luce")]
+        = None,
+    explore_epsilon: Annotated[float, _opt("epsilon-greedy: share of exploring lists drawn at random", min=0.0,
+                                           max=1.0)] = 0.1,
+    explore_temperature: Annotated[float, _opt("plackett-luce: softmax temperature over standardised scores")]
+        = 1.0,
+    explore_candidates: Annotated[int, _opt("draw from the model's best N allowed items (0: all of them)", min=0)]
+        = 100,
+    explore_share: Annotated[float, _opt("share of requests that explore", min=0.0, max=1.0)] = 1.0,
     kg: Annotated[Optional[str], _opt("an item knowledge graph for explanation paths (\"both are directed by "
                                       "Y\"): recbole-ml100k, attributes (the items' crew, cast and genres), or a "
                                       "folder with one .kg and one .link file")] = None,
@@ -71,7 +82,8 @@ def serve(
                   "use --api-key-file or $MOSAICREC_API_KEYS", highlight=False)
     opts = ServeOptions(model_dir, store, api_key_file, api_key, encoder, text_fields, rate_limit, retrieval,
                         content_file, no_content, media_root, list(media_read_root or ()), model_root, max_media_mb,
-                        public_docs, bandit, bandit_share, bandit_scenario, kg, report)
+                        public_docs, bandit, bandit_share, bandit_scenario, kg, report, explore, explore_epsilon,
+                        explore_temperature, explore_candidates, explore_share)
     if replicas:
         return _serve_replicas(opts, replicas, ray_address, host, port, ingress)
     if ray_address:

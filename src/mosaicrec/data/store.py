@@ -49,9 +49,15 @@ CREATE TABLE IF NOT EXISTS impressions (
     position INTEGER NOT NULL, score DOUBLE, propensity DOUBLE NOT NULL, scenario VARCHAR, model VARCHAR,
     policy VARCHAR
 );
+CREATE TABLE IF NOT EXISTS slates (
+    request_id VARCHAR NOT NULL, served_at DOUBLE NOT NULL, user_id VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+    epsilon DOUBLE, temperature DOUBLE, explored BOOLEAN, candidates VARCHAR[] NOT NULL, scores DOUBLE[],
+    greedy VARCHAR[]
+);
 CREATE TABLE IF NOT EXISTS states (name VARCHAR PRIMARY KEY, state BLOB NOT NULL, updated DOUBLE NOT NULL);
 """
-TABLES = ("items", "users", "events", "meta", "erasures", "impressions")
+TABLES = ("items", "users", "events", "meta", "erasures", "impressions", "slates")
+LOG_TABLES = ("impressions", "slates")  # what the service served: kept in a snapshot only when asked
 LOCKED_HINT = ("the store is in use by another process (a running `mosaicrec serve`?). Retrain through the "
                "service (`mosaicrec retrain --server URL`, or POST /admin/retrain), or train from a snapshot "
                "(`mosaicrec train --snapshot DIR`)")
@@ -119,9 +125,11 @@ class Store:
                 store._sql(f"INSERT INTO {table} SELECT * FROM read_parquet(?)", [str(part)])
         return store
 
-    def export_snapshot(self, folder: str | Path) -> dict:
+    def export_snapshot(self, folder: str | Path, log: bool = False) -> dict:
         """Write every table to ``folder`` as Parquet, in one read transaction (a consistent snapshot that
-        another process can train on while this one keeps writing). Returns what ``snapshot.json`` says."""
+        another process can train on while this one keeps writing); the impression log and its draws only
+        with ``log`` (off-policy evaluation reads them; training does not). Returns what ``snapshot.json``
+        says."""
         import time
 
         folder = Path(folder)
@@ -130,7 +138,7 @@ class Store:
         try:
             counts = {}
             for table in TABLES:
-                if table == "impressions":
+                if table in LOG_TABLES and not log:
                     continue  # the log is not training data; it is large and read where it lives
                 target = str(folder / f"{table}.parquet").replace("'", "''")
                 self._sql(f"COPY {table} TO '{target}' (FORMAT parquet)")
@@ -248,6 +256,7 @@ class Store:
             self._sql("DELETE FROM events WHERE user_id = ?", [user_id])
             self._sql("DELETE FROM users WHERE user_id = ?", [user_id])
             self._sql("DELETE FROM impressions WHERE user_id = ?", [user_id])
+            self._sql("DELETE FROM slates WHERE user_id = ?", [user_id])
             self._sql("INSERT INTO erasures VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET "
                       "erased_at = greatest(erasures.erased_at, excluded.erased_at), "
                       "events_erased = erasures.events_erased + excluded.events_erased", [user_id, at, n])
@@ -266,15 +275,30 @@ class Store:
         return bool(self._sql("SELECT EXISTS (SELECT 1 FROM events WHERE user_id = ?) OR "
                               "EXISTS (SELECT 1 FROM users WHERE user_id = ?)", [user_id, user_id])[0][0])
 
-    def log_impressions(self, rows) -> None:
+    def log_impressions(self, rows, slates=None) -> None:
         """Append served lists: an Arrow table (or a frame) with the ``impressions`` table's columns in its
-        order, one row per shown item. Arrow is read without holding the GIL (see serving.impressions)."""
+        order, one row per shown item, and (``slates``) the draws of the lists a stochastic policy chose,
+        in one transaction. Arrow is read without holding the GIL (see serving.impressions)."""
         if not len(rows):
             return
         import pyarrow as pa
 
-        table = rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
-        self.con.from_arrow(table).insert_into("impressions")
+        def arrow(t):
+            return t if isinstance(t, pa.Table) else pa.Table.from_pandas(t, preserve_index=False)
+
+        self._sql("BEGIN TRANSACTION")
+        try:
+            self.con.from_arrow(arrow(rows)).insert_into("impressions")
+            if slates is not None and len(slates):
+                self.con.from_arrow(arrow(slates)).insert_into("slates")
+            self._sql("COMMIT")
+        except BaseException:
+            self._sql("ROLLBACK")
+            raise
+
+    def slates(self) -> pd.DataFrame:
+        """The draws of the lists a stochastic policy chose (one row per list), oldest first."""
+        return self._df("SELECT * FROM slates ORDER BY served_at, request_id")
 
     def events_frame(self, columns: tuple[str, ...] = ("user_id", "item_id", "timestamp", "weight")) -> pd.DataFrame:
         """Every stored event's ``columns`` (a service's live state starts from these)."""

@@ -6,12 +6,12 @@ features] and the item's vector (e.g. its fused content embedding), so the conte
 score well. Ridge statistics ``A = λI + Σ φφᵀ`` and ``b = Σ r φ`` are all the state: an update is a rank-k
 change of A (any order of the same events gives the same state), and the state saves to plain arrays.
 
-Policies, each picking ``k`` items (a slate) and reporting the propensity of every shown item, i.e. the
-probability that the policy would show it in this context, which the impression log keeps for off-policy
-evaluation (:mod:`mosaicrec.evaluation.ope`):
+Policies, each picking ``k`` items (a slate) and reporting the propensity of every shown item *at its
+position*, i.e. the probability that the policy would show it there in this context, which the impression
+log keeps for off-policy evaluation of slates (:mod:`mosaicrec.evaluation.slates`):
 
-* ``epsilon-greedy``: the top k by θ̂ · φ, or with probability ε a uniformly random k-subset; propensity
-  (1 − ε)·[a in the top k] + ε·k / n, exactly.
+* ``epsilon-greedy``: the top k by θ̂ · φ, or with probability ε a uniformly random ordered draw of k;
+  propensity of item a at position j (1 − ε)·[a is the top list's j-th] + ε / n, exactly.
 * ``linucb`` (Li et al. 2010): the top k by θ̂ · φ + α √(φᵀ A⁻¹ φ); deterministic (propensity 1), so a
   LinUCB log cannot evaluate another policy: mix it with ε where the log must serve that purpose.
 * ``thompson`` (Agrawal & Goyal 2013): θ ~ N(θ̂, v² A⁻¹), the top k by θ · φ; propensities by Monte Carlo
@@ -58,8 +58,10 @@ def features(items: np.ndarray, context: np.ndarray | None = None) -> np.ndarray
 
 @dataclass
 class Slate:
-    items: np.ndarray        # positions into the candidates, best first
-    propensities: np.ndarray  # probability that the policy shows each of them in this context
+    items: np.ndarray         # positions into the candidates, best first
+    propensities: np.ndarray  # probability that the policy shows each of them at its position, in this context
+    greedy: np.ndarray        # the slate it shows when it does not explore
+    explored: bool = False    # epsilon-greedy: this slate was drawn at random
 
 
 class LinearBandit:
@@ -104,14 +106,15 @@ class LinearBandit:
         cfg = self.config
         if cfg.policy == "epsilon-greedy":
             top = _top(self.expected(phi), k)
-            chosen = self.rng.choice(n, k, replace=False) if self.rng.random() < cfg.epsilon else top
-            in_top = np.isin(chosen, top)
-            return Slate(chosen, (1 - cfg.epsilon) * in_top + cfg.epsilon * k / n)
+            explored = bool(self.rng.random() < cfg.epsilon)
+            chosen = self.rng.choice(n, k, replace=False) if explored else top
+            return Slate(chosen, (1 - cfg.epsilon) * (chosen == top) + cfg.epsilon / n, top, explored)
         if cfg.policy == "linucb":
-            return Slate(_top(self.ucb(phi), k), np.ones(k))
+            top = _top(self.ucb(phi), k)
+            return Slate(top, np.ones(k), top)
         draws = self._thompson_scores(phi, 1)[0]
         chosen = _top(draws, k)
-        return Slate(chosen, self.propensities(phi, k)[chosen])
+        return Slate(chosen, self.propensities(phi, k)[chosen, np.arange(k)], _top(self.expected(phi), k))
 
     def ucb(self, phi: np.ndarray) -> np.ndarray:
         phi = self._check(phi)
@@ -119,18 +122,22 @@ class LinearBandit:
         return phi @ self.theta + self.config.alpha * width
 
     def propensities(self, phi: np.ndarray, k: int = 1) -> np.ndarray:
-        """The probability that each candidate is in the policy's slate of ``k`` (thompson: Monte Carlo)."""
+        """``n × k``: the probability that each candidate is shown at each position of the policy's slate
+        of ``k`` (thompson: Monte Carlo, floored at 1 / (2·samples)); a row's sum is its probability of
+        being in the slate at all."""
         phi = self._check(phi)
         n, cfg = len(phi), self.config
-        if cfg.policy == "epsilon-greedy":
-            return (1 - cfg.epsilon) * np.isin(np.arange(n), _top(self.expected(phi), k)) + cfg.epsilon * k / n
-        if cfg.policy == "linucb":
-            return np.isin(np.arange(n), _top(self.ucb(phi), k)).astype(np.float64)
+        out = np.zeros((n, k))
+        if cfg.policy in ("epsilon-greedy", "linucb"):
+            top = _top(self.expected(phi) if cfg.policy == "epsilon-greedy" else self.ucb(phi), k)
+            out[top, np.arange(k)] = 1.0
+            return out if cfg.policy == "linucb" else (1 - cfg.epsilon) * out + cfg.epsilon / n
         s = cfg.propensity_samples
         scores = self._thompson_scores(phi, s)
-        counts = np.zeros(n)
-        np.add.at(counts, np.argpartition(-scores, k - 1, axis=1)[:, :k].ravel(), 1)
-        return np.maximum(counts / s, 1 / (2 * s))
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        np.add.at(out, (np.take_along_axis(top, order, axis=1).ravel(), np.tile(np.arange(k), s)), 1)
+        return np.maximum(out / s, 1 / (2 * s))
 
     def _thompson_scores(self, phi: np.ndarray, samples: int) -> np.ndarray:
         """``samples × n`` scores, each under one draw of θ from the posterior."""

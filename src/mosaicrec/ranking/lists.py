@@ -58,14 +58,38 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Draw:
+    """How a stochastic policy drew a list, kept beside the list in the log so that the probability of
+    *any* item at *any* position (not only the shown ones) can be computed later: what off-policy
+    evaluation needs to say whether a target's list was possible at all, and to weight it.
+
+    ``candidates``: the catalog rows the policy drew from (model-score order) with their ``scores``;
+    ``greedy``: the list it shows when it does not explore; ``kind``: ``epsilon-greedy`` (the greedy list
+    with 1 − ε, else a uniformly random ordered draw of the candidates), ``plackett-luce`` (draws without
+    replacement, each in proportion to exp(z / temperature), z the candidates' standardised scores) or
+    ``thompson`` (posterior sampling: only the shown items' probabilities are known); ``explored``: this
+    list was an ε-greedy random draw."""
+
+    kind: str
+    candidates: np.ndarray
+    scores: np.ndarray
+    greedy: np.ndarray
+    epsilon: float = 0.0
+    temperature: float = 1.0
+    explored: bool = False
+
+
+@dataclass(frozen=True)
 class ItemList:
-    """Catalog rows best first, their scores and propensities, the policy and (once explained) reasons."""
+    """Catalog rows best first, their scores and propensities (each item's probability *at its position*
+    under the policy), the policy, how a stochastic policy drew it and (once explained) reasons."""
 
     items: np.ndarray
     scores: np.ndarray
     propensities: np.ndarray | None = None
     policy: str = "greedy"
     reasons: tuple[Reason | None, ...] | None = None
+    draw: Draw | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "items", np.asarray(self.items, np.int64))
@@ -92,7 +116,8 @@ class ItemList:
         """The items at ``positions`` of this list, in that order."""
         positions = np.asarray(positions, np.int64)
         return ItemList(self.items[positions], self.scores[positions], self.propensities[positions], self.policy,
-                        None if self.reasons is None else tuple(self.reasons[p] for p in positions.tolist()))
+                        None if self.reasons is None else tuple(self.reasons[p] for p in positions.tolist()),
+                        self.draw)
 
     def finite(self) -> ItemList:
         """Without items whose score is not a finite number (nothing to rank them by)."""

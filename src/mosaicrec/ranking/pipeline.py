@@ -12,7 +12,8 @@ the off-policy targets all call :meth:`Pipeline.run`; none ranks a user another 
    top-k so that ``k`` items come back whenever ``k`` pass;
 3. **the user's rules** — items they disliked never come back, items they liked only with
    ``exclude_seen=False``, and an erased user is served as a new one (their model row is blocked);
-4. **selection** — greedy, MMR diversity, or an exploring policy (a bandit) with each item's propensity;
+4. **selection** — greedy, MMR diversity, or an exploring policy (a bandit, ε-greedy or Plackett–Luce
+   sampling) with each item's propensity at its position;
 5. **explanation** — each item cites a recent like (:func:`~mosaicrec.ranking.reasons.explain_list`);
 6. **log** — the shown list goes to the impression log, when the caller keeps one.
 """
@@ -80,10 +81,13 @@ class Request:
 
 
 class Explorer(Protocol):
-    """A policy that picks some lists from the model's candidates (:mod:`mosaicrec.serving.bandit`)."""
+    """A policy that picks some lists from the model's candidates: a learning bandit
+    (:mod:`mosaicrec.serving.bandit`, which reads content vectors) or plain exploration
+    (:mod:`mosaicrec.ranking.explore`). ``n_candidates`` 0: every allowed item."""
 
     name: str
     n_candidates: int
+    needs_content: bool
 
     def serves(self, request_id: str, scenario: str | None) -> bool: ...
 
@@ -114,11 +118,12 @@ class Pipeline:
         hist = history_indices(ev.positives, snap.catalog.index)
         allowed = self.allowed(snap, request)
         diverse = bool(request.diversity) and snap.content is not None
-        explore = (self.explorer is not None and snap.content is not None and not diverse
+        explore = (self.explorer is not None and not diverse
+                   and (snap.content is not None or not self.explorer.needs_content)
                    and self.explorer.serves(rid, request.scenario))
         n = mmr_pool(request.k) if diverse else request.k
         if explore:
-            n = max(n, self.explorer.n_candidates)
+            n = max(n, self.explorer.n_candidates or len(snap.catalog))
         personal = self.scorer.personal(snap, self.live, request.user_id, ev, hist, request.scenario)
         if personal is None:
             ids, scores = top_allowed(snap.popularity, n, allowed)
@@ -149,6 +154,8 @@ class Pipeline:
                explore: bool) -> ItemList:
         """Step 4: the shown list, with each item's propensity under the policy that chose it."""
         if explore and len(candidates):
+            if not self.explorer.needs_content:
+                return self.explorer.choose(request_id, request.user_id, candidates, None, None, request.k)
             vecs = snap.content.vectors
             profile = vecs[hist[-200:]].mean(axis=0) if len(hist) else None
             return self.explorer.choose(request_id, request.user_id, candidates, vecs[candidates.items], profile,

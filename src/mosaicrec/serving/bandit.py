@@ -18,7 +18,6 @@ back at start, so learning survives a restart.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 
@@ -26,7 +25,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mosaicrec.ranking.bandits import BanditConfig, LinearBandit, features
-from mosaicrec.ranking.lists import ItemList
+from mosaicrec.ranking.explore import in_share
+from mosaicrec.ranking.lists import Draw, ItemList
 
 STATE_NAME = "bandit"
 
@@ -48,6 +48,8 @@ class BanditServing(BaseModel):
 class BanditRuntime:
     """The bandit's state in a running service (thread-safe)."""
 
+    needs_content = True
+
     def __init__(self, config: BanditServing, state: dict[str, np.ndarray] | None = None) -> None:
         self.config = config
         dim = (config.dims + 1) * (config.dims + 2)
@@ -65,7 +67,8 @@ class BanditRuntime:
         self._pending: OrderedDict[str, tuple[str, dict[int, np.ndarray]]] = OrderedDict()
         self._lock = threading.Lock()
         self.rewards = 0
-        self.unmatched = 0
+        self.unmatched = 0  # events naming a list the bandit chose, but another user, an item not in it, or twice
+        self.other_lists = 0  # events naming a list the bandit did not choose (or no longer holds): not rewards
 
     @property
     def name(self) -> str:
@@ -75,10 +78,7 @@ class BanditRuntime:
         cfg = self.config
         if cfg.scenarios is not None and scenario not in cfg.scenarios:
             return False
-        if cfg.share >= 1:
-            return True
-        h = int.from_bytes(hashlib.blake2b(request_id.encode(), digest_size=8).digest(), "big")
-        return h / 2**64 < cfg.share
+        return in_share(request_id, cfg.share)
 
     def _project(self, vectors: np.ndarray) -> np.ndarray:
         width = vectors.shape[1]
@@ -109,16 +109,25 @@ class BanditRuntime:
             self._pending[request_id] = (user_id, {int(candidates.items[i]): phi[i] for i in slate.items})
             while len(self._pending) > self.config.pending:
                 self._pending.popitem(last=False)
-        return ItemList(candidates.items[slate.items], candidates.scores[slate.items], slate.propensities, self.name)
+        policy = self.config.policy.policy
+        draw = None if policy == "linucb" else Draw(  # LinUCB is deterministic: propensity 1, nothing to redraw
+            policy, candidates.items, candidates.scores, candidates.items[slate.greedy],
+            epsilon=self.config.policy.epsilon if policy == "epsilon-greedy" else 0.0, explored=slate.explored)
+        return ItemList(candidates.items[slate.items], candidates.scores[slate.items], slate.propensities, self.name,
+                        draw=draw)
 
     def reward(self, rewards: list[tuple[str, str, int, float]]) -> int:
         """Learn from (request id, user id, catalog row, reward); returns how many matched an item not yet
-        rewarded of a list shown to that user (the rest are counted in ``unmatched``)."""
+        rewarded of a list it chose and showed to that user. Feedback on lists it did not choose (the
+        greedy share of traffic) is counted in ``other_lists``, the rest in ``unmatched``."""
         rows, values = [], []
         with self._lock:
             for rid, user, item, value in rewards:
                 shown = self._pending.get(rid)
-                phi = shown[1].pop(item, None) if shown is not None and shown[0] == user else None
+                if shown is None:
+                    self.other_lists += 1
+                    continue
+                phi = shown[1].pop(item, None) if shown[0] == user else None
                 if phi is None:
                     self.unmatched += 1
                     continue

@@ -22,14 +22,19 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
+from mosaicrec.ranking.lists import Draw
+
 COLUMNS = ["request_id", "served_at", "user_id", "item_id", "position", "score", "propensity", "scenario",
            "model", "policy"]
+SLATE_COLUMNS = ["request_id", "served_at", "user_id", "kind", "epsilon", "temperature", "explored", "candidates",
+                 "scores", "greedy"]
 
 
 class ImpressionLog:
-    """Buffered writer of shown lists. ``write(table)`` must write an Arrow table of rows to the store."""
+    """Buffered writer of shown lists. ``write(impressions, slates)`` must write the Arrow tables of rows
+    (``slates``: None when no list in the batch was drawn at random) to the store in one transaction."""
 
-    def __init__(self, write: Callable[[pa.Table], None], interval: float = 1.0) -> None:
+    def __init__(self, write: Callable[[pa.Table, pa.Table | None], None], interval: float = 1.0) -> None:
         self.write, self.interval = write, interval
         self._lists: list[tuple] = []
         self._lock = threading.Lock()
@@ -40,9 +45,12 @@ class ImpressionLog:
         self.failed = 0
 
     def log(self, request_id: str, user_id: str, items: np.ndarray, catalog_ids: pa.Array, scores: np.ndarray,
-            propensities: np.ndarray, scenario: str | None, model: str, policy: str) -> None:
-        """One shown list: ``items`` are indices into ``catalog_ids`` (the snapshot's ids as Arrow)."""
-        entry = (request_id, time.time(), user_id, items, catalog_ids, scores, propensities, scenario, model, policy)
+            propensities: np.ndarray, scenario: str | None, model: str, policy: str, draw: Draw | None = None
+            ) -> None:
+        """One shown list: ``items`` are indices into ``catalog_ids`` (the snapshot's ids as Arrow); ``draw``:
+        how a stochastic policy drew it (kept in the ``slates`` table)."""
+        entry = (request_id, time.time(), user_id, items, catalog_ids, scores, propensities, scenario, model, policy,
+                 draw)
         with self._lock:
             self._lists.append(entry)
 
@@ -57,13 +65,17 @@ class ImpressionLog:
         if not lists:
             return
         try:
-            tables = []
+            tables, slates = [], []
             by_catalog: dict[int, list[tuple]] = {}
             for e in lists:
                 by_catalog.setdefault(id(e[4]), []).append(e)
             for group in by_catalog.values():
                 tables.append(_table(group))
-            self.write(tables[0] if len(tables) == 1 else pa.concat_tables(tables))
+                drawn = [e for e in group if e[10] is not None]
+                if drawn:
+                    slates.append(_slates(drawn))
+            self.write(tables[0] if len(tables) == 1 else pa.concat_tables(tables),
+                       None if not slates else slates[0] if len(slates) == 1 else pa.concat_tables(slates))
             self.written += sum(len(e[3]) for e in lists)
         except Exception:  # noqa: BLE001  a failed log write must never fail serving; it is counted
             self.failed += sum(len(e[3]) for e in lists)
@@ -93,3 +105,25 @@ def _table(lists: list[tuple]) -> pa.Table:
                      pa.array(positions), pa.array(np.concatenate([e[5] for e in lists]).astype(np.float64)),
                      pa.array(np.concatenate([e[6] for e in lists]).astype(np.float64)), repeated(7, pa.string()),
                      repeated(8, pa.string()), repeated(9, pa.string())], names=COLUMNS)
+
+
+def _slates(lists: list[tuple]) -> pa.Table:
+    """One row per drawn list: the draw's candidates and greedy list as catalog ids (see :class:`Draw`)."""
+    ids = lists[0][4]
+
+    def id_lists(arrays: list[np.ndarray]) -> pa.Array:
+        sizes = np.fromiter((len(a) for a in arrays), np.int64, len(arrays))
+        offsets = pa.array(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32))
+        flat = np.concatenate(arrays).astype(np.int64) if len(arrays) else np.empty(0, np.int64)
+        return pa.ListArray.from_arrays(offsets, ids.take(pa.array(flat)).cast(pa.string()))
+
+    draws: list[Draw] = [e[10] for e in lists]
+    sizes = np.fromiter((len(d.scores) for d in draws), np.int64, len(draws))
+    scores = pa.ListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(sizes)]).astype(np.int32)),
+                                      pa.array(np.concatenate([d.scores for d in draws]).astype(np.float64)))
+    return pa.table([pa.array([e[0] for e in lists], pa.string()), pa.array([e[1] for e in lists], pa.float64()),
+                     pa.array([e[2] for e in lists], pa.string()), pa.array([d.kind for d in draws], pa.string()),
+                     pa.array([d.epsilon for d in draws], pa.float64()),
+                     pa.array([d.temperature for d in draws], pa.float64()),
+                     pa.array([d.explored for d in draws], pa.bool_()), id_lists([d.candidates for d in draws]),
+                     scores, id_lists([d.greedy for d in draws])], names=SLATE_COLUMNS)

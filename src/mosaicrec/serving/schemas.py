@@ -144,6 +144,12 @@ class JobOut(BaseModel):
     log_tail: str | None = None
 
 
+class SnapshotOut(BaseModel):
+    folder: str = Field(description="where the snapshot was written, on the server's machine")
+    taken_at: float
+    counts: dict[str, int]
+
+
 class HealthOut(BaseModel):
     status: str
 
@@ -165,7 +171,12 @@ class StatusOut(BaseModel):
     content_status: str
     threshold: float | None
     uptime_s: float
-    bandit: dict[str, Any] | None = None
+    feedback: dict[str, int] = Field(default_factory=dict, description="events accepted, and how many of them "
+                                     "name a served list (context.request_id)")
+    explore: dict[str, Any] | None = Field(None, description="the exploring policy's settings (serve --explore)")
+    bandit: dict[str, Any] | None = Field(None, description="the bandit's rewards (feedback on lists it chose), "
+                                          "unmatched (naming its list but another user, an item not in it, or "
+                                          "twice) and other_lists (feedback on lists it did not choose)")
 
 
 class ErrorOut(BaseModel):

@@ -35,6 +35,7 @@ from mosaicrec.errors import MosaicError, NotSupportedError, UnknownItemError, U
 from mosaicrec.models.base import BaseRecommender
 from mosaicrec.models.training import TrainingInfo
 from mosaicrec.ranking.export import Listing
+from mosaicrec.ranking.explore import ExploreConfig, Exploration
 from mosaicrec.ranking.lists import Entry, ItemList, Recommended
 from mosaicrec.ranking.live import LiveState
 from mosaicrec.ranking.personal import Scorer
@@ -64,7 +65,8 @@ class Service(ModelSwaps):
                  retrieval: str = "auto", ann_min_items: int = 50_000, exact_below: int = 20_000,
                  media: MediaPolicy | None = None, model_root: str | Path | None = None,
                  read_only: bool = False, log_impressions: bool = True,
-                 bandit: BanditServing | None = None, kg: KnowledgeGraph | None = None,
+                 bandit: BanditServing | None = None, explore: ExploreConfig | None = None,
+                 kg: KnowledgeGraph | None = None,
                  index_dir: str | Path | None = None, store: Store | None = None, replication=None,
                  catalog: pd.DataFrame | None = None) -> None:
         """``retrieval``: ``exact`` scores every item; ``ann`` uses HNSW indexes over the model's item
@@ -73,7 +75,9 @@ class Service(ModelSwaps):
         when its data was read); ``positive_threshold`` overrides its threshold. ``read_only`` serves
         from a store opened for reading (the CLI's lists; writes are refused). ``bandit`` lets a contextual
         bandit pick the lists of some requests from the model's candidates and learn from posted rewards
-        (:mod:`mosaicrec.serving.bandit`). ``kg``, an item knowledge graph over the catalog
+        (:mod:`mosaicrec.serving.bandit`); ``explore`` draws some lists at random from the model's own
+        scores (ε-greedy or Plackett–Luce, :mod:`mosaicrec.ranking.explore`), logged with each item's
+        probability at its position for off-policy evaluation. ``kg``, an item knowledge graph over the catalog
         (:func:`mosaicrec.data.kg.load_item_kg`), adds to each explanation the path joining the recommended
         item to the liked item it cites ("you liked X; both are directed by Y"). ``index_dir``: where ANN
         indexes are saved and mapped from at the next start (:class:`~mosaicrec.ranking.ann.InnerProductIndex`);
@@ -96,6 +100,7 @@ class Service(ModelSwaps):
         self.model_lock = self.scorer.lock
         self._writes = threading.RLock()  # snapshot changes (items, content, reloads), one at a time
         self._store_lock = threading.Lock()  # the DuckDB connection, used by one thread at a time
+        self._counts_lock = threading.Lock()
         self._events = GroupCommit(self._write_events)
         self.content = ContentReads(lambda: self.info, self.model_lock, exact_below)
         self.started = time.time()
@@ -116,8 +121,12 @@ class Service(ModelSwaps):
             if read_only:
                 raise MosaicError("a bandit learns from rewards; it needs a writable store")
             self.bandit = BanditRuntime(bandit, self.store.load_state(BANDIT_STATE))
+        if explore is not None and bandit is not None:
+            raise MosaicError("choose one exploring policy: a bandit or --explore, not both")
+        self.exploration = Exploration(explore) if explore is not None else None
+        self.feedback = {"events": 0, "naming_a_list": 0}
         self.kg = KGIndex(kg) if kg is not None else None
-        self.pipeline = Pipeline(self.live, self.scorer, explorer=self.bandit, kg=self.kg,
+        self.pipeline = Pipeline(self.live, self.scorer, explorer=self.bandit or self.exploration, kg=self.kg,
                                  log=self._log if self.impressions is not None else None)
         gc.freeze()  # see _install
 
@@ -269,8 +278,11 @@ class Service(ModelSwaps):
                 raise Conflict(f"user {user!r} was erased; events dated at or before the erasure are refused "
                                "(a later event starts a new history)")
         added = self._events.submit(events)
+        rewards = rewards_of(events, self._snap.catalog.index, self.info.threshold)
+        with self._counts_lock:
+            self.feedback["events"] += len(events)
+            self.feedback["naming_a_list"] += len(rewards)
         if self.bandit is not None:
-            rewards = rewards_of(events, self._snap.catalog.index, self.info.threshold)
             if rewards and self.bandit.reward(rewards):
                 state = self.bandit.state()
                 with self._store_lock:
@@ -404,16 +416,20 @@ class Service(ModelSwaps):
     # -- the log, snapshots of the store, shutdown and health -------------------------------------------
     def _log(self, request: Request, shown: ItemList, snap: Snapshot) -> None:
         self.impressions.log(request.request_id or "", request.user_id, shown.items, snap.catalog.arrow_ids,
-                             shown.scores, shown.propensities, request.scenario, snap.view.model.name, shown.policy)
+                             shown.scores, shown.propensities, request.scenario, snap.view.model.name, shown.policy,
+                             shown.draw)
 
-    def _write_impressions(self, rows: pd.DataFrame) -> None:
+    def _write_impressions(self, rows, slates=None) -> None:
         with self._store_lock:
-            self.store.log_impressions(rows)
+            self.store.log_impressions(rows, slates)
 
-    def export_snapshot(self, folder: str | Path) -> dict:
-        """A consistent Parquet snapshot of the store, for training beside the running service."""
+    def export_snapshot(self, folder: str | Path, log: bool = False) -> dict:
+        """A consistent Parquet snapshot of the store, for training (or, with ``log``, off-policy
+        evaluation of the impression log) beside the running service."""
+        if log and self.impressions is not None:
+            self.impressions.flush()  # the lists served so far are in the snapshot
         with self._store_lock:
-            return self.store.export_snapshot(folder)
+            return self.store.export_snapshot(folder, log=log)
 
     def close(self) -> None:
         """Flush the impression log and release the store (the server calls this on shutdown)."""
@@ -432,8 +448,10 @@ class Service(ModelSwaps):
                 "content": snap.content.content.modalities if snap.content is not None else [],
                 "content_status": self.content.status, "threshold": self.info.threshold,
                 "uptime_s": round(time.time() - self.started, 1),
+                "feedback": dict(self.feedback),
+                "explore": None if self.exploration is None else self.exploration.config.model_dump(),
                 "bandit": None if self.bandit is None else {
                     "policy": self.bandit.name, "share": self.bandit.config.share, "restored": self.bandit.restored,
                     "rewards": self.bandit.rewards, "unmatched": self.bandit.unmatched,
-                    "updates": self.bandit.bandit.n_updates}}
+                    "other_lists": self.bandit.other_lists, "updates": self.bandit.bandit.n_updates}}
 

@@ -1,4 +1,5 @@
-"""Admin routes (admin key): reload a model folder from the model root, retrain beside the service."""
+"""Admin routes (admin key): reload a model folder from the model root, retrain beside the service, and
+snapshot the store with its impression log for off-policy evaluation beside it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from mosaicrec.serving.routes.common import ADMIN, service
-from mosaicrec.serving.schemas import JobOut, ReloadIn, ReloadOut, RetrainIn
+from mosaicrec.serving.schemas import JobOut, ReloadIn, ReloadOut, RetrainIn, SnapshotOut
 
 router = APIRouter(tags=["admin"])
 
@@ -39,3 +40,29 @@ def job(request: Request, job_id: str) -> dict[str, Any]:
     if found is None:
         raise HTTPException(404, f"unknown job {job_id!r}")
     return found.describe()
+
+
+#: log snapshots kept under the model root's .snapshots/ (older ones are removed: each can be large)
+KEEP_LOG_SNAPSHOTS = 3
+
+
+@router.post("/admin/snapshot", response_model=SnapshotOut, dependencies=[ADMIN])
+def snapshot(request: Request) -> dict[str, Any]:
+    """Write a consistent snapshot of the store *with its impression log* (the lists served so far
+    included) under the model root's ``.snapshots/``, for ``mosaicrec ope --server`` to read while the
+    service keeps the store. The newest three are kept."""
+    import shutil
+    import time
+    import uuid
+
+    svc = service(request)
+    if svc.model_root is None or svc.replication is not None:
+        raise HTTPException(501, "log snapshots need a model root and one process (start with --model-root, "
+                                 "without --replicas)")
+    root = svc.model_root / ".snapshots"
+    folder = root / f"log-{int(time.time() * 1000):013d}-{uuid.uuid4().hex[:8]}"
+    info = svc.export_snapshot(folder, log=True)
+    old = sorted(p for p in root.glob("log-*") if p.is_dir())[:-KEEP_LOG_SNAPSHOTS]
+    for p in old:
+        shutil.rmtree(p, ignore_errors=True)
+    return {"folder": str(folder), "taken_at": info["taken_at"], "counts": info["counts"]}

@@ -1,0 +1,145 @@
+"""Exploration over the model's own scores: lists drawn at random, each item logged with the probability
+that the policy shows it *at its position*, so that the log can measure other policies (off-policy
+evaluation of slates, :mod:`mosaicrec.evaluation.slates`).
+
+Two logging policies, both over the model's best ``candidates`` allowed items (0: every allowed item):
+
+* ``epsilon-greedy``: the greedy list with probability 1 − ε, else a uniformly random ordered draw of k
+  candidates. The probability of item a at position j is (1 − ε)·[a is the greedy list's j-th] + ε / C,
+  exactly; every candidate can appear at every position.
+* ``plackett-luce``: k draws without replacement, each candidate in proportion to exp(z / temperature), z
+  its score standardised over the candidates (a low temperature stays near the greedy list, a high one near
+  uniform). Its position marginals have no closed form: they are counted over ``samples`` Monte Carlo
+  draws (Gumbel top-k), floored at 1 / (2·samples) so that a shown item's weight stays finite.
+
+Unlike the learning bandit (:mod:`mosaicrec.serving.bandit`) these need no content vectors and learn
+nothing: they are the randomisation a team adds to serve a log its next models can be measured on. Each
+draw is seeded by the request id, so a list can be drawn again exactly. Deterministic selection (greedy,
+MMR, LinUCB) is logged with propensity 1 and no draw: a log of those alone supports no other policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from mosaicrec.ranking.lists import Draw, ItemList
+
+ExplorePolicy = Literal["epsilon-greedy", "plackett-luce"]
+
+
+class ExploreConfig(BaseModel):
+    """Which requests explore, and how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: ExplorePolicy = "epsilon-greedy"
+    epsilon: float = Field(0.1, gt=0, le=1, description="epsilon-greedy: share of lists drawn at random")
+    temperature: float = Field(1.0, ge=0.01, le=100, description="plackett-luce: softmax temperature over "
+                                                                  "standardised scores")
+    candidates: int = Field(100, ge=0, le=1_000_000, description="the model's best allowed items drawn from "
+                                                                 "(0: every allowed item)")
+    share: float = Field(1.0, ge=0, le=1, description="share of requests that explore (by request id)")
+    scenarios: list[str] | None = Field(None, max_length=1000, description="only these scenarios; None: all")
+    samples: int = Field(1000, ge=100, le=100_000, description="plackett-luce: Monte Carlo draws for the "
+                                                               "position probabilities")
+    seed: int = 0
+
+
+def in_share(request_id: str, share: float, salt: str = "") -> bool:
+    """Whether a request falls in a ``share`` of traffic, by a hash of its id (the same answer every time)."""
+    if share >= 1:
+        return True
+    h = int.from_bytes(hashlib.blake2b((salt + request_id).encode(), digest_size=8).digest(), "big")
+    return h / 2**64 < share
+
+
+def _rng(seed: int, request_id: str) -> np.random.Generator:
+    return np.random.default_rng([seed, int.from_bytes(hashlib.blake2b(request_id.encode(), digest_size=8)
+                                                       .digest(), "big")])
+
+
+def standardised(scores: np.ndarray) -> np.ndarray:
+    s = np.asarray(scores, np.float64)
+    s = np.where(np.isfinite(s), s, np.nan)
+    if not np.isfinite(s).any():
+        return np.zeros(len(s))
+    s = np.nan_to_num(s, nan=np.nanmin(s))
+    sd = s.std()
+    return (s - s.mean()) / sd if sd > 0 else np.zeros(len(s))
+
+
+def position_marginals(draw: Draw, k: int, samples: int = 4000, seed: int = 0) -> np.ndarray:
+    """``C × k``: the probability that the policy that made ``draw`` shows each candidate at each of the
+    first ``k`` positions (ε-greedy exactly; Plackett–Luce by ``samples`` seeded Monte Carlo draws,
+    floored at 1 / (2·samples)). Thompson sampling's are not recoverable from the log: a ValueError."""
+    c = len(draw.candidates)
+    k = min(k, c)
+    if draw.kind == "epsilon-greedy":
+        out = np.full((c, k), draw.epsilon / c)
+        where = {int(x): p for p, x in enumerate(draw.candidates.tolist())}
+        for j, item in enumerate(draw.greedy[:k].tolist()):
+            if int(item) in where:
+                out[where[int(item)], j] += 1 - draw.epsilon
+        return out
+    if draw.kind == "plackett-luce":
+        logits = standardised(draw.scores) / draw.temperature
+        rng = np.random.default_rng(seed)
+        out = np.zeros((c, k))
+        for start in range(0, samples, 500):  # bounded memory: 500 × C at a time
+            m = min(500, samples - start)
+            g = logits[None, :] + rng.gumbel(size=(m, c))
+            top = np.argpartition(-g, k - 1, axis=1)[:, :k] if k < c else np.tile(np.arange(c), (m, 1))
+            order = np.argsort(-np.take_along_axis(g, top, axis=1), axis=1, kind="stable")
+            np.add.at(out, (np.take_along_axis(top, order, axis=1).ravel(), np.tile(np.arange(k), m)), 1)
+        return np.maximum(out / samples, 1 / (2 * samples))
+    raise ValueError(f"the position probabilities of a {draw.kind!r} draw are not kept in the log")
+
+
+class Exploration:
+    """An exploring selection step for the pipeline (see the module); thread-safe (no shared state)."""
+
+    needs_content = False
+
+    def __init__(self, config: ExploreConfig) -> None:
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return f"explore:{self.config.policy}"
+
+    @property
+    def n_candidates(self) -> int:
+        return self.config.candidates  # 0: every allowed item (the pipeline asks for the whole catalog)
+
+    def serves(self, request_id: str, scenario: str | None) -> bool:
+        cfg = self.config
+        if cfg.scenarios is not None and scenario not in cfg.scenarios:
+            return False
+        return in_share(request_id, cfg.share, "explore")
+
+    def choose(self, request_id: str, user_id: str, candidates: ItemList, item_vectors: np.ndarray | None,
+               profile: np.ndarray | None, k: int) -> ItemList:
+        """Draw a list of ``k`` from the candidates (best first by the model) with each item's propensity at
+        its position, and the draw itself (for the log)."""
+        cfg = self.config
+        c = len(candidates)
+        k = min(k, c)
+        rng = _rng(cfg.seed, request_id)
+        positions = np.arange(k)
+        if cfg.policy == "epsilon-greedy":
+            explored = bool(rng.random() < cfg.epsilon)
+            chosen = rng.choice(c, k, replace=False) if explored else positions
+            draw = Draw("epsilon-greedy", candidates.items, candidates.scores, candidates.items[:k],
+                        epsilon=cfg.epsilon, explored=explored)
+            props = (1 - cfg.epsilon) * (chosen == positions) + cfg.epsilon / c
+        else:
+            draw = Draw("plackett-luce", candidates.items, candidates.scores, candidates.items[:k],
+                        temperature=cfg.temperature)
+            g = standardised(candidates.scores) / cfg.temperature + rng.gumbel(size=c)
+            chosen = np.argsort(-g, kind="stable")[:k]
+            props = position_marginals(draw, k, cfg.samples, seed=int(rng.integers(2**32)))[chosen, positions]
+        return ItemList(candidates.items[chosen], candidates.scores[chosen], props, self.name, draw=draw)

@@ -20,7 +20,8 @@ writes) must rank three targets in their true order with each true value inside 
   then fixed): the targets in their true order, and every true value inside its interval. Every other
   estimator's coverage and order are reported beside it, and so is the logging policy's self-check.
 
-The baseline beside ours is the truth itself (and the logged value of the served policy).
+The baseline beside ours is the truth itself (and the logged value of the served policy). Runs are not
+bit-for-bit repeatable: 8 clients interleave, and the service draws each list from its (random) request id.
 Writes benchmarks/results/ope_closed_loop.json (+ .md).
 
 Usage: python benchmarks/ope_closed_loop.py [--seeds 1,2,3] [--rounds 6000] [--epsilon 0.5] [--candidates 0]

@@ -179,14 +179,14 @@ def test_cli_ope_prints_and_writes_the_estimates(served, tmp_path):
                "--min-support", "0.8", "--out", "ope.json", cwd=tmp_path)
     assert "300 lists (300 epsilon-greedy), 1,500 shown items" in proc.stdout
     assert "self-check: the logging policy as a target finds its logged value" in proc.stdout
-    assert "by pbm-ips: good" in proc.stdout
+    assert "by pbm-dr: good" in proc.stdout
     got = json.loads((tmp_path / "ope.json").read_text())
     by = {t["target"]: t["estimates"]["pbm-snips"]["value"] for t in got["targets"]}
     assert by["good"] > 0.7 > 0.3 > by["bad"]
     assert got["logger"]["failed"] == [] and got["kinds"] == {"epsilon-greedy": 300}
     strict = cli("ope", "--model", "good", "--store", str(copy), "--threshold", "1", "--min-ess", "100000",
                  cwd=tmp_path)
-    assert "good: pbm-ips cannot be estimated: effective sample size" in strict.stdout
+    assert "good: pbm-dr cannot be estimated: effective sample size" in strict.stdout
     assert "no target could be estimated" in strict.stdout
     bad = cli("ope", "--model", "good", "--store", str(copy), "--policy", "greedy", cwd=tmp_path, check=False)
     assert bad.returncode == 1 and "no lists of policy 'greedy'" in bad.stderr

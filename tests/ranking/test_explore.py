@@ -52,6 +52,7 @@ def test_share_and_bad_settings():
     explorer = Exploration(ExploreConfig(share=0.0))
     assert not any(explorer.serves(r, None) for r in ids[:100])
     for bad in ({"epsilon": 0}, {"epsilon": 1.5}, {"temperature": 0}, {"policy": "magic"}, {"candidates": -1},
+                {"candidates": 10_001},
                 {"shares": 1}):
         with pytest.raises(ValidationError):
             ExploreConfig(**bad)

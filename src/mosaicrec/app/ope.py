@@ -54,7 +54,11 @@ def _open(store_path: Path, server: str | None, admin_key: str | None) -> Store:
         if not admin_key:
             raise MosaicError("--server needs an admin key: --api-key-file FILE with a KEY:admin line, or "
                               "$MOSAICREC_API_KEYS")
-        return Store.open_snapshot(log_snapshot(server, admin_key))
+        folder = Path(log_snapshot(server, admin_key))
+        if not (folder / "snapshot.json").is_file():
+            raise MosaicError(f"the service wrote its snapshot to {folder}, which this machine cannot read: run "
+                              "`mosaicrec ope --server` where the service's model root is (or a shared disk)")
+        return Store.open_snapshot(folder)
     if not store_path.exists():
         raise MosaicError(f"no store at {store_path}")
     try:

@@ -54,8 +54,8 @@ def serve(
                                            max=1.0)] = 0.1,
     explore_temperature: Annotated[float, _opt("plackett-luce: softmax temperature over standardised scores")]
         = 1.0,
-    explore_candidates: Annotated[int, _opt("draw from the model's best N allowed items (0: all of them)", min=0)]
-        = 100,
+    explore_candidates: Annotated[int, _opt("draw from the model's best N allowed items (0: all of them, at most "
+                                            "10,000)", min=0)] = 100,
     explore_share: Annotated[float, _opt("share of requests that explore", min=0.0, max=1.0)] = 1.0,
     kg: Annotated[Optional[str], _opt("an item knowledge graph for explanation paths (\"both are directed by "
                                       "Y\"): recbole-ml100k, attributes (the items' crew, cast and genres), or a "

@@ -196,7 +196,7 @@ class _Round:
     scenario: str | None
     start: int                 # its rows in the log: start … start + k
     k: int
-    kind: str                  # deterministic | epsilon-greedy | plackett-luce | thompson
+    kind: str                  # deterministic | epsilon-greedy | plackett-luce | thompson | undrawn
     candidates: np.ndarray     # item ids the logger drew from (deterministic: the shown list)
     index: dict[str, int]
     greedy: np.ndarray         # candidate index per position of the list it shows when not exploring
@@ -229,8 +229,8 @@ class _Round:
 class LoggedRounds:
     """A log's lists with their loggers (built once, shared by every target): ``log`` as
     :func:`read_impressions` returns it, ``slates`` as :func:`read_slates` (lists without a draw were chosen
-    deterministically when every propensity is 1; a list with a propensity below 1 and no draw is counted
-    as drawn by Thompson sampling, whose other probabilities are not kept)."""
+    deterministically when every propensity is 1; one with a propensity below 1 and no draw is ``undrawn``:
+    like Thompson sampling's, only its shown items' probabilities are known)."""
 
     def __init__(self, log: pd.DataFrame, slates: pd.DataFrame | None = None) -> None:
         if not len(log):
@@ -256,11 +256,14 @@ class LoggedRounds:
                 index = {a: i for i, a in enumerate(cand.tolist())}
                 greedy = np.array([index.get(a, -1) for a in np.asarray(d["greedy"], dtype=object).astype(str)])
                 logged = np.array([index.get(a, -1) for a in shown])
+                if (logged < 0).any() or (greedy < 0).any():  # a draw that does not hold its own list: use the
+                    d = None                                   # logged propensities alone (as for Thompson)
+            if d is not None:
                 self.rounds.append(_Round(rid[b], users[b], sc, b, e - b, str(d["kind"]), cand, index, greedy, logged,
                                           float(d["epsilon"] or 0.0), float(d["temperature"] or 1.0),
                                           bool(d["explored"]), np.asarray(d["scores"], np.float64)))
             else:
-                kind = "deterministic" if np.all(props[b:e] >= 1.0) else "thompson"
+                kind = "deterministic" if np.all(props[b:e] >= 1.0) else "undrawn"  # stochastic, no draw kept
                 index = {a: i for i, a in enumerate(shown.tolist())}
                 pos = np.arange(e - b)
                 self.rounds.append(_Round(rid[b], users[b], sc, b, e - b, kind, shown, index, pos, pos))
@@ -313,10 +316,10 @@ class LoggedRounds:
         have_dr = True
         for i, r in enumerate(self.rounds):
             rows = slice(r.start, r.start + r.k)
-            if r.kind == "thompson":
+            mu_all = r.mu(np.arange(len(r.candidates)))
+            if mu_all is None:  # Thompson sampling, or a list logged without its draw
                 have_dr = False
                 continue
-            mu_all = r.mu(np.arange(len(r.candidates)))
             rho = np.array([self.rho.get(a, self.rho_mean) for a in r.candidates.tolist()])
             q_target[rows] = self.theta[np.minimum(np.arange(r.k), len(self.theta) - 1)] * (rho @ mu_all)
             if r.kind == "epsilon-greedy":
@@ -379,7 +382,7 @@ def evaluate_on_log(log: pd.DataFrame | LoggedRounds, target: BaseRecommender | 
         overlap_hits += len(set(t_items) & set(shown.tolist()))
         overlap_all += m
         mu_t = r.mu(np.maximum(t_idx, 0)) if m else np.zeros((0, r.k))
-        if mu_t is None:  # Thompson: a candidate may land anywhere; the other probabilities were not kept
+        if mu_t is None:  # Thompson / undrawn: a candidate may land anywhere; the other probabilities are not kept
             pos_ok = pbm_cell = t_idx >= 0
             pbm_ok = pi_ok = False
         else:

@@ -2,7 +2,8 @@
 that the policy shows it *at its position*, so that the log can measure other policies (off-policy
 evaluation of slates, :mod:`mosaicrec.evaluation.slates`).
 
-Two logging policies, both over the model's best ``candidates`` allowed items (0: every allowed item):
+Two logging policies, both over the model's best ``candidates`` allowed items (0: every allowed item, at
+most :data:`MAX_CANDIDATES`: each list's candidates go to the log with it):
 
 * ``epsilon-greedy``: the greedy list with probability 1 − ε, else a uniformly random ordered draw of k
   candidates. The probability of item a at position j is (1 − ε)·[a is the greedy list's j-th] + ε / C,
@@ -29,6 +30,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from mosaicrec.ranking.lists import Draw, ItemList
 
 ExplorePolicy = Literal["epsilon-greedy", "plackett-luce"]
+#: the most candidates a list is drawn from: each exploring list logs its candidates (their ids and scores),
+#: so this bounds what one request can write to the log, and the sort that finds them
+MAX_CANDIDATES = 10_000
+#: Plackett–Luce: the most Gumbel draws (samples × candidates) one request spends on its position
+#: probabilities (~20 ms); past it, fewer samples (the floor 1 / (2·samples) rises with it)
+MAX_DRAWS = 2_000_000
 
 
 class ExploreConfig(BaseModel):
@@ -40,8 +47,9 @@ class ExploreConfig(BaseModel):
     epsilon: float = Field(0.1, gt=0, le=1, description="epsilon-greedy: share of lists drawn at random")
     temperature: float = Field(1.0, ge=0.01, le=100, description="plackett-luce: softmax temperature over "
                                                                   "standardised scores")
-    candidates: int = Field(100, ge=0, le=1_000_000, description="the model's best allowed items drawn from "
-                                                                 "(0: every allowed item)")
+    candidates: int = Field(100, ge=0, le=MAX_CANDIDATES, description="the model's best allowed items drawn "
+                                                                      "from (0: every allowed item, at most "
+                                                                      f"{MAX_CANDIDATES:,})")
     share: float = Field(1.0, ge=0, le=1, description="share of requests that explore (by request id)")
     scenarios: list[str] | None = Field(None, max_length=1000, description="only these scenarios; None: all")
     samples: int = Field(1000, ge=100, le=100_000, description="plackett-luce: Monte Carlo draws for the "
@@ -113,7 +121,7 @@ class Exploration:
 
     @property
     def n_candidates(self) -> int:
-        return self.config.candidates  # 0: every allowed item (the pipeline asks for the whole catalog)
+        return self.config.candidates or MAX_CANDIDATES  # 0: every allowed item (up to the bound)
 
     def serves(self, request_id: str, scenario: str | None) -> bool:
         cfg = self.config
@@ -141,5 +149,6 @@ class Exploration:
                         temperature=cfg.temperature)
             g = standardised(candidates.scores) / cfg.temperature + rng.gumbel(size=c)
             chosen = np.argsort(-g, kind="stable")[:k]
-            props = position_marginals(draw, k, cfg.samples, seed=int(rng.integers(2**32)))[chosen, positions]
+            samples = max(100, min(cfg.samples, MAX_DRAWS // c))
+            props = position_marginals(draw, k, samples, seed=int(rng.integers(2**32)))[chosen, positions]
         return ItemList(candidates.items[chosen], candidates.scores[chosen], props, self.name, draw=draw)

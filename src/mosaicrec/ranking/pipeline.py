@@ -83,7 +83,7 @@ class Request:
 class Explorer(Protocol):
     """A policy that picks some lists from the model's candidates: a learning bandit
     (:mod:`mosaicrec.serving.bandit`, which reads content vectors) or plain exploration
-    (:mod:`mosaicrec.ranking.explore`). ``n_candidates`` 0: every allowed item."""
+    (:mod:`mosaicrec.ranking.explore`), from the model's best ``n_candidates`` allowed items."""
 
     name: str
     n_candidates: int
@@ -123,7 +123,7 @@ class Pipeline:
                    and self.explorer.serves(rid, request.scenario))
         n = mmr_pool(request.k) if diverse else request.k
         if explore:
-            n = max(n, self.explorer.n_candidates or len(snap.catalog))
+            n = max(n, self.explorer.n_candidates)
         personal = self.scorer.personal(snap, self.live, request.user_id, ev, hist, request.scenario)
         if personal is None:
             ids, scores = top_allowed(snap.popularity, n, allowed)

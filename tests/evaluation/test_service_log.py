@@ -186,7 +186,7 @@ def test_cli_ope_prints_and_writes_the_estimates(served, tmp_path):
     assert got["logger"]["failed"] == [] and got["kinds"] == {"epsilon-greedy": 300}
     strict = cli("ope", "--model", "good", "--store", str(copy), "--threshold", "1", "--min-ess", "100000",
                  cwd=tmp_path)
-    assert "good: pbm-dr cannot be estimated: effective sample size" in strict.stdout
+    assert "good: pbm-ips, pbm-snips, pbm-dr cannot be estimated: effective sample size" in strict.stdout
     assert "no target could be estimated" in strict.stdout
     bad = cli("ope", "--model", "good", "--store", str(copy), "--policy", "greedy", cwd=tmp_path, check=False)
     assert bad.returncode == 1 and "no lists of policy 'greedy'" in bad.stderr

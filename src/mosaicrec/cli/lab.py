@@ -132,8 +132,11 @@ def ope(
         table.add_row(ev.target, f"{ev.support:.0%} / pbm {ev.support_pbm:.0%}", *cells)
     out.print(table)
     for ev in found.targets:
+        by_reason: dict[str, list[str]] = {}
         for name, why in ev.refused.items():
-            _say(f"{ev.target}: {name} cannot be estimated: {why}")
+            by_reason.setdefault(why, []).append(name)
+        for why, names in by_reason.items():
+            _say(f"{ev.target}: {', '.join(names)} cannot be estimated: {why}")
     ranked = [(ev.estimates[rank_by], ev.target) for ev in found.targets if rank_by in ev.estimates]
     if ranked:
         ranked.sort(key=lambda p: -p[0].value)

@@ -38,6 +38,7 @@ class ImpressionLog:
         self.write, self.interval = write, interval
         self._lists: list[tuple] = []
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()  # one flush at a time: a flush returns once what it took is written
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="impressions", daemon=True)
         self._thread.start()
@@ -60,6 +61,10 @@ class ImpressionLog:
             self._lists = [e for e in self._lists if e[2] != user_id]
 
     def flush(self) -> None:
+        with self._flushing:
+            self._flush()
+
+    def _flush(self) -> None:
         with self._lock:
             lists, self._lists = self._lists, []
         if not lists:

@@ -65,6 +65,20 @@ def _say(text: str) -> None:
     out.print(text, soft_wrap=True, highlight=False)
 
 
+def _admin_key(server: str, api_key_file: Path | None, what: str) -> str:
+    """The admin key for asking a running service (from the file or $MOSAICREC_API_KEYS), the server URL
+    checked first; a :class:`MosaicError` saying where to put one when there is none."""
+    from mosaicrec.app.retrain import check_server_url
+    from mosaicrec.serving.auth import load_keys
+
+    check_server_url(server)
+    admin = next((k for k, kind in load_keys(api_key_file).items() if kind == "admin"), None)
+    if admin is None:
+        raise MosaicError(f"{what} needs an admin key: --api-key-file FILE with a KEY:admin line, or "
+                          "$MOSAICREC_API_KEYS")
+    return admin
+
+
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     table = Table(title=title)
     for col in columns:

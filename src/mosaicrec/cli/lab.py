@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from mosaicrec.cli import OutFolder, Seeds, StoreOpt, _opt, _say, _table, app, err, out
+from mosaicrec.cli import OutFolder, Seeds, StoreOpt, _admin_key, _opt, _say, _table, app, err, out
 from mosaicrec.errors import MosaicError
 
 
@@ -91,16 +91,22 @@ def ope(
 
     if rank_by not in ESTIMATORS:
         raise MosaicError(f"--rank-by must be one of {', '.join(ESTIMATORS)}, not {rank_by!r}")
-    admin = None
-    if server is not None:
-        from mosaicrec.app.retrain import check_server_url
-        from mosaicrec.serving.auth import load_keys
-
-        check_server_url(server)
-        admin = next((k for k, kind in load_keys(api_key_file).items() if kind == "admin"), None)
+    admin = _admin_key(server, api_key_file, "ope --server") if server is not None else None
     with err.status("making each target's lists for the logged rounds"):
         found = evaluate_targets(model, store, threshold=threshold, policy=policy, since=since, boot=boot,
                                  server=server, admin_key=admin, min_support=min_support, min_ess=min_ess)
+    _print_ope(found, rank_by)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps({"policy": policy, "since": since, "rank_by": rank_by, **found.to_dict()},
+                                     indent=2))
+        _say(f"estimates: {output}")
+
+
+def _print_ope(found, rank_by: str) -> None:
+    """The log, its self-check, each target's estimates or the reasons they are refused, and the order."""
+    from mosaicrec.evaluation.slates import ESTIMATORS
+
     log = found.log
     kinds = ", ".join(f"{n:,} {k}" for k, n in sorted(found.kinds.items()))
     _say(f"log: {found.lists:,} lists ({kinds}), {len(log):,} shown items, logged value per slot "
@@ -146,11 +152,6 @@ def ope(
                                          " (neighbouring intervals overlap: the order is not certain)"))
     else:
         _say(f"no target could be estimated by {rank_by}")
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps({"policy": policy, "since": since, "rank_by": rank_by, **found.to_dict()},
-                                     indent=2))
-        _say(f"estimates: {output}")
 
 
 @app.command("ope-table")

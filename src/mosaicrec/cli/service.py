@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Optional
 
-from mosaicrec.cli import ModelOpt, Params, Repeat, StoreOpt, TextFields, _opt, _say, app, err
+from mosaicrec.cli import ModelOpt, Params, Repeat, StoreOpt, TextFields, _admin_key, _opt, _say, app, err
 from mosaicrec.errors import MosaicError
 
 
@@ -52,8 +52,7 @@ def serve(
         = None,
     explore_epsilon: Annotated[float, _opt("epsilon-greedy: share of exploring lists drawn at random", min=0.0,
                                            max=1.0)] = 0.1,
-    explore_temperature: Annotated[float, _opt("plackett-luce: softmax temperature over standardised scores")]
-        = 1.0,
+    explore_temperature: Annotated[float, _opt("plackett-luce: softmax temperature over standardised scores")] = 1.0,
     explore_candidates: Annotated[int, _opt("draw from the model's best N allowed items (0: all of them, at most "
                                             "10,000)", min=0)] = 100,
     explore_share: Annotated[float, _opt("share of requests that explore", min=0.0, max=1.0)] = 1.0,
@@ -132,15 +131,9 @@ def retrain(
     """Retrain a running service's model on a snapshot of its store and swap it in (the store stays open
     for writes throughout). The key comes from the file or $MOSAICREC_API_KEYS (an admin one)."""
     from mosaicrec.app.encode import parse_params
-    from mosaicrec.app.retrain import check_server_url
     from mosaicrec.app.retrain import retrain as run
-    from mosaicrec.serving.auth import load_keys
 
-    check_server_url(server)
-    admin = next((k for k, kind in load_keys(api_key_file).items() if kind == "admin"), None)
-    if admin is None:
-        raise MosaicError("retrain needs an admin key: --api-key-file FILE with a KEY:admin line, or "
-                          "$MOSAICREC_API_KEYS")
+    admin = _admin_key(server, api_key_file, "retrain")
     with err.status("asking the service to retrain") as status:
         def show(job: dict) -> None:
             status.update(f"retrain job {job['job_id']} ({job['model']}): {job['state']}")

@@ -348,6 +348,103 @@ def _reason_unsupported(kinds: dict[str, int], support: float, what: str) -> str
             "to bound those slots instead")
 
 
+@dataclass
+class _Weighed:
+    """One target on a log, row by row (see :func:`_weigh`): each family's weights and reward-model terms,
+    the pseudo-inverse weight per round, and per family the target's supported slots and the reward
+    model's value of the unsupported ones."""
+
+    w: dict[str, np.ndarray]
+    q_target: dict[str, np.ndarray]
+    pi: np.ndarray | None
+    cells: int
+    supported: dict[str, float]
+    imputed: dict[str, float]
+    overlap: float
+
+
+def _weigh(logged: LoggedRounds, lists: dict[str, list[str]]) -> _Weighed:
+    """Per row the target's probability of the shown item at its position (``position``) and its exposure
+    over the logger's (``pbm``), and what the target's own slots were worth to the reward model."""
+    n, theta = len(logged.rewards), logged.theta
+    w = {"position": np.zeros(n), "pbm": np.zeros(n)}
+    q = {"position": np.zeros(n), "pbm": np.zeros(n)}
+    pi = np.full(len(logged.rounds), np.nan)
+    supported = {"position": 0.0, "pbm": 0.0, "pi": 0.0}
+    imputed = {"position": 0.0, "pbm": 0.0, "pi": 0.0}
+    pbm_ok = pi_ok = True
+    cells = hits = 0
+    for i, r in enumerate(logged.rounds):
+        t_items = lists[r.rid][:r.k]
+        m = len(t_items)
+        rows = np.arange(r.start, r.start + r.k)
+        shown = logged.items[rows]
+        t_idx = np.array([r.index.get(a, -1) for a in t_items], np.int64)
+        cells += m
+        hits += len(set(t_items) & set(shown.tolist()))
+        mu_t = r.mu(np.maximum(t_idx, 0)) if m else np.zeros((0, r.k))
+        inside = t_idx >= 0
+        if mu_t is None:  # Thompson / undrawn: a candidate may land anywhere; the other probabilities are not kept
+            ok = {"position": inside, "pbm": inside}
+            pbm_ok = False
+        else:
+            ok = {"position": inside & (mu_t[np.arange(m), np.arange(m)] > 0),
+                  "pbm": inside & ((mu_t @ theta[:r.k]) > 0)}
+        t_q = np.clip(logged.q(t_items, np.arange(m)), 0, None) if m else np.zeros(0)
+        for family, good in ok.items():
+            supported[family] += float(good.sum())
+            q[family][rows[:m]] = np.where(good, t_q, 0.0)
+            imputed[family] += float(np.clip(t_q[~good], 0, 1).sum())
+        target_at = np.full(r.k, "", object)
+        target_at[:m] = t_items
+        w["position"][rows] = (shown == target_at) / logged.propensities[rows]
+        if pbm_ok:
+            exposure = (shown[:, None] == target_at[None, :]).astype(np.float64)
+            w["pbm"][rows] = pbm_weights(exposure, r.mu(r.logged), theta[:r.k])
+        if r.kind not in ("epsilon-greedy", "deterministic"):
+            pi_ok = False
+        elif m == r.k:
+            pi[i] = pi_weights(len(r.candidates), r.epsilon, r.greedy, r.logged, t_idx)
+        if np.isfinite(pi[i]):
+            supported["pi"] += m
+        else:
+            imputed["pi"] += float(np.clip(t_q, 0, 1).sum())
+    if not pbm_ok:
+        del w["pbm"]
+    return _Weighed(w, q, pi if pi_ok else None, cells, supported, imputed, hits / cells if cells else 0.0)
+
+
+def _judge(est: dict[str, SlateEstimate], weighed: _Weighed, kinds: dict[str, int], n: int, min_support: float,
+           min_ess: float) -> tuple[dict[str, SlateEstimate], dict[str, str]]:
+    """The estimates that can be given (their unsupported slots bounded and imputed) and, for the others,
+    why not."""
+    out: dict[str, SlateEstimate] = {}
+    refused: dict[str, str] = {}
+    for name in ESTIMATORS:
+        family = "pi" if name == "pi" else "pbm" if name.startswith("pbm") else "position"
+        support = weighed.supported[family] / weighed.cells if weighed.cells else 0.0
+        e = est.get(name)
+        if e is None:
+            refused[name] = ("the pseudo-inverse needs the logger's joint slot probabilities: known for ε-greedy "
+                             "and deterministic lists only" if name == "pi" else
+                             "the position-based model needs each shown item's probability at every position: "
+                             "Thompson sampling, and lists logged without their draw, keep the shown position's only")
+        elif support < min_support:
+            refused[name] = _reason_unsupported(kinds, support, "(pbm: anywhere in the list)"
+                                                if family == "pbm" else "")
+        elif e.ess < min_ess or not np.isfinite(e.value):
+            refused[name] = (f"effective sample size {e.ess:.1f} is below the floor of {min_ess:g}: too few logged "
+                             "rows show what the target would (explore more, or log longer)")
+        else:
+            # the supported slots are estimated; the rest are bounded by [0, 1] (the interval) and imputed by the
+            # reward model (the value). SNIPS's normaliser already spreads its estimate over the unsupported slots.
+            u = 1.0 - support
+            scale = support if name.endswith("snips") else 1.0
+            imputed = min(weighed.imputed[family] / n, u)
+            out[name] = SlateEstimate(e.value * scale + imputed, e.low * scale, e.high * scale + u, e.ess)
+    return out, refused
+
+
 def evaluate_on_log(log: pd.DataFrame | LoggedRounds, target: BaseRecommender | Listing, name: str | None = None, *,
                     slates: pd.DataFrame | None = None, answers: dict[str, pd.DataFrame] | None = None,
                     n_boot: int = 200, seed: int = 0, min_support: float = 0.95,
@@ -363,90 +460,16 @@ def evaluate_on_log(log: pd.DataFrame | LoggedRounds, target: BaseRecommender | 
     rounds = pd.DataFrame({"request_id": [r.rid for r in logged.rounds], "user_id": [r.user for r in logged.rounds],
                            "k": [r.k for r in logged.rounds], "scenario": [r.scenario for r in logged.rounds]})
     lists, cold = target_lists(listing, rounds, answers)
-    n = len(logged.rewards)
-    theta = logged.theta
-    w_pos, w_pbm = np.zeros(n), np.zeros(n)
-    q_pos, q_pbm = np.zeros(n), np.zeros(n)
-    pi = np.full(len(logged.rounds), np.nan)
-    cells = supported = supported_pbm = 0
-    imputed_pos = imputed_pbm = imputed_pi = 0.0  # the reward model's value of the unsupported slots
-    pbm_ok = pi_ok = True
-    overlap_hits = overlap_all = 0
-    for i, r in enumerate(logged.rounds):
-        t_items = lists[r.rid][:r.k]
-        rows = np.arange(r.start, r.start + r.k)
-        shown = logged.items[rows]
-        t_idx = np.array([r.index.get(a, -1) for a in t_items], np.int64)
-        m = len(t_items)
-        cells += m
-        overlap_hits += len(set(t_items) & set(shown.tolist()))
-        overlap_all += m
-        mu_t = r.mu(np.maximum(t_idx, 0)) if m else np.zeros((0, r.k))
-        if mu_t is None:  # Thompson / undrawn: a candidate may land anywhere; the other probabilities are not kept
-            pos_ok = pbm_cell = t_idx >= 0
-            pbm_ok = pi_ok = False
-        else:
-            inside = t_idx >= 0
-            pos_ok = inside & (mu_t[np.arange(m), np.arange(m)] > 0)
-            pbm_cell = inside & ((mu_t @ theta[:r.k]) > 0)
-        supported += int(pos_ok.sum())
-        supported_pbm += int(pbm_cell.sum())
-        # rows: the target's probability of the shown item at its position / anywhere (exposure)
-        target_at = np.full(r.k, "", object)
-        target_at[:m] = t_items
-        same = shown == target_at
-        w_pos[rows] = same / logged.propensities[rows]
-        t_q = logged.q(t_items, np.arange(m)) if m else np.zeros(0)
-        q_pos[rows[:m]] = np.where(pos_ok, t_q, 0.0)
-        q_pbm[rows[:m]] = np.where(pbm_cell, t_q, 0.0)
-        imputed_pos += float(np.clip(t_q[~pos_ok], 0, 1).sum())
-        imputed_pbm += float(np.clip(t_q[~pbm_cell], 0, 1).sum())
-        if r.kind in ("epsilon-greedy", "deterministic") and m == r.k and np.any(t_idx < 0):
-            imputed_pi += float(np.clip(t_q, 0, 1).sum())
-        if pbm_ok:
-            pi_exp = (shown[:, None] == target_at[None, :]).astype(np.float64)
-            mu_exp = r.mu(r.logged)
-            w_pbm[rows] = pbm_weights(pi_exp, mu_exp, theta[:r.k])
-        if r.kind in ("epsilon-greedy", "deterministic") and m == r.k:
-            pi[i] = pi_weights(len(r.candidates), r.epsilon, r.greedy, r.logged, t_idx)
-        elif r.kind not in ("epsilon-greedy", "deterministic"):
-            pi_ok = False
-    weights = {"position": w_pos} | ({"pbm": w_pbm} if pbm_ok else {})
-    est = estimate(logged.round_of, logged.rewards, weights, q_logged=logged.q(logged.items, logged.positions),
-                   q_target={"position": q_pos, "pbm": q_pbm}, pi_round=pi if pi_ok else None,
+    weighed = _weigh(logged, lists)
+    est = estimate(logged.round_of, logged.rewards, weighed.w, q_logged=logged.q(logged.items, logged.positions),
+                   q_target=weighed.q_target, pi_round=weighed.pi,
                    slate_length=np.array([r.k for r in logged.rounds]), n_boot=n_boot, seed=seed)
-    support = supported / cells if cells else 0.0
-    support_pbm = supported_pbm / cells if cells else 0.0
-    lengths = np.array([r.k for r in logged.rounds], np.float64)
-    support_pi = float(lengths[np.isfinite(pi)].sum() / lengths.sum())
-    kinds = logged.kinds
-    refused: dict[str, str] = {}
-    out: dict[str, SlateEstimate] = {}
-    for name_ in ESTIMATORS:
-        kind_support = support_pi if name_ == "pi" else support_pbm if name_.startswith("pbm") else support
-        e = est.get(name_)
-        if e is None:
-            refused[name_] = ("the pseudo-inverse needs the logger's joint slot probabilities: known for ε-greedy "
-                              "and deterministic lists only" if name_ == "pi" else
-                              "the position-based model needs each shown item's probability at every position: "
-                              "Thompson sampling keeps the shown position's only")
-        elif kind_support < min_support:
-            refused[name_] = _reason_unsupported(kinds, kind_support, "(pbm: anywhere in the list)"
-                                                 if name_.startswith("pbm") else "")
-        elif e.ess < min_ess or not np.isfinite(e.value):
-            refused[name_] = (f"effective sample size {e.ess:.1f} is below the floor of {min_ess:g}: too few logged "
-                              "rows show what the target would (explore more, or log longer)")
-        else:
-            # the supported slots are estimated; the rest are bounded by [0, 1] (the interval) and imputed by the
-            # reward model (the value). SNIPS's normaliser already spreads its estimate over the unsupported slots.
-            u = 1.0 - kind_support
-            scale = kind_support if name_.endswith("snips") else 1.0
-            imputed = (imputed_pi if name_ == "pi" else imputed_pbm if name_.startswith("pbm") else imputed_pos) / n
-            imputed = min(imputed, u)
-            out[name_] = SlateEstimate(e.value * scale + imputed, e.low * scale, e.high * scale + u, e.ess)
+    n = len(logged.rewards)
+    out, refused = _judge(est, weighed, logged.kinds, n, min_support, min_ess)
     per_policy = logged.log.groupby("policy")["request_id"].nunique().to_dict()
+    cells = max(weighed.cells, 1)
     return LogEvaluation(name or listing.model.name, out, refused, len(logged.rounds), n, len(cold),
-                         overlap_hits / overlap_all if overlap_all else 0.0, support, support_pbm,
+                         weighed.overlap, weighed.supported["position"] / cells, weighed.supported["pbm"] / cells,
                          float(logged.rewards.mean()), float(np.mean(logged.propensities < 1)),
-                         [float(t) for t in theta], logged.theta_estimated,
+                         [float(t) for t in logged.theta], logged.theta_estimated,
                          {str(k): int(v) for k, v in per_policy.items()}, lists)

@@ -76,8 +76,8 @@ def ope(
                                        "possible under the logger", min=0.0, max=1.0)] = 0.95,
     min_ess: Annotated[float, _opt("refuse an estimator whose effective sample size is below this", min=0.0)]
         = 50.0,
-    rank_by: Annotated[str, _opt("the estimator the targets are ranked by (pbm-dr: chosen on the closed-loop "
-                                 "benchmark's validation seed)")] = "pbm-dr",
+    rank_by: Annotated[str, _opt("the estimator the targets are ranked by (pbm-dr: true order and every truth "
+                                 "covered in every closed-loop benchmark run)")] = "pbm-dr",
     output: Annotated[Optional[Path], _opt("write the estimates as JSON here", "--out")] = None,
 ) -> None:
     """Off-policy evaluation on the service's impression log: each target model's value per shown slot by

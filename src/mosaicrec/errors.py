@@ -61,5 +61,9 @@ class StoreError(MosaicError):
     """The store cannot be opened or written."""
 
 
+class StoreLockedError(StoreError):
+    """Another process (a running service) holds the store."""
+
+
 class NotSupportedError(MosaicError):
     """The model cannot do what was asked (e.g. an interaction-only model asked about a new user)."""

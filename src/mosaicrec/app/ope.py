@@ -12,7 +12,7 @@ import pandas as pd
 
 from mosaicrec.app.trained import model_store, saved_content
 from mosaicrec.data.store import Store, default_store_path
-from mosaicrec.errors import MosaicError, StoreError
+from mosaicrec.errors import MosaicError, StoreLockedError
 from mosaicrec.evaluation.service_log import (LogEvaluation, LoggedRounds, LoggerCheck, evaluate_on_log,
                                               read_impressions, read_slates, split_rewards)
 from mosaicrec.models import load_model
@@ -63,12 +63,9 @@ def _open(store_path: Path, server: str | None, admin_key: str | None) -> Store:
         raise MosaicError(f"no store at {store_path}")
     try:
         return Store(store_path, read_only=True)
-    except StoreError as e:
-        if "in use" in str(e) or "lock" in str(e).lower():
-            raise MosaicError(f"the store {store_path} is held by a running service: evaluate on a snapshot it "
-                              "writes: --server URL with an admin key (--api-key-file or $MOSAICREC_API_KEYS)"
-                              ) from None
-        raise
+    except StoreLockedError:
+        raise MosaicError(f"the store {store_path} is held by a running service: evaluate on a snapshot it "
+                          "writes: --server URL with an admin key (--api-key-file or $MOSAICREC_API_KEYS)") from None
 
 
 def evaluate_targets(models: list[Path], store: Path | None = None, *, threshold: float | None = None,

@@ -14,6 +14,7 @@ cached user×item CSR matrix), so a model can be used from a notebook without th
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -94,6 +95,21 @@ def context_floats(events: "Interactions", column: str) -> np.ndarray:
         bad = int(np.flatnonzero(~np.isfinite(out))[0])
         raise ValueError(f"event column {column!r} holds a value that is not finite (event {bad}: "
                          f"{str(raw[bad])!r})")
+    return out
+
+
+def answered_lists(contexts: pd.Series) -> np.ndarray:
+    """Per event, the ``request_id`` of the served list its context names (``{"request_id": "..."}``), else
+    None: the one rule by which feedback is attributed to a list (the bandit's rewards, the off-policy log's)."""
+    ctx = contexts.astype(str)
+    out = np.full(len(ctx), None, object)
+    for row in np.flatnonzero(ctx.str.contains("request_id", regex=False).to_numpy()):
+        try:
+            rid = json.loads(ctx.iloc[row]).get("request_id")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(rid, str):
+            out[row] = rid
     return out
 
 

@@ -29,7 +29,7 @@ import pandas as pd
 
 from mosaicrec.data.likes import LikeRule
 from mosaicrec.data.schema import ITEM_COLUMNS, USER_COLUMNS, Dataset, Interactions
-from mosaicrec.errors import StoreError
+from mosaicrec.errors import StoreError, StoreLockedError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -103,7 +103,7 @@ class Store:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as e:
             if "lock" in str(e).lower():
-                raise StoreError(f"cannot open store {self.path}: {LOCKED_HINT}") from None
+                raise StoreLockedError(f"cannot open store {self.path}: {LOCKED_HINT}") from None
             raise StoreError(f"cannot open store {self.path}: {e}") from None
         if not read_only:
             self._sql(_SCHEMA)

@@ -31,17 +31,17 @@ must equal the one recomputed from its draw (``propensity_mismatch``).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from mosaicrec.data.schema import answered_lists
 from mosaicrec.data.store import Store
 from mosaicrec.errors import MosaicError
 from mosaicrec.evaluation.slates import ESTIMATORS, SlateEstimate, estimate, pbm_weights, pi_weights
 from mosaicrec.models.base import BaseRecommender
-from mosaicrec.ranking.explore import position_marginals
+from mosaicrec.ranking.explore import epsilon_greedy_marginals, position_marginals
 from mosaicrec.ranking.export import Listing
 from mosaicrec.ranking.lists import Draw
 from mosaicrec.ranking.pipeline import Pipeline, Request
@@ -162,17 +162,9 @@ def split_rewards(events: pd.DataFrame, request_ids: set[str]) -> tuple[pd.DataF
 
 
 def _answer_ids(events: pd.DataFrame, request_ids: set[str]) -> np.ndarray:
-    ctx = events["context"].astype(str)
-    marked = ctx.str.contains("request_id", regex=False).to_numpy()
-    out = np.full(len(events), "", object)
-    for row in np.flatnonzero(marked):
-        try:
-            rid = json.loads(ctx.iloc[row]).get("request_id")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(rid, str) and rid in request_ids:
-            out[row] = rid
-    return out
+    """Per event, the logged list (of ``request_ids``) it answers, else ""."""
+    return np.array([r if r is not None and r in request_ids else "" for r in answered_lists(events["context"])],
+                    object)
 
 
 def without_rewards(events: pd.DataFrame, request_ids: set[str]) -> pd.DataFrame:
@@ -214,8 +206,7 @@ class _Round:
         if self.kind == "deterministic":
             return (idx[:, None] == np.arange(self.k)[None, :]).astype(np.float64)
         if self.kind == "epsilon-greedy":
-            c = len(self.candidates)
-            return self.epsilon / c + (1 - self.epsilon) * (idx[:, None] == self.greedy[None, :])
+            return epsilon_greedy_marginals(self.epsilon, len(self.candidates), self.greedy, idx)
         if self.kind == "plackett-luce":
             if self._marginals is None:
                 c = len(self.candidates)
@@ -294,18 +285,22 @@ class LoggedRounds:
         rate = (np.bincount(pos, rew, length) + prior * mean) / (np.bincount(pos, minlength=length) + prior)
         return rate / rate[0], True
 
-    def _item_rates(self, prior: float = 10.0) -> tuple[dict[str, float], float]:
+    def _item_rates(self, prior: float = 10.0) -> tuple[pd.Series, float]:
         """ρ̂(a): each item's rewards over its examinations (Σ θ_j of its rows), shrunk to the overall rate."""
         exam = self.theta[np.minimum(self.positions, len(self.theta) - 1)]
         mean = float(self.rewards.sum() / exam.sum()) if exam.sum() > 0 else 0.0
         frame = pd.DataFrame({"item": self.items, "r": self.rewards, "e": exam}).groupby("item")[["r", "e"]].sum()
         rho = (frame["r"] + prior * mean) / (frame["e"] + prior)
-        return dict(zip(frame.index.astype(str), rho.to_numpy(np.float64))), mean
+        return pd.Series(rho.to_numpy(np.float64), index=frame.index.astype(str)), mean
+
+    def rates(self, items) -> np.ndarray:
+        """ρ̂ of these items (the overall rate for an item the log never showed)."""
+        return self.rho.reindex(pd.Index(np.asarray(items, dtype=object).astype(str))).fillna(self.rho_mean
+                                                                                          ).to_numpy(np.float64)
 
     def q(self, items, positions: np.ndarray) -> np.ndarray:
         """The reward model q̂(a, j) = θ_j ρ̂(a)."""
-        rho = np.array([self.rho.get(a, self.rho_mean) for a in items], np.float64)
-        return self.theta[np.minimum(np.asarray(positions, np.int64), len(self.theta) - 1)] * rho
+        return self.theta[np.minimum(np.asarray(positions, np.int64), len(self.theta) - 1)] * self.rates(items)
 
     def logger_check(self, n_boot: int = 200, seed: int = 0) -> LoggerCheck:
         """The logging policy as a target on its own log (every weight 1; see :class:`LoggerCheck`)."""
@@ -320,8 +315,8 @@ class LoggedRounds:
             if mu_all is None:  # Thompson sampling, or a list logged without its draw
                 have_dr = False
                 continue
-            rho = np.array([self.rho.get(a, self.rho_mean) for a in r.candidates.tolist()])
-            q_target[rows] = self.theta[np.minimum(np.arange(r.k), len(self.theta) - 1)] * (rho @ mu_all)
+            q_target[rows] = self.theta[np.minimum(np.arange(r.k), len(self.theta) - 1)] * (self.rates(r.candidates)
+                                                                                             @ mu_all)
             if r.kind == "epsilon-greedy":
                 expected = r.mu(r.logged)[np.arange(r.k), np.arange(r.k)]
                 mismatch.append(float(np.max(np.abs(expected - self.propensities[rows]))))

@@ -30,6 +30,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from mosaicrec.ranking.explore import count_positions, epsilon_greedy_marginals
+
 Policy = Literal["epsilon-greedy", "linucb", "thompson"]
 
 
@@ -108,7 +110,8 @@ class LinearBandit:
             top = _top(self.expected(phi), k)
             explored = bool(self.rng.random() < cfg.epsilon)
             chosen = self.rng.choice(n, k, replace=False) if explored else top
-            return Slate(chosen, (1 - cfg.epsilon) * (chosen == top) + cfg.epsilon / n, top, explored)
+            return Slate(chosen, epsilon_greedy_marginals(cfg.epsilon, n, top, chosen)[np.arange(k), np.arange(k)], top,
+                         explored)
         if cfg.policy == "linucb":
             top = _top(self.ucb(phi), k)
             return Slate(top, np.ones(k), top)
@@ -127,16 +130,13 @@ class LinearBandit:
         being in the slate at all."""
         phi = self._check(phi)
         n, cfg = len(phi), self.config
-        out = np.zeros((n, k))
         if cfg.policy in ("epsilon-greedy", "linucb"):
             top = _top(self.expected(phi) if cfg.policy == "epsilon-greedy" else self.ucb(phi), k)
-            out[top, np.arange(k)] = 1.0
-            return out if cfg.policy == "linucb" else (1 - cfg.epsilon) * out + cfg.epsilon / n
+            return epsilon_greedy_marginals(cfg.epsilon if cfg.policy == "epsilon-greedy" else 0.0, n, top,
+                                            np.arange(n))
         s = cfg.propensity_samples
-        scores = self._thompson_scores(phi, s)
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-        np.add.at(out, (np.take_along_axis(top, order, axis=1).ravel(), np.tile(np.arange(k), s)), 1)
+        out = np.zeros((n, k))
+        count_positions(self._thompson_scores(phi, s), k, out)
         return np.maximum(out / s, 1 / (2 * s))
 
     def _thompson_scores(self, phi: np.ndarray, samples: int) -> np.ndarray:

@@ -80,6 +80,22 @@ def standardised(scores: np.ndarray) -> np.ndarray:
     return (s - s.mean()) / sd if sd > 0 else np.zeros(len(s))
 
 
+def epsilon_greedy_marginals(epsilon: float, n_candidates: int, greedy: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``len(idx) × len(greedy)``: the probability that ε-greedy over ``n_candidates`` (its list ``greedy``
+    with 1 − ε, else a uniformly random ordered draw) shows candidate ``idx[i]`` at position ``j``:
+    (1 − ε)·[greedy_j = idx_i] + ε / C."""
+    return (1 - epsilon) * (np.asarray(idx)[:, None] == np.asarray(greedy)[None, :]) + epsilon / n_candidates
+
+
+def count_positions(scores: np.ndarray, k: int, out: np.ndarray) -> None:
+    """Add to ``out`` (n × k) where each row of ``scores`` (draws × n) puts its top ``k`` items, by position:
+    the Monte Carlo count behind Plackett–Luce's and Thompson sampling's position probabilities."""
+    n = scores.shape[1]
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(scores), 1))
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    np.add.at(out, (np.take_along_axis(top, order, axis=1).ravel(), np.tile(np.arange(k), len(scores))), 1)
+
+
 def position_marginals(draw: Draw, k: int, samples: int = 4000, seed: int = 0) -> np.ndarray:
     """``C × k``: the probability that the policy that made ``draw`` shows each candidate at each of the
     first ``k`` positions (ε-greedy exactly; Plackett–Luce by ``samples`` seeded Monte Carlo draws,
@@ -87,22 +103,16 @@ def position_marginals(draw: Draw, k: int, samples: int = 4000, seed: int = 0) -
     c = len(draw.candidates)
     k = min(k, c)
     if draw.kind == "epsilon-greedy":
-        out = np.full((c, k), draw.epsilon / c)
         where = {int(x): p for p, x in enumerate(draw.candidates.tolist())}
-        for j, item in enumerate(draw.greedy[:k].tolist()):
-            if int(item) in where:
-                out[where[int(item)], j] += 1 - draw.epsilon
-        return out
+        greedy = np.array([where.get(int(item), -1) for item in draw.greedy[:k].tolist()], np.int64)
+        return epsilon_greedy_marginals(draw.epsilon, c, greedy, np.arange(c))
     if draw.kind == "plackett-luce":
         logits = standardised(draw.scores) / draw.temperature
         rng = np.random.default_rng(seed)
         out = np.zeros((c, k))
         for start in range(0, samples, 500):  # bounded memory: 500 × C at a time
             m = min(500, samples - start)
-            g = logits[None, :] + rng.gumbel(size=(m, c))
-            top = np.argpartition(-g, k - 1, axis=1)[:, :k] if k < c else np.tile(np.arange(c), (m, 1))
-            order = np.argsort(-np.take_along_axis(g, top, axis=1), axis=1, kind="stable")
-            np.add.at(out, (np.take_along_axis(top, order, axis=1).ravel(), np.tile(np.arange(k), m)), 1)
+            count_positions(logits[None, :] + rng.gumbel(size=(m, c)), k, out)
         return np.maximum(out / samples, 1 / (2 * samples))
     raise ValueError(f"the position probabilities of a {draw.kind!r} draw are not kept in the log")
 
@@ -143,7 +153,7 @@ class Exploration:
             chosen = rng.choice(c, k, replace=False) if explored else positions
             draw = Draw("epsilon-greedy", candidates.items, candidates.scores, candidates.items[:k],
                         epsilon=cfg.epsilon, explored=explored)
-            props = (1 - cfg.epsilon) * (chosen == positions) + cfg.epsilon / c
+            props = epsilon_greedy_marginals(cfg.epsilon, c, positions, chosen)[positions, positions]
         else:
             draw = Draw("plackett-luce", candidates.items, candidates.scores, candidates.items[:k],
                         temperature=cfg.temperature)

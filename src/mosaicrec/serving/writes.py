@@ -8,13 +8,14 @@ then to the live state; rewards for lists an exploring policy chose (events whos
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+
+from mosaicrec.data.schema import answered_lists
 
 ItemMode = Literal["create", "replace", "patch"]
 
@@ -75,18 +76,15 @@ def rewards_of(events: pd.DataFrame, index: dict[str, int], threshold: float | N
                ) -> list[tuple[str, str, int, float]]:
     """(request id, user id, catalog row, reward) of the events whose context names a served list's ``request_id``:
     reward 1 for a like (weight ≥ the threshold), 0 otherwise; events of unknown items are left out."""
-    ctx = events["context"].astype(str)
-    marked = ctx.str.contains("request_id", regex=False)
+    rids = answered_lists(events["context"])
+    marked = np.array([r is not None for r in rids], bool)
     if not marked.any():
         return []
     rewards = []
-    for c, user, item, weight in zip(ctx[marked], events.loc[marked, "user_id"].astype(str),
-                                     events.loc[marked, "item_id"].astype(str), events.loc[marked, "weight"].astype(float)):
-        try:
-            rid = json.loads(c).get("request_id")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(rid, str) and item in index:
+    for rid, user, item, weight in zip(rids[marked], events.loc[marked, "user_id"].astype(str),
+                                       events.loc[marked, "item_id"].astype(str),
+                                       events.loc[marked, "weight"].astype(float)):
+        if item in index:
             liked = weight >= threshold if threshold is not None else weight > 0
             rewards.append((rid, user, index[item], 1.0 if liked else 0.0))
     return rewards

@@ -632,3 +632,49 @@ def test_ope_reads_a_snapshot_beside_the_running_service(files):
         assert server.get("/health").status_code == 200  # the service kept serving throughout
     finally:
         server.close()
+
+
+def test_a_video_catalog_goes_from_files_to_served_explained_recommendations(tmp_path):
+    pytest.importorskip("av")
+    from tests.serving.test_video_serving import clip
+
+    (tmp_path / "keys.txt").write_text(KEYS)
+    (tmp_path / "clips").mkdir()
+    lines = ["item_id,title,trailer"]
+    for i in range(9):
+        clip(tmp_path / "clips" / f"c{i}.mp4", i % 3)
+        lines.append(f"c{i},Clip {i},clips/c{i}.mp4")
+    (tmp_path / "items.csv").write_text("\n".join(lines) + "\n")
+    # each user likes two clips of one colour
+    events = ["user_id,item_id,weight,timestamp"] + [f"u{u},c{(u % 3) + 3 * j},1,{10 * u + j}"
+                                                      for u in range(12) for j in range(2)]
+    (tmp_path / "events.csv").write_text("\n".join(events) + "\n")
+    plain = cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", "s.duckdb", cwd=tmp_path)
+    assert "trailer (to use it: --map items.video=trailer)" in plain.stdout
+    cli("ingest", "--events", "events.csv", "--items", "items.csv", "--store", "s.duckdb", "--map",
+        "items.video=trailer", cwd=tmp_path)
+    params = ("video.frames=color-texture", "video.audio=mfcc-stats", "video.content=parts")
+    enc = cli("encode", "--store", "s.duckdb", "--encoder", "video=video",
+              *[a for p in params for a in ("--param", p)], cwd=tmp_path)
+    assert "9/9 items have vectors (0 from cache, 9 encoded" in enc.stdout
+    cli("train", "--model", "content-knn", "--encoder", "video=video", "--out", "m", "--store", "s.duckdb",
+        *[a for p in params for a in ("--encoder-param", p)], cwd=tmp_path)
+    info = json.loads((tmp_path / "m" / "training.json").read_text())
+    assert info["encoders"]["video"]["params"]["frames"] == "color-texture"
+    server = Server(tmp_path, "--model", "m", "--store", "s.duckdb", "--media-root", "clips")
+    try:
+        recs = server.get("/users/u1/recommendations", k=1).json()["items"]
+        why = recs[0]["explanation"]  # u1 liked c1 and c4: the third green clip, because of them, by picture
+        assert recs[0]["item_id"] == "c7" and ("Clip 1" in why or "Clip 4" in why) and "video_" in why, why
+        new = clip(tmp_path / "new.mp4", 1)
+        r = server.client.post("/items/upload", data={"item": '{"item_id": "fresh", "title": "Fresh clip"}'},
+                               files={"video": ("fresh.mp4", new.read_bytes(), "video/mp4")},
+                               headers={"X-API-Key": "writer-key-1"})
+        assert r.status_code == 201, r.text
+        similar = server.get("/items/fresh/similar", k=3).json()["items"]
+        assert {i["item_id"] for i in similar} == {"c1", "c4", "c7"}
+        assert server.get("/items/c0/media/frame").headers["content-type"] == "image/jpeg"
+        assert server.get("/items/c0/media/video").headers["content-type"] == "video/mp4"
+        assert "add-video" in server.client.get("/ui").text
+    finally:
+        server.close()

@@ -28,6 +28,7 @@ from mosaicrec.data.datasets import DATASETS, DatasetSource
 from mosaicrec.data.splits import SplitConfig
 from mosaicrec.errors import ConfigError
 from mosaicrec.encoders.stage import ContentConfig
+from mosaicrec.evaluation.ablation import AblationConfig
 from mosaicrec.evaluation.protocol import EvaluationConfig
 from mosaicrec.evaluation.runner import ColdStartConfig
 from mosaicrec.evaluation.transfer import TransferConfig
@@ -74,6 +75,8 @@ class ExperimentConfig(BaseModel):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     content: ContentConfig | None = Field(None, description="item content for content models")
     cold_start: ColdStartConfig = Field(default_factory=ColdStartConfig)
+    ablation: AblationConfig | None = Field(None, description="what each modality is worth: every content model "
+                                            "also runs without each of its modalities, compared user by user")
     transfer: TransferConfig | None = Field(None, description="a transfer experiment instead of the usual one: "
                                             "pre-train on one scenario and fine-tune on others, or train on one "
                                             "catalog and score another (mosaicrec.evaluation.transfer)")
@@ -106,12 +109,37 @@ class ExperimentConfig(BaseModel):
                 raise ValueError(f"model {spec.display!r} reads item content: add a [content] section")
         if (self.cold_start.items or self.cold_start.users) and self.content is None:
             raise ValueError("cold_start needs item content: add a [content] section")
+        if self.ablation is not None:
+            self._check_ablation(labels)
         if self.transfer is not None:
             if self.tuning is not None or self.cold_start.items or self.cold_start.users:
                 raise ValueError("a [transfer] experiment takes each model's params as given and has its own "
                                  "scenarios: drop [tuning] and [cold_start]")
             self.transfer.check_models(self.models)
         return self
+
+
+    def _check_ablation(self, labels: list[str]) -> None:
+        ab = self.ablation
+        if self.content is None:
+            raise ValueError("[ablation] drops content modalities: add a [content] section")
+        if self.transfer is not None:
+            raise ValueError("[ablation] and [transfer] are separate experiments: run them apart")
+        content_models = [m.display for m in self.models if MODELS[m.name].needs_content]
+        if not content_models:
+            raise ValueError("[ablation] needs a content model (e.g. content-map) among the models")
+        for label in ab.models or []:
+            if label not in labels:
+                raise ValueError(f"[ablation] models: {label!r} is not a model label ({', '.join(labels)})")
+            if label not in content_models:
+                raise ValueError(f"[ablation] models: {label!r} reads no content; content models: "
+                                 f"{', '.join(content_models)}")
+        features = set(self.content.encoders) | set(self.content.kg)
+        for m in ab.modalities or []:
+            if m not in features and not any(m.startswith(f + "_") for f in features):  # a video's parts
+                raise ValueError(f"[ablation] modalities: {m!r} is no content feature ({', '.join(sorted(features))})")
+        if ab.metric == "recall@20" and 20 not in self.evaluation.ks:
+            raise ValueError("[ablation] metric recall@20 needs 20 in [evaluation] ks")
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

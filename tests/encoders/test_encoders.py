@@ -19,9 +19,9 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_every_registered_encoder_names_its_modality_and_packages():
     assert {"minilm", "e5-multilingual", "tfidf", "efficientnet-lite0", "color-texture", "yamnet",
-            "mfcc-stats"} <= set(ENCODERS)
+            "mfcc-stats", "video"} <= set(ENCODERS)
     for cls in ENCODERS.values():
-        assert cls.modality in ("text", "image", "audio") and cls.description
+        assert cls.modality in ("text", "image", "audio", "video") and cls.description
 
 
 def test_unknown_encoder_and_bad_parameter_are_config_errors():

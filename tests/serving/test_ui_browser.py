@@ -202,6 +202,38 @@ def test_an_item_is_added_by_upload_and_shown_with_its_neighbours(site):
     assert not errors
 
 
+def test_a_video_is_uploaded_played_and_shown_by_its_first_frame(site):
+    pytest.importorskip("av")
+    from tests.serving.test_video_serving import clip as video_clip
+
+    w, _, _, shots = site
+    page, errors = open_page(site, WRITE)
+    video = video_clip(w.media.parent / "trailer.webm", 2)  # VP9 + Opus: blue frames, a 660 Hz tone, 1 s
+    page.fill("#add-id", "space-trailer")
+    page.fill("#add-title", "a rocket launch, the trailer")
+    page.fill("#add-text", "astronauts launch a rocket to the moon")
+    page.set_input_files("#add-video", str(video))
+    page.click("#add-form button")
+    card = "#results .card[data-item='space-trailer']"
+    page.wait_for_selector(card)
+    page.wait_for_function(f"() => document.querySelector(\"{card} img\")?.naturalWidth > 0")
+    blue = page.evaluate(f"""() => {{ const img = document.querySelector("{card} img");
+        const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight;
+        const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+        const [r, gr, b] = g.getImageData(c.width * 3 >> 2, c.height >> 1, 1, 1).data;
+        return b > 150 && r < 100 && gr < 100; }}""")
+    assert blue  # the card image is the video's first frame
+    page.wait_for_function(f"() => document.querySelector(\"{card} video\")?.src.startsWith('blob:')")
+    duration = page.evaluate(f"""() => new Promise((ok, no) => {{ const v = document.querySelector("{card} video");
+        v.preload = 'auto'; v.onloadedmetadata = () => ok(v.duration); v.onerror = () => no(v.error.message);
+        v.load(); }})""")
+    assert abs(duration - 1.0) < 0.1  # the browser decodes and plays it
+    stored = w.service.item("space-trailer")
+    assert stored["video"].startswith(str(w.media / "uploads")) and stored["video"].endswith(".webm")
+    page.screenshot(path=str(shots / "6-video-item.png"), full_page=True)
+    assert not errors
+
+
 def test_an_admin_switches_to_a_scenario_model_and_scenarios_change_the_list(site):
     page, errors = open_page(site, ADMIN)
     assert not page.is_disabled("#model")

@@ -85,7 +85,7 @@ def run_config(cfg: ExperimentConfig, output: Path | None = None, *, keep_models
         result: ExperimentResult = run_experiment(
             data, cfg.split, cfg.models, cfg.evaluation, name=cfg.name, config=resolved, console=console,
             keep_models=keep_models, content=content, cold_start=cfg.cold_start, seeds=cfg.seeds, tuning=cfg.tuning,
-            baseline=cfg.baseline, on_run=on_run)
+            baseline=cfg.baseline, on_run=on_run, ablation=cfg.ablation)
     write_reports(result, folder)
     (folder / "config.json").write_text(json.dumps(resolved, indent=2))
     return ExperimentRun(folder, folder / "report.md", result, data)

@@ -89,7 +89,8 @@ class RetrainJobs:
             info = self.service.info
             req = TrainRequest(job.model, out, dict(job.params), snapshot=snap_dir, threshold=info.threshold,
                                encoder=[f"{name}={spec['name']}" for name, spec in info.encoders.items()] or None,
-                               text_fields=info.text_fields, fields=dict(info.fields))
+                               text_fields=info.text_fields, fields=dict(info.fields),
+                               encoder_params={n: dict(s.get("params") or {}) for n, s in info.encoders.items()})
             self._train_in_child(job, req, root / ".snapshots" / f"{job.job_id}.log")
             job.log.append(f"model written to {out.name}")
             result = self.service.reload(str(out.relative_to(root)))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mosaicrec.app.trained import catalog_content, encoder_pairs, load_trained, saved_content
+from mosaicrec.app.trained import catalog_content, encoder_pairs, encoder_params, load_trained, saved_content
 from mosaicrec.serving.service import Service
 
 
@@ -24,7 +24,7 @@ def open_pipeline(model_dir: Path, store: Path | None = None, need_content: bool
     if content is None and need_content:
         info = trained.info
         content, _ = catalog_content(trained.items, trained.store_path, encoder_pairs(info), info.text_fields,
-                                     info.fields, console)
+                                     info.fields, console, encoder_params(info))
     service = Service(trained.model, trained.store_path, content, info=trained.info, read_only=True)
     try:
         yield service

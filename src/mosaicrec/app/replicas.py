@@ -34,7 +34,7 @@ from typing import Any
 from rich.console import Console
 
 from mosaicrec.app.server import ServeOptions, _kg, encode_missing, explore_config, served_content, serving_keys
-from mosaicrec.app.trained import load_trained, missing_content
+from mosaicrec.app.trained import encoder_params, load_trained, missing_content
 from mosaicrec.data.content import ItemContent
 from mosaicrec.data.store import default_store_path
 from mosaicrec.errors import MosaicError
@@ -61,6 +61,7 @@ class ReplicaSpec:
     rate_limit: float = 1000.0
     public_docs: bool = False
     explore: Any = None  # an ExploreConfig: stateless, so every replica draws its own lists the same way
+    max_video_bytes: int = 200_000_000
 
 
 class Replica:
@@ -87,7 +88,8 @@ class Replica:
             model, info = ray.get(refs["model"]), ray.get(refs["info"])
         self.service = Service(model, spec.store_path, ray.get(refs["content"]), info=info,
                                retrieval=spec.retrieval, model_root=spec.model_root, index_dir=spec.index_dir,
-                               media=MediaPolicy(spec.media_root, spec.max_media_bytes, tuple(spec.media_read_roots)),
+                               media=MediaPolicy(spec.media_root, spec.max_media_bytes, tuple(spec.media_read_roots),
+                                                 max_video_bytes=spec.max_video_bytes),
                                kg=ray.get(refs["kg"]), store=RemoteStore(writer), replication=replication,
                                explore=spec.explore)
         replication.follow(self.service)
@@ -193,7 +195,8 @@ def start_replicas(opts: ServeOptions, replicas: int, host: str = "127.0.0.1", p
                        str(model_dir / "index"),
                        str(opts.media_root or Path(default_store_path()).parent / "media"),
                        [str(p) for p in opts.media_read_roots], int(opts.max_media_mb * 1e6), opts.retrieval,
-                       opts.rate_limit, opts.public_docs, explore_config(opts))
+                       opts.rate_limit, opts.public_docs, explore_config(opts),
+                       max_video_bytes=int(opts.max_video_mb * 1e6))
     writer = ray.remote(Writer).options(name=WRITER_NAME, num_cpus=0, max_concurrency=1000).remote(
         str(trained.store_path))
     shared = {"model": ray.put(trained.model), "info": ray.put(trained.info), "content": ray.put(content),
@@ -223,5 +226,6 @@ def _content(opts: ServeOptions, trained, console: Console | None) -> ItemConten
         if console is not None:
             console.print(f"encoding {len(missing):,} items before the replicas start", highlight=False)
         content = encode_missing(trained.items, missing, content, specs,
-                                 opts.text_fields or trained.info.text_fields, trained.store_path, trained.info.fields)
+                                 opts.text_fields or trained.info.text_fields, trained.store_path, trained.info.fields,
+                                 encoder_params(trained.info))
     return content

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from mosaicrec.app.jobs import RetrainJobs
 from mosaicrec.app.trained import (Trained, check_sources, load_trained, merge_content, missing_content,
-                                   saved_content, serving_encoders)
+                                   encoder_params, saved_content, serving_encoders)
 from mosaicrec.data.content import ItemContent
 from mosaicrec.data.store import default_store_path
 from mosaicrec.errors import MosaicError
@@ -53,6 +53,7 @@ class ServeOptions:
     explore_temperature: float = 1.0
     explore_candidates: int = 100
     explore_share: float = 1.0
+    max_video_mb: float = 200.0
 
 
 @dataclass
@@ -79,7 +80,7 @@ def build_server(opts: ServeOptions, console: Console | None = None) -> Server:
     trained = load_trained(opts.model_dir, opts.store)
     content, specs = served_content(opts, trained)
     media = MediaPolicy(opts.media_root or Path(default_store_path()).parent / "media", int(opts.max_media_mb * 1e6),
-                        tuple(opts.media_read_roots))
+                        tuple(opts.media_read_roots), max_video_bytes=int(opts.max_video_mb * 1e6))
     root = opts.model_root or opts.model_dir.resolve().parent
     service = Service(trained.model, trained.store_path, content, info=trained.info, retrieval=opts.retrieval,
                       media=media, model_root=root, bandit=_bandit(opts), explore=explore_config(opts),
@@ -91,7 +92,7 @@ def build_server(opts: ServeOptions, console: Console | None = None) -> Server:
         threading.Thread(target=encode_in_background, daemon=True, name="encode",
                          args=(service, trained.items, missing, content, specs,
                                opts.text_fields or trained.info.text_fields, trained.store_path, trained.info.fields,
-                               console)).start()
+                               console, encoder_params(trained.info))).start()
     model_dir = opts.model_dir.resolve()
     app = create_app(service, keys, rate_limit=opts.rate_limit, burst=2 * opts.rate_limit,
                      model_dir=str(model_dir.relative_to(root.resolve())) if model_dir.is_relative_to(root.resolve())
@@ -169,14 +170,15 @@ def _kg(opts: ServeOptions, items: pd.DataFrame, console: Console | None):
 
 def encode_in_background(service: Service, items: pd.DataFrame, missing: list[str], content: ItemContent | None,
                          specs: dict[str, str], text_fields: list[str] | None, store_path: Path,
-                         fields: dict[str, list[str]] | None = None, console: Console | None = None) -> None:
+                         fields: dict[str, list[str]] | None = None, console: Console | None = None,
+                         params: dict[str, dict] | None = None) -> None:
     """Encode the items the served content lacks (through the cache, with progress on stderr), then serve
     the merged content. The encoders run in a spawned child process: torch and the pretrained weights
     (several hundred MB) never enter the server, and their memory is returned when the child ends. A
     failure is shown in ``/status`` (``content_status``) and serving goes on."""
     console = console or Console(stderr=True)
     try:
-        merged = encode_missing(items, missing, content, specs, text_fields, store_path, fields)
+        merged = encode_missing(items, missing, content, specs, text_fields, store_path, fields, params)
         service.set_content(merged)
         console.print(f"content ready: {', '.join(merged.modalities)} for {len(merged.item_ids):,} items")
     except Exception as e:  # noqa: BLE001  serving goes on without content; say why
@@ -185,21 +187,29 @@ def encode_in_background(service: Service, items: pd.DataFrame, missing: list[st
 
 
 def encode_missing(items: pd.DataFrame, missing: list[str], content: ItemContent | None, specs: dict[str, str],
-                   text_fields: list[str] | None, store_path: Path, fields: dict[str, list[str]] | None = None
-                   ) -> ItemContent:
+                   text_fields: list[str] | None, store_path: Path, fields: dict[str, list[str]] | None = None,
+                   params: dict[str, dict] | None = None) -> ItemContent:
     """``content`` with the ``missing`` items encoded (through the store's cache, progress on stderr) by
-    the encoders in ``specs`` (else those that made ``content``), in a spawned child process: torch and
-    the pretrained weights never enter this one."""
+    the encoders in ``specs`` with their ``params`` (else those that made ``content``), in a spawned child
+    process: torch and the pretrained weights never enter this one."""
     import multiprocessing
     import tempfile
 
+    from mosaicrec.encoders.stage import part_of
+
     todo = items[items["item_id"].astype(str).isin(set(missing))]
+    params = dict(params or {})
     if not specs and content is not None:
-        specs = {name: src.split("@")[0] for name, src in content.sources.items()}
+        specs = {}
+        for name, src in content.sources.items():
+            whole = part_of(name, src)  # a video's parts come from the video's encoder, giving them
+            specs[whole[0] if whole else name] = src.split("@")[0]
+            if whole:
+                params.setdefault(whole[0], {}).setdefault("content", "both")
     with tempfile.TemporaryDirectory(dir=Path(store_path).parent, prefix=".encode-") as tmp:
         out = Path(tmp) / "encoded.npz"
         child = multiprocessing.get_context("spawn").Process(
-            target=_encode_child, args=(todo, specs or None, text_fields, fields, str(store_path), str(out)),
+            target=_encode_child, args=(todo, specs or None, text_fields, fields, str(store_path), str(out), params),
             name="encode", daemon=True)
         child.start()
         child.join()
@@ -211,13 +221,15 @@ def encode_missing(items: pd.DataFrame, missing: list[str], content: ItemContent
 
 
 def _encode_child(items: pd.DataFrame, specs: dict[str, str] | None, text_fields: list[str] | None,
-                  fields: dict[str, list[str]] | None, store_path: str, out: str) -> None:
+                  fields: dict[str, list[str]] | None, store_path: str, out: str,
+                  params: dict[str, dict] | None = None) -> None:
     """The background encoding's child process: encode through the store's cache, save to ``out`` (a
     failure's message to ``error.txt`` beside it)."""
     from mosaicrec.encoders import EmbeddingCache, create_encoder, default_cache_path, encode_items
 
     try:
-        encoders = {name: create_encoder(enc) for name, enc in specs.items()} if specs else None
+        encoders = ({name: create_encoder(enc, **(params or {}).get(name, {})) for name, enc in specs.items()}
+                    if specs else None)
         with EmbeddingCache(default_cache_path(store_path)) as cache:
             encoded = encode_items(items, encoders, cache=cache, text_fields=text_fields, fields=fields,
                                    console=Console(stderr=True)).content

@@ -64,8 +64,13 @@ def saved_content(model_dir: Path, store_path: Path) -> ItemContent | None:
 
 
 def encoder_pairs(info: TrainingInfo) -> list[str] | None:
-    """The model's encoders as ``NAME=ENCODER`` entries."""
+    """The model's encoders as ``NAME=ENCODER`` entries (their parameters: :func:`encoder_params`)."""
     return [f"{name}={spec['name']}" for name, spec in info.encoders.items()] or None
+
+
+def encoder_params(info: TrainingInfo) -> dict[str, dict]:
+    """The parameters the model's encoders were made with, by content name."""
+    return {name: dict(spec.get("params") or {}) for name, spec in info.encoders.items() if spec.get("params")}
 
 
 def parse_pairs(entries: list[str] | None, what: str = "--encoder") -> dict[str, str]:
@@ -81,13 +86,20 @@ def parse_pairs(entries: list[str] | None, what: str = "--encoder") -> dict[str,
 
 def catalog_content(items: pd.DataFrame, store_path: Path, encoder: list[str] | None,
                     text_fields: list[str] | None, fields: dict[str, list[str]] | None = None,
-                    console: Console | None = None) -> tuple[ItemContent, dict[str, dict]]:
+                    console: Console | None = None, params: dict[str, dict] | None = None
+                    ) -> tuple[ItemContent, dict[str, dict]]:
     """Encode a catalog through the cache beside the store: ``encoder`` entries are NAME=ENCODER, none
-    means each modality's default encoder. Returns the content and each encoder's spec (name, params, key)."""
+    means each modality's default encoder; ``params``: a feature's encoder parameters (feature name →
+    dict). Returns the content and each encoder's spec (name, params, key)."""
     from mosaicrec.encoders import EmbeddingCache, create_encoder, default_cache_path, encode_items
     from mosaicrec.encoders.stage import default_encoders
 
-    encs = ({name: create_encoder(enc) for name, enc in parse_pairs(encoder).items()} if encoder
+    params = params or {}
+    pairs = parse_pairs(encoder) if encoder else {}
+    unknown = sorted(set(params) - set(pairs))
+    if unknown:
+        raise MosaicError(f"--encoder-param names {unknown[0]!r}, which no --encoder makes")
+    encs = ({name: create_encoder(enc, **params.get(name, {})) for name, enc in pairs.items()} if encoder
             else default_encoders(items))
     unknown = sorted(set(fields or {}) - set(encs))
     if unknown:

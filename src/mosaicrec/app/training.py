@@ -39,6 +39,8 @@ class TrainRequest:
     encoder: list[str] | None = None
     text_fields: list[str] | None = None
     fields: dict[str, list[str]] = field(default_factory=dict)
+    #: content name → its encoder's parameters, e.g. {"video": {"frames": "color-texture"}}
+    encoder_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,7 +80,8 @@ def train_servable(req: TrainRequest, on_epoch: Callable[[dict], None] | None = 
         raise MosaicError(f"the store {store_path} holds no events; run `mosaicrec ingest` first")
     content, specs = None, {}
     if MODELS[req.model].needs_content:
-        content, specs = catalog_content(data.items, store_path, req.encoder, req.text_fields, req.fields, console)
+        content, specs = catalog_content(data.items, store_path, req.encoder, req.text_fields, req.fields, console,
+                                         req.encoder_params)
     used = req.threshold if req.threshold is not None else default_threshold(data)
     t0 = time.perf_counter()
     fitted = fit_on_dataset(data, req.model, req.params, used, content=content, on_epoch=on_epoch)

@@ -30,12 +30,15 @@ def _run_config(cfg, output: Path | None, **kw):
 
 
 def _show_run(run) -> None:
-    from mosaicrec.evaluation.report import results_table
+    from mosaicrec.evaluation.report import modality_table, results_table
 
     if run.transfer:
         out.print(run.report.read_text(), markup=False, highlight=False)
     else:
         out.print(results_table(run.result))
+        worth = modality_table(run.result)
+        if worth is not None:
+            out.print(worth)
     _say(run.files())
 
 

@@ -29,6 +29,8 @@ def train(
     text_fields: TextFields = None,
     field: Annotated[Repeat, _opt("NAME=F1,F2: the text fields (or attributes) one content feature reads, e.g. "
                                   "crew=director,writer,cast,genres (repeatable)")] = None,
+    encoder_param: Annotated[Repeat, _opt("NAME.key=value: a parameter of one content feature's encoder, e.g. "
+                                          "video.frames=color-texture (repeatable)")] = None,
 ) -> None:
     """Train a model on everything in the store (or a snapshot of it) and save it with its training record:
     the like threshold, when the data was read, and the encoders of content models (whose content is saved
@@ -37,10 +39,23 @@ def train(
     from mosaicrec.app.training import TrainRequest, train_servable
 
     req = TrainRequest(model, output, parse_params(param or []), dataset, store, snapshot, threshold, encoder,
-                       text_fields, _parse_fields(field))
+                       text_fields, _parse_fields(field), _encoder_params(encoder_param))
     with _EpochProgress(model) as progress:
         done = train_servable(req, on_epoch=progress.update, console=err)
     _say(f"{done.describe()}; saved to {output}")
+
+
+def _encoder_params(entries: list[str] | None) -> dict[str, dict]:
+    """``NAME.key=value`` entries as feature name → parameters."""
+    from mosaicrec.app.encode import parse_params
+
+    out: dict[str, dict] = {}
+    for key, value in parse_params(entries or []).items():
+        name, dot, param = key.partition(".")
+        if not dot or not name or not param:
+            raise MosaicError(f"--encoder-param expects NAME.key=value, got {key!r}")
+        out.setdefault(name, {})[param] = value
+    return out
 
 
 def _parse_fields(pairs: list[str] | None) -> dict[str, list[str]]:

@@ -38,7 +38,10 @@ def serve(
     model_root: Annotated[Optional[Path], _opt("folder that POST /admin/reload may load models from and "
                                                "retraining writes to [default: the --model folder's parent]")]
         = None,
-    max_media_mb: Annotated[float, _opt("largest media file accepted, MB", min=0.01)] = 25.0,
+    max_media_mb: Annotated[float, _opt("largest image or audio file accepted, MB", min=0.01)] = 25.0,
+    max_video_mb: Annotated[float, _opt("largest video file accepted, MB (videos are also checked for "
+                                        "duration, frame size and streams before they are decoded)",
+                                        min=0.01, max=100_000)] = 200.0,
     public_docs: Annotated[bool, _opt("serve /docs and /openapi.json without a key")] = False,
     bandit: Annotated[Optional[str], _opt("let a contextual bandit (linucb | thompson | epsilon-greedy) pick lists "
                                           "from the model's candidates and learn from rewards: events whose "
@@ -82,7 +85,7 @@ def serve(
     opts = ServeOptions(model_dir, store, api_key_file, api_key, encoder, text_fields, rate_limit, retrieval,
                         content_file, no_content, media_root, list(media_read_root or ()), model_root, max_media_mb,
                         public_docs, bandit, bandit_share, bandit_scenario, kg, report, explore, explore_epsilon,
-                        explore_temperature, explore_candidates, explore_share)
+                        explore_temperature, explore_candidates, explore_share, max_video_mb=max_video_mb)
     if replicas:
         return _serve_replicas(opts, replicas, ray_address, host, port, ingress)
     if ray_address:

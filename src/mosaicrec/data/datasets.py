@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mosaicrec.data.likes import LikeRule
 from mosaicrec.data.loaders import LoadReport, OnError, load_events, load_items, load_users
-from mosaicrec.data.schema import ITEM_COLUMNS, USER_COLUMNS, Dataset, EventSchema, ItemSchema, UserSchema
+from mosaicrec.data.schema import (ITEM_COLUMNS, USER_COLUMNS, Dataset, EventSchema, ItemSchema, UserSchema,
+                                   with_item_columns)
 from mosaicrec.data.store import Store, events_to_interactions
 from mosaicrec.errors import ConfigError, DatasetNotFoundError
 from mosaicrec.registry import Registry
@@ -179,7 +180,7 @@ def frames_to_dataset(name: str, frames: dict[str, pd.DataFrame], rating_scale: 
     """Canonical frames → :class:`Dataset` with id maps sorted like the store's (items without events kept)."""
     events = frames["events"].sort_values(["timestamp", "user_id", "item_id", "event_type"], kind="stable")
     events = events.drop_duplicates(["user_id", "item_id", "timestamp", "event_type"], keep="last")
-    items = frames.get("items", pd.DataFrame(columns=ITEM_COLUMNS))
+    items = with_item_columns(frames.get("items", pd.DataFrame(columns=ITEM_COLUMNS)))
     users = frames.get("users", pd.DataFrame(columns=USER_COLUMNS))
     item_ids = sorted(set(items["item_id"]) | set(events["item_id"]))
     user_ids = sorted(set(users["user_id"]) | set(events["user_id"]))

@@ -326,16 +326,16 @@ def _resolve_optional(schema: EventSchema, raw: pd.DataFrame, fields: tuple[str,
 def load_items(path: str | Path, schema: ItemSchema | None = None, *, on_error: OnError = "raise",
                rejects_path: str | Path | None = None,
                frame: pd.DataFrame | None = None) -> tuple[pd.DataFrame, LoadReport]:
-    """Load a catalog into the canonical columns ``item_id, title, texts, image, audio, attributes``.
+    """Load a catalog into the canonical columns ``item_id, title, texts, image, audio, video, attributes``.
 
-    Relative image/audio paths resolve against ``schema.media_root`` (default: the file's folder); whether
+    Relative image/audio/video paths resolve against ``schema.media_root`` (default: the file's folder); whether
     the media can be decoded is the encoding stage's concern, which records broken files per item.
     """
     schema = schema or ItemSchema()
     path = Path(path)
     raw = read_table(path) if frame is None else frame
     check = _Checker(raw, path.name)
-    cols = [schema.id] + [c for c in (schema.title, schema.image, schema.audio) if c] + schema.texts \
+    cols = [schema.id] + [c for c in (schema.title, schema.image, schema.audio, schema.video) if c] + schema.texts \
         + schema.attributes
     check.require_columns(cols)
 
@@ -351,11 +351,12 @@ def load_items(path: str | Path, schema: ItemSchema | None = None, *, on_error: 
     texts = [{c: v[i] for c, v in text_cols.items() if v[i] != ""} for i in range(len(raw))]
     image = _media(raw, schema.image, root)
     audio = _media(raw, schema.audio, root)
+    video = _media(raw, schema.video, root)
     attributes = _attributes(raw, schema.attributes, schema.multi_value_separator)
 
     report = check.finish(on_error, rejects_path)
     _columns_report(report, raw, {"id": schema.id, "title": schema.title, "texts": list(schema.texts),
-                                  "image": schema.image, "audio": schema.audio,
+                                  "image": schema.image, "audio": schema.audio, "video": schema.video,
                                   "attributes": list(schema.attributes)}, "items")
     keep = np.flatnonzero(~check.bad)
     out = pd.DataFrame({
@@ -364,6 +365,7 @@ def load_items(path: str | Path, schema: ItemSchema | None = None, *, on_error: 
         # object dtype keeps None as None (pandas would turn a string column's None into NaN)
         "image": pd.Series([image[i] for i in keep], dtype=object),
         "audio": pd.Series([audio[i] for i in keep], dtype=object),
+        "video": pd.Series([video[i] for i in keep], dtype=object),
         "attributes": [attributes[i] for i in keep],
     }, columns=ITEM_COLUMNS)
     return out, report
@@ -391,7 +393,9 @@ def load_users(path: str | Path, schema: UserSchema | None = None, *, on_error: 
     return out, report
 
 
-_MEDIA_WORDS = {"image": ("image", "poster", "photo", "picture", "thumbnail", "cover", "img"),
+# video first: a "video_clip" column is a video, not the audio its "clip" would suggest
+_MEDIA_WORDS = {"video": ("video", "trailer", "movie_file", "mp4", "webm"),
+                "image": ("image", "poster", "photo", "picture", "thumbnail", "cover", "img"),
                 "audio": ("audio", "clip", "sound", "mp3", "wav", "track_file")}
 _TEXT_WORDS = ("description", "plot", "summary", "text", "overview", "review", "body", "abstract", "content")
 

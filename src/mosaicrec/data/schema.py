@@ -2,7 +2,7 @@
 
 Three tables describe a recommendation problem:
 
-* **items**: ``item_id``, ``title``, free-text fields (``texts``), an ``image`` path/URI, an ``audio``
+* **items**: ``item_id``, ``title``, free-text fields (``texts``), an ``image`` path/URI, a ``video`` and an ``audio``
   path, and categorical/numeric ``attributes`` (a value or a list of values per attribute);
 * **users**: ``user_id`` and ``attributes``;
 * **events**: ``user_id``, ``item_id``, ``timestamp`` (Unix seconds), ``event_type``, ``weight``
@@ -27,12 +27,24 @@ from pydantic import BaseModel, ConfigDict, Field
 from mosaicrec.errors import UnknownItemError, UnknownUserError
 from mosaicrec.data.likes import LikeRule, like_threshold
 
-ITEM_COLUMNS = ["item_id", "title", "texts", "image", "audio", "attributes"]
+ITEM_COLUMNS = ["item_id", "title", "texts", "image", "audio", "video", "attributes"]
 #: the last second of year 9999: later (or negative) event times are refused everywhere (files, API, CLI)
 MAX_TIMESTAMP = 253_402_300_799
 #: the largest event weight accepted (|weight|): larger ones overflow squared-error training to inf/NaN
 MAX_WEIGHT = 1e9
 USER_COLUMNS = ["user_id", "attributes"]
+
+
+def with_item_columns(items: "pd.DataFrame") -> "pd.DataFrame":
+    """A catalog frame with every canonical column (those it lacks, e.g. ``video`` in a frame made before
+    video items, added as ``None``)."""
+    missing = [c for c in ITEM_COLUMNS if c not in items]
+    if not missing:
+        return items
+    items = items.copy()
+    for c in missing:
+        items[c] = pd.Series([None] * len(items), index=items.index, dtype=object)
+    return items
 
 
 class _Schema(BaseModel):
@@ -61,6 +73,7 @@ class ItemSchema(_Schema):
     texts: list[str] = Field(default_factory=list, description="free-text columns, e.g. description")
     image: str | None = None
     audio: str | None = None
+    video: str | None = None
     attributes: list[str] = Field(default_factory=list, description="categorical or numeric columns")
     multi_value_separator: str | None = Field("|", description="splits multi-valued attribute strings")
     media_root: str | None = Field(None, description="relative media paths resolve against this folder")

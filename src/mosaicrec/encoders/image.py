@@ -81,9 +81,12 @@ class EfficientNetLite0(Encoder):
         self.model.eval()
 
     def decode(self, ref: str) -> np.ndarray:
+        return self.from_image(read_image(ref))
+
+    def from_image(self, im: Any) -> np.ndarray:
+        """A decoded RGB picture (PIL) → the model's input (what ``decode`` returns for a file)."""
         from PIL import Image
 
-        im = read_image(ref)
         s = self.config.image_size
         w, h = im.size
         scale = s / min(w, h)
@@ -125,7 +128,11 @@ class ColorTexture(Encoder):
         return int(np.prod(self.config.bins)) + 16
 
     def decode(self, ref: str) -> np.ndarray:
-        im = read_image(ref)
+        return self.from_image(read_image(ref))
+
+    def from_image(self, im: Any) -> np.ndarray:
+        """A decoded RGB picture (PIL) → the descriptor."""
+        im = im.copy()
         im.thumbnail((256, 256))
         hsv = np.asarray(im.convert("HSV"), dtype=np.int64)
         hb, sb, vb = self.config.bins

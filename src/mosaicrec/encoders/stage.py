@@ -62,7 +62,7 @@ def item_inputs(items: pd.DataFrame, modality: Modality, text_fields: Sequence[s
                       if texts.get(n) and str(texts[n]).strip()]
             out.append(". ".join(p.rstrip(". ") for p in parts))
         return out
-    column = items[modality]
+    column = items[modality] if modality in items else [None] * len(items)  # catalogs from before video
     return [str(v) if isinstance(v, str) and v else None for v in column]
 
 
@@ -245,10 +245,35 @@ def encode_items(items: pd.DataFrame, encoders: Mapping[str, Encoder] | Sequence
             report.failures = [(item_ids[i], failed[i]) for i in sorted(failed)]
             feats[name] = l2_normalize(mat) if enc.config.normalize else mat
             masks[name], sources[name] = mask, key
+            _add_parts(enc, name, feats, masks, sources)
             report.encoder = key
             report.seconds = time.perf_counter() - t0
             reports.append(report)
     return EncodeResult(ItemContent(item_ids, feats, masks, sources), reports)
+
+
+def part_of(name: str, source: str) -> tuple[str, str] | None:
+    """``(feature, part)`` when content ``name`` is a part of another feature (``video_frames`` made by
+    ``video@…#frames`` is part ``frames`` of ``video``); ``None`` for a whole feature."""
+    key, sep, part = source.partition("#")
+    if not sep or not name.endswith("_" + part):
+        return None
+    return name[: -len(part) - 1], part
+
+
+def _add_parts(enc: Encoder, name: str, feats: dict, masks: dict, sources: dict) -> None:
+    """An encoder whose vector has parts (video: frames and sound) gives them as features of their own
+    when its config asks (``content = "parts"`` or ``"both"``)."""
+    wanted = getattr(enc.config, "content", "fused")
+    if wanted == "fused" or not hasattr(enc, "parts"):
+        return
+    from mosaicrec.encoders.video import split_parts
+
+    for part, (block, has) in split_parts(feats[name], masks[name], enc.parts()).items():
+        feats[f"{name}_{part}"], masks[f"{name}_{part}"] = block, has
+        sources[f"{name}_{part}"] = f"{sources[name]}#{part}"
+    if wanted == "parts":
+        del feats[name], masks[name], sources[name]
 
 
 class _CacheWriter:
@@ -285,7 +310,8 @@ def default_encoders(items: pd.DataFrame) -> dict[str, Encoder]:
     """The default encoder of each modality the catalog has (text always)."""
     import mosaicrec.encoders  # noqa: F401  (registers the built-ins)
 
-    present = [m for m in ("text", "image", "audio") if m == "text" or any(isinstance(v, str) and v for v in items[m])]
+    present = [m for m in ("text", "image", "audio", "video")
+               if m == "text" or (m in items and any(isinstance(v, str) and v for v in items[m]))]
     return {m: create_encoder(DEFAULT_ENCODERS[m]) for m in present}
 
 

@@ -9,6 +9,9 @@ Rating models (``predicts_ratings``) train on the explicit events and are also s
 the others train on the positives (weight ≥ ``rating_threshold``). All models are ranked against the same
 relevant test items with the same exclusion (every training event of the user), so rows are comparable.
 
+With an ``[ablation]`` section, each content model is also run without each of its modalities, and the
+result says what every modality is worth, paired by user (:mod:`.ablation`).
+
 With a ``[tuning]`` section, each model's hyper-parameters are chosen per seed and per scenario on a
 validation part carved out of that scenario's training part by the same kind of split (pseudo-new items
 and users for the cold scenarios, see :func:`~mosaicrec.data.splits.validation_split`); the model is then
@@ -35,6 +38,7 @@ from mosaicrec.data.schema import Dataset
 from mosaicrec.data.splits import SplitConfig
 from mosaicrec.errors import ConfigError, NotSupportedError
 from mosaicrec.fusion import concat_features
+from mosaicrec.evaluation.ablation import AblationConfig, Dropped, ablation_specs, contributions, without
 from mosaicrec.evaluation.protocol import (EvaluationConfig, diversity_tradeoff, evaluate_ranking, evaluate_ratings,
                                            item_popularity)
 from mosaicrec.evaluation.impressions import impression_metrics
@@ -87,11 +91,14 @@ class ExperimentResult:
     environment: dict[str, Any]
     seeds: list[int] = field(default_factory=list)
     baseline: str | None = None
+    #: with ``[ablation]``: each (model, scenario, modality)'s contribution (see :mod:`.ablation`)
+    modalities: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "dataset": self.dataset, "split": self.split, "config": self.config,
             "environment": self.environment, "seeds": self.seeds, "baseline": self.baseline,
+            "modalities": self.modalities,
             "models": [{k: v for k, v in r.__dict__.items() if k not in ("fitted", "per_user")} for r in self.rows],
         }
 
@@ -125,6 +132,13 @@ class _Run:
     rows: dict[str, ModelResult]
     on_run: Callable[[str, dict[str, Any]], None] | None
     split_info: dict[str, Any] = field(default_factory=dict)
+    #: ablated rows (label → the model it was made from and the modality it lacks)
+    dropped: dict[str, Dropped] = field(default_factory=dict)
+
+    def content_for(self, label: str) -> ItemContent | None:
+        """The content a row's model reads: all of it, less the dropped modality for an ablated row."""
+        d = self.dropped.get(label)
+        return without(self.content, d.modality) if d is not None and self.content is not None else self.content
 
     def emit(self, row: ModelResult, record: dict[str, Any]) -> None:
         row.runs.append(record)
@@ -138,7 +152,8 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
                    keep_models: bool = False, content: ItemContent | None = None,
                    cold_start: ColdStartConfig | None = None, seeds: list[int] | None = None,
                    tuning: TuningConfig | None = None, baseline: str | None = None,
-                   on_run: Callable[[str, dict[str, Any]], None] | None = None) -> ExperimentResult:
+                   on_run: Callable[[str, dict[str, Any]], None] | None = None,
+                   ablation: AblationConfig | None = None) -> ExperimentResult:
     """Run one experiment and return its results (reports are written by :mod:`.report`).
 
     ``content`` goes to every model's ``fit`` (content models need it); ``cold_start`` adds the new-item
@@ -146,8 +161,12 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
     the split's seed); ``tuning`` chooses hyper-parameters on validation; ``baseline`` (a model label)
     gets every other model a paired comparison; ``on_run(label, record)`` hears each (seed, model, scenario)
     record as it is made, so a long run that is stopped keeps what it finished. Where the split gives no
-    rating threshold, the dataset's declared like rule decides which events are positives."""
+    rating threshold, the dataset's declared like rule decides which events are positives. ``ablation``
+    adds each content model without each of its modalities, and the modalities' contributions."""
     eval_config = eval_config or EvaluationConfig()
+    extra = ablation_specs(models, content.modalities if content is not None else [], ablation) \
+        if ablation is not None else []
+    models = list(models) + [spec for spec, _ in extra]
     console = console or Console(stderr=True)
     split_config = split_config.with_likes_of(dataset)
     seeds = list(seeds) if seeds else [split_config.seed]
@@ -157,7 +176,8 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
     run = _Run(dataset, split_config, eval_config, content, cold_start, tuning, keep_models,
                profile_fn(dataset, cold_start),
                dataset.item_attribute_matrix("genres") if has_genres else dataset.item_attribute_matrix(),
-               {m.display: ModelResult(m.display, m.name, {}, 0.0, 0.0, 0.0, {}) for m in models}, on_run)
+               {m.display: ModelResult(m.display, m.name, {}, 0.0, 0.0, 0.0, {}) for m in models}, on_run,
+               dropped={spec.display: d for spec, d in extra})
     columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn()]
     with Progress(*columns, console=console, transient=True) as progress:
@@ -171,8 +191,13 @@ def run_experiment(dataset: Dataset, split_config: SplitConfig, models: list[Mod
     run.split_info["seeds"] = seeds
     if tuning is not None:
         run.split_info["tuning"] = tuning.model_dump(mode="json")
+    worth = []
+    if ablation is not None:
+        means = {r.label: {WARM: r.metrics, **r.cold} for r in run.rows.values()}
+        worth = contributions({r.label: r.per_user for r in run.rows.values()}, means, run.dropped, ablation.metric)
     return ExperimentResult(name=name, dataset=dataset.summary(), split=run.split_info, rows=list(run.rows.values()),
-                            config=config or {}, environment=environment(), seeds=seeds, baseline=baseline)
+                            config=config or {}, environment=environment(), seeds=seeds, baseline=baseline,
+                            modalities=worth)
 
 
 def _check(models: list[ModelSpec], eval_config: EvaluationConfig, tuning: TuningConfig | None,
@@ -215,14 +240,16 @@ def _run_task(run: _Run, spec: ModelSpec, task: Task, params: dict[str, Any], sc
               first: bool, popularity: np.ndarray, validations: dict[str, Task]) -> BaseRecommender:
     """Tune (on validation), fit and score one model in one scenario; record it. Returns the model."""
     row = run.rows[spec.display]
+    content = run.content_for(spec.display)
     tuned, tune_s = None, 0.0
-    space = (run.tuning.space_for(spec.display, spec.name, task.name, MODELS[spec.name].Config.model_fields)
+    own = run.dropped[spec.display].parent if spec.display in run.dropped else spec.display  # the same space
+    space = (run.tuning.space_for(own, spec.name, task.name, MODELS[spec.name].Config.model_fields)
              if run.tuning is not None else None)
     if space:
         if task.name not in validations:
             validations[task.name] = validation_task(task, sc_cfg, run.cold_start, run.profiles)
         t0 = time.perf_counter()
-        tuned = tune(space, _objective(spec.name, params, validations[task.name], run.content, run.eval,
+        tuned = tune(space, _objective(spec.name, params, validations[task.name], content, run.eval,
                                        run.tuning.metric, popularity, run.item_vectors), run.tuning, seed=seed,
                      epoch_trained="epochs" in MODELS[spec.name].Config.model_fields)
         tune_s = time.perf_counter() - t0
@@ -231,7 +258,7 @@ def _run_task(run: _Run, spec: ModelSpec, task: Task, params: dict[str, Any], sc
     peak = PeakMemory() if first and task.name == WARM else None
     t0 = time.perf_counter()
     with peak or nullcontext():
-        model = _fit(spec.name, params, task, run.content)
+        model = _fit(spec.name, params, task, content)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     result = _score(model, task, run.eval, popularity, run.item_vectors, run.eval.context if task.name == WARM else None)
@@ -251,8 +278,8 @@ def _run_task(run: _Run, spec: ModelSpec, task: Task, params: dict[str, Any], sc
             row.fitted = model
         if result is not None:
             row.by_context = result.by_context
-        if run.eval.mmr_lambdas and run.content is not None:
-            row.tradeoff = _tradeoff(model, task, run.content, run.eval, run.item_vectors)
+        if run.eval.mmr_lambdas and content is not None and spec.display not in run.dropped:
+            row.tradeoff = _tradeoff(model, task, content, run.eval, run.item_vectors)
     return model
 
 

@@ -71,7 +71,8 @@ def create_app(service: Service, keys: dict[str, KeyKind], *, rate_limit: float 
     from prometheus_client import CollectorRegistry
 
     ring = KeyRing(keys, rate_limit, burst)
-    max_upload_bytes = max_upload_bytes or service.media.max_bytes * 2 + 200_000
+    # one upload may hold an image, a clip and a video
+    max_upload_bytes = max_upload_bytes or service.media.max_bytes * 2 + service.media.max_video_bytes + 200_000
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -26,6 +26,13 @@ FILTER_VALUES = 40
 REPORT_METRICS = ("ndcg", "recall", "precision", "map", "mrr", "hitrate", "coverage", "diversity", "novelty")
 
 
+def _worth(row: dict[str, Any]) -> dict[str, Any]:
+    """One modality's contribution as the page shows it (strings cut short, numbers as numbers)."""
+    return {"model": str(row["model"])[:200], "scenario": str(row["scenario"])[:60],
+            "modality": str(row["modality"])[:60], "metric": str(row["metric"])[:20],
+            **{k: float(row[k]) for k in ("diff", "ci_low", "ci_high")}}
+
+
 @dataclass
 class Card:
     """An item as the page shows it: title, attributes, a short text, and whether it has media to play."""
@@ -36,6 +43,7 @@ class Card:
     text: str | None = None
     image: bool = False
     audio: bool = False
+    video: bool = False
 
 
 class Browse:
@@ -47,6 +55,7 @@ class Browse:
         self.report_dir = Path(os.path.realpath(report_dir)) if report_dir is not None else None
         self._users: tuple[tuple[int, int, int], list[str]] | None = None
         self._filters: tuple[Any, dict[str, list[str]]] | None = None
+        self._frames: dict[tuple[str, int], bytes] = {}
 
     # -- users ----------------------------------------------------------------------------------------
     def _user_list(self) -> list[str]:
@@ -93,13 +102,14 @@ class Browse:
                 text = next((str(v) for v in texts.values() if v), None)
             cards[str(r.item_id)] = Card(str(r.item_id), str(r.title or r.item_id), dict(r.attributes or {}),
                                          text[:400] if text else None, media.servable(r.image, "image") is not None,
-                                         media.servable(r.audio, "audio") is not None)
+                                         media.servable(r.audio, "audio") is not None,
+                                         media.servable(getattr(r, "video", None), "video") is not None)
         return cards
 
     def media_file(self, item_id: str, kind: str) -> tuple[Path, str]:
-        """The file and media type of the item's image or audio, when it lies in the media root."""
-        if kind not in ("image", "audio"):
-            raise MosaicError(f"media kind must be image or audio, not {kind[:20]!r}")
+        """The file and media type of the item's image, audio or video, when it lies in the media root."""
+        if kind not in ("image", "audio", "video"):
+            raise MosaicError(f"media kind must be image, audio, video or frame, not {kind[:20]!r}")
         rows = self.service.items(item_id)
         if not len(rows):
             raise UnknownItemError(f"unknown item {item_id!r}")
@@ -108,6 +118,17 @@ class Browse:
             raise UnknownItemError(f"item {item_id!r} has no {kind} the server can serve (none, or not in its "
                                    "media root)")
         return found
+
+    def video_frame(self, item_id: str) -> bytes:
+        """The first frame of the item's video as JPEG (its card image), decoded in the sandbox; the last
+        few are kept in memory, keyed by the file and its modification time."""
+        path, _ = self.media_file(item_id, "video")
+        key = (str(path), path.stat().st_mtime_ns)
+        if key not in self._frames:
+            if len(self._frames) >= 64:
+                self._frames.pop(next(iter(self._frames)))
+            self._frames[key] = self.service.media.video_frame(path)
+        return self._frames[key]
 
     def filters(self) -> dict[str, list[str]]:
         """Attributes worth filtering on (2–100 distinct values) and their commonest values, per catalog."""
@@ -143,7 +164,8 @@ class Browse:
         folder = self.report_dir
         if folder is None or not folder.is_dir():
             return None
-        rows = []
+        rows: list[dict[str, Any]] = []
+        modalities: list[dict[str, Any]] = []
         table = folder / REPORT_TABLE
         if table.is_file():
             try:
@@ -153,9 +175,10 @@ class Browse:
                                if isinstance(v, (int, float)) and k.split("@")[0] in REPORT_METRICS}
                     rows.append({"model": str(r.get("label") or r.get("model"))[:200], "metrics": metrics,
                                  "fit_seconds": r.get("fit_seconds")})
-            except (OSError, ValueError, AttributeError):
-                rows = []
-        return {"rows": rows, "plots": self.plots()}
+                modalities = [_worth(w) for w in (data.get("modalities") or [])[:200]]
+            except (OSError, ValueError, AttributeError, KeyError, TypeError):
+                rows, modalities = [], []
+        return {"rows": rows, "plots": self.plots(), "modalities": modalities}
 
     def plots(self) -> list[str]:
         folder = self.report_dir

@@ -123,14 +123,17 @@ class ContentReads:
             cv.maps["_done"] = np.zeros(0)
         return {m: W for m, W in cv.maps.items() if m != "_done"}
 
-    def encoder(self, name: str, cv: ContentView | None):
+    def encoder(self, name: str, cv: ContentView | None, parts: bool = False):
         """The encoder that made the content called ``name`` (the model's record, else the content's own
-        label), loaded on first use."""
+        label), loaded on first use. ``parts``: the served content holds its parts (a video's
+        ``<name>_frames`` / ``<name>_sound``), so it must give them too."""
         from mosaicrec.encoders import create_encoder
 
         if name not in self.encoders:
             spec = self._info().encoders.get(name)
-            source = cv.content.sources.get(name, "") if cv is not None else ""
+            sources = cv.content.sources if cv is not None else {}
+            source = sources.get(name) or next((s.partition("#")[0] for m, s in sources.items()
+                                                if m.startswith(name + "_") and "#" in s), "")
             enc_name = spec["name"] if spec else source.split("@")[0]
             if not enc_name:
                 raise NotSupportedError(f"no encoder known for {name!r} content")
@@ -141,6 +144,8 @@ class ContentReads:
             if enc.needs_fit:
                 raise NotSupportedError(f"{enc_name} is fitted on the catalog and cannot encode new input; "
                                         "use a pretrained encoder for served content")
+            if parts and getattr(enc.config, "content", None) == "fused":
+                enc.config = enc.config.model_copy(update={"content": "both"})
             self.encoders[name] = enc
         return self.encoders[name]
 

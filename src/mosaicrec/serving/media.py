@@ -10,13 +10,16 @@ A client never names an arbitrary server path. Media is either
 
 URLs are refused: the server fetches nothing. The other way, the service **serves** an item's stored media
 (``GET /items/{id}/media/{kind}``, the web page's posters and clips) only when its real path lies inside the
-media root, is a regular file within the size limit, and has a known image or audio suffix
+media root, is a regular file within the size limit, and has a known image, audio or video suffix
 (:meth:`MediaPolicy.servable`): a catalog loaded from elsewhere is not served unless the root holds it.
 
 An **upload** is kept only if its bytes decode as what its field says (an image Pillow opens and verifies,
 audio libsndfile opens and reads a block of), whatever encoders the server runs; it is stored under the
 suffix of the format found in it, never the client's file name (an ``x.html`` that is a JPEG is kept as
-``.jpg``; an ``x.mp3`` that is a zip file is refused).
+``.jpg``; an ``x.mp3`` that is a zip file is refused). A video upload must be an MP4/MOV, WebM/Matroska,
+AVI or Ogg file within the video limits whose first frame decodes, checked in the decoding sandbox
+(:mod:`mosaicrec.encoders.video_io`) so a hostile file cannot hang or crash the server; videos have
+their own, larger, size limit.
 
 Every refusal is a :class:`MediaRejected` (the API answers 4xx) whose message names the client's own
 reference and the rule, never anything about other server files (:meth:`MediaPolicy.scrub` takes the
@@ -32,6 +35,8 @@ import re
 import stat
 from pathlib import Path
 
+from mosaicrec.encoders.base import MediaError
+from mosaicrec.encoders.video_io import VIDEO_TYPES, Sandbox, VideoLimits, sniff
 from mosaicrec.errors import MosaicError
 
 
@@ -48,6 +53,7 @@ _PATH = re.compile(r"(?:/[^/\s'\"<>:]+)+/([^/\s'\"<>:]+)")
 UPLOAD_FORMATS = {
     "image": {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp"},
     "audio": {"MP3": ".mp3", "WAV": ".wav", "OGG": ".ogg", "FLAC": ".flac"},
+    "video": {"mp4": ".mp4", "matroska": ".mkv", "webm": ".webm", "avi": ".avi", "ogg": ".ogv"},
 }
 #: the only types media is served as (with ``nosniff``): never HTML or SVG, which a browser would run
 SERVED_TYPES = {
@@ -55,6 +61,7 @@ SERVED_TYPES = {
               ".gif": "image/gif", ".bmp": "image/bmp"},
     "audio": {".mp3": "audio/mpeg", ".wav": "audio/wav", ".ogg": "audio/ogg", ".oga": "audio/ogg",
               ".flac": "audio/flac", ".m4a": "audio/mp4", ".opus": "audio/ogg"},
+    "video": VIDEO_TYPES,
 }
 
 
@@ -62,13 +69,59 @@ class MediaPolicy:
     """The media root and size limit that client-given media references are checked against."""
 
     def __init__(self, root: str | Path | None, max_bytes: int = 25_000_000,
-                 read_roots: tuple[str | Path, ...] = ()) -> None:
+                 read_roots: tuple[str | Path, ...] = (), max_video_bytes: int = 200_000_000,
+                 video_limits: VideoLimits | None = None) -> None:
         """``root`` keeps uploads and holds media paths; ``read_roots`` are further folders whose files may
-        be referenced and served but never written (a dataset's own posters, on a read-only disk)."""
+        be referenced and served but never written (a dataset's own posters, on a read-only disk). Videos
+        may be up to ``max_video_bytes`` and within ``video_limits`` (duration, frame size, streams)."""
         self.root = Path(os.path.realpath(root)) if root is not None else None
         self.roots = ([self.root] if self.root is not None else []) + [Path(os.path.realpath(r)) for r in read_roots]
         self.max_bytes = max_bytes
+        self.max_video_bytes = max_video_bytes
+        self.video_limits = (video_limits or VideoLimits()).model_copy(update={"max_bytes": max_video_bytes,
+                                                                              "timeout_s": 30.0})
+        self._sandbox: Sandbox | None = None
 
+    def limit(self, kind: str) -> int:
+        """The size limit of one kind of media."""
+        return self.max_video_bytes if kind == "video" else self.max_bytes
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """The decoding sandbox that checks videos (started on first use)."""
+        if self._sandbox is None:
+            self._sandbox = Sandbox(self.video_limits)
+        return self._sandbox
+
+    def video_frame(self, path: str | Path) -> bytes:
+        """A video's first frame as JPEG bytes (the card image), decoded in the sandbox."""
+        import io as _io
+
+        from PIL import Image
+
+        try:
+            frame = self.sandbox.first_frame(str(path))
+        except MediaError as e:
+            raise MediaRejected(self.scrub(str(e))) from None
+        buf = _io.BytesIO()
+        Image.fromarray(frame).save(buf, "JPEG", quality=85)
+        return buf.getvalue()
+
+    def check_video(self, path: str | Path, field: str = "video") -> str:
+        """The container a video file is, after its header meets the limits and its first frame decodes
+        (in the sandbox); else :class:`MediaRejected` naming the rule, never a server path."""
+        with open(path, "rb") as f:
+            fmt = sniff(f.read(16))
+        if fmt is None:
+            raise MediaRejected(f"{field}: the upload is not a video file of a known container; a video must "
+                                "be MP4/MOV, WebM/Matroska, AVI or Ogg")
+        try:
+            info = self.sandbox.header(str(path))
+            self.sandbox.first_frame(str(path), 32)
+        except MediaError as e:
+            raise MediaRejected(f"{field}: {e.kind}" + (f" ({self.scrub(_no_name(e.detail))})" if e.detail else "")
+                                ) from None
+        return "webm" if fmt == "matroska" and info.get("codec") in ("vp8", "vp9", "av1") else fmt
     def inside(self, real: Path) -> bool:
         """Whether a resolved path lies in one of the media roots."""
         return any(real == r or r in real.parents for r in self.roots)
@@ -93,8 +146,11 @@ class MediaPolicy:
             raise MediaRejected(f"{field} {ref!r}: no such file in the media root") from None
         if not stat.S_ISREG(st.st_mode):
             raise MediaRejected(f"{field} {ref!r}: not a regular file")
-        if st.st_size > self.max_bytes:
-            raise MediaTooLarge(f"{field} {ref!r}: {st.st_size:,} bytes, more than the limit of {self.max_bytes:,}")
+        if st.st_size > self.limit(field):
+            raise MediaTooLarge(f"{field} {ref!r}: {st.st_size:,} bytes, more than the limit of "
+                                f"{self.limit(field):,}")
+        if field == "video":
+            self.check_video(real, f"{field} {ref!r}")
         return str(real)
 
     def scrub(self, message: str) -> str:
@@ -117,7 +173,7 @@ class MediaPolicy:
             st = os.stat(real)
         except OSError:
             return None
-        if media_type is None or not stat.S_ISREG(st.st_mode) or st.st_size > self.max_bytes:
+        if media_type is None or not stat.S_ISREG(st.st_mode) or st.st_size > self.limit(kind):
             return None
         return real, media_type
 
@@ -125,14 +181,29 @@ class MediaPolicy:
         """Store uploaded bytes under ``uploads/`` by content hash; returns (path, whether it is new)."""
         if self.root is None:
             raise MediaRejected("this server has no media root to keep uploads in (start it with --media-root)")
-        if len(data) > self.max_bytes:
-            raise MediaTooLarge(f"{field}: {len(data):,} bytes, more than the limit of {self.max_bytes:,}")
+        if len(data) > self.limit(field):
+            raise MediaTooLarge(f"{field}: {len(data):,} bytes, more than the limit of {self.limit(field):,}")
         if not data:
             raise MediaRejected(f"{field}: the uploaded file is empty")
-        suffix = upload_suffix(data, field)
         folder = self.root / "uploads"
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / (hashlib.sha256(data).hexdigest() + suffix)
+        digest = hashlib.sha256(data).hexdigest()
+        if field == "video":  # checked from a file, by the sandbox, before it gets its name
+            tmp = folder / f"{digest}.part"
+            tmp.write_bytes(data)
+            try:
+                suffix = UPLOAD_FORMATS["video"][self.check_video(tmp)]
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            path = folder / (digest + suffix)
+            if path.exists():
+                tmp.unlink()
+                return str(path), False
+            tmp.replace(path)
+            return str(path), True
+        suffix = upload_suffix(data, field)
+        path = folder / (digest + suffix)
         if path.exists():
             return str(path), False
         tmp = path.with_suffix(path.suffix + ".part")
@@ -141,12 +212,18 @@ class MediaPolicy:
         return str(path), True
 
 
+def _no_name(detail: str) -> str:
+    """A sandbox's detail without the file name it starts with (an upload's name is a server-side hash)."""
+    head, sep, rest = detail.partition(": ")
+    return rest if sep and "." in head and " " not in head else detail
+
+
 def upload_suffix(data: bytes, field: str) -> str:
     """The suffix uploaded bytes are kept under: that of the format they decode as, which must be one of
     ``UPLOAD_FORMATS[field]``; else :class:`MediaRejected` naming the field and what was found."""
     allowed = UPLOAD_FORMATS.get(field)
-    if allowed is None:
-        raise MediaRejected(f"{field}: uploads are image or audio")
+    if allowed is None or field == "video":
+        raise MediaRejected(f"{field}: uploads are image or audio (videos go through MediaPolicy.save_upload)")
     readers = (_image_format, _audio_format) if field == "image" else (_audio_format, _image_format)
     found = readers[0](data)
     if found not in allowed:

@@ -40,8 +40,8 @@ class EventsIn(_In):
 
 
 class ItemFields(_In):
-    """An item's fields. ``image`` / ``audio``: a path inside the server's media root (or upload the file
-    with ``POST /items/upload``); URLs and other server paths are refused."""
+    """An item's fields. ``image`` / ``audio`` / ``video``: a path inside the server's media root (or upload
+    the file with ``POST /items/upload``); URLs and other server paths are refused."""
 
     title: Annotated[str, StringConstraints(max_length=2_000)] | None = None
     texts: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)],
@@ -49,6 +49,7 @@ class ItemFields(_In):
                                                                                     max_length=32)
     image: Annotated[str, StringConstraints(min_length=1, max_length=1_024)] | None = None
     audio: Annotated[str, StringConstraints(min_length=1, max_length=1_024)] | None = None
+    video: Annotated[str, StringConstraints(min_length=1, max_length=1_024)] | None = None
     attributes: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], AttrValue | None] = Field(
         default_factory=dict, max_length=64)
 
@@ -110,6 +111,7 @@ class StoredItemOut(BaseModel):
     texts: dict[str, Any] = Field(default_factory=dict)
     image: str | None = None
     audio: str | None = None
+    video: str | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -332,8 +332,14 @@ class Service(ModelSwaps):
                                       "once it is ready")
             return None
         from mosaicrec.encoders import encode_items
+        from mosaicrec.encoders.stage import part_of
 
-        encoders = {m: self.content.encoder(m, snap.content) for m in snap.content.content.modalities}
+        encoders = {}
+        for m in snap.content.content.modalities:  # a video's parts are made by the video's encoder
+            whole = part_of(m, snap.content.content.sources.get(m, ""))
+            name = whole[0] if whole else m
+            if name not in encoders:
+                encoders[name] = self.content.encoder(name, snap.content, parts=whole is not None)
         with self.model_lock:
             encoded = encode_items(items, encoders, progress=False, text_fields=self.info.text_fields,
                                    fields=self.info.fields)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from mosaicrec.data.schema import answered_lists
+from mosaicrec.data.schema import ITEM_COLUMNS, answered_lists
 
 ItemMode = Literal["create", "replace", "patch"]
 
@@ -96,7 +96,7 @@ def patched(stored: pd.DataFrame, patch: pd.DataFrame) -> pd.DataFrame:
     out = []
     for _, p in patch.iterrows():
         row = dict(base[str(p["item_id"])])
-        for key in ("title", "image", "audio"):
+        for key in ("title", "image", "audio", "video"):
             if p.get(key, ...) is not ...:
                 row[key] = p[key]
         for key in ("texts", "attributes"):
@@ -112,4 +112,4 @@ def patched(stored: pd.DataFrame, patch: pd.DataFrame) -> pd.DataFrame:
             elif change is None:
                 row[key] = {}
         out.append(row)
-    return pd.DataFrame(out, columns=["item_id", "title", "texts", "image", "audio", "attributes"])
+    return pd.DataFrame(out, columns=ITEM_COLUMNS)

@@ -12,13 +12,15 @@ from fastapi.responses import FileResponse, Response
 from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
 
+from mosaicrec.data.schema import ITEM_COLUMNS
 from mosaicrec.serving.media import MediaRejected
 from mosaicrec.serving.routes.common import READ, WRITE, Params, authorize, json_response, query_doc, service
 from mosaicrec.serving.schemas import (Id, ItemFields, ItemIn, ItemsIn, ItemsOut, SearchIn, SearchOut, SimilarOut,
                                        StoredItemOut)
 
 router = APIRouter(tags=["items"])
-FIELDS = ["item_id", "title", "texts", "image", "audio", "attributes"]
+FIELDS = ITEM_COLUMNS
+UPLOADS = ("image", "audio", "video")
 
 
 @router.get("/items/{item_id}/similar", response_model=SimilarOut, openapi_extra=query_doc(
@@ -36,14 +38,22 @@ async def similar(request: Request) -> Response:
 
 @router.get("/items/{item_id}/media/{kind}", openapi_extra=query_doc(
     ("item_id", "path", {"type": "string", "minLength": 1, "maxLength": 256}, "external item id"),
-    ("kind", "path", {"type": "string", "enum": ["image", "audio"]}, "which media")),
-    responses={200: {"content": {"image/*": {}, "audio/*": {}}}, 404: {"description": "no servable media"}})
+    ("kind", "path", {"type": "string", "enum": ["image", "audio", "video", "frame"]},
+     "which media (frame: the video's first frame as JPEG)")),
+    responses={200: {"content": {"image/*": {}, "audio/*": {}, "video/*": {}}},
+               404: {"description": "no servable media"}})
 async def media(request: Request) -> Response:
-    """The item's image or audio file, when it lies in the server's media root (nothing outside it is
-    ever served; types are fixed by suffix, with ``nosniff``). Needs a read key."""
+    """The item's image, audio or video file, when it lies in the server's media root (nothing outside it
+    is ever served; types are fixed by suffix, with ``nosniff``), or its video's first frame. Needs a read
+    key."""
     authorize(request, "read")
     p = Params(request)
-    path, media_type = request.app.state.browse.media_file(p.id("item_id"), p.id("kind"))
+    item_id, kind = p.id("item_id"), p.id("kind")
+    if kind == "frame":
+        data = await run_in_threadpool(request.app.state.browse.video_frame, item_id)
+        return Response(data, media_type="image/jpeg", headers={"X-Content-Type-Options": "nosniff",
+                                                                "Cache-Control": "private, max-age=3600"})
+    path, media_type = request.app.state.browse.media_file(item_id, kind)
     return FileResponse(path, media_type=media_type, headers={"X-Content-Type-Options": "nosniff",
                                                               "Cache-Control": "private, max-age=3600"})
 
@@ -65,7 +75,7 @@ def _row(request: Request, item_id: str, fields: ItemFields, partial: bool) -> d
     media root only). With ``partial``, fields the client did not send stay ``...`` (left as stored)."""
     given = fields.model_dump(exclude_unset=partial)
     media = service(request).media
-    for kind in ("image", "audio"):
+    for kind in UPLOADS:
         if given.get(kind):
             given[kind] = media.resolve(given[kind], kind)
     row: dict[str, Any] = {"item_id": item_id}
@@ -105,29 +115,31 @@ def patch_item(request: Request, item_id: Id, body: ItemFields) -> dict[str, Any
 async def upload_item(request: Request, item: str = Form(..., max_length=100_000,
                                                           description="the item's fields as JSON (item_id, "
                                                           "title, texts, attributes)"),
-                      image: UploadFile | None = File(None), audio: UploadFile | None = File(None)) -> Response:
-    """Add (or replace) one item with its image and/or audio uploaded in the same request
+                      image: UploadFile | None = File(None), audio: UploadFile | None = File(None),
+                      video: UploadFile | None = File(None)) -> Response:
+    """Add (or replace) one item with its image, audio and/or video uploaded in the same request
     (``multipart/form-data``). Files are kept in the media root by content hash; one that cannot be
-    decoded is refused (422) and nothing is written; so is a field other than these three."""
+    decoded is refused (422) and nothing is written; so is a field other than these four. A video is
+    checked in the decoding sandbox (limits on size, duration, frame size and streams)."""
     svc = service(request)
-    unknown = sorted(set((await request.form()).keys()) - {"item", "image", "audio"})
+    unknown = sorted(set((await request.form()).keys()) - {"item", *UPLOADS})
     if unknown:
-        raise MediaRejected(f"{unknown[0]}: not an upload field (send item, and image and/or audio)")
+        raise MediaRejected(f"{unknown[0]}: not an upload field (send item, and image, audio and/or video)")
     try:
         fields = ItemIn.model_validate(json.loads(item))
     except (json.JSONDecodeError, PydanticValidationError) as e:
         first = e.errors()[0] if isinstance(e, PydanticValidationError) else {"loc": (), "msg": str(e)}
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise MediaRejected(f"item{'.' + where if where else ''}: {first.get('msg')}") from None
-    if fields.image or fields.audio:
-        raise MediaRejected("item: send the media as files (image, audio), not as paths, in an upload")
+    if fields.image or fields.audio or fields.video:
+        raise MediaRejected("item: send the media as files (image, audio, video), not as paths, in an upload")
     row = _row(request, fields.item_id, fields, False)
     saved: list[str] = []
     try:
-        for kind, upload in (("image", image), ("audio", audio)):
+        for kind, upload in (("image", image), ("audio", audio), ("video", video)):
             if upload is not None:
-                data = await upload.read(svc.media.max_bytes + 1)
-                path, new = svc.media.save_upload(data, upload.filename, kind)
+                data = await upload.read(svc.media.limit(kind) + 1)
+                path, new = await run_in_threadpool(svc.media.save_upload, data, upload.filename, kind)
                 row[kind] = path
                 if new:
                     saved.append(path)

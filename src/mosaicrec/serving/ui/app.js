@@ -68,7 +68,9 @@ function card(info, extra = {}) {
   const c = el("article", { className: "card", dataset: { item: info.item_id } });
   const poster = el("div", { className: "poster" }, el("span", {}, (info.title || info.item_id).slice(0, 1)));
   c.append(poster);
-  if (info.image) media(info.item_id, "image").then((url) => {
+  // a video without a picture of its own shows its first frame
+  const picture = info.image ? "image" : info.video ? "frame" : null;
+  if (picture) media(info.item_id, picture).then((url) => {
     poster.replaceChildren(el("img", { src: url, alt: info.title || info.item_id }));
   }).catch(() => {});
   const body = el("div", { className: "body" },
@@ -80,6 +82,11 @@ function card(info, extra = {}) {
   if (extra.kg_path) body.append(el("p", { className: "kg" }, extra.kg_path));
   if (extra.modality) body.append(el("p", { className: "modality" }, `modality: ${extra.modality}`));
   if (extra.liked !== undefined) body.append(el("p", { className: extra.liked ? "liked" : "disliked" }, extra.liked ? "liked" : "disliked"));
+  if (info.video) {
+    const player = el("video", { controls: true, preload: "none", className: "clip" });
+    body.append(player);
+    media(info.item_id, "video").then((url) => { player.src = url; }).catch(() => {});
+  }
   if (info.audio) {
     const player = el("audio", { controls: true, preload: "none" });
     body.append(player);
@@ -224,6 +231,7 @@ async function addItem(ev) {
   form.append("item", JSON.stringify(item));
   if ($("add-image").files[0]) form.append("image", $("add-image").files[0]);
   if ($("add-audio").files[0]) form.append("audio", $("add-audio").files[0]);
+  if ($("add-video").files[0]) form.append("video", $("add-video").files[0]);
   try {
     say(`adding ${id} (its content is encoded first)…`);
     await api("/items/upload", { method: "POST", body: form });
@@ -258,6 +266,13 @@ async function loadReport() {
     el("tr", {}, el("th", {}, "model"), ...names.map((n) => el("th", {}, n))),
     ...r.rows.map((row) => el("tr", {}, el("td", {}, row.model),
       ...names.map((n) => el("td", {}, row.metrics[n] === undefined ? "" : row.metrics[n].toFixed(4))))));
+  // what each modality is worth (an evaluation with [ablation]): contribution and its paired 95% interval
+  const f = (x) => (x >= 0 ? "+" : "−") + Math.abs(x).toFixed(4);
+  $("worth-table").replaceChildren(...(r.modalities.length ? [
+    el("tr", {}, ...["model", "scenario", "modality", `${r.modalities[0].metric} contribution`, "95% CI"].map((h) => el("th", {}, h))),
+    ...r.modalities.map((w) => el("tr", { className: w.ci_low > 0 || w.ci_high < 0 ? "sure" : "" },
+      el("td", {}, w.model), el("td", {}, w.scenario), el("td", {}, w.modality), el("td", {}, f(w.diff)),
+      el("td", {}, `[${f(w.ci_low)}, ${f(w.ci_high)}]`)))] : []));
   $("plots").replaceChildren();
   for (const name of r.plots) {
     const res = await api(`/ui/api/report/${encodeURIComponent(name)}`, { raw: true });

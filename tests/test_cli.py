@@ -448,7 +448,8 @@ def test_retrain_beside_the_running_service_and_reload(files):
 
 
 @pytest.mark.parametrize("name", ["demo", "multimodal", "kuairand", "tuned", "kg", "sequential", "kuairand_multitask",
-                                  "kuairand_sequential", "kuairand_transfer", "sequence_transfer"])
+                                  "kuairand_sequential", "kuairand_transfer", "sequence_transfer", "modalities",
+                                  "modalities_emotify"])
 def test_packaged_configs_validate(name):
     from mosaicrec.config import DEMO_CONFIG, load_config
 

@@ -36,3 +36,23 @@ def test_fitted_encoders_refuse_the_ray_path(ray_cluster, media_catalog: pd.Data
 
     with pytest.raises(ConfigError, match="without --ray"):
         encode_items(media_catalog, {"text": create_encoder("tfidf", min_df=1)}, ray="local", progress=False)
+
+
+def test_videos_encode_on_ray_as_they_do_locally(ray_cluster, tmp_path: Path):
+    pytest.importorskip("av")
+    from tests.encoders.test_video import _scenes, _tone
+    from mosaicrec.encoders.video_io import write_video
+
+    paths = [str(write_video(tmp_path / f"v{i}.{'mp4' if i % 2 else 'webm'}", _scenes(24 + 12 * i),
+                             wave=_tone(300 + 100 * i, 1.5))) for i in range(3)]
+    items = pd.DataFrame({"item_id": ["a", "b", "c", "d"], "title": "", "texts": [{}] * 4, "image": None,
+                          "audio": None, "video": paths + [str(tmp_path / "no.mp4")], "attributes": [{}] * 4})
+
+    def encoders():
+        return {"video": create_encoder("video", frames="color-texture", audio="mfcc-stats", batch_size=2)}
+
+    local = encode_items(items, encoders(), progress=False)
+    remote = encode_items(items, encoders(), ray="local", progress=False)
+    assert remote.content.masks["video"].tolist() == [True, True, True, False]
+    np.testing.assert_allclose(local.content.features["video"], remote.content.features["video"], atol=1e-5)
+    assert dict(remote.reports[0].failures).keys() == {"d"}

@@ -324,6 +324,31 @@ def emotify(data_root: Path, cache: Path) -> DatasetSource:
     )
 
 
+@register_dataset("emotify-profiles", "Emotify's responses by listener profile (age band × gender × mother "
+                  "tongue): 4 genres of clips liked or not by ~50 profiles, a catalog with users to rank for",
+                  requires="shared")
+def emotify_profiles(data_root: Path, cache: Path) -> DatasetSource:
+    """Emotify's listeners are anonymous (one response each), so a per-user ranking has nobody to rank for.
+    Grouped by profile (the listener facts the responses carry: age band, gender, one of the five commonest
+    mother tongues or "other"), each profile likes the clips some listener of it liked: the unit the audio
+    benchmark ranks for, as a dataset the experiment runner and its modality report can use."""
+    source = emotify(data_root, cache)
+    out = Path(source.events).with_name("profiles.parquet")
+    if not out.exists() or out.stat().st_mtime < Path(source.events).stat().st_mtime:
+        ev = pd.read_parquet(source.events)
+        age = pd.to_numeric(ev["listener_age"], errors="coerce").fillna(25)
+        band = pd.cut(age, [0, 21, 26, 31, 41, 200], right=False, labels=["<21", "21-25", "26-30", "31-40", "41+"])
+        tongue = ev["listener_mother_tongue"].astype(str).str.strip().str.lower()
+        top = tongue.value_counts().index[:5]
+        gender = np.where(ev["listener_gender"].astype(str) == "1", "f", "m")
+        profile = band.astype(str) + "|" + gender + "|" + np.where(tongue.isin(top), tongue, "other")
+        tmp = out.with_suffix(".tmp")
+        ev.assign(user_id=profile)[["user_id", "item_id", "event_type", "weight"]].to_parquet(tmp, index=False)
+        tmp.replace(out)
+    return source.model_copy(update={"name": "emotify-profiles", "events": str(out),
+                                     "event_schema": EventSchema(timestamp=None)})
+
+
 _EMOTIFY_EMOTIONS = ["amazement", "solemnity", "tenderness", "nostalgia", "calmness", "power",
                      "joyful_activation", "tension", "sadness"]
 

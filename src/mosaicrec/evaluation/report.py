@@ -332,6 +332,9 @@ def docs_table(result: ExperimentResult) -> str:
              "| model | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for r in result.rows:
         lines.append(f"| {r.label} | " + " | ".join(_cell(r, c, n_seeds) for c in cols) + " |")
+    worth = modality_section(result)
+    if worth:  # the contributions, in the same table file (its heading one level down)
+        lines += ["", "#" + worth[1], *worth[2:]]
     return "\n".join(lines) + "\n"
 
 

@@ -105,7 +105,10 @@ def test_media_is_served_from_the_media_root_only(world):
 def test_the_report_is_listed_and_only_its_plots_are_served(world):
     _, client = world
     rep = get(client, "/ui/api/report").json()
-    assert {r["model"] for r in rep["rows"]} == {"mostpop", "ease"} and "plot.png" in rep["plots"]
+    assert {r["model"] for r in rep["rows"]} == {"mostpop", "ease", "content-knn", "content-knn − text",
+                                                "content-knn − image"} and "plot.png" in rep["plots"]
+    worth = {w["modality"]: w for w in rep["modalities"]}
+    assert set(worth) == {"text", "image"} and all(w["ci_low"] <= w["diff"] <= w["ci_high"] for w in worth.values())
     assert 0 <= rep["rows"][0]["metrics"]["ndcg@10"] <= 1
     r = get(client, "/ui/api/report/plot.png")
     assert r.status_code == 200 and r.content[:4] == b"\x89PNG"

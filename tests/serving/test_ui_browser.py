@@ -97,8 +97,12 @@ def test_a_reader_sees_a_users_history_and_list_with_posters_audio_and_reasons(s
     # the report's table and plot
     page.wait_for_selector("#report-box:not([hidden]) img.plot")
     assert page.eval_on_selector("img.plot", "i => i.naturalWidth") > 0
-    assert {r.strip() for r in page.eval_on_selector_all("#report-table td:first-child",
-                                                         "ts => ts.map(t => t.textContent)")} == {"mostpop", "ease"}
+    assert {r.strip() for r in page.eval_on_selector_all("#report-table td:first-child", "ts => ts.map(t => t.textContent)")
+            } == {"mostpop", "ease", "content-knn", "content-knn − text", "content-knn − image"}
+    # what each modality is worth: one row per modality, its contribution and interval
+    worth = page.eval_on_selector_all("#worth-table tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))")
+    assert worth[0][2:4] == ["modality", "ndcg@10 contribution"] and {w[2] for w in worth[1:]} == {"text", "image"}
+    assert all(w[4].startswith("[") and w[3][0] in "+−" for w in worth[1:])
     page.screenshot(path=str(site[3] / "1-reader-list-history-report.png"), full_page=True)
     assert not errors
 

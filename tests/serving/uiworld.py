@@ -104,15 +104,21 @@ def build(tmp: Path) -> World:
 
 
 def write_report(data, folder: Path) -> None:
-    """A real (small) evaluation of two models, as ``mosaicrec evaluate`` writes it."""
+    """A real (small) evaluation of two models and a content model with its modality ablation, as
+    ``mosaicrec evaluate`` writes it."""
     from rich.console import Console
 
     from mosaicrec.data.splits import SplitConfig
+    from mosaicrec.encoders import create_encoder, encode_items
+    from mosaicrec.evaluation.ablation import AblationConfig
     from mosaicrec.evaluation.report import write_reports
     from mosaicrec.evaluation.runner import run_experiment
     from mosaicrec.models.registry import ModelSpec
 
+    content = encode_items(data.items, {"text": create_encoder("tfidf", min_df=1, dim=16),
+                                        "image": create_encoder("color-texture")}, progress=False).content
     result = run_experiment(data, SplitConfig(test_fraction=0.25, seed=0),
-                            [ModelSpec(name="mostpop"), ModelSpec(name="ease", params={"reg": 10.0})],
-                            name="ui-world", console=Console(quiet=True))
+                            [ModelSpec(name="mostpop"), ModelSpec(name="ease", params={"reg": 10.0}),
+                             ModelSpec(name="content-knn")],
+                            name="ui-world", console=Console(quiet=True), content=content, ablation=AblationConfig())
     write_reports(result, folder)

@@ -429,6 +429,9 @@ class Sandbox:
         self.close()
 
 
+_FAST = {"libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"}, "libx264": {"preset": "veryfast"}}
+
+
 def write_video(path: str | Path, frames: Any, fps: float = 24.0, wave: np.ndarray | None = None,
                 sample_rate: int = 44_100, codecs: tuple[str, str] | None = None) -> Path:
     """Write frames (an iterable of ``(h, w, 3)`` uint8 arrays of one even size) and an optional mono
@@ -443,7 +446,8 @@ def write_video(path: str | Path, frames: Any, fps: float = 24.0, wave: np.ndarr
     frames = iter(frames)
     first = next(frames)
     with av.open(str(path), "w", format=fmt) as out:
-        vs = out.add_stream(codecs[0], rate=Fraction(fps).limit_denominator(1001))
+        vs = out.add_stream(codecs[0], rate=Fraction(fps).limit_denominator(1001),
+                            options=_FAST.get(codecs[0], {}))  # test and benchmark files: speed over size
         vs.pix_fmt = "yuv420p"
         vs.height, vs.width = first.shape[:2]
         aus = None

@@ -91,6 +91,22 @@ name = "itemknn"
     data = json.loads((files / "report" / "results.json").read_text())
     assert data["split"]["kind"] == "leave_last_out" and len(data["models"]) == 2
     assert (files / "report" / "config.json").exists()
+    bad = cli("evaluate", "exp.toml", "--ablation", cwd=files, check=False)  # no content to drop
+    assert bad.returncode == 1 and "--ablation: [ablation] drops content modalities" in bad.stderr
+    (files / "exp2.toml").write_text((files / "exp.toml").read_text().replace("ks = [5]", "ks = [10]").replace(
+        "[[models]]\nname = \"itemknn\"", """
+[content]
+encoders = { words = "tfidf", names = "tfidf" }
+params = { words = { min_df = 1, dim = 8 }, names = { min_df = 1, dim = 4 } }
+fields = { names = ["title"] }
+[ablation]
+[[models]]
+name = "content-knn"
+"""))
+    out = cli("evaluate", "exp2.toml", "--out", "report2", cwd=files).stdout
+    assert "what each modality is worth" in out and "content-knn − words" in out
+    report = (files / "report2" / "report.md").read_text()
+    assert "| content-knn | warm | words |" in report and "| content-knn | warm | names |" in report
 
 
 def test_evaluate_runs_a_catalog_transfer_from_a_config_file(files):

@@ -138,8 +138,19 @@ class ExperimentConfig(BaseModel):
         for m in ab.modalities or []:
             if m not in features and not any(m.startswith(f + "_") for f in features):  # a video's parts
                 raise ValueError(f"[ablation] modalities: {m!r} is no content feature ({', '.join(sorted(features))})")
-        if ab.metric == "recall@20" and 20 not in self.evaluation.ks:
-            raise ValueError("[ablation] metric recall@20 needs 20 in [evaluation] ks")
+        k = int(ab.metric.split("@")[1])
+        if k not in self.evaluation.ks:
+            raise ValueError(f"[ablation] metric {ab.metric} needs {k} in [evaluation] ks ({self.evaluation.ks})")
+
+
+def with_ablation(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The experiment with an ``[ablation]`` section (its defaults) when it has none, checked as a file's."""
+    if cfg.ablation is not None:
+        return cfg
+    try:
+        return ExperimentConfig.model_validate({**cfg.model_dump(exclude_unset=True), "ablation": {}})
+    except PydanticValidationError as e:
+        raise ConfigError(f"--ablation: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

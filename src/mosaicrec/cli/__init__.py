@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mosaicrec import __version__
@@ -105,7 +106,8 @@ def main() -> None:
     except (MosaicError, OSError) as e:
         if debug:
             raise
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        # escaped: a message naming a config section ("add a [content] section") is text, not markup
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]", highlight=False)
@@ -114,7 +116,8 @@ def main() -> None:
         if debug:
             raise
         first = (str(e).strip().splitlines() or [""])[0][:300]
-        err.print(f"[red]error:[/red] unexpected {type(e).__name__}: {first} (run with --debug for the traceback)",
+        err.print(f"[red]error:[/red] unexpected {type(e).__name__}: {escape(first)} "
+                  "(run with --debug for the traceback)",
                   highlight=False, soft_wrap=True)
         sys.exit(1)
 

@@ -16,11 +16,14 @@ from mosaicrec.errors import MosaicError
 def evaluate(
     config: Annotated[Path, typer.Argument(help="experiment TOML file")],
     output: Annotated[Optional[Path], _opt("report folder [default: <output_dir>/<name>-<time>]", "--out")] = None,
+    ablation: Annotated[bool, _opt("also run every content model without each of its modalities and report what "
+                                   "each modality is worth (as an [ablation] section with its defaults)")] = False,
 ) -> None:
     """Run an experiment from a config file: table, results JSON, markdown report and plot."""
-    from mosaicrec.config import load_config
+    from mosaicrec.config import load_config, with_ablation
 
-    _show_run(_run_config(load_config(config), output))
+    cfg = load_config(config)
+    _show_run(_run_config(with_ablation(cfg) if ablation else cfg, output))
 
 
 def _run_config(cfg, output: Path | None, **kw):

@@ -39,9 +39,7 @@ def serve(
                                                "retraining writes to [default: the --model folder's parent]")]
         = None,
     max_media_mb: Annotated[float, _opt("largest image or audio file accepted, MB", min=0.01)] = 25.0,
-    max_video_mb: Annotated[float, _opt("largest video file accepted, MB (videos are also checked for "
-                                        "duration, frame size and streams before they are decoded)",
-                                        min=0.01, max=100_000)] = 200.0,
+    max_video_mb: Annotated[float, _opt("largest video file accepted, MB", min=0.01, max=100_000)] = 200.0,
     public_docs: Annotated[bool, _opt("serve /docs and /openapi.json without a key")] = False,
     bandit: Annotated[Optional[str], _opt("let a contextual bandit (linucb | thompson | epsilon-greedy) pick lists "
                                           "from the model's candidates and learn from rewards: events whose "
@@ -72,9 +70,8 @@ def serve(
                                  "reuseport (each replica serves the port itself, the kernel spreads "
                                  "connections over one machine's replicas: no proxy)")] = "serve",
 ) -> None:
-    """Serve recommendations, similar items, search, new items, events and erasure over HTTP, and a web
-    page to look at them (http://HOST:PORT/ui). Starts at once from the model and the store; content the
-    model did not bring is encoded in the background."""
+    """Serve recommendations, similar items, search, new items, events and erasure over HTTP, and a web page
+    (http://HOST:PORT/ui). Starts at once; content the model did not bring is encoded in the background."""
     import uvicorn
 
     from mosaicrec.app.server import ServeOptions, build_server

@@ -16,6 +16,7 @@ only, with its reason; the item keeps its other modalities and the run goes on.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -224,7 +225,10 @@ def encode_items(items: pd.DataFrame, encoders: Mapping[str, Encoder] | Sequence
                 task = bar.add_task(f"{name} ({enc.name})", total=len(order))
                 runner = _run_ray(enc, [[todo[h] for h in b] for b in batch_hashes], ray) if ray else \
                     _run_local(enc, [[todo[h] for h in b] for b in batch_hashes], decode_threads, prefetch)
-                with _CacheWriter(cache, key) as writer:
+                # closed here, not left to the garbage collector: a suspended runner shuts its decoding
+                # pool down when collected, and a collection that lands inside a new thread's start
+                # (which holds threading's shutdown lock) deadlocked on that pool's join
+                with _CacheWriter(cache, key) as writer, contextlib.closing(runner):
                     for hs, batch in zip(batch_hashes, runner):
                         got = {hs[j]: v for j, v in zip(batch.ok, batch.vectors)} if batch.ok else {}
                         lost = {hs[j]: reason for j, reason in batch.failed.items()}

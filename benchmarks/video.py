@@ -108,7 +108,7 @@ def throughput(items: pd.DataFrame, max_frames: int) -> dict[str, float]:
     with Sandbox(VideoLimits()) as sb:
         sb.decode(paths[0], max_frames)  # start the children outside the clock
         with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda p: sb.header(p), paths[:2]))
+            list(pool.map(lambda p: sb.probe(p, 32), paths[:2]))
             t0 = time.perf_counter()
             list(pool.map(lambda p: sb.decode(p, max_frames), paths))
             decode = time.perf_counter() - t0

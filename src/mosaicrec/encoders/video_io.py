@@ -258,28 +258,21 @@ def decode_video(path: str, limits: VideoLimits, max_frames: int = 8, size: int 
     return DecodedVideo(frames, times, wave, info)
 
 
-def first_frame(path: str, limits: VideoLimits, size: int = 360) -> np.ndarray:
-    """The first decodable frame (the card image), ``(h, w, 3)`` uint8 with its shorter side ``size``."""
-    container = _open(path, limits)
-    with container:
-        _header(container, Path(path).name, limits)
+def probe(path: str, limits: VideoLimits, size: int = 360) -> tuple[dict[str, Any], np.ndarray]:
+    """The header's facts (refused where they break a limit) and the first decodable frame, ``(h, w, 3)``
+    uint8 with its shorter side ``size`` (the card image), from one opening of the file."""
+    name = Path(path).name
+    with _open(path, limits) as container:
+        info = _header(container, name, limits)
         vs = container.streams.video[0]
         vs.codec_context.skip_frame = "NONKEY"
         for frame in container.decode(vs):
-            return _Sampler(1, size)._rgb(frame)
-    raise MediaError("corrupt video", f"{Path(path).name}: no frame could be decoded")
+            return info, _Sampler(1, size)._rgb(frame)
+    raise MediaError("corrupt video", f"{name}: no frame could be decoded")
 
 
-_CALLS = {"decode": decode_video, "first_frame": first_frame, "header": None}
-
-
-def _header_only(path: str, limits: VideoLimits) -> dict[str, Any]:
-    container = _open(path, limits)
-    with container:
-        return _header(container, Path(path).name, limits)
-
-
-_CALLS["header"] = _header_only
+#: what the sandbox child may be asked to run
+_CALLS = {"decode": decode_video, "probe": probe}
 
 
 def _send(fd: int, obj: Any) -> None:
@@ -403,12 +396,9 @@ class Sandbox:
                ) -> DecodedVideo:
         return self.call("decode", path, max_frames, size, audio_seconds)
 
-    def header(self, path: str) -> dict[str, Any]:
-        """The header's facts, or a refusal (no frame decoded)."""
-        return self.call("header", path)
-
-    def first_frame(self, path: str, size: int = 360) -> np.ndarray:
-        return self.call("first_frame", path, size)
+    def probe(self, path: str, size: int = 360) -> tuple[dict[str, Any], np.ndarray]:
+        """The header's facts and the first frame (see :func:`probe`), or a refusal."""
+        return self.call("probe", path, size)
 
     def close(self) -> None:
         with self._lock:

@@ -95,15 +95,13 @@ class MediaPolicy:
 
     def video_frame(self, path: str | Path) -> bytes:
         """A video's first frame as JPEG bytes (the card image), decoded in the sandbox."""
-        import io as _io
-
         from PIL import Image
 
         try:
-            frame = self.sandbox.first_frame(str(path))
+            _, frame = self.sandbox.probe(str(path))
         except MediaError as e:
             raise MediaRejected(self.scrub(str(e))) from None
-        buf = _io.BytesIO()
+        buf = io.BytesIO()
         Image.fromarray(frame).save(buf, "JPEG", quality=85)
         return buf.getvalue()
 
@@ -116,8 +114,7 @@ class MediaPolicy:
             raise MediaRejected(f"{field}: the upload is not a video file of a known container; a video must "
                                 "be MP4/MOV, WebM/Matroska, AVI or Ogg")
         try:
-            info = self.sandbox.header(str(path))
-            self.sandbox.first_frame(str(path), 32)
+            info, _ = self.sandbox.probe(str(path), 32)
         except MediaError as e:
             raise MediaRejected(f"{field}: {e.kind}" + (f" ({self.scrub(_no_name(e.detail))})" if e.detail else "")
                                 ) from None

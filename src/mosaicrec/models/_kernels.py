@@ -39,6 +39,13 @@ def _stream_state(seed: np.uint64, stream: int) -> np.uint64:
 
 
 @njit(cache=True, inline="always")
+def _below(state: np.uint64, n: int) -> np.int64:
+    """A draw in [0, n) from the generator's high 32 bits by a multiply and a shift (Lemire): a 64-bit
+    modulo costs tens of cycles, three times per sample."""
+    return np.int64(((state >> np.uint64(32)) * np.uint64(n)) >> np.uint64(32))
+
+
+@njit(cache=True, inline="always")
 def _unseen_item(state: np.uint64, indptr: np.ndarray, indices: np.ndarray, u: int, n_items: int
                  ) -> tuple[np.uint64, np.int64]:
     """A uniform item the user has not seen (binary search in their sorted CSR row), up to 10 draws;
@@ -47,7 +54,7 @@ def _unseen_item(state: np.uint64, indptr: np.ndarray, indices: np.ndarray, u: i
     hi = indptr[u + 1]
     for _try in range(10):
         state = _xorshift(state)
-        cand = np.int64(state % np.uint64(n_items))
+        cand = _below(state, n_items)
         a = lo
         b = hi
         while a < b:
@@ -288,7 +295,7 @@ def bpr_epoch(ev_users: np.ndarray, ev_items: np.ndarray, ev_ctx: np.ndarray, in
         state = _stream_state(seed, s)
         for _ in range(per):
             state = _xorshift(state)
-            e = np.int64(state % np.uint64(n_ev))
+            e = _below(state, n_ev)
             u = ev_users[e]
             i = ev_items[e]
             state = _xorshift(state)
@@ -317,4 +324,47 @@ def bpr_epoch(ev_users: np.ndarray, ev_items: np.ndarray, ev_ctx: np.ndarray, in
                     W[c, a] += lr * (z * (vi - vj) - reg_ctx * W[c, a])
                 V[i, a] += lr * (z * q - reg * vi)
                 V[j, a] += lr * (-z * q - reg * vj)
+    return int(skipped.sum()), float(correct.sum() / max(1, n_streams * per))
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def bpr_epoch_plain(ev_users: np.ndarray, ev_items: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
+                    U: np.ndarray, V: np.ndarray, item_bias: np.ndarray, lr: np.float32, reg: np.float32,
+                    n_streams: int, seed: np.uint64) -> tuple[int, float]:
+    """:func:`bpr_epoch` without contexts, all in float32: plain BPR's hot loop reads no context rows and
+    converts nothing to float64, which made it 1.5-1.7x implicit's time. Same sampling (uniform events,
+    uniform unseen negatives), same updates, same return values."""
+    n_ev = len(ev_users)
+    n_items = V.shape[0]
+    f = U.shape[1]
+    per = (n_ev + n_streams - 1) // n_streams
+    one = np.float32(1.0)
+    skipped = np.zeros(n_streams, dtype=np.int64)
+    correct = np.zeros(n_streams, dtype=np.int64)
+    for s in prange(n_streams):
+        state = _stream_state(seed, s)
+        for _ in range(per):
+            state = _xorshift(state)
+            e = _below(state, n_ev)
+            u = ev_users[e]
+            i = ev_items[e]
+            state, j = _unseen_item(state, indptr, indices, u, n_items)
+            if j < 0:
+                skipped[s] += 1
+                continue
+            x = item_bias[i] - item_bias[j]
+            for a in range(f):
+                x += U[u, a] * (V[i, a] - V[j, a])
+            z = one / (one + np.exp(x))
+            if x > 0:
+                correct[s] += 1
+            item_bias[i] += lr * (z - reg * item_bias[i])
+            item_bias[j] += lr * (-z - reg * item_bias[j])
+            for a in range(f):
+                q = U[u, a]
+                vi = V[i, a]
+                vj = V[j, a]
+                U[u, a] = q + lr * (z * (vi - vj) - reg * q)
+                V[i, a] = vi + lr * (z * q - reg * vi)
+                V[j, a] = vj + lr * (-z * q - reg * vj)
     return int(skipped.sum()), float(correct.sum() / max(1, n_streams * per))

@@ -186,16 +186,13 @@ class BPR(_FactorModel):
             return
         users_of_entry = np.repeat(np.arange(X.shape[0], dtype=np.int32), np.diff(X.indptr))
         items = X.indices.astype(np.int32)
-        # the context kernel with every event in context 0 (whose shift and biases stay zero)
-        no_context = np.zeros(len(items), np.int32)
-        W = np.zeros((1, cfg.factors), np.float32)
-        B = np.zeros((1, train.n_items), np.float32)
         threads = _kernels.set_threads(cfg.num_threads)
+        lr, reg = np.float32(cfg.learning_rate), np.float32(cfg.regularization)
         for it in range(cfg.iterations):
             t0 = time.perf_counter()
-            skipped, correct = _kernels.bpr_epoch(
-                users_of_entry, items, no_context, X.indptr, X.indices, self.U_, self.V_, self.item_bias_, W, B,
-                cfg.learning_rate, cfg.regularization, 0.0, 0.0, threads, np.uint64(cfg.seed * 1_000_003 + it))
+            skipped, correct = _kernels.bpr_epoch_plain(
+                users_of_entry, items, X.indptr, X.indices, self.U_, self.V_, self.item_bias_, lr, reg, threads,
+                np.uint64(cfg.seed * 1_000_003 + it))
             self._epoch_done({"iteration": it, "seconds": time.perf_counter() - t0,
                                   "correct": correct, "skipped": skipped})
 

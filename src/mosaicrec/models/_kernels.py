@@ -76,26 +76,29 @@ def als_cg_half_step(indptr: np.ndarray, indices: np.ndarray, confidence: np.nda
     steps on (YᵀY + λI + Yᵀ(C_u − I)Y) x_u = Yᵀ C_u p_u, warm-started from the current x_u (Takács et al.).
     ``confidence`` holds c_ui for each stored entry (c_ui − 1 enters the matrix, c_ui the right side)."""
     n_rows, f = X.shape
+    # float32 accumulators: a float64 literal would promote every product and convert each store back
+    zero = X.dtype.type(0.0)
+    one = X.dtype.type(1.0)
     for u in prange(n_rows):
         x = X[u]
         r = np.zeros(f, dtype=X.dtype)
         # r = b - A x, with b = Σ c y and A x = YtY_reg x + Σ (c-1)(y·x) y
         for a in range(f):
-            acc = 0.0
+            acc = zero
             for b in range(f):
                 acc += YtY_reg[a, b] * x[b]
             r[a] = -acc
         for p_ in range(indptr[u], indptr[u + 1]):
             i = indices[p_]
             c = confidence[p_]
-            yx = 0.0
+            yx = zero
             for a in range(f):
                 yx += Y[i, a] * x[a]
-            w = c - (c - 1.0) * yx
+            w = c - (c - one) * yx
             for a in range(f):
                 r[a] += w * Y[i, a]
         p = r.copy()
-        rs_old = 0.0
+        rs_old = zero
         for a in range(f):
             rs_old += r[a] * r[a]
         if rs_old < 1e-20:
@@ -103,26 +106,26 @@ def als_cg_half_step(indptr: np.ndarray, indices: np.ndarray, confidence: np.nda
         Ap = np.zeros(f, dtype=X.dtype)
         for _ in range(cg_steps):
             for a in range(f):
-                acc = 0.0
+                acc = zero
                 for b in range(f):
                     acc += YtY_reg[a, b] * p[b]
                 Ap[a] = acc
             for p_ in range(indptr[u], indptr[u + 1]):
                 i = indices[p_]
                 c = confidence[p_]
-                yp = 0.0
+                yp = zero
                 for a in range(f):
                     yp += Y[i, a] * p[a]
-                yp *= c - 1.0
+                yp *= c - one
                 for a in range(f):
                     Ap[a] += yp * Y[i, a]
-            pAp = 0.0
+            pAp = zero
             for a in range(f):
                 pAp += p[a] * Ap[a]
             if pAp <= 0.0:
                 break
             step = rs_old / pAp
-            rs_new = 0.0
+            rs_new = zero
             for a in range(f):
                 x[a] += step * p[a]
                 r[a] -= step * Ap[a]

@@ -278,7 +278,10 @@ def test_evaluate_multimodal_config_with_cold_start_on_real_data(tmp_path):
     assert set(rows["hybrid"]["cold"]) == {"new items", "new users"}
     held = result["split"]["cold_start"]["new items"]["held_out"]
     assert 250 < held < 400  # a fifth of the rated films
-    assert rows["content-knn"]["cold"]["new items"]["ndcg@10"] > 3 * rows["mostpop"]["cold"]["new items"]["ndcg@10"]
+    # MostPop cannot tell new items apart (all tied at zero), so it scores chance: evaluation breaks ties at random
+    # (by index it scored 0.021 here, below chance, as ML-100K's high ids are its obscure films)
+    chance = rows["mostpop"]["cold"]["new items"]["ndcg@10"]
+    assert 0.03 < chance < 0.05 and rows["content-knn"]["cold"]["new items"]["ndcg@10"] > 1.4 * chance
     assert "new items: ndcg@10" in (tmp_path / "run" / "report.md").read_text()
 
 

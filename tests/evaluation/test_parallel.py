@@ -45,4 +45,6 @@ def test_an_experiment_config_runs_on_ray_with_the_same_results(ray_cluster):
             "evaluation": {"ks": [10], "metrics": ["recall", "ndcg"], "workers": workers}})
         result = run_experiment(data, cfg.split, cfg.models, cfg.evaluation, name=cfg.name)
         tables.append(result.rows[0].metrics)
-    assert tables[0] == pytest.approx(tables[1], abs=1e-6) and tables[0]["recall@10"] > 0.05
+    # float32 ALS: Ray workers and this process may run differently compiled machine code of one kernel (numba's
+    # cache or a fresh compile), which differ in the last bit of a sum; the metrics agree to that rounding
+    assert tables[0] == pytest.approx(tables[1], abs=1e-4) and tables[0]["recall@10"] > 0.05

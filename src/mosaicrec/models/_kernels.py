@@ -371,3 +371,52 @@ def bpr_epoch_plain(ev_users: np.ndarray, ev_items: np.ndarray, indptr: np.ndarr
                 V[i, a] = vi + lr * (z * q - reg * vi)
                 V[j, a] = vj + lr * (-z * q - reg * vj)
     return int(skipped.sum()), float(correct.sum() / max(1, n_streams * per))
+
+
+@njit(cache=True, nogil=True)
+def top_k_rows(scores: np.ndarray, k: int, tie_rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``k`` largest entries, best first (NaN never kept): one pass per row that rejects most
+    entries with a single comparison against the worst kept. Equal values go to the lower index, or, given
+    ``tie_rank`` (a permutation of the columns; empty: none), to the lower rank. Serial and without the GIL:
+    callers split rows over threads (the workqueue layer must not be entered from two threads at once, and a
+    service ranks from several)."""
+    n, m = scores.shape
+    kk = min(k, m)
+    keyed = len(tie_rank) > 0
+    item_of = np.empty(m if keyed else 0, dtype=np.int64)
+    for j in range(len(item_of)):
+        item_of[tie_rank[j]] = j
+    out_idx = np.full((n, kk), -1, dtype=np.int64)
+    out_val = np.full((n, kk), -np.inf, dtype=scores.dtype)
+    hv = np.empty(kk, dtype=scores.dtype)
+    hj = np.empty(kk, dtype=np.int64)
+    for r in range(n):
+        size = 0
+        row = scores[r]
+        j = 0
+        while j < m:
+            stop = min(j + 16, m)
+            if size == kk and stop - j == 16:
+                # a block of 16 beats the worst kept nowhere, in the usual case: one vectorised test
+                worst = hv[0]
+                top = worst
+                for t in range(16):
+                    v = row[j + t]
+                    top = v if v > top else top  # NaN never compares greater: never kept
+                if not (top > worst or (keyed and top == worst)):
+                    j = stop
+                    continue
+            for t in range(j, stop):
+                v = row[t]
+                if v != v or (size == kk and v < hv[0]):
+                    continue
+                if keyed:
+                    size = _heap_offer(hv, hj, size, kk, v, tie_rank[t])
+                elif size < kk or v > hv[0]:  # indices rise along the row: an equal entry ranks below
+                    size = _heap_offer(hv, hj, size, kk, v, t)
+            j = stop
+        _sort_best_first(hv, hj, size)
+        for t in range(size):
+            out_idx[r, t] = item_of[hj[t]] if keyed else hj[t]
+            out_val[r, t] = hv[t]
+    return out_idx, out_val

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from mosaicrec import __version__
 from mosaicrec.data.content import ItemContent
+from mosaicrec.models import _kernels
 from mosaicrec.data.schema import Interactions
 from mosaicrec.errors import ConfigError, MosaicError, NotFittedError, NotSupportedError
 from mosaicrec.models.query import Context, Query
@@ -395,13 +396,12 @@ def mask_rows(scores: np.ndarray, seen_rows: sp.csr_matrix) -> None:
     scores[rows, seen_rows.indices] = -np.inf
 
 
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and values of the ``k`` largest entries per row, best first (equal scores: lower index first)."""
-    k = min(k, scores.shape[1])
-    if k == 0:
+def top_k(scores: np.ndarray, k: int, tie_rank: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the ``k`` largest entries per row, best first. Equal scores go to the lower
+    index (across the cut too, which ``argpartition`` leaves to chance), or with ``tie_rank`` (a permutation
+    of the columns) to the lower rank: evaluation breaks ties at random, so a model that cannot tell items
+    apart scores as chance rather than as the catalog's order."""
+    if min(k, scores.shape[1]) <= 0:
         return np.empty((scores.shape[0], 0), np.int64), np.empty((scores.shape[0], 0), scores.dtype)
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    vals = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -vals), axis=1)
-    idx = np.take_along_axis(part, order, axis=1)
-    return idx, np.take_along_axis(vals, order, axis=1)
+    ties = np.empty(0, np.int64) if tie_rank is None else np.asarray(tie_rank, np.int64)
+    return _kernels.top_k_rows(np.ascontiguousarray(scores), k, ties)

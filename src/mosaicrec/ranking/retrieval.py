@@ -13,18 +13,16 @@ from typing import Protocol
 
 import numpy as np
 
+from mosaicrec.models.base import top_k as rows_top_k
 from mosaicrec.ranking.ann import InnerProductIndex
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the ``k`` largest entries of a vector, best first (ties: lower index first)."""
-    k = min(k, len(scores))
-    if k <= 0:
+    if min(k, len(scores)) <= 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
-    part = np.argpartition(-scores, k - 1)[:k]
-    vals = scores[part]
-    order = np.lexsort((part, -vals))
-    return part[order].astype(np.int64), vals[order]
+    ids, vals = rows_top_k(scores[None, :], k)  # the batch path's selection, so both break ties alike
+    return ids[0], vals[0]
 
 
 def top_allowed(scores: np.ndarray, k: int, allow: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

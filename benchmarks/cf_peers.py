@@ -292,43 +292,24 @@ def popular_negatives_kernel():
     package: it exists to test why our BPR ranks better at the same settings."""
     from numba import njit, prange
 
-    from mosaicrec.models._kernels import _below, _stream_state, _xorshift
+    from mosaicrec.models._kernels import _below, _seen, _stream_state, _xorshift, bpr_step
 
     @njit(parallel=True, fastmath=True)
     def epoch(ev_users, ev_items, indptr, indices, U, V, item_bias, lr, reg, n_streams, seed):
-        n_ev, f = len(ev_users), U.shape[1]
+        n_ev = len(ev_users)
         per = (n_ev + n_streams - 1) // n_streams
-        one = np.float32(1.0)
         skipped = np.zeros(n_streams, dtype=np.int64)
         for s in prange(n_streams):
             state = _stream_state(seed, s)
             for _ in range(per):
                 state = _xorshift(state)
                 e = _below(state, n_ev)
-                u, i = ev_users[e], ev_items[e]
                 state = _xorshift(state)
-                j = ev_items[_below(state, n_ev)]
-                a, b = indptr[u], indptr[u + 1]
-                while a < b:  # binary search of j in the user's sorted row
-                    m = (a + b) // 2
-                    if indices[m] < j:
-                        a = m + 1
-                    else:
-                        b = m
-                if a < indptr[u + 1] and indices[a] == j:
+                j = ev_items[_below(state, n_ev)]  # implicit's draw: an interaction's item
+                if _seen(indptr, indices, ev_users[e], j):
                     skipped[s] += 1
                     continue
-                x = item_bias[i] - item_bias[j]
-                for c in range(f):
-                    x += U[u, c] * (V[i, c] - V[j, c])
-                z = one / (one + np.exp(x))
-                item_bias[i] += lr * (z - reg * item_bias[i])
-                item_bias[j] += lr * (-z - reg * item_bias[j])
-                for c in range(f):
-                    q, vi, vj = U[u, c], V[i, c], V[j, c]
-                    U[u, c] = q + lr * (z * (vi - vj) - reg * q)
-                    V[i, c] = vi + lr * (z * q - reg * vi)
-                    V[j, c] = vj + lr * (-z * q - reg * vj)
+                bpr_step(U, V, item_bias, ev_users[e], ev_items[e], j, lr, reg)
         return int(skipped.sum()), 0.0
 
     return epoch

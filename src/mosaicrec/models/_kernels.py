@@ -50,23 +50,50 @@ def _unseen_item(state: np.uint64, indptr: np.ndarray, indices: np.ndarray, u: i
                  ) -> tuple[np.uint64, np.int64]:
     """A uniform item the user has not seen (binary search in their sorted CSR row), up to 10 draws;
     item -1 when all 10 hit seen items. Returns the advanced generator state too."""
-    lo = indptr[u]
-    hi = indptr[u + 1]
     for _try in range(10):
         state = _xorshift(state)
         cand = _below(state, n_items)
-        a = lo
-        b = hi
-        while a < b:
-            m = (a + b) // 2
-            if indices[m] < cand:
-                a = m + 1
-            else:
-                b = m
-        if a < hi and indices[a] == cand:
+        if _seen(indptr, indices, u, cand):
             continue
         return state, cand
     return state, np.int64(-1)
+
+
+@njit(cache=True, inline="always")
+def _seen(indptr: np.ndarray, indices: np.ndarray, u: int, j: int) -> bool:
+    """Whether item ``j`` is in user ``u``'s sorted CSR row (binary search)."""
+    a = indptr[u]
+    hi = indptr[u + 1]
+    b = hi
+    while a < b:
+        m = (a + b) // 2
+        if indices[m] < j:
+            a = m + 1
+        else:
+            b = m
+    return a < hi and indices[a] == j
+
+
+@njit(cache=True, inline="always")
+def bpr_step(U: np.ndarray, V: np.ndarray, item_bias: np.ndarray, u: int, i: int, j: int, lr: np.float32,
+             reg: np.float32) -> bool:
+    """One float32 BPR-Opt update of (u, i, j) in place; whether the pair was ranked right before it."""
+    f = U.shape[1]
+    one = np.float32(1.0)
+    x = item_bias[i] - item_bias[j]
+    for a in range(f):
+        x += U[u, a] * (V[i, a] - V[j, a])
+    z = one / (one + np.exp(x))
+    item_bias[i] += lr * (z - reg * item_bias[i])
+    item_bias[j] += lr * (-z - reg * item_bias[j])
+    for a in range(f):
+        q = U[u, a]
+        vi = V[i, a]
+        vj = V[j, a]
+        U[u, a] = q + lr * (z * (vi - vj) - reg * q)
+        V[i, a] = vi + lr * (z * q - reg * vi)
+        V[j, a] = vj + lr * (-z * q - reg * vj)
+    return x > 0
 
 
 @njit(cache=True, parallel=True, fastmath=True)
@@ -339,9 +366,7 @@ def bpr_epoch_plain(ev_users: np.ndarray, ev_items: np.ndarray, indptr: np.ndarr
     uniform unseen negatives), same updates, same return values."""
     n_ev = len(ev_users)
     n_items = V.shape[0]
-    f = U.shape[1]
     per = (n_ev + n_streams - 1) // n_streams
-    one = np.float32(1.0)
     skipped = np.zeros(n_streams, dtype=np.int64)
     correct = np.zeros(n_streams, dtype=np.int64)
     for s in prange(n_streams):
@@ -355,21 +380,8 @@ def bpr_epoch_plain(ev_users: np.ndarray, ev_items: np.ndarray, indptr: np.ndarr
             if j < 0:
                 skipped[s] += 1
                 continue
-            x = item_bias[i] - item_bias[j]
-            for a in range(f):
-                x += U[u, a] * (V[i, a] - V[j, a])
-            z = one / (one + np.exp(x))
-            if x > 0:
+            if bpr_step(U, V, item_bias, u, i, j, lr, reg):
                 correct[s] += 1
-            item_bias[i] += lr * (z - reg * item_bias[i])
-            item_bias[j] += lr * (-z - reg * item_bias[j])
-            for a in range(f):
-                q = U[u, a]
-                vi = V[i, a]
-                vj = V[j, a]
-                U[u, a] = q + lr * (z * (vi - vj) - reg * q)
-                V[i, a] = vi + lr * (z * q - reg * vi)
-                V[j, a] = vj + lr * (-z * q - reg * vj)
     return int(skipped.sum()), float(correct.sum() / max(1, n_streams * per))
 
 

@@ -279,3 +279,46 @@ def test_positives_first_holds_out_each_users_last_positive_and_nothing_after_it
         assert np.all(task.train.timestamps[task.train.users == u] <= t)
     with pytest.raises(ValueError, match="positives_first needs a rating_threshold"):
         SplitConfig(positives_first=True)
+
+
+def test_a_choice_on_the_edge_is_flagged_and_widening_searches_past_it():
+    from mosaicrec.evaluation.tuning import edges_of
+
+    def rising(params, budget):  # best far above the range: every search ends at its top
+        return -(np.log10(params["reg"]) - 3.0) ** 2
+
+    space = {"reg": ParamRange(low=1.0, high=10.0, log=True)}
+    flat = tune(space, rising, TuningConfig(method="grid", grid_points=4))
+    assert flat.best_params == {"reg": 10.0} and "reg" in flat.edges and "high edge of 1..10" in flat.edges["reg"]
+    assert flat.widened == 0 and flat.spread["max"] == flat.best_value > flat.spread["median"] >= flat.spread["min"]
+    wide = tune(space, rising, TuningConfig(method="grid", grid_points=4, widen=3))
+    # 1..100, 1..1000 (1000 on the top again), 1..10000: 1000 is inside
+    assert wide.best_params == {"reg": 1000.0} and wide.widened == 3 and not wide.edges
+    assert len(wide.trials) == 4 * 4
+    found = tune(space, rising, TuningConfig(method="optuna", trials=12, widen=2), seed=0)
+    assert found.best_params["reg"] > 50 and found.widened == 2  # two rounds past 10: up to 1000
+    inner = {"reg": ParamRange(low=1.0, high=1e6, log=True), "k": [10, 50, 200], "kind": ["a", "b", "c"],
+             "alpha": ParamRange(low=0.0, high=1.0)}
+    got = edges_of(inner, {"reg": 1e3, "k": 200, "kind": "c", "alpha": 0.02})
+    assert set(got) == {"k", "alpha"} and "low edge" in got["alpha"] and "high edge" in got["k"]
+
+
+def test_the_report_and_the_log_flag_a_choice_on_the_edge(monkeypatch, caplog):
+    from mosaicrec.evaluation.report import markdown
+
+    data = _dataset(planted(per_user=12))
+    # a validation score that rises with reg: the top of the grid wins, on its edge
+    monkeypatch.setattr(R, "_objective", lambda *a, **k: lambda params, budget: float(params["reg"]))
+    tuning = TuningConfig(method="grid", space={"ease": {"reg": [0.1, 1.0, 10.0]}})
+    with caplog.at_level("WARNING", logger="mosaicrec.evaluation"):
+        result = run_experiment(data, SplitConfig(), [ModelSpec(name="ease")], tuning=tuning, seeds=[0])
+    run = result.rows[0].runs[0]
+    assert run["chosen"] == {"reg": 10.0} and "high edge of [0.1, 1, 10]" in run["edges"]["reg"]
+    assert run["validation_spread"] == {"min": 0.1, "median": 1.0, "max": 10.0, "std": pytest.approx(4.47, abs=0.01)}
+    text = markdown(result)
+    assert "reg=10 **edge**" in text and "0.1000 / 1.0000 / 10.0000" in text
+    assert "**Not done tuning**: 1 choice(s) on an edge" in text
+    assert "tuning ease (warm, seed 0): reg=10 is at the high edge" in caplog.text
+    monkeypatch.setattr(R, "_objective", lambda *a, **k: lambda params, budget: -abs(params["reg"] - 1.0))
+    inside = run_experiment(data, SplitConfig(), [ModelSpec(name="ease")], tuning=tuning, seeds=[0])
+    assert inside.rows[0].runs[0]["edges"] == {} and "Not done tuning" not in markdown(inside)

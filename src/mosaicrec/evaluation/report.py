@@ -228,12 +228,27 @@ def _tuning_section(result: ExperimentResult) -> list[str]:
              f"({tuning.get('trials')} trials per model, scenario and seed for optuna); the validation part is "
              "carved out of each training part by the same kind of split, and the test part is scored once, "
              "after the choice.", "",
-             "| model | scenario | seed | chosen | validation | trials (pruned) | tuning s |",
-             "|---|---|---:|---|---:|---:|---:|"]
+             "A choice marked **edge** sits on an edge of its range or ordered grid (within 5% of its span): the "
+             "search could not tell whether a value past it does better; widen the range (`[tuning.space]`) or "
+             "let the search do it (`[tuning] widen = 2`). The spread is that of every completed trial's "
+             "validation score (min / median / max): a best far above the median is one lucky trial.", "",
+             "| model | scenario | seed | chosen | validation | trials: min / median / max | trials (pruned) | "
+             "tuning s |", "|---|---|---:|---|---:|---|---:|---:|"]
+    flagged = []
     for label, run in runs:
-        chosen = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in run["chosen"].items())
+        edges = run.get("edges") or {}
+        chosen = ", ".join((f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}") + (" **edge**" if k in edges
+                                                                                       else "")
+                           for k, v in run["chosen"].items())
+        sp = run.get("validation_spread") or {}
+        spread = f"{sp['min']:.4f} / {sp['median']:.4f} / {sp['max']:.4f}" if sp else ""
+        widened = f", widened {run['widened']}×" if run.get("widened") else ""
         lines.append(f"| {label} | {run['scenario']} | {run['seed']} | {chosen} | {run['validation']:.4f} | "
-                     f"{run['trials']} ({run['pruned']}) | {run['tuning_seconds']:.1f} |")
+                     f"{spread} | {run['trials']} ({run['pruned']}{widened}) | {run['tuning_seconds']:.1f} |")
+        flagged += [f"{label} ({run['scenario']}, seed {run['seed']}): {text}" for text in edges.values()]
+    if flagged:
+        lines += ["", f"**Not done tuning**: {len(flagged)} choice(s) on an edge:", "",
+                  *[f"- {f}" for f in flagged]]
     return lines
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import platform
+import logging
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -50,6 +51,8 @@ from mosaicrec.evaluation.tuning import TuningConfig, apply, tune
 from mosaicrec.models.base import BaseRecommender
 from mosaicrec.models.registry import MODELS, ModelSpec, check_starts, create, seeded, start_params
 from mosaicrec.models.query import Query
+
+log = logging.getLogger("mosaicrec.evaluation")
 
 
 @dataclass
@@ -254,6 +257,9 @@ def _run_task(run: _Run, spec: ModelSpec, task: Task, params: dict[str, Any], sc
                      epoch_trained="epochs" in MODELS[spec.name].Config.model_fields)
         tune_s = time.perf_counter() - t0
         params = apply(params, tuned.best_params)
+        if tuned.edges:  # the search could not tell whether a value past the end does better
+            log.warning("tuning %s (%s, seed %d): %s; widen the range ([tuning.space]) or let the search do it "
+                        "([tuning] widen = 2)", spec.display, task.name, seed, "; ".join(tuned.edges.values()))
     # peak memory is measured on the first seed's warm fit (the reported one), by the resident set
     peak = PeakMemory() if first and task.name == WARM else None
     t0 = time.perf_counter()
@@ -292,7 +298,8 @@ def _record(run: _Run, row: ModelResult, model: BaseRecommender, task: Task, res
         record["best_epoch"] = int(model.best_epoch_)
     if tuned is not None:
         record.update(chosen=tuned.best_params, validation=tuned.best_value, trials=len(tuned.trials),
-                      tuning_seconds=round(tune_s, 2), pruned=sum(t["state"] == "pruned" for t in tuned.trials))
+                      tuning_seconds=round(tune_s, 2), pruned=sum(t["state"] == "pruned" for t in tuned.trials),
+                      edges=tuned.edges, validation_spread=tuned.spread, widened=tuned.widened)
     if task.name == WARM and run.eval.labels:
         overall, by_value = impression_metrics(model, task.train_explicit, task.test_explicit, run.eval.labels,
                                                run.eval.context)

@@ -102,6 +102,8 @@ class TuningConfig(BaseModel):
     prune: bool = Field(True, description="optuna: stop weak epoch-trained trials after a quarter of "
                         "their epochs (median rule)")
     grid_points: int = Field(4, ge=2, le=50, description="grid: values taken from each range")
+    widen: int = Field(0, ge=0, le=5, description="times a range whose choice sits on its edge is extended past "
+                       "it (log ranges ×10, linear by half) and searched again; 0: only flag it")
     models: list[str] | None = Field(None, description="labels (or names) of the models to tune; None: "
                                      "every model with a space (given here or built in)")
     space: dict[str, dict[str, ParamRange | list[Any]]] = Field(
@@ -136,11 +138,75 @@ class TuningConfig(BaseModel):
 
 @dataclass
 class TuningResult:
-    """The chosen values, their validation score, and every trial (params, score, state)."""
+    """The chosen values, their validation score, every trial (params, score, state), the chosen values that
+    sit on an edge of their range or ordered grid (parameter → a sentence), and the spread of the completed
+    trials' validation scores (``min``, ``median``, ``max``, ``std``)."""
 
     best_params: dict[str, Any]
     best_value: float
     trials: list[dict[str, Any]] = field(default_factory=list)
+    edges: dict[str, str] = field(default_factory=dict)
+    spread: dict[str, float] = field(default_factory=dict)
+    widened: int = 0
+
+
+#: a continuous choice within this share of its range's span (log span for a log range) of an end is "on
+#: the edge": the search could not tell whether a value beyond the end would do better
+EDGE_SHARE = 0.05
+
+
+def edges_of(space: Space, chosen: dict[str, Any], grid_points: int | None = None) -> dict[str, str]:
+    """The chosen values that sit on an edge of their range, or at an end of an ordered numeric grid
+    (a list of numbers in order); categorical choices have no edge."""
+    out = {}
+    for k, axis in space.items():
+        v = chosen.get(k)
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        if isinstance(axis, ParamRange):
+            lo, hi, x = (np.log(axis.low), np.log(axis.high), np.log(max(v, 1e-300))) if axis.log else \
+                (axis.low, axis.high, float(v))
+            share = (x - lo) / (hi - lo)
+            near = 0.5 / (grid_points - 1) if grid_points else EDGE_SHARE
+            side = "low" if share <= near else "high" if share >= 1 - near else None
+            where = f"{axis.low:g}..{axis.high:g}"
+        else:
+            nums = [a for a in axis if isinstance(a, (int, float)) and not isinstance(a, bool)]
+            ordered = len(nums) == len(axis) > 2 and (nums == sorted(nums) or nums == sorted(nums, reverse=True))
+            side = ("low" if v == min(nums) else "high" if v == max(nums) else None) if ordered else None
+            where = f"[{', '.join(f'{a:g}' for a in axis)}]" if ordered else ""
+        if side:
+            out[k] = f"{k}={v:.4g} is at the {side} edge of {where}"
+    return out
+
+
+def widened(space: Space, edges: dict[str, str]) -> Space:
+    """``space`` with each range whose choice sat on an edge extended past that edge: a log range by ×10
+    (÷10 below, kept above 0), a linear one by half its span; lists are left as given."""
+    out = dict(space)
+    for k in edges:
+        axis = space[k]
+        if not isinstance(axis, ParamRange):
+            continue
+        high_side = "high edge" in edges[k]
+        if axis.log:
+            lo, hi = (axis.low, axis.high * 10) if high_side else (axis.low / 10, axis.high)
+        else:
+            half = (axis.high - axis.low) / 2
+            lo, hi = (axis.low, axis.high + half) if high_side else (axis.low - half, axis.high)
+        if axis.integer:
+            lo, hi = max(1, int(np.floor(lo))) if axis.log else int(np.floor(lo)), int(np.ceil(hi))
+        out[k] = axis.model_copy(update={"low": lo, "high": hi})
+    return out
+
+
+def spread_of(trials: list[dict[str, Any]]) -> dict[str, float]:
+    values = np.array([t["value"] for t in trials if t.get("state") == "complete" and t.get("value") is not None],
+                      dtype=float)
+    if not len(values):
+        return {}
+    return {"min": float(values.min()), "median": float(np.median(values)), "max": float(values.max()),
+            "std": float(values.std())}
 
 
 #: objective(params, budget) → validation metric; budget in (0, 1] scales a model's epochs (pruning rungs)
@@ -166,10 +232,26 @@ def apply(params: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any]:
 
 def tune(space: Space, objective: Objective, config: TuningConfig, *, seed: int = 0,
          epoch_trained: bool = False) -> TuningResult:
-    """Search ``space`` maximising ``objective``; returns the best values and the trial log."""
-    if config.method == "grid":
-        return _grid(space, objective, config)
-    return _optuna(space, objective, config, seed, epoch_trained)
+    """Search ``space`` maximising ``objective``; returns the best values, the trial log, the choices on an
+    edge and the scores' spread. With ``config.widen`` a range whose choice sits on its edge is extended past
+    it and searched again (at most that many times); the best over every search is kept."""
+    result, rounds = None, 0
+    while True:
+        found = _grid(space, objective, config) if config.method == "grid" else \
+            _optuna(space, objective, config, seed + rounds, epoch_trained)
+        if result is not None:  # keep every trial; the best over all the searches
+            found.trials = result.trials + found.trials
+            if result.best_value > found.best_value:
+                found.best_params, found.best_value = result.best_params, result.best_value
+        result = found
+        points = config.grid_points if config.method == "grid" else None
+        result.edges = edges_of(space, result.best_params, points)
+        widen = {k: v for k, v in result.edges.items() if isinstance(space[k], ParamRange)}
+        if not widen or rounds >= config.widen:
+            break
+        space, rounds = widened(space, widen), rounds + 1
+    result.spread, result.widened = spread_of(result.trials), rounds
+    return result
 
 
 def _grid(space: Space, objective: Objective, config: TuningConfig) -> TuningResult:

@@ -468,7 +468,7 @@ def test_retrain_beside_the_running_service_and_reload(files):
 
 @pytest.mark.parametrize("name", ["demo", "multimodal", "kuairand", "tuned", "kg", "sequential", "kuairand_multitask",
                                   "kuairand_sequential", "kuairand_transfer", "sequence_transfer", "modalities",
-                                  "modalities_emotify"])
+                                  "modalities_emotify", "content_pays", "content_pays_lean"])
 def test_packaged_configs_validate(name):
     from mosaicrec.config import DEMO_CONFIG, load_config
 

@@ -104,7 +104,8 @@ def test_mmr_tradeoff_curve_trades_accuracy_for_diversity(tmp_path):
 
 
 class ContextOracle(BaseRecommender):
-    """Ranks item 1 first in context "a" and item 2 first in "b"; knows no other order."""
+    """Ranks item 1 first in context "a" and item 2 first in "b"; without a context, item 1 (a tie would be
+    broken at random by the evaluation)."""
 
     Config = ScenarioPopConfig  # only its ``context`` field is read
     uses_context = True
@@ -116,6 +117,7 @@ class ContextOracle(BaseRecommender):
         s = np.zeros((len(query), 4), np.float32)
         codes = self.query_codes(query)
         s[codes == 1, 1] = s[codes == 2, 2] = 1.0
+        s[codes == 0, 1] = 0.5
         return s
 
 

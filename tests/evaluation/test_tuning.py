@@ -48,8 +48,10 @@ def test_tuning_never_reads_the_test_part(monkeypatch):
     tuning = TuningConfig(method="grid", space={"ease": {"reg": [1.0, 10.0, 100.0]}})
     result = run_experiment(data, SplitConfig(), [ModelSpec(name="ease")], content=content, cold_start=cold,
                             tuning=tuning, seeds=[3, 4])
-    assert len(fits) == 2 * 3 * (3 + 1)  # per seed and scenario: 3 grid points, then the final fit
-    for seed, seed_fits in zip((3, 4), (fits[:12], fits[12:])):
+    # per seed: warm 3 grid points then the final fit; new items and new users 3 grid points on each of 3
+    # pseudo-new folds, then the final fit
+    assert len(fits) == 2 * ((3 + 1) + 2 * (3 * 3 + 1))
+    for seed, seed_fits in zip((3, 4), (fits[:24], fits[24:])):
         tasks = {t.name: t for t in T.scenario_tasks(data, SplitConfig(seed=seed), cold, content, lambda h: None)}
         finals = 0
         for task in seed_fits:
@@ -62,6 +64,10 @@ def test_tuning_never_reads_the_test_part(monkeypatch):
         assert finals == 3
     for run in result.rows[0].runs:
         assert run["chosen"]["reg"] in (1.0, 10.0, 100.0) and run["trials"] == 3
+        assert len(run["validation_folds"]) == (1 if run["scenario"] == "warm" else 3)
+        assert run["validation"] == pytest.approx(np.mean(run["validation_folds"]))
+    folds = [t for t in fits[:24] if t.name == "new items"][:3]  # the three folds of the first grid point
+    assert len({frozenset(_pairs(t.test)) for t in folds}) == 3  # different pseudo-new items in each
 
 
 def test_each_validation_fit_holds_no_test_event():
@@ -322,3 +328,47 @@ def test_the_report_and_the_log_flag_a_choice_on_the_edge(monkeypatch, caplog):
     monkeypatch.setattr(R, "_objective", lambda *a, **k: lambda params, budget: -abs(params["reg"] - 1.0))
     inside = run_experiment(data, SplitConfig(), [ModelSpec(name="ease")], tuning=tuning, seeds=[0])
     assert inside.rows[0].runs[0]["edges"] == {} and "Not done tuning" not in markdown(inside)
+
+
+def test_a_content_set_stays_only_when_it_pays_beyond_its_spread_across_folds():
+    from mosaicrec.evaluation.tuning import pay_or_leave
+
+    # per-fold validation: text pays in every fold, genres pays a little but noisily, posters costs a little
+    effect = {"text": np.array([0.05, 0.06, 0.05]), "genres": np.array([0.004, -0.006, 0.005]),
+              "posters": np.array([-0.002, -0.001, -0.003])}
+    asked = []
+
+    def fold_scores(sets):
+        asked.append(tuple(sets))
+        return list(0.1 + sum(effect[m] for m in sets))
+
+    kept, verdicts = pay_or_leave(["text", "genres", "posters"], fold_scores)
+    assert kept == ["text"]
+    by = {v.modality: v for v in verdicts}
+    assert by["text"].kept and not by["posters"].kept and not by["genres"].kept
+    assert by["posters"].gain == pytest.approx(-0.002) and by["genres"].spread > by["genres"].gain
+    assert "left out (validation gain -0.0020" in by["posters"].sentence()
+    steady = {"text": np.array([0.05, 0.06, 0.05]), "genres": np.array([0.01, 0.012, 0.011])}
+    kept, verdicts = pay_or_leave(["text", "genres"], lambda sets: list(sum(steady[m] for m in sets)))
+    assert kept == ["text", "genres"] and all(v.kept for v in verdicts)
+
+
+def test_tuning_leaves_out_the_content_that_does_not_pay_and_the_report_says_so():
+    from mosaicrec.data.content import ItemContent
+    from mosaicrec.evaluation.report import markdown
+
+    x = planted(per_user=12)
+    data, content = _dataset(x), planted_content(x)
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal((content.n_items, 16)).astype(np.float32)  # says nothing about tastes
+    name = content.modalities[0]
+    both = ItemContent(content.item_ids, {name: content.features[name], "noise": noise},
+                       {name: content.masks[name], "noise": np.ones(content.n_items, bool)})
+    tuning = TuningConfig(method="grid", space={"content-map": {"map_reg": [1.0]}})
+    result = run_experiment(data, SplitConfig(), [ModelSpec(name="content-map", params={"iterations": 3})],
+                            content=both, cold_start=ColdStartConfig(items=0.25), tuning=tuning, seeds=[0])
+    runs = {r["scenario"]: r for r in result.rows[0].runs}
+    verdicts = {v["modality"]: v for v in runs["new items"]["content"]}
+    assert verdicts[name]["kept"] and not verdicts["noise"]["kept"] and verdicts["noise"]["folds"] == 3
+    assert result.rows[0].runs and "Content that pays or leaves" in markdown(result)
+    assert "noise (" in markdown(result).split("Content that pays or leaves")[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from rich.table import Table
 
 from mosaicrec.evaluation.runner import ExperimentResult
@@ -231,7 +232,9 @@ def _tuning_section(result: ExperimentResult) -> list[str]:
              "A choice marked **edge** sits on an edge of its range or ordered grid (within 5% of its span): the "
              "search could not tell whether a value past it does better; widen the range (`[tuning.space]`) or "
              "let the search do it (`[tuning] widen = 2`). The spread is that of every completed trial's "
-             "validation score (min / median / max): a best far above the median is one lucky trial.", "",
+             "validation score (min / median / max): a best far above the median is one lucky trial. In the "
+             "new-item and new-user scenarios the validation score is the mean over `cold_folds` pseudo-new "
+             "folds (± their spread).", "",
              "| model | scenario | seed | chosen | validation | trials: min / median / max | trials (pruned) | "
              "tuning s |", "|---|---|---:|---|---:|---|---:|---:|"]
     flagged = []
@@ -243,12 +246,33 @@ def _tuning_section(result: ExperimentResult) -> list[str]:
         sp = run.get("validation_spread") or {}
         spread = f"{sp['min']:.4f} / {sp['median']:.4f} / {sp['max']:.4f}" if sp else ""
         widened = f", widened {run['widened']}×" if run.get("widened") else ""
-        lines.append(f"| {label} | {run['scenario']} | {run['seed']} | {chosen} | {run['validation']:.4f} | "
+        folds = run.get("validation_folds") or []
+        val = f"{run['validation']:.4f}" + (f" ± {float(np.std(folds)):.4f} ({len(folds)} folds)" if len(folds) > 1
+                                            else "")
+        lines.append(f"| {label} | {run['scenario']} | {run['seed']} | {chosen} | {val} | "
                      f"{spread} | {run['trials']} ({run['pruned']}{widened}) | {run['tuning_seconds']:.1f} |")
         flagged += [f"{label} ({run['scenario']}, seed {run['seed']}): {text}" for text in edges.values()]
     if flagged:
         lines += ["", f"**Not done tuning**: {len(flagged)} choice(s) on an edge:", "",
                   *[f"- {f}" for f in flagged]]
+    return lines + _content_lines(runs)
+
+
+def _content_lines(runs: list[tuple[str, dict]]) -> list[str]:
+    """Which content sets paid on validation (tuning's pay-or-leave step), per model, scenario and seed."""
+    judged = [(label, run) for label, run in runs if run.get("content")]
+    if not judged:
+        return []
+    lines = ["", "**Content that pays or leaves**: after the search, each content set of a fused model stays only "
+             "when its validation gain (with it − without it, fold by fold) exceeds that gain's spread across "
+             "the folds; a set left out gets weight 0.", "",
+             "| model | scenario | seed | stays | left out |", "|---|---|---:|---|---|"]
+    for label, run in judged:
+        cell = {True: [], False: []}
+        for v in run["content"]:
+            cell[v["kept"]].append(f"{v['modality']} ({v['gain']:+.4f} ± {v['spread']:.4f})")
+        lines.append(f"| {label} | {run['scenario']} | {run['seed']} | {', '.join(cell[True]) or '—'} | "
+                     f"{', '.join(cell[False]) or '—'} |")
     return lines
 
 

@@ -20,13 +20,14 @@ refitted on the whole training part with the chosen values and the test part is 
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import platform
-import logging
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,7 @@ from mosaicrec.evaluation.memory import PeakMemory
 from mosaicrec.evaluation.tasks import (WARM, ColdStartConfig, Task, profile_fn, scenario_tasks, split_info,
                                         validation_task)
 from mosaicrec.evaluation.stats import mean_std, paired
-from mosaicrec.evaluation.tuning import TuningConfig, apply, tune
+from mosaicrec.evaluation.tuning import ContentVerdict, TuningConfig, apply, pay_or_leave, set_param, tune
 from mosaicrec.models.base import BaseRecommender
 from mosaicrec.models.registry import MODELS, ModelSpec, check_starts, create, seeded, start_params
 from mosaicrec.models.query import Query
@@ -224,7 +225,7 @@ def _run_seed(run: _Run, models: list[ModelSpec], seed: int, first: bool, has_ge
     popularity = item_popularity(tasks[0].train_explicit)
     if first:
         run.split_info = split_info(sc_cfg, tasks, run.item_vectors, has_genres)
-    validations: dict[str, Task] = {}
+    validations: dict[str, list[Task]] = {}
     fitted: dict[tuple[str, str], dict[str, Any]] = {}  # (label, scenario) → params fitted this seed
     for spec in models:
         t_spec = time.perf_counter()
@@ -240,7 +241,7 @@ def _run_seed(run: _Run, models: list[ModelSpec], seed: int, first: bool, has_ge
 
 
 def _run_task(run: _Run, spec: ModelSpec, task: Task, params: dict[str, Any], sc_cfg: SplitConfig, seed: int,
-              first: bool, popularity: np.ndarray, validations: dict[str, Task]) -> BaseRecommender:
+              first: bool, popularity: np.ndarray, validations: dict[str, list[Task]]) -> BaseRecommender:
     """Tune (on validation), fit and score one model in one scenario; record it. Returns the model."""
     row = run.rows[spec.display]
     content = run.content_for(spec.display)
@@ -250,13 +251,20 @@ def _run_task(run: _Run, spec: ModelSpec, task: Task, params: dict[str, Any], sc
              if run.tuning is not None else None)
     if space:
         if task.name not in validations:
-            validations[task.name] = validation_task(task, sc_cfg, run.cold_start, run.profiles)
+            # a new-item or new-user validation part is a few hundred items or users: the choice is made over
+            # several pseudo-new folds so that it does not follow one fold's noise
+            folds = 1 if task.name == WARM else run.tuning.cold_folds
+            validations[task.name] = [validation_task(task, sc_cfg.model_copy(update={"seed": sc_cfg.seed + 7919 * f}),
+                                                      run.cold_start, run.profiles) for f in range(folds)]
         t0 = time.perf_counter()
-        tuned = tune(space, _objective(spec.name, params, validations[task.name], content, run.eval,
-                                       run.tuning.metric, popularity, run.item_vectors), run.tuning, seed=seed,
+        objective = _objective(spec.name, params, validations[task.name], content, run.eval, run.tuning.metric,
+                               popularity, run.item_vectors)
+        tuned = tune(space, objective, run.tuning, seed=seed,
                      epoch_trained="epochs" in MODELS[spec.name].Config.model_fields)
-        tune_s = time.perf_counter() - t0
+        tuned.fold_scores = getattr(objective, "folds", {}).get(_key(tuned.best_params), [])
         params = apply(params, tuned.best_params)
+        params, tuned.content = _pay_or_leave(run, spec.name, params, tuned.best_params, content, objective)
+        tune_s = time.perf_counter() - t0
         if tuned.edges:  # the search could not tell whether a value past the end does better
             log.warning("tuning %s (%s, seed %d): %s; widen the range ([tuning.space]) or let the search do it "
                         "([tuning] widen = 2)", spec.display, task.name, seed, "; ".join(tuned.edges.values()))
@@ -299,7 +307,8 @@ def _record(run: _Run, row: ModelResult, model: BaseRecommender, task: Task, res
     if tuned is not None:
         record.update(chosen=tuned.best_params, validation=tuned.best_value, trials=len(tuned.trials),
                       tuning_seconds=round(tune_s, 2), pruned=sum(t["state"] == "pruned" for t in tuned.trials),
-                      edges=tuned.edges, validation_spread=tuned.spread, widened=tuned.widened)
+                      edges=tuned.edges, validation_spread=tuned.spread, widened=tuned.widened,
+                      validation_folds=tuned.fold_scores, content=[asdict(v) for v in tuned.content])
     if task.name == WARM and run.eval.labels:
         overall, by_value = impression_metrics(model, task.train_explicit, task.test_explicit, run.eval.labels,
                                                run.eval.context)
@@ -401,17 +410,51 @@ def _slices(model: BaseRecommender, task: Task, cfg: EvaluationConfig, popularit
     return out
 
 
-def _objective(name: str, base: dict[str, Any], val: Task, content: ItemContent | None, cfg: EvaluationConfig,
-               metric: str, popularity: np.ndarray, item_vectors):
-    """Validation metric of a model with some hyper-parameters; ``budget`` scales its epochs (pruning)."""
+def _objective(name: str, base: dict[str, Any], folds: list[Task], content: ItemContent | None,
+               cfg: EvaluationConfig, metric: str, popularity: np.ndarray, item_vectors):
+    """Validation metric of a model with some hyper-parameters, the mean over the validation ``folds`` (each
+    value's per-fold scores kept in ``objective.folds``); ``budget`` scales its epochs (pruning)."""
     def objective(params: dict[str, Any], budget: float) -> float:
         full = apply(base, params)
         if budget < 1.0 and "epochs" in MODELS[name].Config.model_fields:
             epochs = full.get("epochs", MODELS[name].Config.model_fields["epochs"].default)
             full["epochs"] = max(1, int(round(epochs * budget)))
-        result = _score(_fit(name, full, val, content), val, cfg, popularity, item_vectors)
-        return 0.0 if result is None else float(result.metrics[metric])
+        scores = []
+        for val in folds:
+            result = _score(_fit(name, full, val, content), val, cfg, popularity, item_vectors)
+            scores.append(0.0 if result is None else float(result.metrics[metric]))
+        if budget >= 1.0:
+            objective.folds[_key(params)] = scores
+        return float(np.mean(scores))
+    objective.folds = {}
     return objective
+
+
+def _pay_or_leave(run: _Run, name: str, params: dict[str, Any], chosen: dict[str, Any], content: ItemContent | None,
+                  objective) -> tuple[dict[str, Any], list[ContentVerdict]]:
+    """Tuning's last step for a model that fuses several content sets: each stays only when it improves
+    validation beyond its spread across the folds (:func:`~mosaicrec.evaluation.tuning.pay_or_leave`)."""
+    if not run.tuning.pay_or_leave or content is None or "fusion" not in MODELS[name].Config.model_fields:
+        return params, []
+    sets = list((params.get("fusion") or {}).get("modalities") or content.modalities)
+    if len(sets) < 2:
+        return params, []
+
+    def fold_scores(keep: list[str]) -> list[float]:
+        trial = {**chosen, "fusion.modalities": list(keep)}
+        mean = objective(trial, 1.0)
+        return getattr(objective, "folds", {}).get(_key(trial), [mean])
+
+    kept, verdicts = pay_or_leave(sets, fold_scores)
+    if kept != sets:
+        log.info("%s: content left out on validation: %s", name, "; ".join(v.sentence() for v in verdicts
+                                                                           if not v.kept))
+        params = set_param(params, "fusion.modalities", kept)
+    return params, verdicts
+
+
+def _key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
 
 
 def _tradeoff(model: BaseRecommender, task: Task, content: ItemContent, cfg: EvaluationConfig, item_vectors):

@@ -102,6 +102,10 @@ class TuningConfig(BaseModel):
     prune: bool = Field(True, description="optuna: stop weak epoch-trained trials after a quarter of "
                         "their epochs (median rule)")
     grid_points: int = Field(4, ge=2, le=50, description="grid: values taken from each range")
+    cold_folds: int = Field(3, ge=1, le=20, description="validation folds (pseudo-new items or users carved "
+                            "with different seeds) whose mean score chooses in the new-item and new-user scenarios")
+    pay_or_leave: bool = Field(True, description="after the search, a content set stays in a fused model only "
+                               "when it improves validation beyond its spread across the folds")
     widen: int = Field(0, ge=0, le=5, description="times a range whose choice sits on its edge is extended past "
                        "it (log ranges ×10, linear by half) and searched again; 0: only flag it")
     models: list[str] | None = Field(None, description="labels (or names) of the models to tune; None: "
@@ -148,6 +152,8 @@ class TuningResult:
     edges: dict[str, str] = field(default_factory=dict)
     spread: dict[str, float] = field(default_factory=dict)
     widened: int = 0
+    fold_scores: list[float] = field(default_factory=list)  # the chosen values' score in each validation fold
+    content: list[Any] = field(default_factory=list)  # ContentVerdict of each content set, when judged
 
 
 #: a continuous choice within this share of its range's span (log span for a log range) of an end is "on
@@ -298,3 +304,49 @@ def _optuna(space: Space, objective: Objective, config: TuningConfig, seed: int,
     trials = [{"params": t.user_attrs.get("params", {}), "value": t.value,
                "state": t.state.name.lower()} for t in study.trials]
     return TuningResult(best.user_attrs["params"], float(best.value), trials)
+
+
+@dataclass(frozen=True)
+class ContentVerdict:
+    """What a content set was worth to a tuned model on validation: its mean gain over the folds (the score
+    with it minus without it, at the point it was judged), that gain's spread (std over the folds), and
+    whether it stayed."""
+
+    modality: str
+    gain: float
+    spread: float
+    folds: int
+    kept: bool
+
+    def sentence(self) -> str:
+        verb = "stays" if self.kept else "left out"
+        return (f"{self.modality}: {verb} (validation gain {self.gain:+.4f} ± {self.spread:.4f} over "
+                f"{self.folds} fold{'s' if self.folds > 1 else ''})")
+
+
+def pay_or_leave(modalities: list[str], fold_scores: Callable[[list[str]], list[float]]
+                 ) -> tuple[list[str], list[ContentVerdict]]:
+    """Backward elimination of content sets: while more than one is left, each is taken out in turn; the
+    one whose gain (score with it − without it, fold by fold) least exceeds its spread across the folds
+    leaves when its mean gain does not exceed that spread, and the rest are judged again without it. Returns
+    the sets that stay and a verdict for every set. ``fold_scores(sets)``: the validation score of each fold
+    with only ``sets``."""
+    kept = list(modalities)
+    base = np.asarray(fold_scores(kept), float)
+    verdicts: dict[str, ContentVerdict] = {}
+    while len(kept) > 1:
+        judged = {}
+        for m in kept:
+            without = np.asarray(fold_scores([x for x in kept if x != m]), float)
+            gain = base - without
+            judged[m] = (float(gain.mean()), float(gain.std()), without)
+        for m, (g, sd, _) in judged.items():
+            verdicts[m] = ContentVerdict(m, g, sd, len(base), True)
+        weakest = min(judged, key=lambda m: judged[m][0] - judged[m][1])
+        g, sd, without = judged[weakest]
+        if g > sd:
+            break
+        verdicts[weakest] = ContentVerdict(weakest, g, sd, len(base), False)
+        kept.remove(weakest)
+        base = without
+    return kept, [verdicts[m] for m in modalities if m in verdicts]

@@ -25,6 +25,13 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return ids[0], vals[0]
 
 
+def warm_top_k() -> None:
+    """Compile the top-k kernel for the score types lists use (numba caches it on disk after the first run
+    of an install; the first compile takes seconds, which a service pays at start, not in its first requests)."""
+    for dtype in (np.float32, np.float64):
+        top_k(np.zeros(2, dtype), 1)
+
+
 def top_allowed(scores: np.ndarray, k: int, allow: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best allowed entries of ``scores`` (non-finite scores never returned)."""
     s = scores if allow is None else np.where(allow, scores, -np.inf)

@@ -41,6 +41,7 @@ from mosaicrec.ranking.live import LiveState
 from mosaicrec.ranking.personal import Scorer
 from mosaicrec.ranking.pipeline import Pipeline, Reasons, Request
 from mosaicrec.ranking.reasons import KGIndex
+from mosaicrec.ranking.retrieval import warm_top_k
 from mosaicrec.ranking.snapshot import Catalog, ContentView, ModelView, Snapshot, make_snapshot
 from mosaicrec.serving.bandit import STATE_NAME as BANDIT_STATE
 from mosaicrec.serving.bandit import BanditRuntime, BanditServing
@@ -111,6 +112,7 @@ class Service(ModelSwaps):
         self.live = LiveState(threshold)
         self.live.load(self.store.events_frame(), self.store.erasures())
         self._snap = self._first_snapshot(model, content, catalog)
+        warm_top_k()  # compiled now (seconds on a fresh install), not inside the first requests
         self.live.block_erased(self.info.data_as_of)
         self.live.refresh_changed(self._snap.view.users, self._snap.view.item_index, model._require_fitted())
         self.impressions = None if read_only or not log_impressions else ImpressionLog(self._write_impressions)

@@ -94,6 +94,7 @@ class ListBatch:
         self.snap = listing.snapshot()
         self.pipeline = Pipeline(listing.live)
         self.k, self.scenario = k, scenario
+        self.ids = np.asarray(self.snap.catalog.ids, dtype=object)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # one BLAS thread in both paths: the same arithmetic, so the same scores to the last bit
@@ -104,7 +105,7 @@ class ListBatch:
         keep = got.items >= 0  # lists are best first, so a row's kept entries are its first n
         return {"user_id": np.repeat(np.asarray(got.users, dtype=object), n),
                 "rank": np.broadcast_to(np.arange(1, self.k + 1, dtype=np.int16), got.items.shape)[keep],
-                "item_id": np.asarray(self.snap.catalog.ids, dtype=object)[got.items[keep]],
+                "item_id": self.ids[got.items[keep]],
                 "score": got.scores[keep].astype(np.float32), "cold_start": np.repeat(got.cold, n)}
 
 

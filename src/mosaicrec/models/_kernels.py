@@ -247,6 +247,28 @@ def _sort_best_first(hv: np.ndarray, hj: np.ndarray, size: int) -> None:
         hj[b + 1] = j
 
 
+@njit(cache=True, inline="always")
+def _heap_sort_best_first(hv: np.ndarray, hj: np.ndarray, size: int) -> None:
+    """Sort a bounded min-heap (root: the worst kept) best first in place, in O(size log size): each step
+    moves the worst left to the end of the unsorted part (an insertion sort of 10,000 kept is 5·10⁷ steps)."""
+    for end in range(size - 1, 0, -1):
+        v, j = hv[end], hj[end]
+        hv[end], hj[end] = hv[0], hj[0]
+        pos = 0
+        while True:  # sift the moved entry down within [0, end)
+            child = 2 * pos + 1
+            if child >= end:
+                break
+            if child + 1 < end and _worse(hv[child + 1], hj[child + 1], hv[child], hj[child]):
+                child += 1
+            if _worse(hv[child], hj[child], v, j):
+                hv[pos], hj[pos] = hv[child], hj[child]
+                pos = child
+            else:
+                break
+        hv[pos], hj[pos] = v, j
+
+
 @njit(cache=True, parallel=True, fastmath=True)
 def item_knn(item_indptr: np.ndarray, item_users: np.ndarray, item_vals: np.ndarray, user_indptr: np.ndarray,
              user_items: np.ndarray, user_vals: np.ndarray, k: int, shrink: float, n_chunks: int
@@ -427,7 +449,7 @@ def top_k_rows(scores: np.ndarray, k: int, tie_rank: np.ndarray) -> tuple[np.nda
                 elif size < kk or v > hv[0]:  # indices rise along the row: an equal entry ranks below
                     size = _heap_offer(hv, hj, size, kk, v, t)
             j = stop
-        _sort_best_first(hv, hj, size)
+        _heap_sort_best_first(hv, hj, size)
         for t in range(size):
             out_idx[r, t] = item_of[hj[t]] if keyed else hj[t]
             out_val[r, t] = hv[t]

@@ -351,6 +351,10 @@ def test_a_content_set_stays_only_when_it_pays_beyond_its_spread_across_folds():
     steady = {"text": np.array([0.05, 0.06, 0.05]), "genres": np.array([0.01, 0.012, 0.011])}
     kept, verdicts = pay_or_leave(["text", "genres"], lambda sets: list(sum(steady[m] for m in sets)))
     assert kept == ["text", "genres"] and all(v.kept for v in verdicts)
+    unread = []  # content that no score reads (a warm list made by the collaborative part alone)
+    kept, verdicts = pay_or_leave(["text", "genres", "posters"], lambda sets: unread.append(sets) or [0.2, 0.3])
+    assert kept == ["text", "genres", "posters"] and all(v.kept and v.gain == 0 for v in verdicts)
+    assert len(unread) == 1 + 3  # one round, then nothing to judge
 
 
 def test_tuning_leaves_out_the_content_that_does_not_pay_and_the_report_says_so():

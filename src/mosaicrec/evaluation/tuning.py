@@ -342,6 +342,8 @@ def pay_or_leave(modalities: list[str], fold_scores: Callable[[list[str]], list[
             judged[m] = (float(gain.mean()), float(gain.std()), without)
         for m, (g, sd, _) in judged.items():
             verdicts[m] = ContentVerdict(m, g, sd, len(base), True)
+        if all(not (base - w).any() for _, _, w in judged.values()):
+            break  # no set changes a score here (a scenario the content does not reach): nothing to judge
         weakest = min(judged, key=lambda m: judged[m][0] - judged[m][1])
         g, sd, without = judged[weakest]
         if g > sd:

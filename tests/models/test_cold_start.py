@@ -288,3 +288,19 @@ def test_objectives_match_their_definitions():
     assert abs(float(objectives.bce(logits, labels)) - np.mean([np.log(2), np.log(1 + np.exp(3))])) < 1e-5
     w = torch.tensor([1.0, 0.0])
     assert float(objectives.mse(torch.tensor([1.0, 5.0]), torch.tensor([0.0, 0.0]), w)) == 1.0
+
+
+def test_content_map_without_weights_or_rescaling_is_the_plain_ridge_map():
+    x = planted(per_user=12)
+    content = planted_content(x)
+    train, test = cold_item_split(x, 0.25, seed=1)
+    cold = np.unique(test.items)
+    params = {"iterations": 8, "factors": 8, "map_reg": 0.1, "weigh_by_events": False, "rescale": False}
+    model = create("content-map", params).fit(train, content=content)
+    F = concat_features(content, content.modalities, center=True).astype(np.float64)
+    trained = np.bincount(train.items, minlength=x.n_items) > 0
+    Ft, Vt = F[trained], model.V_[trained].astype(np.float64)  # warm factors are ALS's own
+    W = np.linalg.solve(Ft.T @ Ft + 0.1 * np.eye(F.shape[1]), Ft.T @ Vt)
+    np.testing.assert_allclose(model.V_[cold], (F[cold] @ W).astype(np.float32), rtol=1e-4, atol=1e-5)
+    shaped = create("content-map", {**params, "weigh_by_events": True, "rescale": True}).fit(train, content=content)
+    assert not np.allclose(shaped.V_[cold], model.V_[cold], atol=1e-3)  # the default differs from the plain map

@@ -9,7 +9,9 @@ maps; DropoutNet and CLCRec learn the same map with a network): closed form, sec
 are ALS's own. New items' vectors are scaled to the size of the least seen trained items' (a new item is
 one the model knows little about), which keeps them from crowding the rarely seen ones out of warm lists.
 ``warm_content`` mixes the mapped vector into trained items too (shrinking the factors of
-rarely seen items toward what their content says).
+rarely seen items toward what their content says). ``weigh_by_events = false`` and ``rescale = false`` make it
+the plain ridge map (every trained item weighted alike, the output as it is): the baseline the new-item
+models are measured against.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ class ContentMapConfig(ALSConfig):
     warm_content: float = Field(0.0, ge=0.0, description="shrinkage of trained items toward their mapped "
                                 "vector: v = (n·v_als + s·v_map)/(n + s) with n the item's events, s this")
     fusion: FusionConfig = Field(default_factory=FusionConfig, description="modalities and weights (concat)")
+    weigh_by_events: bool = Field(True, description="weigh each trained item in the map's fit by log(1 + its "
+                                  "events); false: a plain ridge map")
+    rescale: bool = Field(True, description="scale new items' vectors to the least seen trained items' size; "
+                          "false: a plain ridge map's output as it is")
 
 
 @register("content-map")
@@ -45,7 +51,7 @@ class ContentMap(ALS):
         counts = np.bincount(train.items, minlength=train.n_items).astype(np.float64)
         has_content = np.linalg.norm(F, axis=1) > 0
         fit = (counts > 0) & has_content
-        w = np.log1p(counts[fit])[:, None]
+        w = np.log1p(counts[fit])[:, None] if cfg.weigh_by_events else np.ones((int(fit.sum()), 1))
         Ff, Vf = F[fit], self.V_[fit].astype(np.float64)
         W = np.linalg.solve(Ff.T @ (Ff * w) + cfg.map_reg * np.eye(F.shape[1]), (Ff * w).T @ Vf)
         mapped = (F @ W).astype(np.float32)
@@ -55,10 +61,11 @@ class ContentMap(ALS):
         # would rank every item without events above the rarely seen ones. Scaled to the norm of the least
         # seen quarter of trained items, a new item competes as one the model knows little about; the order
         # among new items is unchanged.
-        rare = fit & (counts <= np.quantile(counts[fit], 0.25)) if fit.any() else fit
-        target = float(np.linalg.norm(self.V_[rare], axis=1).mean()) if rare.any() else 1.0
-        scale = target / max(float(np.linalg.norm(mapped[has_content], axis=1).mean()), 1e-12)
-        mapped *= np.float32(scale)
+        if cfg.rescale:
+            rare = fit & (counts <= np.quantile(counts[fit], 0.25)) if fit.any() else fit
+            target = float(np.linalg.norm(self.V_[rare], axis=1).mean()) if rare.any() else 1.0
+            scale = target / max(float(np.linalg.norm(mapped[has_content], axis=1).mean()), 1e-12)
+            mapped *= np.float32(scale)
         V[cold] = mapped[cold]
         if cfg.warm_content > 0:
             n = counts[fit, None].astype(np.float32)

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from mosaicrec.models.base import top_k
+from mosaicrec.models.base import mask_rows, top_k
 from mosaicrec.models.query import Query
-from mosaicrec.ranking.live import LiveState
+from mosaicrec.ranking.personal import on_catalog
 from mosaicrec.ranking.pipeline import Pipeline, Request
 from mosaicrec.ranking.snapshot import Snapshot
 
@@ -51,8 +51,7 @@ def top_masked(scores: np.ndarray, exclude: sp.csr_matrix | None, k: int, blocke
     ``exclude`` entries and at the ``blocked`` columns: indices best first (ties: lower index first, or lower
     ``tie_rank``), ``-1`` where fewer than ``k`` finite scores remain, and the scores."""
     if exclude is not None and exclude.nnz:
-        rows = np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))
-        scores[rows, exclude.indices] = -np.inf
+        mask_rows(scores, exclude)
     if blocked is not None:
         scores[:, blocked] = -np.inf
     top, vals = top_k(scores, k, tie_rank)
@@ -69,7 +68,7 @@ def batch_lists(pipeline: Pipeline, snap: Snapshot, users: Sequence[str], k: int
     items = np.full((n, k), -1, np.int64)
     scores = np.full((n, k), -np.inf, np.float32)
     cold = np.zeros(n, bool)
-    fast, rows = _trained(pipeline.live, snap, users)
+    fast, rows = _trained(pipeline, snap, users)
     unplaced = _unplaced(snap)
     # blocks of at most block_scores scores, and at least one per thread
     step = max(1, min(block_scores // max(n_cat, 1), -(-len(fast) // max(1, threads))))
@@ -100,13 +99,14 @@ def batch_lists(pipeline: Pipeline, snap: Snapshot, users: Sequence[str], k: int
     return Lists(users, items, scores, cold)
 
 
-def _trained(live: LiveState, snap: Snapshot, users: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Positions (in ``users``) of the users the pipeline serves from their model row, and those rows."""
-    view, changed, blocked = snap.view, live.changed, live.blocked
+def _trained(pipeline: Pipeline, snap: Snapshot, users: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (in ``users``) of the users the pipeline serves from their model row (one it may serve,
+    and whose live events it has seen), and those rows."""
+    live, trained_row = pipeline.live, pipeline.scorer.trained_row
     at, rows = [], []
     for i, u in enumerate(users):
-        row = view.users.get(u)
-        if row is not None and u not in changed and u not in blocked:
+        row = trained_row(snap, live, u)
+        if row is not None and u not in live.changed:
             at.append(i)
             rows.append(row)
     return np.asarray(at, np.int64), np.asarray(rows, np.int64)
@@ -136,12 +136,4 @@ def _scored(snap: Snapshot, block: np.ndarray) -> np.ndarray:
     if snap.view.rows is not None:
         all_rows = snap.rows_all if snap.rows_all is not None else snap.view.rows
         return np.ascontiguousarray(block @ all_rows.T)
-    n_cat = len(snap.catalog)
-    if n_cat == snap.n_model:
-        return np.array(block, copy=True)
-    out = np.full((len(block), n_cat), -np.inf, np.float32)
-    out[:, :snap.n_model] = block
-    placed = np.flatnonzero(snap.proxies.placed)
-    if len(placed):
-        out[:, snap.n_model + placed] = (snap.proxies.weights[placed] @ block.T).T
-    return out
+    return on_catalog(snap, block)

@@ -62,12 +62,20 @@ class ModelScores:
         return ItemList(ids, vals)
 
     def all_scores(self, snap: Snapshot, allowed: np.ndarray | None = None) -> np.ndarray:
-        n_model = snap.n_model
-        full = np.full(len(snap.catalog), -np.inf, np.float32)
-        full[:n_model] = self.scores
-        if len(snap.catalog) > n_model and (allowed is None or _placed_extra(snap, allowed) is not None):
-            full[n_model:] = np.where(snap.proxies.placed, snap.proxies.weights @ self.scores, -np.inf)
-        return full
+        extra = allowed is None or _placed_extra(snap, allowed) is not None
+        return on_catalog(snap, self.scores[None, :], extra)[0]
+
+
+def on_catalog(snap: Snapshot, scores: np.ndarray, extra: bool = True) -> np.ndarray:
+    """Rows of scores of the model's items, over the whole catalog: items added since training get the mix
+    of their proxies' scores, ``-inf`` where they have no content to be placed by (or every one, without
+    ``extra``). A fresh float32 array (the batch path masks it in place)."""
+    n_model = snap.n_model
+    out = np.full((scores.shape[0], len(snap.catalog)), -np.inf, np.float32)
+    out[:, :n_model] = scores
+    if len(snap.catalog) > n_model and extra:
+        out[:, n_model:] = np.where(snap.proxies.placed, (snap.proxies.weights @ scores.T).T, -np.inf)
+    return out
 
 
 Personal = QueryVector | ModelScores

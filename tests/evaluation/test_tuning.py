@@ -179,6 +179,16 @@ def test_new_user_prior_settings_are_tuned_in_the_new_user_scenario_only():
     assert set(cfg.space_for("EASE", "ease", "new users")) == {"reg", "history_popularity", "onboarding_events"}
 
 
+def test_new_item_generators_tune_their_own_settings_in_the_new_item_scenario_only():
+    """A warm fit of dropoutnet, clcrec or aldi trains no generator: only ALS's settings act there; the
+    same names on another model (a hybrid's lr) stay in its warm space."""
+    cfg = TuningConfig()
+    for name in ("dropoutnet", "clcrec", "aldi"):
+        assert set(cfg.space_for(name, name, "warm")) == {"regularization", "alpha"}
+        assert {"lr", "weight_decay", "regularization", "alpha"} <= set(cfg.space_for(name, name, "new items"))
+    assert "lr" in cfg.space_for("hybrid", "hybrid", "warm")
+
+
 def test_sparse_slices_are_the_rows_and_items_with_few_training_events():
     from mosaicrec.evaluation.protocol import EvaluationConfig, evaluate_ranking
 

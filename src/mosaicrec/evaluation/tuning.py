@@ -62,6 +62,21 @@ DEFAULT_SPACES: dict[str, dict[str, Any]] = {
     "content-map": {"map_reg": {"low": 0.01, "high": 100.0, "log": True},
                     "regularization": {"low": 0.01, "high": 50.0, "log": True},
                     "alpha": {"low": 0.5, "high": 40.0, "log": True}},
+    # the content generators of new items: their own training and the ALS they are placed beside
+    "dropoutnet": {"lr": {"low": 3e-5, "high": 1e-2, "log": True},
+                   "weight_decay": {"low": 1e-6, "high": 1e-1, "log": True}, "pref_dropout": [0.25, 0.5, 0.75, 1.0],
+                   "regularization": {"low": 0.01, "high": 50.0, "log": True},
+                   "alpha": {"low": 0.5, "high": 40.0, "log": True}},
+    "clcrec": {"lr": {"low": 3e-5, "high": 1e-2, "log": True},
+               "weight_decay": {"low": 1e-6, "high": 1e-1, "log": True},
+               "temperature": {"low": 0.05, "high": 1.0, "log": True}, "item_weight": [0.0, 0.25, 0.5, 0.75],
+               "regularization": {"low": 0.01, "high": 50.0, "log": True},
+               "alpha": {"low": 0.5, "high": 40.0, "log": True}},
+    "aldi": {"lr": {"low": 3e-5, "high": 1e-2, "log": True},
+             "weight_decay": {"low": 1e-6, "high": 1e-1, "log": True},
+             "distill_weight": {"low": 0.1, "high": 10.0, "log": True},
+             "regularization": {"low": 0.01, "high": 50.0, "log": True},
+             "alpha": {"low": 0.5, "high": 40.0, "log": True}},
     "hybrid": {"lr": {"low": 2e-4, "high": 1e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
     "vbpr": {"lr": {"low": 2e-4, "high": 1e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
     "graph": {"lr": {"low": 2e-4, "high": 1e-2, "log": True}, "reg": {"low": 1e-6, "high": 1e-2, "log": True}},
@@ -89,6 +104,12 @@ SCENARIO_SPACES: dict[str, dict[str, Any]] = {
 #: parameters that act in one scenario only, so they are tuned there only, even where a space names them
 #: for every scenario: the new-user prior reads only the histories of users the model was not trained on
 SCENARIO_ONLY: dict[str, frozenset[str]] = {"new users": frozenset(SCENARIO_SPACES["new users"])}
+
+#: the same for one model's own parameters: the new-item generators train only where items have no events
+#: (with ``warm_content`` 0, their default), so their settings would be noise (and false edges) elsewhere
+MODEL_SCENARIO_ONLY: dict[str, dict[str, frozenset[str]]] = {
+    name: {"new items": frozenset(DEFAULT_SPACES[name]) - {"regularization", "alpha"}}
+    for name in ("dropoutnet", "clcrec", "aldi")}
 
 
 class TuningConfig(BaseModel):
@@ -132,8 +153,8 @@ class TuningConfig(BaseModel):
         if given is None:
             raw.update({k: v for k, v in SCENARIO_SPACES.get(scenario or "", {}).items() if k in fields})
         if scenario is not None:  # a parameter that acts in one scenario only costs trials elsewhere
-            raw = {k: v for k, v in raw.items()
-                   if all(k not in only or sc == scenario for sc, only in SCENARIO_ONLY.items())}
+            only = [*SCENARIO_ONLY.items(), *MODEL_SCENARIO_ONLY.get(name, {}).items()]
+            raw = {k: v for k, v in raw.items() if all(k not in keys or sc == scenario for sc, keys in only)}
         if not raw:
             return None
         return {k: v if isinstance(v, (list, ParamRange)) else ParamRange(**v) if isinstance(v, dict) else [v]

@@ -8,6 +8,8 @@
   (:mod:`.sequential`; trained with next-item cross-entropy, scored with torch);
 * ``multitask`` — shared-bottom / MMoE / PLE / STAR over logged impressions, one head per feedback signal
   (:mod:`.multitask`; scored with torch, ranked by a blend of the heads);
+* ``dropoutnet``, ``clcrec``, ``aldi`` — ALS for trained items, new items placed by a content generator
+  trained as in those papers (:mod:`.cold`);
 * ``two-tower`` — items from content only (any item with content scores), users from their id, the mean of
   their history's item vectors and an optional profile embedding.
 
@@ -22,6 +24,7 @@ the two-tower model uses its user tower instead.
 """
 
 from mosaicrec.models.neural.base import NeuralConfig
+from mosaicrec.models.neural.cold import ALDI, CLCRec, DropoutNet
 from mosaicrec.models.neural.graph import GraphConfig, GraphModel
 from mosaicrec.models.neural.hybrid import Hybrid
 from mosaicrec.models.neural.multitask import MultiTask, MultiTaskConfig
@@ -29,4 +32,4 @@ from mosaicrec.models.neural.sequential import SASRec, SASRecConfig
 from mosaicrec.models.neural.two_tower import TwoTower, TwoTowerConfig
 from mosaicrec.models.neural.vbpr import VBPR, VBPRConfig
 
-__all__ = ["GraphConfig", "GraphModel", "Hybrid", "MultiTask", "MultiTaskConfig", "NeuralConfig", "SASRec", "SASRecConfig", "TwoTower", "TwoTowerConfig", "VBPR", "VBPRConfig"]
+__all__ = ["ALDI", "CLCRec", "DropoutNet", "GraphConfig", "GraphModel", "Hybrid", "MultiTask", "MultiTaskConfig", "NeuralConfig", "SASRec", "SASRecConfig", "TwoTower", "TwoTowerConfig", "VBPR", "VBPRConfig"]

@@ -34,6 +34,7 @@ from pydantic import Field
 
 from mosaicrec.data.schema import Interactions
 from mosaicrec.models.mapping import ContentMap, PlacementConfig
+from mosaicrec.models.neural.base import _torch
 from mosaicrec.models.registry import register
 
 
@@ -216,12 +217,6 @@ def _project(F: np.ndarray, fit: np.ndarray, dim: int) -> np.ndarray:
     mean = F[fit].mean(axis=0)
     _, _, vt = randomized_svd(F[fit] - mean, dim, n_iter=4, random_state=0)
     return np.ascontiguousarray((F - mean) @ vt[:dim].T, np.float32)
-
-
-def _torch():
-    import torch  # loads only when one of these models trains
-
-    return torch
 
 
 class _threads:

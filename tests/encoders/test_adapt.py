@@ -33,6 +33,9 @@ def test_pairs_are_two_different_items_one_user_liked_and_never_an_excluded_one(
     assert co_consumption_pairs(sp.csr_matrix((3, 4)), 10).shape == (0, 2)
     with pytest.raises(MosaicError):
         co_consumption_pairs(X, -1)
+    for bad in ([-1], [9]):  # a negative index would wrap to the last item
+        with pytest.raises(MosaicError, match="outside"):
+            co_consumption_pairs(X, 10, exclude=np.array(bad))
 
 
 def test_fine_tuning_brings_co_liked_texts_together_and_leaves_the_encoder_as_shipped():

@@ -36,8 +36,11 @@ def co_consumption_pairs(liked: sp.spmatrix, n_pairs: int, *, seed: int = 0,
         raise MosaicError(f"n_pairs must be ≥ 0, got {n_pairs}")
     X = sp.csr_matrix(liked, copy=True)
     if exclude is not None and len(exclude):
+        exclude = np.asarray(exclude, np.int64)
+        if exclude.min() < 0 or exclude.max() >= X.shape[1]:  # a negative index would silently wrap
+            raise MosaicError(f"exclude holds item indices outside 0..{X.shape[1] - 1}")
         keep = np.ones(X.shape[1], np.float32)
-        keep[np.asarray(exclude, np.int64)] = 0
+        keep[exclude] = 0
         X = sp.csr_matrix(X @ sp.diags(keep))
     X.eliminate_zeros()
     n = np.diff(X.indptr)
@@ -73,7 +76,7 @@ def adapt_text_encoder(encoder: Encoder, texts: Sequence[str], pairs: np.ndarray
     model = copy.deepcopy(encoder.setup().model)
     pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
     if len(pairs) and (pairs.min() < 0 or pairs.max() >= len(texts)):
-        raise MosaicError(f"pairs index {int(pairs.max())} outside the {len(texts)} texts")
+        raise MosaicError(f"pairs hold indices outside 0..{len(texts) - 1} (the texts)")
     if batch_size < 2 or epochs < 0:
         raise MosaicError("batch_size must be ≥ 2 and epochs ≥ 0")
     texts = [str(t) for t in texts]
